@@ -1,0 +1,287 @@
+//! Identifiers (`88.100.1/ABC-123`) and prefixes (`88.100.1`).
+
+use crate::Error;
+use crate::limits::MAX_IDENTIFIER_BYTES;
+use std::fmt;
+
+/// The prefix under which prefixes themselves are identifiers: `0.NA/88.100`.
+pub const PREFIX_AUTHORITY: &str = "0.NA";
+
+/// A parsed identifier: `prefix/suffix`.
+///
+/// Keeps the spelling it was given ([`Identifier::as_str`]) and its
+/// normalized form ([`Identifier::key`], ASCII upper-cased), which is what
+/// comparison, hashing and storage use.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Identifier {
+    text: String,
+    key: String,
+    slash: usize,
+}
+
+impl Identifier {
+    /// Parses and checks an identifier.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        if text.is_empty() {
+            return Err(Error::EmptyIdentifier);
+        }
+        if text.len() > MAX_IDENTIFIER_BYTES {
+            return Err(Error::IdentifierTooLong(text.len()));
+        }
+        if let Some(at) = text.bytes().position(|b| b < 0x20 || b == 0x7f) {
+            return Err(Error::ControlCharacter(at));
+        }
+        let slash = text
+            .find('/')
+            .ok_or_else(|| Error::MissingSlash(text.to_owned()))?;
+        let (prefix, suffix) = (&text[..slash], &text[slash + 1..]);
+        if suffix.is_empty() {
+            return Err(Error::EmptySuffix);
+        }
+        check_prefix(prefix)?;
+        let mut key = String::with_capacity(text.len());
+        key.push_str(text);
+        key.make_ascii_uppercase();
+        Ok(Self {
+            text: text.to_owned(),
+            key,
+            slash,
+        })
+    }
+
+    /// The identifier as it was registered.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The normalized form: the key of the record in the store.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The prefix part, as spelled.
+    pub fn prefix(&self) -> &str {
+        &self.text[..self.slash]
+    }
+
+    /// The suffix part, as spelled.
+    pub fn suffix(&self) -> &str {
+        &self.text[self.slash + 1..]
+    }
+
+    /// The prefix this identifier lives under, as a [`Prefix`].
+    pub fn prefix_parsed(&self) -> Prefix {
+        Prefix::from_checked(self.prefix())
+    }
+
+    /// When this identifier is a prefix record (`0.NA/88.100`), that prefix.
+    pub fn as_prefix_record(&self) -> Option<Prefix> {
+        if self.key[..self.slash] == *PREFIX_AUTHORITY.to_ascii_uppercase() {
+            Prefix::parse(self.suffix()).ok()
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for Identifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Identifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Identifier({:?})", self.text)
+    }
+}
+
+/// A prefix: dot-separated segments, each level a delegation (`88.100.1`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Prefix {
+    text: String,
+    key: String,
+}
+
+impl Prefix {
+    /// Parses and checks a prefix.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        if text.len() > MAX_IDENTIFIER_BYTES - PREFIX_AUTHORITY.len() - 1 {
+            return Err(Error::IdentifierTooLong(text.len()));
+        }
+        if let Some(at) = text.bytes().position(|b| b < 0x20 || b == 0x7f) {
+            return Err(Error::ControlCharacter(at));
+        }
+        check_prefix(text)?;
+        Ok(Self::from_checked(text))
+    }
+
+    fn from_checked(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            key: text.to_ascii_uppercase(),
+        }
+    }
+
+    /// The prefix as spelled.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The normalized form.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The identifier of this prefix's own record: `0.NA/<prefix>`.
+    pub fn record_identifier(&self) -> Identifier {
+        let text = format!("{PREFIX_AUTHORITY}/{}", self.text);
+        // The prefix was checked and `0.NA` is a valid prefix, so the joined
+        // text parses unless it is too long, which `parse` ruled out.
+        Identifier::parse(&text).unwrap_or_else(|_| unreachable!("checked prefix"))
+    }
+
+    /// The parent prefix (`88.100` for `88.100.1`), if any.
+    pub fn parent(&self) -> Option<Prefix> {
+        self.text.rfind('.').map(|dot| Self::from_checked(&self.text[..dot]))
+    }
+
+    /// The segments, as spelled.
+    pub fn segments(&self) -> impl DoubleEndedIterator<Item = &str> {
+        self.text.split('.')
+    }
+
+    /// Whether `self` is `other` or one of its ancestors.
+    pub fn contains(&self, other: &Prefix) -> bool {
+        other.key == self.key
+            || (other.key.starts_with(&self.key)
+                && other.key.as_bytes().get(self.key.len()) == Some(&b'.'))
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Prefix({:?})", self.text)
+    }
+}
+
+fn check_prefix(prefix: &str) -> Result<(), Error> {
+    let bad = |why| Err(Error::InvalidPrefix(prefix.to_owned(), why));
+    if prefix.is_empty() {
+        return bad("it is empty");
+    }
+    for segment in prefix.split('.') {
+        if segment.is_empty() {
+            return bad("a segment between dots is empty");
+        }
+        if segment == "_" {
+            return bad("a segment may not be `_` (it separates suffix from prefix in the DNS)");
+        }
+        if segment.contains('/') {
+            return bad("a segment may not contain `/`");
+        }
+        if segment.chars().any(char::is_whitespace) {
+            return bad("a segment may not contain whitespace");
+        }
+        if segment.len() > 63 {
+            return bad("a segment has more than 63 bytes");
+        }
+    }
+    Ok(())
+}
+
+/// Writes the normalized (ASCII upper-cased) form of `raw` into `out`,
+/// reusing its allocation: the hot path's way to build a lookup key.
+pub fn normalize_into(raw: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend(raw.iter().map(u8::to_ascii_uppercase));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_parts_and_keeps_spelling() {
+        let id = Identifier::parse("88.100.1/Abc-123").unwrap();
+        assert_eq!(id.prefix(), "88.100.1");
+        assert_eq!(id.suffix(), "Abc-123");
+        assert_eq!(id.as_str(), "88.100.1/Abc-123");
+        assert_eq!(id.key(), "88.100.1/ABC-123");
+        assert_eq!(
+            Identifier::parse("88.100.1/abc-123").unwrap().key(),
+            id.key()
+        );
+    }
+
+    #[test]
+    fn suffix_may_hold_slashes_and_utf8() {
+        let id = Identifier::parse("88.100.1/a/b/ä").unwrap();
+        assert_eq!(id.suffix(), "a/b/ä");
+        // Non-ASCII letters are compared as they are.
+        assert_eq!(id.key(), "88.100.1/A/B/ä");
+    }
+
+    #[test]
+    fn rejects_bad_identifiers() {
+        assert_eq!(Identifier::parse(""), Err(Error::EmptyIdentifier));
+        assert!(matches!(Identifier::parse("88.100"), Err(Error::MissingSlash(_))));
+        assert_eq!(Identifier::parse("88/"), Err(Error::EmptySuffix));
+        assert!(matches!(Identifier::parse("/x"), Err(Error::InvalidPrefix(..))));
+        assert!(matches!(Identifier::parse("88..1/x"), Err(Error::InvalidPrefix(..))));
+        assert!(matches!(Identifier::parse("88._/x"), Err(Error::InvalidPrefix(..))));
+        assert_eq!(Identifier::parse("88/a\nb"), Err(Error::ControlCharacter(4)));
+        let long = format!("88/{}", "x".repeat(2046));
+        assert_eq!(Identifier::parse(&long), Err(Error::IdentifierTooLong(2049)));
+        assert!(Identifier::parse(&long[..2048]).is_ok());
+    }
+
+    #[test]
+    fn prefixes_and_their_records() {
+        let p = Prefix::parse("88.100.1").unwrap();
+        assert_eq!(p.record_identifier().as_str(), "0.NA/88.100.1");
+        assert_eq!(p.parent().unwrap().as_str(), "88.100");
+        assert_eq!(p.parent().unwrap().parent().unwrap().as_str(), "88");
+        assert!(p.parent().unwrap().parent().unwrap().parent().is_none());
+        assert!(Prefix::parse("88").unwrap().contains(&p));
+        assert!(!Prefix::parse("88.10").unwrap().contains(&p));
+        let rec = Identifier::parse("0.na/88.100.1").unwrap();
+        assert_eq!(rec.as_prefix_record().unwrap().key(), "88.100.1");
+        assert!(Identifier::parse("88.100/1").unwrap().as_prefix_record().is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn parse_round_trips(prefix in "[0-9A-Za-z-]{1,8}(\\.[0-9A-Za-z-]{1,8}){0,4}",
+                             suffix in "[^\\x00-\\x1f\\x7f]{1,60}") {
+            let text = format!("{prefix}/{suffix}");
+            let id = Identifier::parse(&text).unwrap();
+            prop_assert_eq!(id.as_str(), text.as_str());
+            prop_assert_eq!(id.prefix(), prefix.as_str());
+            prop_assert_eq!(id.suffix(), suffix.as_str());
+            let again = Identifier::parse(id.as_str()).unwrap();
+            prop_assert_eq!(again.key(), id.key());
+            let mut key = Vec::new();
+            normalize_into(text.as_bytes(), &mut key);
+            prop_assert_eq!(key.as_slice(), id.key().as_bytes());
+        }
+
+        #[test]
+        fn never_panics_and_rejects_control_bytes(text in "\\PC{0,40}[\\x00-\\x1f]\\PC{0,40}") {
+            prop_assert!(Identifier::parse(&text).is_err());
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,100}") {
+            let _ = Identifier::parse(&text);
+            let _ = Prefix::parse(&text);
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The data model of idnode, shared by every other crate.
+//!
+//! This crate owns identifiers (parsing, normalization, the `0.NA/<prefix>`
+//! form), values and records as RFC 3651 defines them, the limits that every
+//! entrance enforces, and the binary encoding of values (the Handle wire
+//! form, which the store also uses so that answers are cheap to build).
+//!
+//! It depends on nothing that does I/O: no sockets, no clock, no storage.
+
+mod error;
+mod identifier;
+pub mod limits;
+mod value;
+pub mod wire;
+
+pub use error::Error;
+pub use identifier::{Identifier, Prefix, normalize_into};
+pub use value::{Permissions, Record, Reference, Ttl, Value};

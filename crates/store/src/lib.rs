@@ -1,0 +1,214 @@
+//! The store: what every storage engine must do, and an in-memory engine.
+//!
+//! The store is a keyed byte store with a few named key spaces and a change
+//! log. It knows nothing of identifiers or records (their encoding lives in
+//! `idnode-core`), and this crate never depends on RocksDB: the RocksDB
+//! engine is `idnode-store-rocksdb`, and [`conformance`] is the one suite
+//! that both engines pass.
+//!
+//! Writes go through a [`WriteTxn`]: the engine serializes transactions,
+//! so a transaction reads the current state, decides, and commits its
+//! changes as one atomic batch, each change with its change-log entry
+//! under a new global sequence number. `commit` returns only once the batch
+//! is durable (in the WAL, synced, for RocksDB).
+
+pub mod conformance;
+mod memory;
+
+pub use memory::MemoryStore;
+
+use bytes::Bytes;
+
+/// The key spaces (RocksDB column families) of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Space {
+    /// Records, keyed by normalized identifier.
+    Records,
+    /// Prefixes homed (or known) here, keyed by normalized prefix.
+    Prefixes,
+    /// Node metadata (admin token hash, seeding state...).
+    Meta,
+}
+
+impl Space {
+    pub const ALL: [Space; 3] = [Space::Records, Space::Prefixes, Space::Meta];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Space::Records => "records",
+            Space::Prefixes => "prefixes",
+            Space::Meta => "meta",
+        }
+    }
+
+    pub fn tag(self) -> u8 {
+        match self {
+            Space::Records => 1,
+            Space::Prefixes => 2,
+            Space::Meta => 3,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Space> {
+        Space::ALL.into_iter().find(|s| s.tag() == tag)
+    }
+}
+
+/// One entry of the change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub sequence: u64,
+    pub space: Space,
+    pub key: Vec<u8>,
+    /// The new value, or `None` for a delete.
+    pub value: Option<Bytes>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("storage engine error: {0}")]
+    Engine(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("cannot open the store at {path}: {reason}")]
+    Open { path: String, reason: String },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A storage engine.
+pub trait Store: Send + Sync + 'static {
+    /// The value stored under `key`, if any. The hot path of resolution.
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>>;
+
+    /// Several point lookups at once (RocksDB multi-get).
+    fn multi_get(&self, space: Space, keys: &[&[u8]]) -> Result<Vec<Option<Bytes>>> {
+        keys.iter().map(|k| self.get(space, k)).collect()
+    }
+
+    /// Up to `limit` entries whose keys start with `prefix`, in key order,
+    /// starting after `after` when given (for pagination).
+    fn scan(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Bytes)>>;
+
+    /// Starts a write transaction. Transactions are serialized: this waits
+    /// until no other transaction is open.
+    fn begin(&self) -> Result<Box<dyn WriteTxn + '_>>;
+
+    /// The sequence number of the last committed change (0 when none).
+    fn last_sequence(&self) -> u64;
+
+    /// Up to `limit` changes with a sequence number above `after`, in order.
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>>;
+}
+
+/// An open write transaction. Dropping it without `commit` discards it.
+pub trait WriteTxn {
+    /// Reads `key`, seeing this transaction's own pending writes.
+    fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Bytes>>;
+
+    /// Stages a put; returns the sequence number it will carry.
+    fn put(&mut self, space: Space, key: &[u8], value: Bytes) -> u64;
+
+    /// Stages a delete; returns the sequence number it will carry.
+    fn delete(&mut self, space: Space, key: &[u8]) -> u64;
+
+    /// Commits every staged change as one atomic, durable batch and returns
+    /// the last sequence number (the current one when nothing was staged).
+    fn commit(self: Box<Self>) -> Result<u64>;
+}
+
+/// Staged changes, shared by the engines' transactions.
+#[derive(Debug, Default)]
+pub struct Staged {
+    /// Sequence number of the last committed change when the txn began.
+    pub base: u64,
+    pub changes: Vec<Change>,
+}
+
+impl Staged {
+    pub fn new(base: u64) -> Self {
+        Self {
+            base,
+            changes: Vec::new(),
+        }
+    }
+
+    /// The latest staged value of `key`: `Some(Some(v))` put, `Some(None)`
+    /// deleted, `None` not touched.
+    pub fn lookup(&self, space: Space, key: &[u8]) -> Option<Option<Bytes>> {
+        self.changes
+            .iter()
+            .rev()
+            .find(|c| c.space == space && c.key == key)
+            .map(|c| c.value.clone())
+    }
+
+    pub fn stage(&mut self, space: Space, key: &[u8], value: Option<Bytes>) -> u64 {
+        let sequence = self.base + self.changes.len() as u64 + 1;
+        self.changes.push(Change {
+            sequence,
+            space,
+            key: key.to_vec(),
+            value,
+        });
+        sequence
+    }
+
+    /// The sequence number once committed.
+    pub fn last(&self) -> u64 {
+        self.base + self.changes.len() as u64
+    }
+}
+
+/// Encodes a change-log entry: space tag, key, then the value (absent for a
+/// delete). The sequence number is the entry's key.
+pub fn encode_change(change: &Change) -> Vec<u8> {
+    let value_len = change.value.as_ref().map_or(0, |v| v.len());
+    let mut out = Vec::with_capacity(1 + 4 + change.key.len() + 1 + value_len);
+    out.push(change.space.tag());
+    out.extend_from_slice(&(change.key.len() as u32).to_be_bytes());
+    out.extend_from_slice(&change.key);
+    match &change.value {
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(v);
+        }
+        None => out.push(0),
+    }
+    out
+}
+
+/// Decodes a change-log entry written by [`encode_change`].
+pub fn decode_change(sequence: u64, bytes: &[u8]) -> Result<Change> {
+    let corrupt = || StoreError::Corrupt(format!("change-log entry {sequence} is malformed"));
+    let (&tag, rest) = bytes.split_first().ok_or_else(corrupt)?;
+    let space = Space::from_tag(tag).ok_or_else(corrupt)?;
+    if rest.len() < 4 {
+        return Err(corrupt());
+    }
+    let key_len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    let rest = &rest[4..];
+    if key_len >= rest.len() {
+        return Err(corrupt());
+    }
+    let (key, rest) = rest.split_at(key_len);
+    let value = match rest[0] {
+        0 if rest.len() == 1 => None,
+        1 => Some(Bytes::copy_from_slice(&rest[1..])),
+        _ => return Err(corrupt()),
+    };
+    Ok(Change {
+        sequence,
+        space,
+        key: key.to_vec(),
+        value,
+    })
+}

@@ -1,0 +1,120 @@
+//! The in-memory engine: for tests, and a reference for what the trait means.
+
+use crate::{Change, Result, Space, Staged, Store, WriteTxn};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+#[derive(Debug, Default)]
+struct State {
+    spaces: BTreeMap<(Space, Vec<u8>), Bytes>,
+    log: Vec<Change>,
+}
+
+/// A store that keeps everything in memory and loses it on drop.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: RwLock<State>,
+    writer: Mutex<()>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // A poisoned lock only means a panic elsewhere; the map is intact.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self.read().spaces.get(&(space, key.to_vec())).cloned())
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Bytes)>> {
+        let state = self.read();
+        let start = (space, after.unwrap_or(prefix).to_vec());
+        Ok(state
+            .spaces
+            .range(start..)
+            .filter(|((_, k), _)| Some(k.as_slice()) != after)
+            .take_while(|((s, k), _)| *s == space && k.starts_with(prefix))
+            .take(limit)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn begin(&self) -> Result<Box<dyn WriteTxn + '_>> {
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let base = self.last_sequence();
+        Ok(Box::new(MemoryTxn {
+            store: self,
+            _guard: guard,
+            staged: Staged::new(base),
+        }))
+    }
+
+    fn last_sequence(&self) -> u64 {
+        self.read().log.last().map_or(0, |c| c.sequence)
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        let state = self.read();
+        let start = state.log.partition_point(|c| c.sequence <= after);
+        Ok(state.log[start..].iter().take(limit).cloned().collect())
+    }
+}
+
+struct MemoryTxn<'a> {
+    store: &'a MemoryStore,
+    _guard: MutexGuard<'a, ()>,
+    staged: Staged,
+}
+
+impl WriteTxn for MemoryTxn<'_> {
+    fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
+        match self.staged.lookup(space, key) {
+            Some(v) => Ok(v),
+            None => self.store.get(space, key),
+        }
+    }
+
+    fn put(&mut self, space: Space, key: &[u8], value: Bytes) -> u64 {
+        self.staged.stage(space, key, Some(value))
+    }
+
+    fn delete(&mut self, space: Space, key: &[u8]) -> u64 {
+        self.staged.stage(space, key, None)
+    }
+
+    fn commit(self: Box<Self>) -> Result<u64> {
+        let last = self.staged.last();
+        let mut state = self.store.state.write().unwrap_or_else(|e| e.into_inner());
+        for change in self.staged.changes {
+            let key = (change.space, change.key.clone());
+            match &change.value {
+                Some(v) => state.spaces.insert(key, v.clone()),
+                None => state.spaces.remove(&key),
+            };
+            state.log.push(change);
+        }
+        Ok(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn conforms() {
+        crate::conformance::run_all(&|| Box::new(super::MemoryStore::new()));
+    }
+}
