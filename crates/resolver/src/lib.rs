@@ -1,1 +1,16 @@
-//! placeholder
+//! The resolver engine: "what do I say to this question".
+//!
+//! Transports hand it one complete Handle message and a buffer; it decodes
+//! the request, looks the identifier up in the store, filters the values
+//! (index, type, public read) and encodes the answer into the buffer. It owns
+//! no sockets and no clock (the caller passes `now`), so every transport
+//! (UDP, TCP, later QUIC) answers from this one place.
+//!
+//! Performance-critical: [`HandleService::respond`] runs once per request
+//! on every transport. It reuses the caller's buffers ([`Scratch`]) and
+//! copies stored values into the answer in their wire form without
+//! decoding them. See PERFORMANCE.md at the root.
+
+mod handle;
+
+pub use handle::{HandleService, Outcome, Scratch};

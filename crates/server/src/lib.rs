@@ -1,1 +1,110 @@
-//! placeholder
+//! Listeners and runtime wiring.
+//!
+//! Transports are thin: bytes in, [`idnode_resolver::HandleService`] out,
+//! bytes back. This crate owns the sockets (UDP workers on SO_REUSEPORT
+//! sockets, a TCP acceptor with a connection cap), multi-packet UDP
+//! reassembly state, timeouts, the [`Config`] and graceful shutdown. It does
+//! not know which storage engine is behind the service.
+
+pub mod config;
+mod tcp;
+mod udp;
+
+pub use config::Config;
+
+use idnode_resolver::HandleService;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Unix seconds now, for the codec's expiration fields.
+pub(crate) fn unix_now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32)
+}
+
+/// Settings of the Handle listeners.
+#[derive(Debug, Clone)]
+pub struct HandleListenerOptions {
+    pub listen: SocketAddr,
+    /// UDP worker sockets; 0 means one per core.
+    pub udp_workers: usize,
+    pub tcp_max_connections: usize,
+    pub tcp_idle_timeout: Duration,
+}
+
+/// Running Handle listeners.
+pub struct HandleListeners {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    tasks: JoinSet<()>,
+}
+
+impl HandleListeners {
+    /// Binds UDP and TCP on the same port (the UDP port decides when port 0
+    /// is asked for) and starts serving until `shutdown` is cancelled.
+    pub async fn start(
+        options: &HandleListenerOptions,
+        service: Arc<HandleService>,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Self> {
+        let workers = match options.udp_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let sockets = udp::bind(options.listen, workers)?;
+        let udp_addr = sockets[0].local_addr()?;
+        let tcp_listener = tcp::bind(SocketAddr::new(options.listen.ip(), udp_addr.port()))?;
+        let tcp_addr = tcp_listener.local_addr()?;
+        let mut tasks = JoinSet::new();
+        for socket in sockets {
+            tasks.spawn(udp::serve(socket, service.clone(), shutdown.clone()));
+        }
+        tasks.spawn(tcp::serve(
+            tcp_listener,
+            service,
+            tcp::Limits {
+                max_connections: options.tcp_max_connections,
+                idle_timeout: options.tcp_idle_timeout,
+            },
+            shutdown,
+        ));
+        Ok(Self {
+            udp: udp_addr,
+            tcp: tcp_addr,
+            tasks,
+        })
+    }
+
+    /// Waits until every listener task has stopped (after shutdown).
+    pub async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,176 @@
+//! The node's configuration: TOML with defaults for every field, unknown
+//! fields rejected. Command-line flags override what the file says.
+//! `deploy/idnode.toml` is the commented example; a test parses it.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where RocksDB, the admin token and other state live.
+    pub data_dir: PathBuf,
+    /// Load the demo data (seeds/) into a new, empty node.
+    pub seed: bool,
+    /// Log filter (`info`, `debug`, `idnode_server=debug`...). RUST_LOG wins.
+    pub log: String,
+    pub storage: StorageConfig,
+    pub handle: HandleConfig,
+    pub grpc: GrpcConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            seed: true,
+            log: "info".into(),
+            storage: StorageConfig::default(),
+            handle: HandleConfig::default(),
+            grpc: GrpcConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// RocksDB block cache, in MiB.
+    pub block_cache_mb: usize,
+    /// Sync the WAL before acknowledging each write batch.
+    pub sync: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            block_cache_mb: 256,
+            sync: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HandleConfig {
+    /// Address for the Handle protocol, on UDP and TCP.
+    pub listen: SocketAddr,
+    /// UDP worker sockets (SO_REUSEPORT); 0 means one per core.
+    pub udp_workers: usize,
+    /// Most TCP connections at once; further ones are closed at accept.
+    pub tcp_max_connections: usize,
+    /// Seconds a TCP connection may stay silent before it is closed.
+    pub tcp_idle_timeout_secs: u64,
+}
+
+impl Default for HandleConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 2641)),
+            udp_workers: 0,
+            tcp_max_connections: 1024,
+            tcp_idle_timeout_secs: 30,
+        }
+    }
+}
+
+impl HandleConfig {
+    pub fn listener_options(&self) -> crate::HandleListenerOptions {
+        crate::HandleListenerOptions {
+            listen: self.listen,
+            udp_workers: self.udp_workers,
+            tcp_max_connections: self.tcp_max_connections,
+            tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout_secs.max(1)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Address of the gRPC management API. Loopback by default: expose it
+    /// only behind TLS or on a management network.
+    pub listen: SocketAddr,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(
+            Config::from_toml("", Path::new("x")).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn example_config_parses_and_says_something() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/idnode.toml");
+        let config = Config::load(&path).unwrap();
+        // The example sets values that differ from the defaults, so this
+        // test notices when the file stops being read.
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/idnode"));
+        assert_eq!(config.handle.listen.port(), 2641);
+        assert_eq!(config.storage.block_cache_mb, 512);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_name() {
+        let err = Config::from_toml("[handle]\nlisten_port = 1\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_port"), "{err}");
+        assert!(err.contains("x.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let err = Config::from_toml("[handle]\nlisten = \"nowhere\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+    }
+}

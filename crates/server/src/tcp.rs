@@ -1,0 +1,121 @@
+//! Handle over TCP: envelope + message, repeated on the stream; the
+//! keep-connection flag (KC) keeps it open for the next request.
+
+use crate::unix_now;
+use idnode_handle::{MAX_MESSAGE_LEN, frame_len};
+use idnode_resolver::{HandleService, Outcome, Scratch};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+pub(crate) async fn serve(
+    listener: TcpListener,
+    service: Arc<HandleService>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "tcp accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; closing new connection");
+            drop(stream);
+            continue;
+        };
+        let service = service.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                r = connection(stream, &service, limits.idle_timeout) => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, %peer, "tcp connection ended");
+                    }
+                }
+                _ = shutdown.cancelled() => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    service: &HandleService,
+    idle_timeout: Duration,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut out = Vec::with_capacity(4096);
+    let mut scratch = Scratch::default();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        // Answer every complete message already buffered (pipelining).
+        loop {
+            let total = match frame_len(&buf) {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(_) => {
+                    // A frame we will never accept (bad envelope, or longer
+                    // than MAX_MESSAGE_LEN): answer if we can, then close.
+                    let end = buf.len().min(MAX_MESSAGE_LEN);
+                    if service.respond(&buf[..end], unix_now(), &mut out, &mut scratch)
+                        != Outcome::Drop
+                    {
+                        stream.write_all(&out).await?;
+                    }
+                    return Ok(());
+                }
+            };
+            let outcome = service.respond(&buf[..total], unix_now(), &mut out, &mut scratch);
+            buf.drain(..total);
+            match outcome {
+                Outcome::Drop => return Ok(()),
+                Outcome::Reply { keep_open } => {
+                    stream.write_all(&out).await?;
+                    if !keep_open && buf.is_empty() {
+                        stream.shutdown().await?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let n = match tokio::time::timeout(idle_timeout, stream.read(&mut chunk)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()), // idle
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
