@@ -153,13 +153,11 @@ impl Client {
         })?;
         let socket = UdpSocket::bind(bind).await.map_err(self.io())?;
         socket.connect(self.server).await.map_err(self.io())?;
-        let mut sent = Ok(());
-        idnode_handle::for_each_datagram(message, |d| {
-            if sent.is_ok() {
-                sent = socket.try_send(d).map(|_| ());
-            }
-        });
-        sent.map_err(self.io())?;
+        let mut datagrams = Vec::with_capacity(1);
+        idnode_handle::for_each_datagram(message, |d| datagrams.push(d.to_vec()));
+        for d in &datagrams {
+            socket.send(d).await.map_err(self.io())?;
+        }
         let mut buf = vec![0u8; 65536];
         let mut reassembly: Option<Reassembly> = None;
         loop {

@@ -75,6 +75,8 @@ pub struct HandleConfig {
     pub tcp_max_connections: usize,
     /// Seconds a TCP connection may stay silent before it is closed.
     pub tcp_idle_timeout_secs: u64,
+    /// Seconds a request may take to arrive once its first byte has.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for HandleConfig {
@@ -84,6 +86,7 @@ impl Default for HandleConfig {
             udp_workers: 0,
             tcp_max_connections: 1024,
             tcp_idle_timeout_secs: 30,
+            request_timeout_secs: 10,
         }
     }
 }
@@ -95,6 +98,7 @@ impl HandleConfig {
             udp_workers: self.udp_workers,
             tcp_max_connections: self.tcp_max_connections,
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout_secs.max(1)),
+            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
         }
     }
 }

@@ -34,6 +34,7 @@ pub struct HandleListenerOptions {
     pub udp_workers: usize,
     pub tcp_max_connections: usize,
     pub tcp_idle_timeout: Duration,
+    pub request_timeout: Duration,
 }
 
 /// Running Handle listeners.
@@ -69,6 +70,7 @@ impl HandleListeners {
             tcp::Limits {
                 max_connections: options.tcp_max_connections,
                 idle_timeout: options.tcp_idle_timeout,
+                request_timeout: options.request_timeout,
             },
             shutdown,
         ));

@@ -7,7 +7,7 @@ use idnode_resolver::{HandleService, Outcome, Scratch};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -16,7 +16,10 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub max_connections: usize,
+    /// Silence allowed between requests.
     pub idle_timeout: Duration,
+    /// Time allowed from a request's first byte to its last.
+    pub request_timeout: Duration,
 }
 
 pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -56,7 +59,7 @@ pub(crate) async fn serve(
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
-                r = connection(stream, &service, limits.idle_timeout) => {
+                r = connection(stream, &service, limits) => {
                     if let Err(e) = r {
                         tracing::debug!(error = %e, %peer, "tcp connection ended");
                     }
@@ -71,13 +74,15 @@ pub(crate) async fn serve(
 async fn connection(
     mut stream: TcpStream,
     service: &HandleService,
-    idle_timeout: Duration,
+    limits: Limits,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out = Vec::with_capacity(4096);
     let mut scratch = Scratch::default();
     let mut chunk = vec![0u8; 16 * 1024];
+    // When the first byte of a still-incomplete request arrived.
+    let mut partial_since: Option<Instant> = None;
     loop {
         // Answer every complete message already buffered (pipelining).
         loop {
@@ -109,9 +114,20 @@ async fn connection(
                 }
             }
         }
-        let n = match tokio::time::timeout(idle_timeout, stream.read(&mut chunk)).await {
+        let wait = match (buf.is_empty(), partial_since) {
+            (true, _) => {
+                partial_since = None;
+                limits.idle_timeout
+            }
+            (false, Some(since)) => limits.request_timeout.saturating_sub(since.elapsed()),
+            (false, None) => {
+                partial_since = Some(Instant::now());
+                limits.request_timeout
+            }
+        };
+        let n = match tokio::time::timeout(wait, stream.read(&mut chunk)).await {
             Ok(r) => r?,
-            Err(_) => return Ok(()), // idle
+            Err(_) => return Ok(()), // idle, or a request that trickles in too slowly
         };
         if n == 0 {
             return Ok(());

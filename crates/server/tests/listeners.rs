@@ -1,0 +1,119 @@
+//! The Handle listeners over real loopback sockets, with the in-memory store.
+
+use idnode_client::{Client, Query, Transport};
+use idnode_core::{Record, Value};
+use idnode_handle::{ResponseBody, code};
+use idnode_resolver::HandleService;
+use idnode_server::{HandleListenerOptions, HandleListeners};
+use idnode_store::{MemoryStore, Space, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+async fn start(max_connections: usize) -> (HandleListeners, CancellationToken) {
+    let store = MemoryStore::new();
+    let mut txn = store.begin().unwrap();
+    let small = Record {
+        identifier: "88.100.1/SMALL".into(),
+        values: vec![Value::new(1, "URL", "https://example.com/small")],
+        version: 0,
+    };
+    let big = Record {
+        identifier: "88.100.1/BIG".into(),
+        values: (1..=8)
+            .map(|i| Value::new(i, "spec", vec![b'a' + i as u8; 2000]))
+            .collect(),
+        version: 0,
+    };
+    for r in [&small, &big] {
+        txn.put(
+            Space::Records,
+            r.identifier.to_ascii_uppercase().as_bytes(),
+            r.encode().into(),
+        );
+    }
+    txn.commit().unwrap();
+    let shutdown = CancellationToken::new();
+    let options = HandleListenerOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        udp_workers: 2,
+        tcp_max_connections: max_connections,
+        tcp_idle_timeout: Duration::from_secs(30),
+        request_timeout: Duration::from_millis(300),
+    };
+    let service = Arc::new(HandleService::new(Arc::new(store)));
+    let listeners = HandleListeners::start(&options, service, shutdown.clone())
+        .await
+        .unwrap();
+    (listeners, shutdown)
+}
+
+fn values(body: ResponseBody) -> Vec<Value> {
+    match body {
+        ResponseBody::Resolution { values, .. } => values,
+        other => panic!("not a resolution: {other:?}"),
+    }
+}
+
+fn query(id: &str) -> Query {
+    Query {
+        identifier: id.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn resolves_over_udp_and_tcp_including_multi_datagram_answers() {
+    let (l, shutdown) = start(16).await;
+    for (addr, transport) in [(l.udp, Transport::Udp), (l.tcp, Transport::Tcp)] {
+        let client = Client::new(addr, transport);
+        let r = client.resolve(&query("88.100.1/small")).await.unwrap();
+        assert_eq!(r.header.response_code, code::SUCCESS);
+        assert_eq!(
+            values(r.body)[0].data.as_ref(),
+            b"https://example.com/small"
+        );
+        let r = client.resolve(&query("88.100.1/BIG")).await.unwrap();
+        let v = values(r.body);
+        assert_eq!(v.len(), 8);
+        assert!(v.iter().all(|v| v.data.len() == 2000));
+        assert_eq!(v[7].data[0], b'a' + 8);
+        let r = client.resolve(&query("88.100.1/NONE")).await.unwrap();
+        assert_eq!(r.header.response_code, code::HANDLE_NOT_FOUND);
+    }
+    shutdown.cancel();
+    l.join().await;
+}
+
+#[tokio::test]
+async fn connection_cap_and_slow_requests_are_enforced() {
+    let (l, shutdown) = start(1).await;
+    // One connection holds the only permit...
+    let mut first = tokio::net::TcpStream::connect(l.tcp).await.unwrap();
+    first.write_all(&[2, 11]).await.unwrap(); // ...and trickles a request.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A second connection is closed at once.
+    let mut second = tokio::net::TcpStream::connect(l.tcp).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
+        .await
+        .expect("the capped connection is closed, not left hanging")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    // The slow request is cut off after the request timeout...
+    let n = tokio::time::timeout(Duration::from_secs(5), first.read(&mut buf))
+        .await
+        .expect("a slow request is cut off")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    // ...which frees the permit for a well-behaved client.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = Client::new(l.tcp, Transport::Tcp)
+        .resolve(&query("88.100.1/SMALL"))
+        .await
+        .unwrap();
+    assert_eq!(r.header.response_code, code::SUCCESS);
+    shutdown.cancel();
+    l.join().await;
+}
