@@ -1,1 +1,85 @@
-//! placeholder
+//! The gRPC management API of idnode (proto/idnode/v1/admin.proto).
+//!
+//! This crate owns the `idnode.v1.Prefixes` and `idnode.v1.Identifiers`
+//! services, their bearer-token auth ([`Auth`]), the conversions between
+//! generated protobuf types and domain types (done here, at the edge:
+//! nothing generated goes inward), the health and reflection services,
+//! and a small client for the CLI ([`connect`]). Writes are the registry's
+//! (`idnode-registry`), run on blocking threads.
+//!
+//! It must not depend on a storage engine (no RocksDB): it sees the store
+//! only through the `Store` trait.
+
+mod auth;
+mod batch;
+mod client;
+mod convert;
+mod error;
+mod identifiers;
+mod prefixes;
+
+/// The generated protobuf messages, servers and clients of `idnode.v1`.
+#[allow(clippy::all, clippy::unwrap_used, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("idnode.v1");
+
+    /// The encoded file descriptor set of `idnode.v1`, for reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/idnode_v1_descriptor.bin"));
+}
+
+pub use auth::{Auth, Caller, TOKEN_FILE, TOKEN_HASH_KEY};
+pub use batch::{MAX_CHUNK, MAX_CHUNK_BYTES};
+pub use client::{AdminChannel, BearerToken, connect};
+pub use convert::FieldError;
+pub use error::Error;
+pub use identifiers::IdentifiersService;
+pub use prefixes::PrefixesService;
+
+use idnode_registry::Registry;
+use proto::identifiers_server::IdentifiersServer;
+use proto::prefixes_server::PrefixesServer;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+/// The admin services, health (`grpc.health.v1`, SERVING for both) and
+/// reflection (`grpc.reflection.v1`), ready to add to a tonic server.
+pub async fn router(registry: Arc<Registry>, auth: Arc<Auth>) -> Result<Routes, Error> {
+    let prefixes = PrefixesServer::new(PrefixesService::new(registry.clone(), auth.clone()));
+    let identifiers = IdentifiersServer::new(IdentifiersService::new(registry, auth));
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<PrefixesServer<PrefixesService>>()
+        .await;
+    reporter
+        .set_serving::<IdentifiersServer<IdentifiersService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    Ok(Routes::new(prefixes)
+        .add_service(identifiers)
+        .add_service(health)
+        .add_service(reflection))
+}
+
+/// Serves the admin API on `listener` until `shutdown` completes, then
+/// stops accepting and lets calls in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    auth: Arc<Auth>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let routes = router(registry, auth).await?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,1 +1,102 @@
-//! placeholder
+//! The write side of idnode: validated mutations of prefixes and records.
+//!
+//! This crate owns what may be written and how: a prefix is homed here
+//! before identifiers are created under it, every value is checked against
+//! the limits (errors name the offending field, `values[3].data`), the node
+//! sets timestamps, and each operation is one store transaction, committed
+//! once, durably. Records live in [`Space::Records`](idnode_store::Space)
+//! under [`Identifier::key`](idnode_core::Identifier::key), encoded with
+//! [`Record::encode`], their `version` being the change-log sequence number
+//! of the write that stored them; prefixes live in `Space::Prefixes` as
+//! [`PrefixInfo`].
+//!
+//! It works over any [`Store`] and is synchronous: callers on an async
+//! runtime run it in `spawn_blocking`. It must not depend on a transport
+//! (no tonic, no sockets) nor on a storage engine (no RocksDB).
+
+mod batch;
+mod error;
+mod identifiers;
+mod prefixes;
+mod txn;
+mod validate;
+
+pub use batch::BatchItem;
+pub use error::{RegistryError, Result};
+pub use identifiers::Page;
+pub use prefixes::{
+    ALL_ADMIN_PERMISSIONS, PREFIX_ADMIN_INDEX, PREFIX_ADMIN_KEY_INDEX, PrefixInfo, hs_admin_data,
+};
+
+use idnode_core::Record;
+use idnode_store::Store;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Page size of [`Registry::list_identifiers`] when the caller asks for 0.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// Largest page of [`Registry::list_identifiers`].
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// Where the registry reads the time (unix seconds) it stamps on values.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> u32;
+}
+
+impl<F: Fn() -> u32 + Send + Sync + 'static> Clock for F {
+    fn now(&self) -> u32 {
+        self()
+    }
+}
+
+/// The system clock, in unix seconds (0 before 1970, saturating in 2106).
+pub fn system_clock() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
+/// Validated mutations of prefixes and records over a [`Store`].
+pub struct Registry {
+    store: Arc<dyn Store>,
+    clock: Box<dyn Clock>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// A registry writing to `store`, stamping values with the system
+    /// clock.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self::with_clock(store, system_clock)
+    }
+
+    /// A registry stamping values with `clock` (a fixed or settable
+    /// function in tests).
+    pub fn with_clock(store: Arc<dyn Store>, clock: impl Clock) -> Self {
+        Self {
+            store,
+            clock: Box::new(clock),
+        }
+    }
+
+    /// The store this registry writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn now(&self) -> u32 {
+        self.clock.now()
+    }
+}
+
+/// Keeps only the values anyone may read: what an unauthenticated caller
+/// is shown.
+pub fn public_view(mut record: Record) -> Record {
+    record.values.retain(|v| v.permissions.public_read());
+    record
+}

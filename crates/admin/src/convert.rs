@@ -1,0 +1,192 @@
+//! Conversions between the generated protobuf types and domain types, at
+//! the edge: nothing generated goes further in than this module.
+
+use crate::proto;
+use idnode_core::{Permissions, Record, Reference, Ttl, Value};
+use idnode_registry::{BatchItem, PrefixInfo};
+use tonic::Status;
+
+/// A request field that cannot become a domain value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field as the request spells it: `values[2].permissions`.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The same error, for a field inside `parent` (`values[2]`).
+    fn within(self, parent: &str) -> Self {
+        Self {
+            field: format!("{parent}.{}", self.field),
+            message: self.message,
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl From<FieldError> for Status {
+    fn from(e: FieldError) -> Self {
+        Status::invalid_argument(e.to_string())
+    }
+}
+
+/// Permission bits a value may carry.
+const PERMISSION_BITS: u32 = 0x0f;
+
+impl TryFrom<proto::Value> for Value {
+    type Error = FieldError;
+
+    /// The timestamp is not taken: the node sets it.
+    fn try_from(v: proto::Value) -> Result<Self, FieldError> {
+        let permissions = match v.permissions {
+            None => Permissions::default(),
+            Some(bits) if bits & !PERMISSION_BITS == 0 => Permissions(bits as u8),
+            Some(bits) => {
+                return Err(FieldError::new(
+                    "permissions",
+                    format!(
+                        "{bits:#x} has bits outside {PERMISSION_BITS:#x} (admin read 0x08, \
+                         admin write 0x04, public read 0x02, public write 0x01)"
+                    ),
+                ));
+            }
+        };
+        let ttl = match v.ttl.and_then(|t| t.kind) {
+            None => Ttl::default(),
+            Some(proto::ttl::Kind::Relative(s)) => Ttl::Relative(s),
+            Some(proto::ttl::Kind::Absolute(t)) => Ttl::Absolute(t),
+        };
+        Ok(Value {
+            index: v.index,
+            kind: v.r#type,
+            data: v.data,
+            ttl,
+            timestamp: 0,
+            permissions,
+            references: v
+                .references
+                .into_iter()
+                .map(|r| Reference {
+                    identifier: r.identifier,
+                    index: r.index,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Converts a request's `values`, naming a bad one by its position.
+pub(crate) fn values(values: Vec<proto::Value>) -> Result<Vec<Value>, FieldError> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(at, v)| Value::try_from(v).map_err(|e| e.within(&format!("values[{at}]"))))
+        .collect()
+}
+
+impl TryFrom<proto::CreateIdentifierRequest> for BatchItem {
+    type Error = FieldError;
+
+    fn try_from(r: proto::CreateIdentifierRequest) -> Result<Self, FieldError> {
+        Ok(BatchItem {
+            identifier: r.identifier,
+            values: values(r.values)?,
+            overwrite: r.overwrite,
+        })
+    }
+}
+
+impl From<Value> for proto::Value {
+    fn from(v: Value) -> Self {
+        let kind = match v.ttl {
+            Ttl::Relative(s) => proto::ttl::Kind::Relative(s),
+            Ttl::Absolute(t) => proto::ttl::Kind::Absolute(t),
+        };
+        proto::Value {
+            index: v.index,
+            r#type: v.kind,
+            data: v.data,
+            ttl: Some(proto::Ttl { kind: Some(kind) }),
+            timestamp: v.timestamp,
+            permissions: Some(u32::from(v.permissions.0)),
+            references: v
+                .references
+                .into_iter()
+                .map(|r| proto::Reference {
+                    identifier: r.identifier,
+                    index: r.index,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<Record> for proto::Identifier {
+    fn from(r: Record) -> Self {
+        proto::Identifier {
+            identifier: r.identifier,
+            values: r.values.into_iter().map(Into::into).collect(),
+            version: r.version,
+        }
+    }
+}
+
+impl From<PrefixInfo> for proto::Prefix {
+    fn from(p: PrefixInfo) -> Self {
+        proto::Prefix {
+            prefix: p.prefix,
+            homed: p.homed,
+            created: p.created,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_round_trip() {
+        let v = Value::try_from(proto::Value {
+            index: 1,
+            r#type: "URL".into(),
+            data: "x".into(),
+            timestamp: 77,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(v.permissions, Permissions::default());
+        assert_eq!(v.ttl, Ttl::default());
+        assert_eq!(v.timestamp, 0, "the node sets timestamps");
+        let back = proto::Value::from(v.clone());
+        assert_eq!(Value::try_from(back).unwrap(), v);
+    }
+
+    #[test]
+    fn bad_permissions_name_the_field() {
+        let bad = proto::Value {
+            index: 1,
+            permissions: Some(0x1f),
+            ..Default::default()
+        };
+        let e = values(vec![proto::Value::default(), bad]).unwrap_err();
+        assert_eq!(e.field, "values[1].permissions");
+        let status = Status::from(e);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().starts_with("values[1].permissions: 0x1f"));
+    }
+}

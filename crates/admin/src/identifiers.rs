@@ -1,0 +1,131 @@
+//! The `idnode.v1.Identifiers` service (its streaming BatchCreate is in
+//! `batch.rs`).
+
+use crate::auth::{Auth, Caller};
+use crate::batch::{self, BatchStream};
+use crate::error::blocking;
+use crate::proto::identifiers_server::Identifiers;
+use crate::{convert, proto};
+use idnode_registry::{BatchItem, Registry, public_view};
+use std::sync::Arc;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Identifiers and their values.
+#[derive(Debug, Clone)]
+pub struct IdentifiersService {
+    registry: Arc<Registry>,
+    auth: Arc<Auth>,
+}
+
+impl IdentifiersService {
+    pub fn new(registry: Arc<Registry>, auth: Arc<Auth>) -> Self {
+        Self { registry, auth }
+    }
+}
+
+fn identifier(record: idnode_core::Record) -> Response<proto::Identifier> {
+    Response::new(record.into())
+}
+
+#[tonic::async_trait]
+impl Identifiers for IdentifiersService {
+    async fn create_identifier(
+        &self,
+        request: Request<proto::CreateIdentifierRequest>,
+    ) -> Result<Response<proto::Identifier>, Status> {
+        self.auth.require_admin(request.metadata())?;
+        let item = BatchItem::try_from(request.into_inner())?;
+        let record = blocking(&self.registry, move |r| {
+            r.create_identifier(&item.identifier, item.values, item.overwrite)
+        })
+        .await?;
+        Ok(identifier(record))
+    }
+
+    async fn get_identifier(
+        &self,
+        request: Request<proto::GetIdentifierRequest>,
+    ) -> Result<Response<proto::Identifier>, Status> {
+        let caller = self.auth.caller(request.metadata())?;
+        let id = request.into_inner().identifier;
+        let record = blocking(&self.registry, move |r| r.get_identifier(&id)).await?;
+        Ok(identifier(match caller {
+            Caller::Admin => record,
+            Caller::Anonymous => public_view(record),
+        }))
+    }
+
+    async fn delete_identifier(
+        &self,
+        request: Request<proto::DeleteIdentifierRequest>,
+    ) -> Result<Response<proto::DeleteIdentifierResponse>, Status> {
+        self.auth.require_admin(request.metadata())?;
+        let id = request.into_inner().identifier;
+        blocking(&self.registry, move |r| r.delete_identifier(&id)).await?;
+        Ok(Response::new(proto::DeleteIdentifierResponse {}))
+    }
+
+    async fn add_values(
+        &self,
+        request: Request<proto::AddValuesRequest>,
+    ) -> Result<Response<proto::Identifier>, Status> {
+        self.auth.require_admin(request.metadata())?;
+        let request = request.into_inner();
+        let values = convert::values(request.values)?;
+        let id = request.identifier;
+        let record = blocking(&self.registry, move |r| r.add_values(&id, values)).await?;
+        Ok(identifier(record))
+    }
+
+    async fn modify_values(
+        &self,
+        request: Request<proto::ModifyValuesRequest>,
+    ) -> Result<Response<proto::Identifier>, Status> {
+        self.auth.require_admin(request.metadata())?;
+        let request = request.into_inner();
+        let values = convert::values(request.values)?;
+        let id = request.identifier;
+        let record = blocking(&self.registry, move |r| r.modify_values(&id, values)).await?;
+        Ok(identifier(record))
+    }
+
+    async fn remove_values(
+        &self,
+        request: Request<proto::RemoveValuesRequest>,
+    ) -> Result<Response<proto::Identifier>, Status> {
+        self.auth.require_admin(request.metadata())?;
+        let request = request.into_inner();
+        let (id, indexes) = (request.identifier, request.indexes);
+        let record = blocking(&self.registry, move |r| r.remove_values(&id, &indexes)).await?;
+        Ok(identifier(record))
+    }
+
+    async fn list_identifiers(
+        &self,
+        request: Request<proto::ListIdentifiersRequest>,
+    ) -> Result<Response<proto::ListIdentifiersResponse>, Status> {
+        self.auth.caller(request.metadata())?;
+        let request = request.into_inner();
+        let page = blocking(&self.registry, move |r| {
+            r.list_identifiers(&request.prefix, request.page_size, &request.page_token)
+        })
+        .await?;
+        Ok(Response::new(proto::ListIdentifiersResponse {
+            identifiers: page.identifiers,
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    type BatchCreateStream = BatchStream;
+
+    async fn batch_create(
+        &self,
+        request: Request<Streaming<proto::CreateIdentifierRequest>>,
+    ) -> Result<Response<BatchStream>, Status> {
+        self.auth.require_admin(request.metadata())?;
+        Ok(Response::new(batch::start(
+            Arc::clone(&self.registry),
+            request.into_inner(),
+        )))
+    }
+}

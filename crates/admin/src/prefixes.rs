@@ -1,0 +1,66 @@
+//! The `idnode.v1.Prefixes` service.
+
+use crate::auth::Auth;
+use crate::error::blocking;
+use crate::proto;
+use crate::proto::prefixes_server::Prefixes;
+use idnode_registry::Registry;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// Prefixes homed on this node: create, read, list, delete.
+#[derive(Debug, Clone)]
+pub struct PrefixesService {
+    registry: Arc<Registry>,
+    auth: Arc<Auth>,
+}
+
+impl PrefixesService {
+    pub fn new(registry: Arc<Registry>, auth: Arc<Auth>) -> Self {
+        Self { registry, auth }
+    }
+}
+
+#[tonic::async_trait]
+impl Prefixes for PrefixesService {
+    async fn create_prefix(
+        &self,
+        request: Request<proto::CreatePrefixRequest>,
+    ) -> Result<Response<proto::Prefix>, Status> {
+        self.auth.require_admin(request.metadata())?;
+        let prefix = request.into_inner().prefix;
+        let info = blocking(&self.registry, move |r| r.create_prefix(&prefix)).await?;
+        Ok(Response::new(info.into()))
+    }
+
+    async fn get_prefix(
+        &self,
+        request: Request<proto::GetPrefixRequest>,
+    ) -> Result<Response<proto::Prefix>, Status> {
+        self.auth.caller(request.metadata())?;
+        let prefix = request.into_inner().prefix;
+        let info = blocking(&self.registry, move |r| r.get_prefix(&prefix)).await?;
+        Ok(Response::new(info.into()))
+    }
+
+    async fn list_prefixes(
+        &self,
+        request: Request<proto::ListPrefixesRequest>,
+    ) -> Result<Response<proto::ListPrefixesResponse>, Status> {
+        self.auth.caller(request.metadata())?;
+        let prefixes = blocking(&self.registry, |r| r.list_prefixes()).await?;
+        Ok(Response::new(proto::ListPrefixesResponse {
+            prefixes: prefixes.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn delete_prefix(
+        &self,
+        request: Request<proto::DeletePrefixRequest>,
+    ) -> Result<Response<proto::DeletePrefixResponse>, Status> {
+        self.auth.require_admin(request.metadata())?;
+        let prefix = request.into_inner().prefix;
+        blocking(&self.registry, move |r| r.delete_prefix(&prefix)).await?;
+        Ok(Response::new(proto::DeletePrefixResponse {}))
+    }
+}

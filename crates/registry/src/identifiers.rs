@@ -1,0 +1,218 @@
+//! Identifiers: create, read, change values, delete, list.
+
+use crate::error::{RegistryError, Result};
+use crate::prefixes::PREFIX_AUTHORITY;
+use crate::prefixes::{check_writable, is_homed};
+use crate::txn::{Txn, decode_record};
+use crate::{Registry, validate};
+use idnode_core::wire::RecordView;
+use idnode_core::{Identifier, Record, Value};
+use idnode_store::{Space, StoreError};
+
+/// One page of [`Registry::list_identifiers`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page {
+    /// Identifiers as registered, in key order.
+    pub identifiers: Vec<String>,
+    /// Pass it back for the next page; empty when there are no more.
+    pub next_page_token: String,
+}
+
+fn not_found(id: &Identifier) -> RegistryError {
+    RegistryError::NotFound(format!("identifier {id} not found"))
+}
+
+impl Registry {
+    /// Creates `identifier` with `values` under a prefix homed here. With
+    /// `overwrite`, an existing record is replaced; without, ALREADY_EXISTS.
+    pub fn create_identifier(
+        &self,
+        identifier: &str,
+        values: Vec<Value>,
+        overwrite: bool,
+    ) -> Result<Record> {
+        let id = validate::identifier(identifier, "identifier")?;
+        validate::values(&values)?;
+        let mut record = Record {
+            identifier: id.as_str().to_owned(),
+            values,
+            version: 0,
+        };
+        validate::stamp(&mut record.values, self.now());
+        validate::record(&mut record)?;
+        let mut txn = Txn::begin(&*self.store)?;
+        check_writable(&mut txn, &id)?;
+        if !overwrite && txn.get(Space::Records, id.key().as_bytes())?.is_some() {
+            return Err(RegistryError::AlreadyExists(format!(
+                "identifier {id} already exists"
+            )));
+        }
+        txn.put_record(id.key(), &mut record)?;
+        txn.commit()?;
+        Ok(record)
+    }
+
+    /// The record of `identifier`, every value included (filter with
+    /// [`crate::public_view`] for an unauthenticated caller).
+    pub fn get_identifier(&self, identifier: &str) -> Result<Record> {
+        let id = validate::identifier(identifier, "identifier")?;
+        match self.store.get(Space::Records, id.key().as_bytes())? {
+            Some(bytes) => decode_record(id.key(), &bytes),
+            None => Err(not_found(&id)),
+        }
+    }
+
+    /// Deletes `identifier`. A homed prefix's own record is deleted with
+    /// the prefix ([`Registry::delete_prefix`]), not here.
+    pub fn delete_identifier(&self, identifier: &str) -> Result<()> {
+        let id = validate::identifier(identifier, "identifier")?;
+        let mut txn = Txn::begin(&*self.store)?;
+        if txn.get(Space::Records, id.key().as_bytes())?.is_none() {
+            return Err(not_found(&id));
+        }
+        if let Some(prefix) = id.as_prefix_record()
+            && is_homed(&mut txn, &prefix)?
+        {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "{id} is the record of prefix {prefix}, homed here; delete the prefix instead"
+            )));
+        }
+        txn.delete(Space::Records, id.key().as_bytes())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Adds `values` to `identifier`; ALREADY_EXISTS when an index is taken.
+    pub fn add_values(&self, identifier: &str, values: Vec<Value>) -> Result<Record> {
+        self.change_values(identifier, values, |id, record, mut values, now| {
+            for (at, value) in values.iter_mut().enumerate() {
+                if record.value(value.index).is_some() {
+                    return Err(RegistryError::AlreadyExists(format!(
+                        "identifier {id} already has a value at index {} (values[{at}])",
+                        value.index
+                    )));
+                }
+                value.timestamp = now;
+            }
+            record.values.extend(values);
+            Ok(())
+        })
+    }
+
+    /// Replaces values at their indexes; NOT_FOUND when an index is absent.
+    pub fn modify_values(&self, identifier: &str, values: Vec<Value>) -> Result<Record> {
+        self.change_values(identifier, values, |id, record, values, now| {
+            for (at, mut value) in values.into_iter().enumerate() {
+                let Some(slot) = record.values.iter_mut().find(|v| v.index == value.index) else {
+                    return Err(RegistryError::NotFound(format!(
+                        "identifier {id} has no value at index {} (values[{at}])",
+                        value.index
+                    )));
+                };
+                value.timestamp = now;
+                *slot = value;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes the values at `indexes`; NOT_FOUND when an index is absent.
+    pub fn remove_values(&self, identifier: &str, indexes: &[u32]) -> Result<Record> {
+        let id = validate::identifier(identifier, "identifier")?;
+        if indexes.is_empty() {
+            return Err(RegistryError::invalid("indexes", "no indexes given"));
+        }
+        let mut txn = Txn::begin(&*self.store)?;
+        let mut record = txn.record(id.key())?.ok_or_else(|| not_found(&id))?;
+        for (at, index) in indexes.iter().enumerate() {
+            if record.value(*index).is_none() && !indexes[..at].contains(index) {
+                return Err(RegistryError::NotFound(format!(
+                    "identifier {id} has no value at index {index} (indexes[{at}])"
+                )));
+            }
+        }
+        record.values.retain(|v| !indexes.contains(&v.index));
+        txn.put_record(id.key(), &mut record)?;
+        txn.commit()?;
+        Ok(record)
+    }
+
+    /// The shared path of [`Self::add_values`] and [`Self::modify_values`]:
+    /// check the new values, apply `change` to the stored record, check the
+    /// result, write it.
+    fn change_values(
+        &self,
+        identifier: &str,
+        values: Vec<Value>,
+        change: impl FnOnce(&Identifier, &mut Record, Vec<Value>, u32) -> Result<()>,
+    ) -> Result<Record> {
+        let id = validate::identifier(identifier, "identifier")?;
+        if values.is_empty() {
+            return Err(RegistryError::invalid("values", "no values given"));
+        }
+        validate::values(&values)?;
+        let now = self.now();
+        let mut txn = Txn::begin(&*self.store)?;
+        let mut record = txn.record(id.key())?.ok_or_else(|| not_found(&id))?;
+        change(&id, &mut record, values, now)?;
+        validate::record(&mut record)?;
+        txn.put_record(id.key(), &mut record)?;
+        txn.commit()?;
+        Ok(record)
+    }
+
+    /// Identifiers under `prefix`, in key order, `page_size` at a time (0
+    /// means 100, at most 1000). `page_token` is empty for the first page,
+    /// then the previous page's `next_page_token`.
+    pub fn list_identifiers(&self, prefix: &str, page_size: u32, page_token: &str) -> Result<Page> {
+        let prefix = validate::prefix(prefix, "prefix")?;
+        let is_authority = prefix.key().eq_ignore_ascii_case(PREFIX_AUTHORITY);
+        if !is_authority
+            && self
+                .store
+                .get(Space::Prefixes, prefix.key().as_bytes())?
+                .is_none()
+        {
+            return Err(RegistryError::NotFound(format!(
+                "prefix {prefix} not found"
+            )));
+        }
+        let under = format!("{}/", prefix.key());
+        let after = match page_token {
+            "" => None,
+            token => {
+                let key = hex::decode(token).map_err(|_| {
+                    RegistryError::invalid("page_token", "not a token this node issued")
+                })?;
+                if !key.starts_with(under.as_bytes()) {
+                    return Err(RegistryError::invalid(
+                        "page_token",
+                        format!("the token belongs to another listing than prefix {prefix}"),
+                    ));
+                }
+                Some(key)
+            }
+        };
+        let size = validate::page_size(page_size);
+        let mut rows =
+            self.store
+                .scan(Space::Records, under.as_bytes(), after.as_deref(), size + 1)?;
+        let more = rows.len() > size;
+        rows.truncate(size);
+        let mut page = Page {
+            identifiers: Vec::with_capacity(rows.len()),
+            next_page_token: String::new(),
+        };
+        for (key, bytes) in &rows {
+            let view = RecordView::parse(bytes).map_err(|e| {
+                let key = String::from_utf8_lossy(key);
+                RegistryError::from(StoreError::Corrupt(format!("record {key}: {e}")))
+            })?;
+            page.identifiers.push(view.identifier.to_owned());
+        }
+        if more && let Some((last, _)) = rows.last() {
+            page.next_page_token = hex::encode(last);
+        }
+        Ok(page)
+    }
+}

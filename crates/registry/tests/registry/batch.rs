@@ -1,0 +1,117 @@
+use crate::support::{Fixture, T0, url};
+use idnode_registry::{BatchItem, RegistryError};
+
+fn item(id: &str, data: &str, overwrite: bool) -> BatchItem {
+    BatchItem {
+        identifier: id.into(),
+        values: vec![url(1, data)],
+        overwrite,
+    }
+}
+
+#[test]
+fn one_commit_and_bad_items_fail_alone() {
+    let f = Fixture::with_prefix();
+    let commits = f.commits();
+    let mut items: Vec<BatchItem> = (0..1000)
+        .map(|i| item(&format!("88.100.1/{i}"), "x", false))
+        .collect();
+    items[500].values[0].kind.clear();
+    items[600].identifier = "99.9/not-homed".into();
+    items[700].identifier = "bad".into();
+    let results = f.registry.batch_create(items.clone());
+    assert_eq!(f.commits(), commits + 1, "one commit for the whole batch");
+    assert_eq!(results.len(), 1000);
+    for (i, r) in results.iter().enumerate() {
+        match (i, r) {
+            (500, Err(RegistryError::InvalidArgument { field, .. })) => {
+                assert_eq!(field, "values[0].type")
+            }
+            (600, Err(RegistryError::FailedPrecondition(m))) => assert!(m.contains("99.9"), "{m}"),
+            (700, Err(RegistryError::InvalidArgument { field, .. })) => {
+                assert_eq!(field, "identifier")
+            }
+            (_, Ok(rec)) => assert_eq!(rec.values[0].timestamp, T0),
+            (i, other) => panic!("item {i}: {other:?}"),
+        }
+    }
+    let versions: Vec<u64> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.version)
+        .collect();
+    assert_eq!(versions.len(), 997);
+    assert!(versions.windows(2).all(|w| w[1] == w[0] + 1));
+    assert_eq!(*versions.last().unwrap(), f.sequence());
+
+    // The same batch again: every good item succeeds, nothing is written.
+    f.set_time(T0 + 100);
+    let sequence = f.sequence();
+    let again = f.registry.batch_create(items);
+    assert_eq!(f.sequence(), sequence);
+    assert_eq!(f.commits(), commits + 1);
+    for (first, second) in results.iter().zip(&again) {
+        match (first, second) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn existing_records_and_overwrite() {
+    let f = Fixture::with_prefix();
+    f.registry
+        .create_identifier("88.100.1/a", vec![url(1, "old")], false)
+        .unwrap();
+    let results = f.registry.batch_create(vec![
+        item("88.100.1/A", "new", false),
+        item("88.100.1/b", "new", false),
+    ]);
+    let e = results[0].as_ref().unwrap_err();
+    assert!(matches!(e, RegistryError::AlreadyExists(_)), "{e:?}");
+    assert!(e.to_string().contains("88.100.1/A"), "{e}");
+    assert!(results[1].is_ok());
+    let results = f
+        .registry
+        .batch_create(vec![item("88.100.1/A", "new", true)]);
+    assert_eq!(results[0].as_ref().unwrap().values[0].data, "new");
+    assert_eq!(
+        f.registry.get_identifier("88.100.1/a").unwrap().values[0].data,
+        "new"
+    );
+}
+
+#[test]
+fn duplicates_within_a_batch_act_in_order() {
+    let f = Fixture::with_prefix();
+    let before = f.sequence();
+    let results = f.registry.batch_create(vec![
+        item("88.100.1/d", "1", false),
+        item("88.100.1/D", "1", false),
+        item("88.100.1/d", "2", false),
+        item("88.100.1/d", "3", true),
+    ]);
+    let v0 = results[0].as_ref().unwrap().version;
+    assert_eq!(
+        results[1].as_ref().unwrap().version,
+        v0,
+        "identical: no second write"
+    );
+    assert!(matches!(results[2], Err(RegistryError::AlreadyExists(_))));
+    let last = results[3].as_ref().unwrap();
+    assert_eq!(last.values[0].data, "3");
+    assert_eq!(f.sequence(), before + 2);
+    assert_eq!(f.registry.get_identifier("88.100.1/d").unwrap(), *last);
+}
+
+#[test]
+fn empty_and_all_bad_batches_do_not_commit() {
+    let f = Fixture::with_prefix();
+    let commits = f.commits();
+    assert!(f.registry.batch_create(vec![]).is_empty());
+    let results = f.registry.batch_create(vec![item("x", "1", false)]);
+    assert!(results[0].is_err());
+    assert_eq!(f.commits(), commits);
+}

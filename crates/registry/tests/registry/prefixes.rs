@@ -1,0 +1,139 @@
+use crate::support::{Fixture, T0, url};
+use idnode_core::Record;
+use idnode_registry::{PrefixInfo, RegistryError, hs_admin_data};
+use idnode_store::{Space, Store};
+
+#[test]
+fn create_prefix_homes_it_and_writes_its_record() {
+    let f = Fixture::new();
+    let info = f.registry.create_prefix("88.100.1").unwrap();
+    assert_eq!(
+        info,
+        PrefixInfo {
+            prefix: "88.100.1".into(),
+            homed: true,
+            created: T0
+        }
+    );
+    assert_eq!(f.commits(), 1);
+    assert_eq!(f.registry.get_prefix("88.100.1").unwrap(), info);
+
+    let record = f.registry.get_identifier("0.NA/88.100.1").unwrap();
+    assert_eq!(record.identifier, "0.NA/88.100.1");
+    assert_eq!(record.values.len(), 1);
+    let admin = &record.values[0];
+    assert_eq!((admin.index, admin.kind.as_str()), (100, "HS_ADMIN"));
+    assert_eq!(admin.timestamp, T0);
+    assert_eq!(admin.data, hs_admin_data(0x0fff, "0.NA/88.100.1", 200));
+    // The version is the sequence number of the write that stored it.
+    let stored = f
+        .store
+        .get(Space::Records, b"0.NA/88.100.1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(Record::decode(&stored).unwrap().version, f.sequence());
+    assert_eq!(record.version, f.sequence());
+}
+
+#[test]
+fn create_prefix_refusals() {
+    let f = Fixture::with_prefix();
+    let e = f.registry.create_prefix("88.100.1").unwrap_err();
+    assert!(matches!(e, RegistryError::AlreadyExists(_)), "{e:?}");
+    assert_eq!(e.to_string(), "prefix 88.100.1 already exists");
+    // Comparison is case-insensitive.
+    let f2 = Fixture::new();
+    f2.registry.create_prefix("88.A").unwrap();
+    assert!(matches!(
+        f2.registry.create_prefix("88.a"),
+        Err(RegistryError::AlreadyExists(_))
+    ));
+
+    let e = f.registry.create_prefix("88..1").unwrap_err();
+    match e {
+        RegistryError::InvalidArgument { field, message } => {
+            assert_eq!(field, "prefix");
+            assert!(message.contains("empty"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    for reserved in ["0.NA", "0.na.5"] {
+        let e = f.registry.create_prefix(reserved).unwrap_err();
+        assert!(e.to_string().contains("reserved"), "{e}");
+    }
+    // A failed create writes nothing.
+    assert_eq!(f.commits(), 1);
+}
+
+#[test]
+fn list_and_delete_prefixes() {
+    let f = Fixture::new();
+    for p in ["88.100.2", "88.100.1", "86.5"] {
+        f.registry.create_prefix(p).unwrap();
+    }
+    let listed: Vec<String> = f
+        .registry
+        .list_prefixes()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.prefix)
+        .collect();
+    assert_eq!(listed, ["86.5", "88.100.1", "88.100.2"]);
+
+    f.registry
+        .create_identifier("88.100.1/A", vec![url(1, "x")], false)
+        .unwrap();
+    let e = f.registry.delete_prefix("88.100.1").unwrap_err();
+    assert!(matches!(e, RegistryError::FailedPrecondition(_)), "{e:?}");
+    assert!(e.to_string().contains("88.100.1/A"), "{e}");
+
+    f.registry.delete_identifier("88.100.1/A").unwrap();
+    f.registry.delete_prefix("88.100.1").unwrap();
+    assert!(matches!(
+        f.registry.get_prefix("88.100.1"),
+        Err(RegistryError::NotFound(_))
+    ));
+    assert!(matches!(
+        f.registry.get_identifier("0.NA/88.100.1"),
+        Err(RegistryError::NotFound(_))
+    ));
+    let e = f.registry.delete_prefix("88.100.1").unwrap_err();
+    assert_eq!(e.to_string(), "prefix 88.100.1 not found");
+    assert_eq!(f.registry.list_prefixes().unwrap().len(), 2);
+    // Identifiers of a longer sibling prefix do not block the deletion.
+    f.registry.create_prefix("88.100").unwrap();
+    f.registry
+        .create_identifier("88.100.2/B", vec![url(1, "x")], false)
+        .unwrap();
+    f.registry.delete_prefix("88.100").unwrap();
+}
+
+#[test]
+fn prefix_records_are_managed_through_prefixes() {
+    let f = Fixture::with_prefix();
+    // The record of a homed prefix takes values (delegation, sites)...
+    let site = idnode_core::Value::new(1, "HS_SITE", vec![0u8; 4]);
+    let rec = f.registry.add_values("0.NA/88.100.1", vec![site]).unwrap();
+    assert_eq!(rec.values.len(), 2);
+    // ...but is deleted with the prefix, not alone.
+    let e = f.registry.delete_identifier("0.NA/88.100.1").unwrap_err();
+    assert!(matches!(e, RegistryError::FailedPrecondition(_)), "{e:?}");
+    // A derived prefix's record may be written by the node homing its parent.
+    f.registry
+        .create_identifier("0.NA/88.100.1.7", vec![url(1, "x")], false)
+        .unwrap();
+    f.registry.delete_identifier("0.NA/88.100.1.7").unwrap();
+    // Not so for a prefix unrelated to this node.
+    let e = f
+        .registry
+        .create_identifier("0.NA/99.1", vec![url(1, "x")], false)
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::FailedPrecondition(_)), "{e:?}");
+    assert!(e.to_string().contains("99.1"), "{e}");
+    // A record already at 0.NA/P blocks creating prefix P.
+    f.registry
+        .create_identifier("0.NA/88.100.1.8", vec![url(1, "x")], false)
+        .unwrap();
+    let e = f.registry.create_prefix("88.100.1.8").unwrap_err();
+    assert!(matches!(e, RegistryError::AlreadyExists(_)), "{e:?}");
+}
