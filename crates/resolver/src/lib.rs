@@ -7,10 +7,13 @@
 //! (UDP, TCP, later QUIC) answers from this one place.
 //!
 //! Performance-critical: [`HandleService::respond`] runs once per request
-//! on every transport. It reuses the caller's buffers ([`Scratch`]) and
-//! copies stored values into the answer in their wire form without
+//! on every transport. It reuses the caller's buffers ([`Scratch`]),
+//! answers from the [`ResponseCache`] when it can (no allocation, no store
+//! read), and copies values into the answer in their wire form without
 //! decoding them. See PERFORMANCE.md at the root.
 
+pub mod cache;
 mod handle;
 
+pub use cache::ResponseCache;
 pub use handle::{HandleService, Outcome, Scratch};

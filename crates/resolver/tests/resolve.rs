@@ -1,17 +1,37 @@
 //! The resolver against the in-memory store, through the codec both ways.
+#![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
 use idnode_core::{Permissions, Record, Value};
 use idnode_handle::{
     RequestParams, ResponseBody, code, decode_response, encode_resolution_request, flags,
 };
-use idnode_resolver::{HandleService, Outcome, Scratch};
-use idnode_store::{MemoryStore, Space, Store};
+use idnode_resolver::{HandleService, Outcome, ResponseCache, Scratch};
+use idnode_store::{CommitObserver, MemoryStore, ObservedStore, Space, Store};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 const NOW: u32 = 1_800_000_000;
 
-fn service() -> HandleService {
-    let store = MemoryStore::new();
+/// The same service twice: reading the store each time, and through a cache.
+fn services() -> [HandleService; 2] {
+    setup().1
+}
+
+/// The store and the two services over it.
+fn setup() -> (Arc<dyn Store>, [HandleService; 2]) {
+    let cache = Arc::new(ResponseCache::new(1 << 20, 4));
+    let observers: Vec<Arc<dyn CommitObserver>> = vec![cache.clone()];
+    let store: Arc<dyn Store> =
+        Arc::new(ObservedStore::new(Arc::new(MemoryStore::new()), observers));
+    fill(&*store);
+    let services = [
+        HandleService::new(store.clone()),
+        HandleService::with_cache(store.clone(), cache),
+    ];
+    (store, services)
+}
+
+fn fill(store: &dyn Store) {
     let mut secret = Value::new(7, "costPrice", "12.00 CNY");
     secret.permissions = Permissions(Permissions::ADMIN_READ | Permissions::ADMIN_WRITE);
     let record = Record {
@@ -27,7 +47,6 @@ fn service() -> HandleService {
     let mut txn = store.begin().unwrap();
     txn.put(Space::Records, b"88.100.1/ABC-123", record.encode().into());
     txn.commit().unwrap();
-    HandleService::new(Arc::new(store))
 }
 
 fn ask(
@@ -68,8 +87,16 @@ fn indexes(r: &idnode_handle::Response) -> Vec<u32> {
 
 #[test]
 fn resolves_case_insensitively_with_public_values_only() {
-    let s = service();
-    let r = ask(&s, "88.100.1/abc-123", &[], &[]);
+    for s in services() {
+        // Twice: the second answer comes from the cache when there is one.
+        for _ in 0..2 {
+            resolves_with_public_values_only(&s);
+        }
+    }
+}
+
+fn resolves_with_public_values_only(s: &HandleService) {
+    let r = ask(s, "88.100.1/abc-123", &[], &[]);
     assert_eq!(r.header.response_code, code::SUCCESS);
     assert_eq!(indexes(&r), [1, 2, 3]);
     match r.body {
@@ -83,31 +110,45 @@ fn resolves_case_insensitively_with_public_values_only() {
 
 #[test]
 fn filters_by_index_and_type_family() {
-    let s = service();
-    assert_eq!(indexes(&ask(&s, "88.100.1/ABC-123", &[2], &[])), [2]);
-    assert_eq!(indexes(&ask(&s, "88.100.1/ABC-123", &[], &["url"])), [1]);
+    for s in &services() {
+        for _ in 0..2 {
+            filters(s);
+        }
+    }
+}
+
+fn filters(s: &HandleService) {
+    assert_eq!(indexes(&ask(s, "88.100.1/ABC-123", &[2], &[])), [2]);
+    assert_eq!(indexes(&ask(s, "88.100.1/ABC-123", &[], &["url"])), [1]);
     assert_eq!(
-        indexes(&ask(&s, "88.100.1/ABC-123", &[], &["HS_SITE."])),
+        indexes(&ask(s, "88.100.1/ABC-123", &[], &["HS_SITE."])),
         [3]
     );
     // Asking for the non-public value by index still does not reveal it.
-    let r = ask(&s, "88.100.1/ABC-123", &[7], &[]);
+    let r = ask(s, "88.100.1/ABC-123", &[7], &[]);
     assert_eq!(r.header.response_code, code::VALUES_NOT_FOUND);
 }
 
 #[test]
 fn unknown_and_invalid_handles() {
-    let s = service();
-    let r = ask(&s, "88.100.1/NOPE", &[], &[]);
+    for s in &services() {
+        for _ in 0..2 {
+            unknown_and_invalid(s);
+        }
+    }
+}
+
+fn unknown_and_invalid(s: &HandleService) {
+    let r = ask(s, "88.100.1/NOPE", &[], &[]);
     assert_eq!(r.header.response_code, code::HANDLE_NOT_FOUND);
     assert!(matches!(r.body, ResponseBody::Error { .. }));
-    let r = ask(&s, "no-slash", &[], &[]);
+    let r = ask(s, "no-slash", &[], &[]);
     assert_eq!(r.header.response_code, code::INVALID_HANDLE);
 }
 
 #[test]
 fn garbage_is_refused_or_dropped() {
-    let s = service();
+    let [s, _] = services();
     let mut out = Vec::new();
     let mut scratch = Scratch::default();
     assert_eq!(s.respond(b"xx", NOW, &mut out, &mut scratch), Outcome::Drop);
@@ -131,4 +172,83 @@ fn garbage_is_refused_or_dropped() {
     let r = decode_response(&out).unwrap();
     assert_eq!(r.header.response_code, code::PROTOCOL_ERROR);
     assert_eq!(r.envelope.request_id, 9);
+}
+
+#[test]
+fn a_write_is_seen_by_the_next_resolve_through_the_cache() {
+    let (store, [_, s]) = setup();
+    // Cache a miss and a hit.
+    for _ in 0..2 {
+        let r = ask(&s, "88.100.1/NEW", &[], &[]);
+        assert_eq!(r.header.response_code, code::HANDLE_NOT_FOUND);
+        assert_eq!(indexes(&ask(&s, "88.100.1/ABC-123", &[], &[])), [1, 2, 3]);
+    }
+    assert_eq!(s.cache().unwrap().stats.hits.load(Ordering::Relaxed), 2);
+    let mut txn = store.begin().unwrap();
+    let new = Record {
+        identifier: "88.100.1/NEW".into(),
+        values: vec![Value::new(1, "URL", "https://example.com/new")],
+        version: 0,
+    };
+    txn.put(Space::Records, b"88.100.1/NEW", new.encode().into());
+    txn.delete(Space::Records, b"88.100.1/ABC-123");
+    txn.commit().unwrap();
+    assert_eq!(indexes(&ask(&s, "88.100.1/NEW", &[], &[])), [1]);
+    assert_eq!(
+        ask(&s, "88.100.1/ABC-123", &[], &[]).header.response_code,
+        code::HANDLE_NOT_FOUND
+    );
+}
+
+/// Concurrent writers and readers: once a write is acknowledged, no later
+/// answer may carry an older version.
+#[test]
+fn no_stale_answer_after_a_write_is_acknowledged() {
+    use std::sync::atomic::AtomicU32;
+    let (store, [_, s]) = setup();
+    let s = Arc::new(s);
+    let acknowledged = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (s, acknowledged, stop) = (s.clone(), acknowledged.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut checked = 0u64;
+                while !stop.load(Ordering::Acquire) {
+                    let floor = acknowledged.load(Ordering::Acquire);
+                    let r = ask(&s, "88.100.1/HOT", &[], &[]);
+                    if floor == 0 {
+                        continue;
+                    }
+                    let ResponseBody::Resolution { values, .. } = r.body else {
+                        panic!("missing after version {floor} was acknowledged");
+                    };
+                    let seen: u32 = std::str::from_utf8(&values[0].data)
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    assert!(
+                        seen >= floor,
+                        "saw version {seen} after {floor} was acknowledged"
+                    );
+                    checked += 1;
+                }
+                checked
+            })
+        })
+        .collect();
+    for version in 1..=2000u32 {
+        let record = Record {
+            identifier: "88.100.1/HOT".into(),
+            values: vec![Value::new(1, "version", version.to_string())],
+            version: 0,
+        };
+        let mut txn = store.begin().unwrap();
+        txn.put(Space::Records, b"88.100.1/HOT", record.encode().into());
+        txn.commit().unwrap();
+        acknowledged.store(version, Ordering::Release);
+    }
+    stop.store(true, Ordering::Release);
+    let checked: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(checked > 0);
 }

@@ -1,4 +1,5 @@
 //! The Handle listeners over real loopback sockets, with the in-memory store.
+#![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
 use idnode_client::{Client, Query, Transport};
 use idnode_core::{Record, Value};

@@ -3,6 +3,10 @@
 //! Engines call [`run_all`] from their tests with a factory that makes a
 //! fresh, empty store. Each check panics with a message on failure.
 
+// This is test code compiled into the library so that engine crates can
+// run it: a failed `unwrap` is a failed check.
+#![allow(clippy::unwrap_used)]
+
 use crate::{Space, Store};
 use bytes::Bytes;
 
@@ -17,6 +21,11 @@ pub fn run_all(factory: Factory<'_>) {
     change_log_records_every_write(&*factory());
     scan_pages_in_key_order(&*factory());
     multi_get_matches_get(&*factory());
+    binary_keys_and_empty_and_large_values(&*factory());
+    scan_edges(&*factory());
+    change_log_edges(&*factory());
+    transaction_reads_committed_state(&*factory());
+    transactions_are_serialized(&*factory());
 }
 
 fn b(s: &str) -> Bytes {
@@ -108,7 +117,12 @@ pub fn scan_pages_in_key_order(store: &dyn Store) {
             .unwrap()
             .is_empty()
     );
-    assert!(store.scan(Space::Prefixes, b"88", None, 10).unwrap().is_empty());
+    assert!(
+        store
+            .scan(Space::Prefixes, b"88", None, 10)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub fn multi_get_matches_get(store: &dyn Store) {
@@ -120,4 +134,158 @@ pub fn multi_get_matches_get(store: &dyn Store) {
         .multi_get(Space::Records, &[b"a", b"b", b"c"])
         .unwrap();
     assert_eq!(got, vec![Some(b("1")), None, Some(b("3"))]);
+}
+
+pub fn binary_keys_and_empty_and_large_values(store: &dyn Store) {
+    let large = Bytes::from(vec![0xa5; 256 << 10]);
+    let keys: [&[u8]; 4] = [b"\x00", b"\x00\x00", b"\xff\xff", b"a\x00b"];
+    let mut txn = store.begin().unwrap();
+    for (i, k) in keys.iter().enumerate() {
+        txn.put(Space::Records, k, Bytes::from(vec![i as u8]));
+    }
+    txn.put(Space::Records, b"empty", Bytes::new());
+    txn.put(Space::Records, b"large", large.clone());
+    txn.commit().unwrap();
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(
+            store.get(Space::Records, k).unwrap(),
+            Some(Bytes::from(vec![i as u8])),
+            "key {k:?}"
+        );
+    }
+    // An empty value is a value, not an absence, in the store and the log.
+    assert_eq!(
+        store.get(Space::Records, b"empty").unwrap(),
+        Some(Bytes::new())
+    );
+    assert_eq!(
+        store.get(Space::Records, b"large").unwrap(),
+        Some(large.clone())
+    );
+    let log = store.changes_since(4, 10).unwrap();
+    assert_eq!(log[0].value, Some(Bytes::new()));
+    assert_eq!(log[1].value, Some(large));
+}
+
+pub fn scan_edges(store: &dyn Store) {
+    let mut txn = store.begin().unwrap();
+    for k in [&b"\xff"[..], b"\xff\xff", b"\xff\xff\x01", b"a", b"b"] {
+        txn.put(Space::Records, k, Bytes::copy_from_slice(k));
+    }
+    txn.put(Space::Meta, b"m", b("other space"));
+    txn.commit().unwrap();
+    let keys =
+        |v: Vec<(Vec<u8>, Bytes)>| -> Vec<Vec<u8>> { v.into_iter().map(|(k, _)| k).collect() };
+    // A prefix of 0xff bytes has no upper bound key.
+    assert_eq!(
+        keys(store.scan(Space::Records, b"\xff\xff", None, 10).unwrap()),
+        [b"\xff\xff".to_vec(), b"\xff\xff\x01".to_vec()]
+    );
+    // The empty prefix lists the whole space, and only that space.
+    assert_eq!(
+        keys(store.scan(Space::Records, b"", None, 10).unwrap()),
+        [&b"a"[..], b"b", b"\xff", b"\xff\xff", b"\xff\xff\x01"].map(<[u8]>::to_vec)
+    );
+    assert_eq!(
+        keys(store.scan(Space::Records, b"", Some(b"a"), 2).unwrap()),
+        [b"b".to_vec(), b"\xff".to_vec()]
+    );
+    // Paging resumes after a key that is not (or no longer) stored.
+    assert_eq!(
+        keys(store.scan(Space::Records, b"", Some(b"aa"), 1).unwrap()),
+        [b"b".to_vec()]
+    );
+    assert!(store.scan(Space::Records, b"", None, 0).unwrap().is_empty());
+    // A key equal to the prefix is listed.
+    assert_eq!(
+        keys(store.scan(Space::Records, b"a", None, 10).unwrap()),
+        [b"a".to_vec()]
+    );
+}
+
+pub fn change_log_edges(store: &dyn Store) {
+    assert!(store.changes_since(0, 10).unwrap().is_empty());
+    // A dropped transaction uses up no sequence numbers.
+    let mut txn = store.begin().unwrap();
+    txn.put(Space::Records, b"dropped", b("x"));
+    drop(txn);
+    let mut txn = store.begin().unwrap();
+    assert_eq!(txn.put(Space::Records, b"k", b("1")), 1);
+    assert_eq!(txn.put(Space::Records, b"k", b("2")), 2);
+    assert_eq!(txn.get(Space::Records, b"k").unwrap(), Some(b("2")));
+    assert_eq!(txn.commit().unwrap(), 2);
+    // The last staged write of a key wins; both stay in the log.
+    assert_eq!(store.get(Space::Records, b"k").unwrap(), Some(b("2")));
+    assert_eq!(store.changes_since(0, 10).unwrap().len(), 2);
+    assert!(store.changes_since(0, 0).unwrap().is_empty());
+    assert!(store.changes_since(u64::MAX, 10).unwrap().is_empty());
+    assert!(store.changes_since(u64::MAX - 1, 10).unwrap().is_empty());
+    // Deleting a key that was never stored is still a logged change.
+    let mut txn = store.begin().unwrap();
+    txn.delete(Space::Prefixes, b"never");
+    assert_eq!(txn.commit().unwrap(), 3);
+    assert_eq!(store.changes_since(2, 10).unwrap()[0].value, None);
+    assert_eq!(
+        store.multi_get(Space::Records, &[]).unwrap(),
+        Vec::<Option<Bytes>>::new()
+    );
+    assert_eq!(
+        store.multi_get(Space::Records, &[b"k", b"k"]).unwrap(),
+        vec![Some(b("2")), Some(b("2"))]
+    );
+}
+
+pub fn transaction_reads_committed_state(store: &dyn Store) {
+    let mut txn = store.begin().unwrap();
+    txn.put(Space::Records, b"a", b("1"));
+    txn.commit().unwrap();
+    let mut txn = store.begin().unwrap();
+    assert_eq!(txn.get(Space::Records, b"a").unwrap(), Some(b("1")));
+    assert_eq!(txn.get(Space::Prefixes, b"a").unwrap(), None);
+    txn.delete(Space::Records, b"a");
+    assert_eq!(txn.get(Space::Records, b"a").unwrap(), None);
+    // Not visible outside before commit.
+    assert_eq!(store.get(Space::Records, b"a").unwrap(), Some(b("1")));
+    txn.put(Space::Records, b"a", b("again"));
+    txn.commit().unwrap();
+    assert_eq!(store.get(Space::Records, b"a").unwrap(), Some(b("again")));
+}
+
+/// Two threads increment one counter by read-modify-write transactions; as
+/// transactions are serialized, no increment is lost.
+pub fn transactions_are_serialized(store: &dyn Store) {
+    const PER_THREAD: u64 = 25;
+    let increment = || {
+        for _ in 0..PER_THREAD {
+            let mut txn = store.begin().unwrap();
+            let n = txn
+                .get(Space::Meta, b"counter")
+                .unwrap()
+                .map_or(0, |v| u64::from_be_bytes(v[..].try_into().unwrap()));
+            std::thread::yield_now();
+            txn.put(
+                Space::Meta,
+                b"counter",
+                Bytes::copy_from_slice(&(n + 1).to_be_bytes()),
+            );
+            txn.commit().unwrap();
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(increment);
+        s.spawn(increment);
+    });
+    let counter = store.get(Space::Meta, b"counter").unwrap().unwrap();
+    assert_eq!(
+        u64::from_be_bytes(counter[..].try_into().unwrap()),
+        2 * PER_THREAD
+    );
+    assert_eq!(store.last_sequence(), 2 * PER_THREAD);
+    let seqs: Vec<u64> = store
+        .changes_since(0, 1000)
+        .unwrap()
+        .iter()
+        .map(|c| c.sequence)
+        .collect();
+    assert_eq!(seqs, (1..=2 * PER_THREAD).collect::<Vec<_>>());
 }

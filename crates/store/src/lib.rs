@@ -14,8 +14,10 @@
 
 pub mod conformance;
 mod memory;
+mod observed;
 
 pub use memory::MemoryStore;
+pub use observed::{CommitObserver, ObservedStore};
 
 use bytes::Bytes;
 

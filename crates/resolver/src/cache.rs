@@ -1,0 +1,261 @@
+//! The response cache: the public part of each recently resolved record,
+//! kept in wire form, so a hit answers without touching the store.
+//!
+//! - Sharded by key hash; each shard is a mutex around a hash map, padded
+//!   to its own cache lines, so cores rarely meet on one lock.
+//! - An entry holds the value count and the publicly readable values,
+//!   already encoded: an unfiltered answer is one copy of these bytes, a
+//!   filtered one walks them. Unknown identifiers are cached too (misses
+//!   are a load of their own).
+//! - Bounded by a byte budget split over the shards; a full shard evicts
+//!   arbitrary entries (hash order) until the new one fits.
+//! - Invalidated by every committed write ([`CommitObserver`]), before the
+//!   write is acknowledged. A fill that raced with a write is refused: each
+//!   shard counts invalidations, a reader takes a [`Ticket`] before it reads
+//!   the store, and [`ResponseCache::insert`] keeps the entry only if no
+//!   invalidation happened in that shard since.
+
+use idnode_store::{CommitObserver, Space};
+use rustc_hash::FxHasher;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Bytes charged per entry besides its key and values (map slot, boxes).
+const ENTRY_OVERHEAD: usize = 64;
+
+/// What the cache knows about one identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// The record exists; `values` holds `count` publicly readable values
+    /// in wire form.
+    Found { count: u32, values: Box<[u8]> },
+    /// No such record.
+    Missing,
+}
+
+impl Entry {
+    fn size(&self) -> usize {
+        match self {
+            Entry::Found { values, .. } => values.len(),
+            Entry::Missing => 0,
+        }
+    }
+}
+
+/// Proof of the shard's state before a store read; see the module docs.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    shard: usize,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: FxMap<Box<[u8]>, Entry>,
+    generation: u64,
+    bytes: usize,
+}
+
+#[repr(align(128))]
+struct Padded(Mutex<Shard>);
+
+/// Counters, read by metrics and tests.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub refused_fills: AtomicU64,
+}
+
+/// See the module docs.
+pub struct ResponseCache {
+    shards: Box<[Padded]>,
+    shard_budget: usize,
+    pub stats: CacheStats,
+}
+
+impl ResponseCache {
+    /// A cache of at most about `budget_bytes`, over `shards` shards
+    /// (rounded up to a power of two).
+    pub fn new(budget_bytes: usize, shards: usize) -> Self {
+        let n = shards.max(1).next_power_of_two();
+        Self {
+            shards: (0..n).map(|_| Padded(Mutex::default())).collect(),
+            shard_budget: budget_bytes / n,
+            stats: CacheStats::default(),
+        }
+    }
+
+    fn shard_index(&self, key: &[u8]) -> usize {
+        let mut h = FxHasher::default();
+        h.write(key);
+        // High bits: FxHash mixes them best.
+        (h.finish() >> 40) as usize & (self.shards.len() - 1)
+    }
+
+    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Shard> {
+        // A poisoned shard only means a panic elsewhere mid-operation; the
+        // map itself is consistent, so keep using it.
+        self.shards[shard]
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the entry for `key` under its shard lock (so `f` can copy
+    /// the bytes out without another allocation), or returns a ticket for
+    /// filling it after a store read.
+    pub fn with<R>(&self, key: &[u8], f: impl FnOnce(&Entry) -> R) -> Result<R, Ticket> {
+        let shard = self.shard_index(key);
+        let guard = self.lock(shard);
+        match guard.map.get(key) {
+            Some(entry) => {
+                let r = f(entry);
+                drop(guard);
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                Ok(r)
+            }
+            None => {
+                let generation = guard.generation;
+                drop(guard);
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                Err(Ticket { shard, generation })
+            }
+        }
+    }
+
+    /// Keeps `entry` unless the shard was invalidated since `ticket` was
+    /// taken, or the entry is too large for the budget.
+    pub fn insert(&self, key: &[u8], ticket: Ticket, entry: Entry) {
+        let size = key.len() + entry.size() + ENTRY_OVERHEAD;
+        if size > self.shard_budget / 4 {
+            return;
+        }
+        let mut shard = self.lock(ticket.shard);
+        if shard.generation != ticket.generation {
+            self.stats.refused_fills.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Some(old) = shard.map.remove(key) {
+            shard.bytes -= key.len() + old.size() + ENTRY_OVERHEAD;
+        }
+        if shard.bytes + size > self.shard_budget {
+            let mut victims = Vec::new();
+            let mut freed = 0;
+            for (k, e) in shard.map.iter() {
+                if shard.bytes - freed + size <= self.shard_budget {
+                    break;
+                }
+                freed += k.len() + e.size() + ENTRY_OVERHEAD;
+                victims.push(k.clone());
+            }
+            for k in victims {
+                shard.map.remove(&k);
+            }
+            shard.bytes -= freed;
+        }
+        shard.bytes += size;
+        shard.map.insert(key.into(), entry);
+    }
+
+    /// Forgets `key`, and refuses fills of its shard that began before.
+    pub fn invalidate(&self, key: &[u8]) {
+        let mut shard = self.lock(self.shard_index(key));
+        shard.generation += 1;
+        if let Some(old) = shard.map.remove(key) {
+            shard.bytes -= key.len() + old.size() + ENTRY_OVERHEAD;
+        }
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        (0..self.shards.len()).map(|i| self.lock(i).map.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes charged against the budget.
+    pub fn bytes(&self) -> usize {
+        (0..self.shards.len()).map(|i| self.lock(i).bytes).sum()
+    }
+}
+
+impl CommitObserver for ResponseCache {
+    fn committed(&self, changes: &[(Space, &[u8])]) {
+        for (space, key) in changes {
+            if *space == Space::Records {
+                self.invalidate(key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(bytes: &[u8]) -> Entry {
+        Entry::Found {
+            count: 1,
+            values: bytes.into(),
+        }
+    }
+
+    #[test]
+    fn hit_after_fill_and_gone_after_invalidate() {
+        let cache = ResponseCache::new(1 << 20, 8);
+        let ticket = cache.with(b"K", |_| ()).unwrap_err();
+        cache.insert(b"K", ticket, found(b"abc"));
+        assert_eq!(cache.with(b"K", |e| e.clone()).unwrap(), found(b"abc"));
+        cache.invalidate(b"K");
+        assert!(cache.with(b"K", |_| ()).is_err());
+        assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn a_fill_that_raced_with_a_write_is_refused() {
+        let cache = ResponseCache::new(1 << 20, 1);
+        let ticket = cache.with(b"K", |_| ()).unwrap_err();
+        // A write commits (and invalidates) between the reader's ticket and
+        // its fill: the reader's bytes may be the old record.
+        cache.invalidate(b"K");
+        cache.insert(b"K", ticket, found(b"old"));
+        assert!(cache.with(b"K", |_| ()).is_err());
+        assert_eq!(cache.stats.refused_fills.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn stays_within_budget() {
+        let budget = 64 * 1024;
+        let cache = ResponseCache::new(budget, 4);
+        for i in 0..10_000u32 {
+            let key = i.to_be_bytes();
+            let ticket = cache.with(&key, |_| ()).unwrap_err();
+            cache.insert(&key, ticket, found(&[7u8; 100]));
+        }
+        assert!(cache.bytes() <= budget, "{}", cache.bytes());
+        assert!(cache.len() > 50, "{}", cache.len());
+        // Too large for the budget: not kept at all.
+        let ticket = cache.with(b"big", |_| ()).unwrap_err();
+        cache.insert(b"big", ticket, found(&vec![0u8; budget]));
+        assert!(cache.with(b"big", |_| ()).is_err());
+    }
+
+    #[test]
+    fn observer_invalidates_records_only() {
+        let cache = ResponseCache::new(1 << 20, 2);
+        for key in [b"A", b"B"] {
+            let t = cache.with(key, |_| ()).unwrap_err();
+            cache.insert(key, t, Entry::Missing);
+        }
+        cache.committed(&[(Space::Records, b"A"), (Space::Meta, b"B")]);
+        assert!(cache.with(b"A", |_| ()).is_err());
+        assert!(cache.with(b"B", |_| ()).is_ok());
+    }
+}
