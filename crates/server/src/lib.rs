@@ -1,20 +1,24 @@
 //! Listeners and runtime wiring.
 //!
 //! Transports are thin: bytes in, [`idnode_resolver::HandleService`] out,
-//! bytes back. This crate owns the sockets (UDP workers on SO_REUSEPORT
-//! sockets, a TCP acceptor with a connection cap), multi-packet UDP
+//! bytes back. This crate owns the sockets (UDP worker threads on
+//! SO_REUSEPORT sockets with batched receive and send, a TCP acceptor with
+//! a connection cap), multi-packet UDP
 //! reassembly state, timeouts, the [`Config`] and graceful shutdown. It does
 //! not know which storage engine is behind the service.
 
 pub mod config;
 mod tcp;
+pub mod tls;
 mod udp;
 
 pub use config::Config;
+pub use tls::{CertificateSource, Fingerprint, TlsIdentity};
 
 use idnode_resolver::HandleService;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +46,7 @@ pub struct HandleListeners {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
     tasks: JoinSet<()>,
+    udp_threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl HandleListeners {
@@ -61,9 +66,13 @@ impl HandleListeners {
         let tcp_listener = tcp::bind(SocketAddr::new(options.listen.ip(), udp_addr.port()))?;
         let tcp_addr = tcp_listener.local_addr()?;
         let mut tasks = JoinSet::new();
-        for socket in sockets {
-            tasks.spawn(udp::serve(socket, service.clone(), shutdown.clone()));
-        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let udp_threads = udp::spawn(sockets, service.clone(), stop.clone())?;
+        let udp_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            udp_shutdown.cancelled().await;
+            stop.store(true, Ordering::Relaxed);
+        });
         tasks.spawn(tcp::serve(
             tcp_listener,
             service,
@@ -78,12 +87,20 @@ impl HandleListeners {
             udp: udp_addr,
             tcp: tcp_addr,
             tasks,
+            udp_threads,
         })
     }
 
     /// Waits until every listener task has stopped (after shutdown).
     pub async fn join(mut self) {
         while self.tasks.join_next().await.is_some() {}
+        let threads = std::mem::take(&mut self.udp_threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
     }
 }
 

@@ -82,6 +82,11 @@ async fn resolves_over_udp_and_tcp_including_multi_datagram_answers() {
         assert_eq!(v[7].data[0], b'a' + 8);
         let r = client.resolve(&query("88.100.1/NONE")).await.unwrap();
         assert_eq!(r.header.response_code, code::HANDLE_NOT_FOUND);
+        // A request too long for one datagram is split by the client and
+        // reassembled by the server before it is answered.
+        let long = format!("88.100.1/{}", "L".repeat(700));
+        let r = client.resolve(&query(&long)).await.unwrap();
+        assert_eq!(r.header.response_code, code::HANDLE_NOT_FOUND);
     }
     shutdown.cancel();
     l.join().await;
