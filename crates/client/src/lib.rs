@@ -1,23 +1,43 @@
 //! The Rust client of idnode: resolves identifiers over the Handle
-//! protocol, on UDP (with multi-packet reassembly) or TCP.
+//! protocol, on UDP (with multi-packet reassembly), TCP, or QUIC (ALPN
+//! `hdl`, idnode's extension).
+//!
+//! A [`Client`] keeps one UDP socket, TCP connection or QUIC connection and
+//! pipelines on it: many requests in flight at once from many tasks,
+//! answers matched by request id (UDP, TCP) or by stream (QUIC). It
+//! reconnects when the server closed the connection. Over UDP an
+//! unanswered request is sent once more after half the timeout; falling
+//! back to TCP (for answers UDP cannot carry, or after timeouts) is the
+//! caller's choice.
 //!
 //! It speaks only the wire protocol (through `idnode-handle`), never the
 //! server's internals, so it works against any Handle server.
 
+mod pending;
+mod quic;
+mod tcp;
+mod tls;
+mod udp;
+
+pub use quic::ALPN;
+pub use tls::{Fingerprint, ServerAuth, TlsOptions};
+
 use idnode_handle::{
-    DecodeError, ENVELOPE_LEN, Envelope, Reassembly, RequestParams, Response, decode_response,
-    encode_resolution_request, flags, frame_len,
+    DecodeError, RequestParams, Response, decode_response, encode_resolution_request, flags,
 };
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::task::JoinSet;
 
 /// How to reach the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Udp,
     Tcp,
+    /// Needs [`TlsOptions::auth`].
+    Quic,
 }
 
 impl std::str::FromStr for Transport {
@@ -26,7 +46,10 @@ impl std::str::FromStr for Transport {
         match s.to_ascii_lowercase().as_str() {
             "udp" => Ok(Transport::Udp),
             "tcp" => Ok(Transport::Tcp),
-            other => Err(format!("unknown transport `{other}` (expected udp or tcp)")),
+            "quic" => Ok(Transport::Quic),
+            other => Err(format!(
+                "unknown transport `{other}` (expected udp, tcp or quic)"
+            )),
         }
     }
 }
@@ -52,6 +75,18 @@ pub enum ClientError {
         got: u32,
         expected: u32,
     },
+    #[error("the connection to {addr} closed before the answer came")]
+    Closed { addr: SocketAddr },
+    #[error("TLS: {message}")]
+    Tls { message: String },
+    #[error("QUIC connection to {addr} failed: {message}")]
+    Quic { addr: SocketAddr, message: String },
+    /// idnode resets a stream with 1 (request timeout), 2 (request too
+    /// long) or 3 (not a message it can answer).
+    #[error("{addr} reset the request stream (code {code})")]
+    StreamReset { addr: SocketAddr, code: u64 },
+    #[error("the request to {addr} was abandoned (its task ended)")]
+    Abandoned { addr: SocketAddr },
 }
 
 /// What to ask.
@@ -64,61 +99,153 @@ pub struct Query {
     pub types: Vec<String>,
 }
 
-/// A Handle protocol client.
-#[derive(Debug, Clone)]
+/// Where and how to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOptions {
+    pub server: SocketAddr,
+    pub transport: Transport,
+    /// Time allowed for one request, connecting included. UDP sends the
+    /// request again when half of it passed without an answer.
+    pub timeout: Duration,
+    pub tls: TlsOptions,
+}
+
+impl Default for ClientOptions {
+    /// 127.0.0.1:2641 over UDP, 5 seconds.
+    fn default() -> Self {
+        Self {
+            server: SocketAddr::from(([127, 0, 0, 1], 2641)),
+            transport: Transport::Udp,
+            timeout: DEFAULT_TIMEOUT,
+            tls: TlsOptions::default(),
+        }
+    }
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+
+/// A Handle protocol client with one connection, shared by its clones.
+///
+/// Set the public fields before the first request: a later change of
+/// `server`, `transport` or `tls` opens a new connection.
+#[derive(Clone)]
 pub struct Client {
     pub server: SocketAddr,
     pub transport: Transport,
     pub timeout: Duration,
+    pub tls: TlsOptions,
+    /// Requests [`resolve_many`](Self::resolve_many) keeps in flight.
+    pub max_in_flight: usize,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("server", &self.server)
+            .field("transport", &self.transport)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The connection and request ids, shared by a client's clones.
+#[derive(Debug)]
+struct Shared {
+    channel: RwLock<Option<Arc<Channel>>>,
+    /// One connection attempt at a time.
+    connecting: tokio::sync::Mutex<()>,
+    next_id: AtomicU32,
+}
+
+#[derive(Debug)]
+struct Channel {
+    server: SocketAddr,
+    transport: Transport,
+    tls: TlsOptions,
+    kind: ChannelKind,
+}
+
+#[derive(Debug)]
+enum ChannelKind {
+    Udp(udp::UdpChannel),
+    Tcp(tcp::TcpChannel),
+    Quic(quic::QuicChannel),
+}
+
+impl Channel {
+    fn is_open(&self) -> bool {
+        match &self.kind {
+            ChannelKind::Udp(c) => c.is_open(),
+            ChannelKind::Tcp(c) => c.is_open(),
+            ChannelKind::Quic(c) => c.is_open(),
+        }
+    }
+
+    fn serves(&self, client: &Client) -> bool {
+        self.server == client.server
+            && self.transport == client.transport
+            && (self.transport != Transport::Quic || self.tls == client.tls)
+    }
 }
 
 impl Client {
+    /// A client that connects on its first request.
     pub fn new(server: SocketAddr, transport: Transport) -> Self {
-        Self {
+        Self::from_options(ClientOptions {
             server,
             transport,
-            timeout: Duration::from_secs(5),
+            ..ClientOptions::default()
+        })
+    }
+
+    /// A client connected now (the QUIC handshake done, the TCP connection
+    /// open), so a bad address or certificate shows at once.
+    pub async fn connect(options: ClientOptions) -> Result<Self, ClientError> {
+        let client = Self::from_options(options);
+        tokio::time::timeout(client.timeout, client.channel())
+            .await
+            .map_err(|_| client.timed_out())??;
+        Ok(client)
+    }
+
+    fn from_options(options: ClientOptions) -> Self {
+        Self {
+            server: options.server,
+            transport: options.transport,
+            timeout: options.timeout,
+            tls: options.tls,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            shared: Arc::new(Shared {
+                channel: RwLock::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                next_id: AtomicU32::new(rand::random()),
+            }),
         }
     }
 
     /// Resolves one identifier. A Handle error (not found, ...) is an
     /// `Ok(Response)` whose header carries the response code.
+    ///
+    /// Takes `&self`: any number of tasks may resolve on one client at
+    /// once. A request whose connection closed before the answer is sent
+    /// once more on a new connection.
     pub async fn resolve(&self, query: &Query) -> Result<Response, ClientError> {
-        let request_id = rand::random::<u32>() & 0x7fff_ffff;
-        let types: Vec<&[u8]> = query.types.iter().map(|t| t.as_bytes()).collect();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as u32);
-        let mut message = Vec::with_capacity(128);
-        let mut op_flags = flags::PO;
-        if self.transport == Transport::Tcp {
-            op_flags |= flags::KC;
-        }
-        encode_resolution_request(
-            &mut message,
-            &RequestParams {
-                request_id,
-                session_id: 0,
-                op_flags,
-                handle: query.identifier.as_bytes(),
-                indexes: &query.indexes,
-                types: &types,
-                expiration: now.saturating_add(600),
-                site_serial: -1,
-            },
-        );
+        let mut message = self.encode(query);
         let work = async {
-            match self.transport {
-                Transport::Udp => self.exchange_udp(&message).await,
-                Transport::Tcp => self.exchange_tcp(&message).await,
+            let mut retried = false;
+            loop {
+                let channel = self.channel().await?;
+                match self.exchange(&channel, &mut message).await {
+                    Err(ClientError::Closed { .. }) if !retried => retried = true,
+                    other => return other,
+                }
             }
         };
-        let raw = tokio::time::timeout(self.timeout, work)
+        let (request_id, raw) = tokio::time::timeout(self.timeout, work)
             .await
-            .map_err(|_| ClientError::Timeout {
-                addr: self.server,
-                timeout: self.timeout,
-            })??;
+            .map_err(|_| self.timed_out())??;
         let response = decode_response(&raw).map_err(|error| ClientError::Decode {
             addr: self.server,
             error,
@@ -133,83 +260,170 @@ impl Client {
         Ok(response)
     }
 
-    fn io(&self) -> impl Fn(std::io::Error) -> ClientError + '_ {
-        move |source| ClientError::Io {
-            addr: self.server,
-            source,
+    /// Resolves every query, with up to [`max_in_flight`](Self::max_in_flight)
+    /// requests in flight at once on this client's connection. The answers
+    /// come in the order of the queries.
+    pub async fn resolve_many(&self, queries: &[Query]) -> Vec<Result<Response, ClientError>> {
+        let limit = self.max_in_flight.max(1);
+        let mut results: Vec<Option<Result<Response, ClientError>>> =
+            (0..queries.len()).map(|_| None).collect();
+        let mut tasks = JoinSet::new();
+        let mut next = 0;
+        loop {
+            while next < queries.len() && tasks.len() < limit {
+                let client = self.clone();
+                let query = queries[next].clone();
+                let index = next;
+                tasks.spawn(async move { (index, client.resolve(&query).await) });
+                next += 1;
+            }
+            match tasks.join_next().await {
+                Some(Ok((index, result))) => results[index] = Some(result),
+                Some(Err(_)) => {} // a panicked task: its slot reports Abandoned
+                None => break,
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(ClientError::Abandoned { addr: self.server })))
+            .collect()
+    }
+
+    fn encode(&self, query: &Query) -> Vec<u8> {
+        let types: Vec<&[u8]> = query.types.iter().map(|t| t.as_bytes()).collect();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
+        let mut op_flags = flags::PO;
+        if self.transport == Transport::Tcp {
+            op_flags |= flags::KC;
+        }
+        let mut message = Vec::with_capacity(64 + query.identifier.len());
+        encode_resolution_request(
+            &mut message,
+            &RequestParams {
+                // Each attempt sets its own (see set_request_id).
+                request_id: 0,
+                session_id: 0,
+                op_flags,
+                handle: query.identifier.as_bytes(),
+                indexes: &query.indexes,
+                types: &types,
+                expiration: now.saturating_add(600),
+                site_serial: -1,
+            },
+        );
+        message
+    }
+
+    /// A request id not 0, below 2^31 (CNRI treats ids as signed ints).
+    fn next_request_id(&self) -> u32 {
+        loop {
+            let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff;
+            if id != 0 {
+                return id;
+            }
         }
     }
 
-    async fn exchange_udp(&self, message: &[u8]) -> Result<Vec<u8>, ClientError> {
-        let bind: SocketAddr = if self.server.is_ipv4() {
-            "0.0.0.0:0"
-        } else {
-            "[::]:0"
+    async fn exchange(
+        &self,
+        channel: &Channel,
+        message: &mut [u8],
+    ) -> Result<(u32, Vec<u8>), ClientError> {
+        let ids = || self.next_request_id();
+        match &channel.kind {
+            ChannelKind::Udp(c) => c.exchange(message, ids, self.timeout).await,
+            ChannelKind::Tcp(c) => c.exchange(message, ids).await,
+            ChannelKind::Quic(c) => {
+                let id = self.next_request_id();
+                c.exchange(message, id).await.map(|answer| (id, answer))
+            }
         }
-        .parse()
-        .map_err(|_| ClientError::Timeout {
+    }
+
+    /// The open channel for the current settings, connecting (once, for
+    /// all waiting tasks) when there is none.
+    async fn channel(&self) -> Result<Arc<Channel>, ClientError> {
+        if let Some(channel) = self.current() {
+            return Ok(channel);
+        }
+        let _connecting = self.shared.connecting.lock().await;
+        if let Some(channel) = self.current() {
+            return Ok(channel);
+        }
+        let previous = self
+            .shared
+            .channel
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let kind = match (&previous, self.transport) {
+            // Same endpoint and TLS configuration: the TLS session resumes.
+            (Some(p), Transport::Quic) if p.serves(self) => match &p.kind {
+                ChannelKind::Quic(q) => ChannelKind::Quic(q.reconnect().await?),
+                _ => self.connect_kind().await?,
+            },
+            _ => self.connect_kind().await?,
+        };
+        let channel = Arc::new(Channel {
+            server: self.server,
+            transport: self.transport,
+            tls: self.tls.clone(),
+            kind,
+        });
+        *self
+            .shared
+            .channel
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(channel.clone());
+        Ok(channel)
+    }
+
+    fn current(&self) -> Option<Arc<Channel>> {
+        // The lock only guards an Option<Arc>: a poisoned one is still sound.
+        let channel = self
+            .shared
+            .channel
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        channel
+            .as_ref()
+            .filter(|c| c.serves(self) && c.is_open())
+            .cloned()
+    }
+
+    async fn connect_kind(&self) -> Result<ChannelKind, ClientError> {
+        Ok(match self.transport {
+            Transport::Udp => ChannelKind::Udp(udp::UdpChannel::connect(self.server).await?),
+            Transport::Tcp => ChannelKind::Tcp(tcp::TcpChannel::connect(self.server).await?),
+            Transport::Quic => {
+                ChannelKind::Quic(quic::QuicChannel::connect(self.server, &self.tls).await?)
+            }
+        })
+    }
+
+    fn timed_out(&self) -> ClientError {
+        ClientError::Timeout {
             addr: self.server,
             timeout: self.timeout,
-        })?;
-        let socket = UdpSocket::bind(bind).await.map_err(self.io())?;
-        socket.connect(self.server).await.map_err(self.io())?;
-        let mut datagrams = Vec::with_capacity(1);
-        idnode_handle::for_each_datagram(message, |d| datagrams.push(d.to_vec()));
-        for d in &datagrams {
-            socket.send(d).await.map_err(self.io())?;
-        }
-        let mut buf = vec![0u8; 65536];
-        let mut reassembly: Option<Reassembly> = None;
-        loop {
-            let n = socket.recv(&mut buf).await.map_err(self.io())?;
-            let datagram = &buf[..n];
-            let Ok(envelope) = Envelope::decode(datagram) else {
-                continue;
-            };
-            if ENVELOPE_LEN + envelope.message_length as usize == n {
-                return Ok(datagram.to_vec());
-            }
-            let r = match &mut reassembly {
-                Some(r) => r,
-                None => match Reassembly::new(datagram) {
-                    Ok(r) => reassembly.insert(r),
-                    Err(_) => continue,
-                },
-            };
-            if let Ok(Some(whole)) = r.insert(datagram) {
-                return Ok(whole);
-            }
         }
     }
+}
 
-    async fn exchange_tcp(&self, message: &[u8]) -> Result<Vec<u8>, ClientError> {
-        let mut stream = TcpStream::connect(self.server).await.map_err(self.io())?;
-        let _ = stream.set_nodelay(true);
-        stream.write_all(message).await.map_err(self.io())?;
-        let mut buf = Vec::with_capacity(4096);
-        let mut chunk = vec![0u8; 16 * 1024];
-        loop {
-            match frame_len(&buf) {
-                Ok(Some(n)) => {
-                    buf.truncate(n);
-                    return Ok(buf);
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    return Err(ClientError::Decode {
-                        addr: self.server,
-                        error,
-                    });
-                }
-            }
-            let n = stream.read(&mut chunk).await.map_err(self.io())?;
-            if n == 0 {
-                return Err(ClientError::Io {
-                    addr: self.server,
-                    source: std::io::ErrorKind::UnexpectedEof.into(),
-                });
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
+/// Writes `id` into the envelope of an encoded request.
+pub(crate) fn set_request_id(message: &mut [u8], id: u32) {
+    if let Some(field) = message.get_mut(8..12) {
+        field.copy_from_slice(&id.to_be_bytes());
+    }
+}
+
+/// Aborts a background task when its owner goes.
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -30,6 +30,7 @@ pub struct Config {
     pub log: String,
     pub storage: StorageConfig,
     pub handle: HandleConfig,
+    pub quic: QuicConfig,
     pub grpc: GrpcConfig,
 }
 
@@ -41,6 +42,7 @@ impl Default for Config {
             log: "info".into(),
             storage: StorageConfig::default(),
             handle: HandleConfig::default(),
+            quic: QuicConfig::default(),
             grpc: GrpcConfig::default(),
         }
     }
@@ -103,6 +105,67 @@ impl HandleConfig {
     }
 }
 
+/// Handle over QUIC (ALPN `hdl`). UDP port 2641 belongs to plain Handle
+/// over UDP, so QUIC listens on 2642 by default.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuicConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Endpoints on SO_REUSEPORT sockets; 0 means one per core.
+    pub workers: usize,
+    /// Most QUIC connections at once; further ones are refused.
+    pub max_connections: usize,
+    /// Most requests (bidirectional streams) open at once on a connection.
+    pub max_streams_per_connection: u32,
+    /// Seconds a connection may stay silent before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds a stream may take to deliver its request and take its answer.
+    pub request_timeout_secs: u64,
+    /// PEM certificate chain and key. Without them, a self-signed
+    /// certificate is generated once into `<data_dir>/tls/`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Extra names (DNS names or IP addresses) of a generated certificate,
+    /// besides localhost, 127.0.0.1 and ::1.
+    pub names: Vec<String>,
+}
+
+impl Default for QuicConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 2642)),
+            workers: 0,
+            max_connections: 1024,
+            max_streams_per_connection: 256,
+            idle_timeout_secs: 30,
+            request_timeout_secs: 10,
+            cert: None,
+            key: None,
+            names: Vec::new(),
+        }
+    }
+}
+
+impl QuicConfig {
+    pub fn listener_options(&self) -> crate::QuicOptions {
+        crate::QuicOptions {
+            listen: self.listen,
+            workers: self.workers,
+            max_connections: self.max_connections,
+            max_streams_per_connection: self.max_streams_per_connection,
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
+            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            certificate: crate::CertificateSource {
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+                names: self.names.clone(),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
@@ -159,6 +222,8 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/idnode"));
         assert_eq!(config.handle.listen.port(), 2641);
         assert_eq!(config.storage.block_cache_mb, 512);
+        assert_eq!(config.quic.listen.port(), 2642);
+        assert_eq!(config.quic.names, ["resolver.example.com"]);
     }
 
     #[test]

@@ -8,11 +8,13 @@
 //! not know which storage engine is behind the service.
 
 pub mod config;
+pub mod quic;
 mod tcp;
 pub mod tls;
 mod udp;
 
 pub use config::Config;
+pub use quic::{QuicListener, QuicOptions};
 pub use tls::{CertificateSource, Fingerprint, TlsIdentity};
 
 use idnode_resolver::HandleService;

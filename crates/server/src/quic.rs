@@ -1,0 +1,417 @@
+//! Handle over QUIC (not part of the standard; ALPN `hdl`): the TCP framing
+//! (envelope + message) on bidirectional streams, one request per stream,
+//! many streams in flight on one connection.
+//!
+//! Several quinn endpoints share the port through SO_REUSEPORT sockets, one
+//! per worker, so QUIC packet processing is not bound to one core. The
+//! kernel picks a socket by hashing the peer's address, so a connection
+//! stays on its endpoint; connection migration is therefore turned off (a
+//! client whose address changes reconnects).
+//!
+//! Per stream (performance-critical path): read the request to the end of
+//! the stream (at most one whole Handle message), answer it with
+//! [`HandleService::respond`] into pooled buffers, write the answer and
+//! finish the stream. Nothing waits for the peer to acknowledge.
+//!
+//! Limits, so that no client can exhaust the node:
+//! - connections: at most `max_connections` over all workers; further ones
+//!   are refused during the handshake;
+//! - streams: at most `max_streams_per_connection` open bidirectional
+//!   streams per connection (QUIC stream credit: the client cannot open
+//!   more until earlier ones are done);
+//! - time: a stream whose request and answer are not through within
+//!   `request_timeout` is reset and stopped (code [`error_code::TIMEOUT`]),
+//!   which gives its credit back; a connection silent for `idle_timeout`
+//!   is closed;
+//! - memory: the bytes a peer may send ahead of our reads are bounded by
+//!   the flow-control windows below; requests already read are at most one
+//!   message (256 KiB) per open stream, held for `request_timeout` at most
+//!   (so `max_streams_per_connection` x 256 KiB per connection in the worst
+//!   case: real resolution requests are around 100 bytes); at most
+//!   [`RESPONDERS_PER_CONNECTION`] answers of one connection are being
+//!   built or written at once.
+
+use crate::tls::{CERT_FILE, CertificateSource, Fingerprint, TLS_DIR, TlsIdentity};
+use crate::unix_now;
+use idnode_handle::{ENVELOPE_LEN, MAX_MESSAGE_LEN};
+use idnode_resolver::{HandleService, Outcome, Scratch};
+use quinn::crypto::rustls::QuicServerConfig;
+use quinn::{Endpoint, EndpointConfig, IdleTimeout, Incoming, ReadToEndError, VarInt};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The ALPN protocol name of Handle over QUIC.
+pub const ALPN: &[u8] = b"hdl";
+
+/// Application error codes on streams (RESET_STREAM, STOP_SENDING) and
+/// connections (CONNECTION_CLOSE).
+pub mod error_code {
+    /// Connection closed because the node shuts down.
+    pub const SHUTDOWN: u32 = 0;
+    /// The request did not arrive in full, or its answer was not taken,
+    /// within the request timeout.
+    pub const TIMEOUT: u32 = 1;
+    /// More bytes on the stream than one Handle message may hold.
+    pub const TOO_LONG: u32 = 2;
+    /// Not a Handle message the node can answer, even with an error.
+    pub const UNANSWERABLE: u32 = 3;
+}
+
+/// The most bytes one request stream may carry: one whole message.
+const REQUEST_LIMIT: usize = ENVELOPE_LEN + MAX_MESSAGE_LEN;
+/// Request bytes one connection may have in flight ahead of our reads.
+const CONNECTION_RECEIVE_WINDOW: u32 = 1 << 20;
+/// Answer bytes one connection may have buffered, not yet acknowledged.
+const CONNECTION_SEND_WINDOW: u64 = 4 << 20;
+/// Answers of one connection built or written at once (each holds an
+/// answer buffer while the peer takes it).
+pub const RESPONDERS_PER_CONNECTION: usize = 32;
+/// Answer buffers larger than this are not kept for reuse.
+const POOLED_BUFFER_MAX: usize = 64 * 1024;
+
+/// Settings of the QUIC listener.
+#[derive(Debug, Clone)]
+pub struct QuicOptions {
+    pub listen: SocketAddr,
+    /// Endpoints on SO_REUSEPORT sockets; 0 means one per core.
+    pub workers: usize,
+    /// Most connections at once, over all workers.
+    pub max_connections: usize,
+    /// Most bidirectional streams (requests) open at once per connection.
+    pub max_streams_per_connection: u32,
+    /// Silence after which a connection is closed.
+    pub idle_timeout: Duration,
+    /// Time allowed for a stream's request to arrive and its answer to be
+    /// taken.
+    pub request_timeout: Duration,
+    pub certificate: CertificateSource,
+}
+
+/// A running Handle-over-QUIC listener.
+pub struct QuicListener {
+    pub addr: SocketAddr,
+    /// SHA-256 of the certificate the listener presents (clients pin it).
+    pub fingerprint: Fingerprint,
+    /// The PEM file of that certificate (generated or configured).
+    pub certificate: PathBuf,
+    endpoints: Vec<Endpoint>,
+    connections: Arc<Semaphore>,
+    max_connections: usize,
+    tasks: JoinSet<()>,
+}
+
+impl std::fmt::Debug for QuicListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicListener")
+            .field("addr", &self.addr)
+            .field("fingerprint", &self.fingerprint)
+            .field("workers", &self.endpoints.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every connection task of one listener shares.
+struct Shared {
+    service: Arc<HandleService>,
+    connections: Arc<Semaphore>,
+    request_timeout: Duration,
+}
+
+impl QuicListener {
+    /// Loads or generates the certificate (see [`TlsIdentity::load`]),
+    /// binds the worker endpoints and serves until `shutdown` is cancelled.
+    pub async fn start(
+        options: &QuicOptions,
+        service: Arc<HandleService>,
+        data_dir: &Path,
+        shutdown: CancellationToken,
+    ) -> io::Result<Self> {
+        let identity = TlsIdentity::load(&options.certificate, data_dir)?;
+        let certificate = match &options.certificate.cert {
+            Some(path) => path.clone(),
+            None => data_dir.join(TLS_DIR).join(CERT_FILE),
+        };
+        let tls = identity.server_config(&[ALPN]).map_err(io::Error::other)?;
+        let crypto = QuicServerConfig::try_from(tls).map_err(io::Error::other)?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server_config.transport_config(Arc::new(transport_config(options)?));
+        server_config.migration(false);
+        // One endpoint configuration (and so one stateless-reset key) for
+        // every worker.
+        let endpoint_config = EndpointConfig::default();
+
+        let workers = match options.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+        let mut endpoints = Vec::with_capacity(workers);
+        for socket in bind(options.listen, workers)? {
+            endpoints.push(Endpoint::new(
+                endpoint_config.clone(),
+                Some(server_config.clone()),
+                socket,
+                runtime.clone(),
+            )?);
+        }
+        let addr = endpoints
+            .first()
+            .ok_or_else(|| io::Error::other("no QUIC endpoint bound"))?
+            .local_addr()?;
+        let max_connections = options.max_connections.max(1);
+        let connections = Arc::new(Semaphore::new(max_connections));
+        let shared = Arc::new(Shared {
+            service,
+            connections: connections.clone(),
+            request_timeout: options.request_timeout,
+        });
+        let mut tasks = JoinSet::new();
+        for endpoint in &endpoints {
+            tasks.spawn(accept_loop(
+                endpoint.clone(),
+                shared.clone(),
+                shutdown.clone(),
+            ));
+        }
+        Ok(Self {
+            addr,
+            fingerprint: identity.fingerprint,
+            certificate,
+            endpoints,
+            connections,
+            max_connections,
+            tasks,
+        })
+    }
+
+    /// Connections open now (handshaking included), over all workers.
+    pub fn connections(&self) -> usize {
+        self.max_connections - self.connections.available_permits()
+    }
+
+    /// Waits until the listener has stopped (after shutdown) and, for a
+    /// moment at most, until the peers were told their connections closed.
+    pub async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+        let drained = async {
+            for endpoint in &self.endpoints {
+                endpoint.wait_idle().await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
+    }
+}
+
+fn transport_config(options: &QuicOptions) -> io::Result<quinn::TransportConfig> {
+    let idle = IdleTimeout::try_from(options.idle_timeout).map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, "QUIC idle timeout is too long")
+    })?;
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(VarInt::from_u32(options.max_streams_per_connection.max(1)))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .max_idle_timeout(Some(idle))
+        .stream_receive_window(VarInt::from_u32(REQUEST_LIMIT as u32))
+        .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
+        .send_window(CONNECTION_SEND_WINDOW)
+        .datagram_receive_buffer_size(None);
+    Ok(transport)
+}
+
+fn bind(addr: SocketAddr, workers: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    let mut sockets = Vec::with_capacity(workers);
+    let mut addr = addr;
+    for _ in 0..workers.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_port(true)?;
+        let _ = socket.set_recv_buffer_size(4 << 20);
+        let _ = socket.set_send_buffer_size(4 << 20);
+        socket.bind(&addr.into())?;
+        let socket: std::net::UdpSocket = socket.into();
+        // Later workers join the port the first one got (for port 0).
+        addr = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => break, // the endpoint was closed
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+            tracing::debug!(peer = %incoming.remote_address(), "QUIC connection limit reached; refusing");
+            incoming.refuse();
+            continue;
+        };
+        tokio::spawn(connection(
+            incoming,
+            shared.clone(),
+            permit,
+            shutdown.clone(),
+        ));
+    }
+    endpoint.close(VarInt::from_u32(error_code::SHUTDOWN), b"shutting down");
+}
+
+/// One connection: accepts its streams until it closes, each on a task of
+/// its own. Holds a connection permit for as long as it lives.
+async fn connection(
+    incoming: Incoming,
+    shared: Arc<Shared>,
+    _permit: OwnedSemaphorePermit,
+    shutdown: CancellationToken,
+) {
+    let peer = incoming.remote_address();
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "QUIC handshake failed");
+            return;
+        }
+    };
+    // The idle timeout bounds the handshake too.
+    let conn = tokio::select! {
+        r = connecting => match r {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "QUIC handshake failed");
+                return;
+            }
+        },
+        _ = shutdown.cancelled() => return,
+    };
+    let streams = Arc::new(Streams {
+        shared,
+        responders: Semaphore::new(RESPONDERS_PER_CONNECTION),
+        buffers: Mutex::new(Vec::new()),
+    });
+    loop {
+        let (send, recv) = tokio::select! {
+            r = conn.accept_bi() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "QUIC connection ended");
+                    return;
+                }
+            },
+            _ = shutdown.cancelled() => {
+                conn.close(VarInt::from_u32(error_code::SHUTDOWN), b"shutting down");
+                return;
+            }
+        };
+        let streams = streams.clone();
+        tokio::spawn(async move { streams.serve(send, recv).await });
+    }
+}
+
+/// The buffers one answer is built in, reused across the streams of a
+/// connection.
+#[derive(Default)]
+struct Buffers {
+    out: Vec<u8>,
+    scratch: Scratch,
+}
+
+/// Per connection: what its stream tasks share.
+struct Streams {
+    shared: Arc<Shared>,
+    /// Caps the answers being built or written at once.
+    responders: Semaphore,
+    /// Free answer buffers (at most one per responder).
+    buffers: Mutex<Vec<Buffers>>,
+}
+
+impl Streams {
+    /// Answers one stream, or resets it with an error code.
+    async fn serve(&self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+        let exchange = self.exchange(&mut send, &mut recv);
+        let code = match tokio::time::timeout(self.shared.request_timeout, exchange).await {
+            Ok(Ok(())) => return,
+            Ok(Err(code)) => code,
+            Err(_) => error_code::TIMEOUT,
+        };
+        // Either may already be closed (finished, reset by the peer or the
+        // connection gone): nothing more to do then.
+        let _ = recv.stop(VarInt::from_u32(code));
+        let _ = send.reset(VarInt::from_u32(code));
+    }
+
+    /// Reads the request, answers it, and finishes the send side. An error
+    /// is the code to reset the stream with.
+    async fn exchange(
+        &self,
+        send: &mut quinn::SendStream,
+        recv: &mut quinn::RecvStream,
+    ) -> Result<(), u32> {
+        let request = match recv.read_to_end(REQUEST_LIMIT).await {
+            Ok(request) => request,
+            Err(ReadToEndError::TooLong) => return Err(error_code::TOO_LONG),
+            Err(ReadToEndError::Read(e)) => {
+                tracing::trace!(error = %e, "QUIC request stream failed");
+                return Err(error_code::UNANSWERABLE);
+            }
+        };
+        // The semaphore is never closed; a wait here counts against the
+        // request timeout.
+        let Ok(_responder) = self.responders.acquire().await else {
+            return Err(error_code::UNANSWERABLE);
+        };
+        let mut buffers = self.take_buffers();
+        // The codec checks the envelope against the stream's length: a
+        // truncated message or trailing bytes get a protocol error answer.
+        let outcome = self.shared.service.respond(
+            &request,
+            unix_now(),
+            &mut buffers.out,
+            &mut buffers.scratch,
+        );
+        let result = match outcome {
+            Outcome::Drop => Err(error_code::UNANSWERABLE),
+            Outcome::Reply { .. } => match send.write_all(&buffers.out).await {
+                Ok(()) => {
+                    // Finished: quinn delivers the rest on its own; no wait
+                    // for the acknowledgement.
+                    let _ = send.finish();
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::trace!(error = %e, "QUIC answer not delivered");
+                    Err(error_code::UNANSWERABLE)
+                }
+            },
+        };
+        self.put_buffers(buffers);
+        result
+    }
+
+    fn take_buffers(&self) -> Buffers {
+        match self.buffers.lock() {
+            Ok(mut free) => free.pop().unwrap_or_default(),
+            Err(_) => Buffers::default(),
+        }
+    }
+
+    fn put_buffers(&self, buffers: Buffers) {
+        if buffers.out.capacity() > POOLED_BUFFER_MAX {
+            return;
+        }
+        if let Ok(mut free) = self.buffers.lock()
+            && free.len() < RESPONDERS_PER_CONNECTION
+        {
+            free.push(buffers);
+        }
+    }
+}
