@@ -1,0 +1,434 @@
+//! Driving a server: blocking threads around the channels of a
+//! [`Transport`], never a task per request (performance-critical path).
+//!
+//! - Closed loop: one thread a channel keeps its share of `concurrency`
+//!   requests outstanding: every answer (or timeout) sends the next request
+//!   at once. Latency is measured from the actual send.
+//! - Open loop: per channel, a sender thread sends on a fixed schedule
+//!   (`rate / channels` a second, the channels' schedules interleaved) and a
+//!   receiver thread matches answers by request id. Latency is measured
+//!   from the *intended* send time, so a stalled server (or generator) is
+//!   charged for every request it delayed, not only the first (no
+//!   coordinated omission); the generator's own lateness is reported apart
+//!   as send lag.
+//!
+//! Requests are encoded with `idnode-handle` into a reused buffer; answers
+//! are read only as far as the envelope and header (request id, response
+//! code).
+
+use crate::inflight::{InFlight, Sent};
+use crate::report::{Load, Report, ReportHeader, Tally};
+use crate::transport::{Channel, Recv, Transport};
+use crate::workload::{Pick, Rng, Workload};
+use anyhow::Context;
+use idnode_handle::{
+    ENVELOPE_LEN, Envelope, Header, RequestParams, encode_resolution_request, flags,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Everything one run needs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub transport: Arc<dyn Transport>,
+    /// UDP sockets or TCP connections.
+    pub channels: usize,
+    pub load: Load,
+    /// Requests sent during the warmup are answered but not counted.
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// A request unanswered this long counts as a timeout.
+    pub timeout: Duration,
+    pub workload: Workload,
+    /// Seed of the question stream (channel `i` uses `seed + i`).
+    pub seed: u64,
+}
+
+/// Pause before reopening a closed channel.
+const REOPEN_PAUSE: Duration = Duration::from_millis(100);
+
+/// The run's clock: nanoseconds since the start, and its milestones.
+#[derive(Debug, Clone, Copy)]
+struct Timeline {
+    base: Instant,
+    /// Requests from here on are counted.
+    measure_from: u64,
+    /// No request is sent from here on.
+    end: u64,
+    /// Unanswered requests are given up here.
+    drain_until: u64,
+    timeout: u64,
+}
+
+impl Timeline {
+    fn now(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Picks the next question and encodes it into a reused buffer.
+struct Requests<'w> {
+    workload: &'w Workload,
+    rng: Rng,
+    name: Vec<u8>,
+    out: Vec<u8>,
+    op_flags: u32,
+    expiration: u32,
+}
+
+impl<'w> Requests<'w> {
+    fn new(plan: &'w Plan, channel: usize) -> Self {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let run = (plan.warmup + plan.duration + plan.timeout).as_secs();
+        Self {
+            workload: &plan.workload,
+            rng: Rng::new(plan.seed.wrapping_add(channel as u64)),
+            name: Vec::with_capacity(256),
+            out: Vec::with_capacity(512),
+            op_flags: flags::PO | plan.transport.op_flags(),
+            expiration: u32::try_from(now + run + 3600).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn pick(&mut self) -> Pick {
+        self.workload.next(&mut self.rng, &mut self.name)
+    }
+
+    /// Encodes the picked question as request `id` and returns its bytes.
+    fn encode(&mut self, id: u32, pick: Pick) -> &[u8] {
+        let filter = [self.workload.filter_type.as_bytes()];
+        let types: &[&[u8]] = if pick.filtered { &filter } else { &[] };
+        encode_resolution_request(
+            &mut self.out,
+            &RequestParams {
+                request_id: id,
+                session_id: 0,
+                op_flags: self.op_flags,
+                site_serial: -1,
+                expiration: self.expiration,
+                handle: &self.name,
+                indexes: &[],
+                types,
+            },
+        );
+        &self.out
+    }
+}
+
+/// The request id and response code of an answer.
+fn read_answer(message: &[u8]) -> Result<(u32, u32), String> {
+    let envelope = Envelope::decode(message).map_err(|e| format!("undecodable answer: {e}"))?;
+    let header =
+        Header::decode(&message[ENVELOPE_LEN..]).map_err(|e| format!("undecodable answer: {e}"))?;
+    Ok((envelope.request_id, header.response_code))
+}
+
+/// Counts one received message against the requests in flight.
+fn on_answer(message: &[u8], inflight: &mut InFlight, tally: &mut Tally, timeline: &Timeline) {
+    match read_answer(message) {
+        Ok((id, code)) => match inflight.answer(id) {
+            Some(sent) if sent.measured => {
+                let latency = timeline.now().saturating_sub(sent.at);
+                tally.answer(code, latency);
+            }
+            Some(_) => {}
+            None => tally.late += 1,
+        },
+        Err(e) => tally.channel_error(|| e),
+    }
+}
+
+fn count_pick(tally: &mut Tally, pick: Pick) {
+    tally.sent += 1;
+    tally.unknown += u64::from(pick.unknown);
+    tally.filtered += u64::from(pick.filtered);
+}
+
+/// Runs `plan` on blocking threads and returns when every thread is done:
+/// after warmup + duration, plus up to `timeout` for the last answers.
+pub fn run_blocking(plan: &Plan) -> anyhow::Result<Report> {
+    plan.workload.check()?;
+    anyhow::ensure!(plan.channels > 0, "at least one socket or connection");
+    anyhow::ensure!(!plan.duration.is_zero(), "--duration must be more than 0");
+    anyhow::ensure!(!plan.timeout.is_zero(), "--timeout must be more than 0");
+    let channels = match plan.load {
+        Load::Closed { concurrency } => {
+            anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
+            plan.channels.min(concurrency)
+        }
+        Load::Open { rate } => {
+            anyhow::ensure!(rate.is_finite() && rate > 0.0, "--rate must be more than 0");
+            plan.channels
+        }
+    };
+    let server = plan.transport.server();
+    let mut opened = Vec::with_capacity(channels);
+    for _ in 0..channels {
+        let channel = plan.transport.open().with_context(|| {
+            format!(
+                "cannot open a {} channel to {server}",
+                plan.transport.name()
+            )
+        })?;
+        opened.push(channel);
+    }
+    let warmup = nanos(plan.warmup);
+    let end = warmup.saturating_add(nanos(plan.duration));
+    let timeline = Timeline {
+        base: Instant::now(),
+        measure_from: warmup,
+        end,
+        drain_until: end.saturating_add(nanos(plan.timeout)),
+        timeout: nanos(plan.timeout),
+    };
+    let mut total = Tally::new();
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let mut threads = Vec::new();
+        for (i, channel) in opened.into_iter().enumerate() {
+            match plan.load {
+                Load::Closed { concurrency } => {
+                    let window = concurrency / channels + usize::from(i < concurrency % channels);
+                    threads.push(
+                        std::thread::Builder::new()
+                            .name(format!("bench-{i}"))
+                            .spawn_scoped(s, move || {
+                                closed_loop(plan, i, channel, window, timeline)
+                            })?,
+                    );
+                }
+                Load::Open { rate } => {
+                    let interval = channels as f64 * 1e9 / rate;
+                    let first = interval * i as f64 / channels as f64;
+                    let shared = Arc::new(Shared::default());
+                    let Channel { sender, receiver } = channel;
+                    let sender_shared = shared.clone();
+                    threads.push(
+                        std::thread::Builder::new()
+                            .name(format!("bench-send-{i}"))
+                            .spawn_scoped(s, move || {
+                                open_sender(
+                                    plan,
+                                    i,
+                                    sender,
+                                    &sender_shared,
+                                    first,
+                                    interval,
+                                    timeline,
+                                )
+                            })?,
+                    );
+                    threads.push(
+                        std::thread::Builder::new()
+                            .name(format!("bench-recv-{i}"))
+                            .spawn_scoped(s, move || open_receiver(receiver, &shared, timeline))?,
+                    );
+                }
+            }
+        }
+        for t in threads {
+            match t.join() {
+                Ok(tally) => total.merge(tally),
+                Err(_) => anyhow::bail!("a load generator thread panicked"),
+            }
+        }
+        Ok(())
+    })?;
+    let header = ReportHeader {
+        transport: plan.transport.name().to_owned(),
+        server: server.to_string(),
+        load: plan.load,
+        channels,
+    };
+    Ok(Report::new(
+        header,
+        plan.duration,
+        plan.warmup,
+        plan.timeout,
+        total,
+    ))
+}
+
+/// Closed loop on one channel with `window` requests outstanding.
+fn closed_loop(plan: &Plan, i: usize, channel: Channel, window: usize, t: Timeline) -> Tally {
+    let mut tally = Tally::new();
+    let mut requests = Requests::new(plan, i);
+    let mut inflight = InFlight::new();
+    let mut channel = Some(channel);
+    loop {
+        let now = t.now();
+        if now >= t.end && (inflight.is_empty() || now >= t.drain_until) {
+            break;
+        }
+        let Some(Channel { sender, receiver }) = channel.as_mut() else {
+            std::thread::sleep(REOPEN_PAUSE);
+            match plan.transport.open() {
+                Ok(c) => channel = Some(c),
+                Err(e) => tally.channel_error(|| format!("cannot reopen a channel: {e}")),
+            }
+            continue;
+        };
+        let (mut broken, mut send_failed) = (None, None);
+        if now < t.end {
+            while inflight.outstanding() < window {
+                let pick = requests.pick();
+                let measured = now >= t.measure_from;
+                if measured {
+                    count_pick(&mut tally, pick);
+                }
+                let id = inflight.push(Sent { at: now, measured });
+                if let Err(e) = sender.send(requests.encode(id, pick)) {
+                    send_failed = Some(e);
+                    break;
+                }
+            }
+            if send_failed.is_none() {
+                send_failed = sender.flush().err();
+            }
+        }
+        if let Some(e) = send_failed {
+            // Datagrams that did not go out time out; a stream is closed.
+            if plan.transport.is_stream() {
+                broken = Some(e);
+            } else {
+                tally.channel_error(|| format!("send failed: {e}"));
+            }
+        }
+        if broken.is_none() {
+            match receiver.recv(&mut |m| on_answer(m, &mut inflight, &mut tally, &t)) {
+                Ok(Recv::Messages(_) | Recv::Idle) => {}
+                Ok(Recv::Error(e)) => tally.channel_error(|| format!("receive failed: {e}")),
+                Err(e) => broken = Some(e),
+            }
+        }
+        if let Some(e) = broken {
+            tally.channel_error(|| format!("channel closed: {e}"));
+            inflight.clear(|s| tally.errors += u64::from(s.measured));
+            channel = None;
+            continue;
+        }
+        inflight.expire(t.now().saturating_sub(t.timeout), |s| {
+            tally.timeouts += u64::from(s.measured);
+        });
+    }
+    inflight.clear(|s| tally.timeouts += u64::from(s.measured));
+    tally
+}
+
+/// What the two threads of an open-loop channel share.
+#[derive(Debug, Default)]
+struct Shared {
+    inflight: Mutex<InFlight>,
+    /// The sender has sent its last request.
+    done: AtomicBool,
+    /// The receiver saw the channel close.
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn inflight(&self) -> MutexGuard<'_, InFlight> {
+        // A panicking peer thread fails the run anyway; keep counting.
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Open loop, sending side: request `k` is due at `first + k * interval`.
+fn open_sender(
+    plan: &Plan,
+    i: usize,
+    mut sender: Box<dyn crate::transport::SendHalf>,
+    shared: &Shared,
+    first: f64,
+    interval: f64,
+    t: Timeline,
+) -> Tally {
+    let mut tally = Tally::new();
+    let mut requests = Requests::new(plan, i);
+    let mut k: u64 = 0;
+    // Wake on time: the default 50 us timer slack would be charged to
+    // every request as send lag.
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_timerslack(1);
+    loop {
+        let due = (first + k as f64 * interval) as u64;
+        if due >= t.end {
+            break;
+        }
+        let now = t.now();
+        if due > now {
+            if let Err(e) = sender.flush() {
+                tally.channel_error(|| format!("send failed: {e}"));
+            }
+            std::thread::sleep(Duration::from_nanos(due - now));
+            continue;
+        }
+        k += 1;
+        let pick = requests.pick();
+        let measured = due >= t.measure_from;
+        if measured {
+            count_pick(&mut tally, pick);
+            tally.lag.saturating_record((now - due).max(1));
+        }
+        if shared.closed.load(Ordering::Acquire) {
+            tally.failed(measured, || "channel closed".to_owned());
+            continue;
+        }
+        let id = shared.inflight().push(Sent { at: due, measured });
+        if let Err(e) = sender.send(requests.encode(id, pick)) {
+            // It (or its batch) times out unless the channel closes.
+            tally.channel_error(|| format!("send failed: {e}"));
+        }
+    }
+    if let Err(e) = sender.flush() {
+        tally.channel_error(|| format!("send failed: {e}"));
+    }
+    shared.done.store(true, Ordering::Release);
+    tally
+}
+
+/// Open loop, receiving side: matches answers until the sender is done and
+/// nothing is outstanding, or the last request has timed out.
+fn open_receiver(
+    mut receiver: Box<dyn crate::transport::RecvHalf>,
+    shared: &Shared,
+    t: Timeline,
+) -> Tally {
+    let mut tally = Tally::new();
+    loop {
+        let result = receiver.recv(&mut |m| on_answer(m, &mut shared.inflight(), &mut tally, &t));
+        match result {
+            Ok(Recv::Messages(_) | Recv::Idle) => {}
+            Ok(Recv::Error(e)) => tally.channel_error(|| format!("receive failed: {e}")),
+            Err(e) => {
+                tally.channel_error(|| format!("channel closed: {e}"));
+                shared.closed.store(true, Ordering::Release);
+                // Requests the sender pushed before it saw `closed` are
+                // lost too: wait for it to finish, then count them all.
+                while !shared.done.load(Ordering::Acquire) {
+                    std::thread::sleep(crate::transport::POLL);
+                }
+                shared
+                    .inflight()
+                    .clear(|s| tally.errors += u64::from(s.measured));
+                break;
+            }
+        }
+        let now = t.now();
+        let done = shared.done.load(Ordering::Acquire);
+        let mut inflight = shared.inflight();
+        inflight.expire(now.saturating_sub(t.timeout), |s| {
+            tally.timeouts += u64::from(s.measured);
+        });
+        if (done && inflight.is_empty()) || now >= t.drain_until {
+            inflight.clear(|s| tally.timeouts += u64::from(s.measured));
+            break;
+        }
+    }
+    tally
+}
