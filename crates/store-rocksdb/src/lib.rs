@@ -1,1 +1,24 @@
-//! placeholder
+//! The RocksDB engine of the store: [`RocksStore`] implements
+//! [`idnode_store::Store`] over an embedded RocksDB under a data directory.
+//!
+//! This crate owns everything that is RocksDB-specific:
+//! - the column families: one per [`Space`](idnode_store::Space), named by
+//!   `Space::name()`, and [`CHANGELOG_CF`], keyed by the big-endian sequence
+//!   number, holding `idnode_store::encode_change` entries;
+//! - their tuning for point lookups (module `tuning`): one LRU block cache
+//!   shared by every column family, whole-key bloom filters, index and
+//!   filter blocks in the cache, hash-indexed data blocks, LZ4;
+//! - the write path: one transaction at a time, committed as one WriteBatch
+//!   holding every change and its change-log entry, synced to the WAL
+//!   before `commit` returns (unless [`RocksOptions::sync`] is off).
+//!
+//! Nothing above the store trait may depend on this crate: the resolver,
+//! the servers and the admin service see `dyn Store`, and only the wiring
+//! in the binary names [`RocksStore`]. That keeps their tests on the
+//! in-memory engine and RocksDB's C++ out of their builds.
+
+mod store;
+mod tuning;
+
+pub use store::{CHANGELOG_CF, RocksStore};
+pub use tuning::RocksOptions;

@@ -1,0 +1,362 @@
+//! [`RocksStore`]: opening the database, reads, and the write transaction.
+
+use crate::tuning::{self, RocksOptions};
+use bytes::Bytes;
+use idnode_store::{
+    Change, Result, Space, Staged, Store, StoreError, WriteTxn, decode_change, encode_change,
+};
+use rocksdb::{
+    Cache, ColumnFamily, ColumnFamilyDescriptor, DB, ErrorKind, Options, PrefixRange, ReadOptions,
+    WriteBatch, WriteOptions,
+};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// The column family of the change log: key = sequence number (u64,
+/// big-endian, so key order is sequence order), value =
+/// `idnode_store::encode_change`.
+pub const CHANGELOG_CF: &str = "changelog";
+
+/// A store in an embedded RocksDB database.
+pub struct RocksStore {
+    db: DB,
+    path: PathBuf,
+    /// Held by the open write transaction: transactions are serialized.
+    writer: Mutex<()>,
+    /// The sequence number of the last committed change. Written only by a
+    /// commit, under `writer`, after its batch is in the WAL.
+    last: AtomicU64,
+    /// Read options of point lookups, made once: creating them allocates.
+    point_read: ReadOptions,
+    /// Write options of commits (sync per [`RocksOptions::sync`]).
+    write: WriteOptions,
+    sync: bool,
+}
+
+impl RocksStore {
+    /// Opens (creating it if needed) the store in the directory `path`,
+    /// creating missing column families.
+    ///
+    /// Fails with [`StoreError::Open`] when the directory cannot be used,
+    /// for example when another process has it open, and with
+    /// [`StoreError::Corrupt`] when the change log cannot be read.
+    pub fn open(path: &Path, options: &RocksOptions) -> Result<RocksStore> {
+        let open_error = |reason: String| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        let cache = Cache::new_lru_cache(options.block_cache_bytes);
+        let db_options = tuning::db_options();
+        let mut families: Vec<ColumnFamilyDescriptor> = Space::ALL
+            .into_iter()
+            .map(|space| {
+                ColumnFamilyDescriptor::new(space.name(), tuning::lookup_cf_options(&cache))
+            })
+            .collect();
+        families.push(ColumnFamilyDescriptor::new(
+            CHANGELOG_CF,
+            tuning::changelog_cf_options(&cache),
+        ));
+        // RocksDB refuses to open a database without naming every column
+        // family in it, so families written by a newer version are opened
+        // too (untuned). Listing fails when there is no database yet.
+        if let Ok(existing) = DB::list_cf(&db_options, path) {
+            for name in existing {
+                if name != "default" && !families.iter().any(|f| f.name() == name) {
+                    families.push(ColumnFamilyDescriptor::new(name, Options::default()));
+                }
+            }
+        }
+        let db = DB::open_cf_descriptors(&db_options, path, families)
+            .map_err(|e| open_error(explain_open_error(e)))?;
+        let last = recover_last_sequence(&db)?;
+        let mut write = WriteOptions::default();
+        write.set_sync(options.sync);
+        Ok(RocksStore {
+            db,
+            path: path.to_path_buf(),
+            writer: Mutex::new(()),
+            last: AtomicU64::new(last),
+            point_read: ReadOptions::default(),
+            write,
+            sync: options.sync,
+        })
+    }
+
+    /// The directory the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn family(&self, name: &str) -> Result<&ColumnFamily> {
+        // Every family named here is created by `open`, so this error means
+        // a bug, not a state of the data.
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::Engine(format!("column family `{name}` is not open")))
+    }
+}
+
+impl fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RocksStore")
+            .field("path", &self.path)
+            .field("last_sequence", &self.last_sequence())
+            .field("sync", &self.sync)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RocksStore {
+    fn drop(&mut self) {
+        // Unsynced commits are in the OS page cache; a clean close puts them
+        // on disk. With `sync` every commit already did. Nothing to report
+        // to on failure: the WAL is replayed on the next open either way.
+        if !self.sync {
+            let _ = self.db.flush_wal(true);
+        }
+    }
+}
+
+/// A RocksDB error as a store error.
+fn engine_error(error: rocksdb::Error) -> StoreError {
+    match error.kind() {
+        ErrorKind::Corruption => StoreError::Corrupt(error.into_string()),
+        _ => StoreError::Engine(error.into_string()),
+    }
+}
+
+/// The reason an open failed, in words an operator can act on.
+fn explain_open_error(error: rocksdb::Error) -> String {
+    let message = error.into_string();
+    // RocksDB reports a held LOCK file as an IO error: "While lock file:
+    // <dir>/LOCK: Resource temporarily unavailable" when another process
+    // holds it, "lock hold by current process, ..." when this one does.
+    if message.contains("While lock file") || message.contains("lock hold by current process") {
+        format!(
+            "the directory is in use by another store (another process, or this one): {message}"
+        )
+    } else {
+        message
+    }
+}
+
+/// The change-log key of `sequence`.
+fn sequence_key(sequence: u64) -> [u8; 8] {
+    sequence.to_be_bytes()
+}
+
+/// The sequence number a change-log key stands for.
+fn sequence_of(key: &[u8]) -> Result<u64> {
+    <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| {
+            StoreError::Corrupt(format!(
+                "change-log key {key:02x?} is not a sequence number"
+            ))
+        })
+}
+
+/// The sequence number of the last entry of the change log (0 when empty).
+fn recover_last_sequence(db: &DB) -> Result<u64> {
+    let log = db
+        .cf_handle(CHANGELOG_CF)
+        .ok_or_else(|| StoreError::Engine(format!("column family `{CHANGELOG_CF}` is not open")))?;
+    let mut iter = db.raw_iterator_cf(log);
+    iter.seek_to_last();
+    match iter.key() {
+        Some(key) => sequence_of(key),
+        None => iter.status().map(|()| 0).map_err(engine_error),
+    }
+}
+
+impl Store for RocksStore {
+    // Hot path: one lookup per resolution. The value is copied once, out of
+    // the pinned block into the returned `Bytes`.
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
+        let family = self.family(space.name())?;
+        let value = self
+            .db
+            .get_pinned_cf_opt(family, key, &self.point_read)
+            .map_err(engine_error)?;
+        Ok(value.map(|v| Bytes::copy_from_slice(&v)))
+    }
+
+    // Hot path for batches: RocksDB's batched multi-get, which reads the
+    // keys' blocks together.
+    fn multi_get(&self, space: Space, keys: &[&[u8]]) -> Result<Vec<Option<Bytes>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let family = self.family(space.name())?;
+        self.db
+            .batched_multi_get_cf_opt(family, keys.iter().copied(), false, &self.point_read)
+            .into_iter()
+            .map(|value| {
+                value
+                    .map(|v| v.map(|v| Bytes::copy_from_slice(&v)))
+                    .map_err(engine_error)
+            })
+            .collect()
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Bytes)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let family = self.family(space.name())?;
+        let mut options = ReadOptions::default();
+        // Bounds make the iterator stop at the end of the prefix by itself;
+        // total order keeps it correct whatever prefix settings a family has.
+        options.set_iterate_range(PrefixRange(prefix));
+        options.set_total_order_seek(true);
+        // A listing must not evict the lookups' hot blocks.
+        options.fill_cache(false);
+        let mut iter = self.db.raw_iterator_cf_opt(family, options);
+        match after {
+            Some(after) if after > prefix => iter.seek(after),
+            _ => iter.seek(prefix),
+        }
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some((key, value)) = iter.item() else {
+                break;
+            };
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if Some(key) != after {
+                out.push((key.to_vec(), Bytes::copy_from_slice(value)));
+            }
+            iter.next();
+        }
+        iter.status().map_err(engine_error)?;
+        Ok(out)
+    }
+
+    fn begin(&self) -> Result<Box<dyn WriteTxn + '_>> {
+        // A poisoned lock only means a transaction panicked; it wrote
+        // nothing (writes happen in `commit`), so the store is intact.
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let base = self.last_sequence();
+        Ok(Box::new(RocksTxn {
+            store: self,
+            _guard: guard,
+            staged: Staged::new(base),
+        }))
+    }
+
+    fn last_sequence(&self) -> u64 {
+        self.last.load(Ordering::Acquire)
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        let Some(first) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let log = self.family(CHANGELOG_CF)?;
+        let mut options = ReadOptions::default();
+        options.set_iterate_lower_bound(sequence_key(first).to_vec());
+        options.fill_cache(false);
+        let mut iter = self.db.raw_iterator_cf_opt(log, options);
+        iter.seek(sequence_key(first));
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some((key, value)) = iter.item() else {
+                break;
+            };
+            out.push(decode_change(sequence_of(key)?, value)?);
+            iter.next();
+        }
+        iter.status().map_err(engine_error)?;
+        Ok(out)
+    }
+}
+
+/// The open write transaction; holds the writer lock until dropped.
+struct RocksTxn<'a> {
+    store: &'a RocksStore,
+    _guard: MutexGuard<'a, ()>,
+    staged: Staged,
+}
+
+impl WriteTxn for RocksTxn<'_> {
+    fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
+        match self.staged.lookup(space, key) {
+            Some(value) => Ok(value),
+            None => self.store.get(space, key),
+        }
+    }
+
+    fn put(&mut self, space: Space, key: &[u8], value: Bytes) -> u64 {
+        self.staged.stage(space, key, Some(value))
+    }
+
+    fn delete(&mut self, space: Space, key: &[u8]) -> u64 {
+        self.staged.stage(space, key, None)
+    }
+
+    fn commit(self: Box<Self>) -> Result<u64> {
+        let store = self.store;
+        let last = self.staged.last();
+        if self.staged.changes.is_empty() {
+            return Ok(last);
+        }
+        let log = store.family(CHANGELOG_CF)?;
+        let mut batch = WriteBatch::default();
+        for change in &self.staged.changes {
+            let family = store.family(change.space.name())?;
+            match &change.value {
+                Some(value) => batch.put_cf(family, &change.key, value),
+                None => batch.delete_cf(family, &change.key),
+            }
+            batch.put_cf(log, sequence_key(change.sequence), encode_change(change));
+        }
+        // One atomic batch: the changes and their change-log entries land
+        // together or not at all. On error nothing is acknowledged and the
+        // sequence stays where it was.
+        store
+            .db
+            .write_opt(batch, &store.write)
+            .map_err(engine_error)?;
+        // Still under the writer lock (`self` is dropped on return), so the
+        // next transaction starts from this sequence.
+        store.last.store(last, Ordering::Release);
+        Ok(last)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_keys_sort_in_sequence_order() {
+        let keys: Vec<[u8; 8]> = [1u64, 255, 256, 1 << 40, u64::MAX]
+            .into_iter()
+            .map(sequence_key)
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        for key in keys {
+            assert_eq!(sequence_key(sequence_of(&key).unwrap()), key);
+        }
+    }
+
+    #[test]
+    fn a_malformed_sequence_key_is_corrupt() {
+        assert!(matches!(sequence_of(b"abc"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(sequence_of(&[0; 9]), Err(StoreError::Corrupt(_))));
+    }
+}

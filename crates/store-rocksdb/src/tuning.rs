@@ -1,0 +1,92 @@
+//! Engine settings and the RocksDB options built from them.
+//!
+//! The hot path is the point lookup of a record by its normalized
+//! identifier, and many lookups miss (unknown identifiers, referrals), so
+//! the lookup column families get whole-key bloom filters that are always
+//! in memory, and data blocks with a hash index. This is what RocksDB's
+//! `OptimizeForPointLookup` does, done by hand because that call would give
+//! each column family its own block cache instead of the shared one.
+
+use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, DataBlockIndexType, Options};
+
+/// Settings of the RocksDB engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RocksOptions {
+    /// Size in bytes of the LRU block cache that every column family shares
+    /// (data, index and filter blocks). Default: 256 MiB.
+    pub block_cache_bytes: usize,
+    /// Whether every commit syncs the WAL to disk before returning.
+    /// Default: true. When false, a commit survives a crash of the process
+    /// (it is in the OS page cache) but not a crash of the machine.
+    pub sync: bool,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        Self {
+            block_cache_bytes: 256 << 20,
+            sync: true,
+        }
+    }
+}
+
+/// Bits per key of the bloom filters: about 1% false positives.
+const BLOOM_BITS_PER_KEY: f64 = 10.0;
+
+/// Options of the database as a whole (and of the unused `default` column
+/// family).
+pub(crate) fn db_options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    opts.increase_parallelism(i32::try_from(threads).unwrap_or(i32::MAX));
+    // Spread SST writes out instead of one large fsync at the end of a file.
+    opts.set_bytes_per_sync(1 << 20);
+    // RocksDB's own info log lives in the data directory; keep it bounded.
+    opts.set_max_log_file_size(16 << 20);
+    opts.set_keep_log_file_num(5);
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts
+}
+
+/// Options of a column family read by point lookups: records, prefixes,
+/// meta.
+pub(crate) fn lookup_cf_options(cache: &Cache) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    // A full (not block-based) filter on the whole key: there is no prefix
+    // extractor, identifiers have no fixed-length prefix worth filtering on.
+    table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+    table.set_whole_key_filtering(true);
+    // Index and filter blocks are charged to the shared cache (so its size
+    // bounds memory), and those of L0 files are pinned there.
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    // A hash index inside each data block: a lookup finds its key without a
+    // binary search of the block.
+    table.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
+    table.set_data_block_hash_ratio(0.75);
+
+    let mut opts = Options::default();
+    opts.set_block_based_table_factory(&table);
+    opts.set_compression_type(DBCompressionType::Lz4);
+    // A whole-key bloom filter on the memtable too, so a miss does not
+    // search the skip list.
+    opts.set_memtable_prefix_bloom_ratio(0.02);
+    opts.set_memtable_whole_key_filtering(true);
+    opts
+}
+
+/// Options of the change log: appended in key order and read by ranges, so
+/// it needs no filter; it shares the block cache.
+pub(crate) fn changelog_cf_options(cache: &Cache) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_cache_index_and_filter_blocks(true);
+
+    let mut opts = Options::default();
+    opts.set_block_based_table_factory(&table);
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts
+}

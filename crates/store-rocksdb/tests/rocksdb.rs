@@ -1,0 +1,377 @@
+//! The RocksDB engine against the conformance suite, plus what only a disk
+//! engine has: durability across reopen, the directory lock, corrupt data.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use bytes::Bytes;
+use idnode_store::{Change, Result, Space, Store, StoreError, WriteTxn, conformance};
+use idnode_store_rocksdb::{CHANGELOG_CF, RocksOptions, RocksStore};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use tempfile::TempDir;
+
+/// A store in a temporary directory that lives as long as the store.
+struct TempStore {
+    // Field order matters: the store closes before its directory goes.
+    store: RocksStore,
+    _dir: TempDir,
+}
+
+impl TempStore {
+    fn new() -> Self {
+        let dir = TempDir::new().unwrap();
+        let store = RocksStore::open(dir.path(), &small()).unwrap();
+        Self { store, _dir: dir }
+    }
+}
+
+impl Store for TempStore {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
+        self.store.get(space, key)
+    }
+    fn multi_get(&self, space: Space, keys: &[&[u8]]) -> Result<Vec<Option<Bytes>>> {
+        self.store.multi_get(space, keys)
+    }
+    fn scan(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Bytes)>> {
+        self.store.scan(space, prefix, after, limit)
+    }
+    fn begin(&self) -> Result<Box<dyn WriteTxn + '_>> {
+        self.store.begin()
+    }
+    fn last_sequence(&self) -> u64 {
+        self.store.last_sequence()
+    }
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        self.store.changes_since(after, limit)
+    }
+}
+
+/// Test options: a small cache, and syncing as in production.
+fn small() -> RocksOptions {
+    RocksOptions {
+        block_cache_bytes: 8 << 20,
+        ..RocksOptions::default()
+    }
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+#[test]
+fn conforms() {
+    conformance::run_all(&|| Box::new(TempStore::new()));
+}
+
+#[test]
+fn default_options() {
+    let options = RocksOptions::default();
+    assert_eq!(options.block_cache_bytes, 256 << 20);
+    assert!(options.sync);
+}
+
+/// Writes three changes in two transactions to a store at `path`.
+fn write_some(path: &Path, options: &RocksOptions) {
+    let store = RocksStore::open(path, options).unwrap();
+    let mut txn = store.begin().unwrap();
+    txn.put(Space::Records, b"88.1/A", b("alpha"));
+    txn.put(Space::Prefixes, b"88.1", b("home"));
+    assert_eq!(txn.commit().unwrap(), 2);
+    let mut txn = store.begin().unwrap();
+    txn.delete(Space::Records, b"88.1/A");
+    txn.put(Space::Records, b"88.1/B", b("beta"));
+    assert_eq!(txn.commit().unwrap(), 4);
+}
+
+fn check_some(store: &RocksStore) {
+    assert_eq!(store.last_sequence(), 4);
+    assert_eq!(store.get(Space::Records, b"88.1/A").unwrap(), None);
+    assert_eq!(
+        store.get(Space::Records, b"88.1/B").unwrap(),
+        Some(b("beta"))
+    );
+    assert_eq!(
+        store.get(Space::Prefixes, b"88.1").unwrap(),
+        Some(b("home"))
+    );
+    let changes = store.changes_since(0, 100).unwrap();
+    let seqs: Vec<u64> = changes.iter().map(|c| c.sequence).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert_eq!(changes[1].space, Space::Prefixes);
+    assert_eq!(changes[2].value, None);
+    assert_eq!(changes[3].value, Some(b("beta")));
+}
+
+#[test]
+fn commits_survive_reopen() {
+    let dir = TempDir::new().unwrap();
+    write_some(dir.path(), &small());
+    let store = RocksStore::open(dir.path(), &small()).unwrap();
+    check_some(&store);
+    // Sequence numbers continue where they stopped.
+    let mut txn = store.begin().unwrap();
+    assert_eq!(txn.put(Space::Meta, b"seeded", b("yes")), 5);
+    assert_eq!(txn.commit().unwrap(), 5);
+    drop(store);
+    let store = RocksStore::open(dir.path(), &small()).unwrap();
+    assert_eq!(store.last_sequence(), 5);
+    assert_eq!(store.get(Space::Meta, b"seeded").unwrap(), Some(b("yes")));
+}
+
+#[test]
+fn unsynced_commits_survive_a_clean_close() {
+    let dir = TempDir::new().unwrap();
+    let options = RocksOptions {
+        sync: false,
+        ..small()
+    };
+    write_some(dir.path(), &options);
+    check_some(&RocksStore::open(dir.path(), &options).unwrap());
+}
+
+#[test]
+fn opening_creates_the_directory_and_reopens_empty() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("nested").join("data");
+    drop(RocksStore::open(&path, &small()).unwrap());
+    let store = RocksStore::open(&path, &small()).unwrap();
+    assert_eq!(store.last_sequence(), 0);
+    assert!(store.changes_since(0, 10).unwrap().is_empty());
+    assert_eq!(store.path(), path);
+}
+
+#[test]
+fn a_second_open_in_this_process_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let _first = RocksStore::open(dir.path(), &small()).unwrap();
+    let error = RocksStore::open(dir.path(), &small()).unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, StoreError::Open { .. }), "{message}");
+    assert!(message.contains("in use"), "{message}");
+    assert!(
+        message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
+}
+
+/// Environment variable naming the store directory of a helper test run in
+/// a child process; the helpers do nothing without it (`--ignored` by hand).
+const HELPER_DIR: &str = "IDNODE_TEST_STORE_DIR";
+
+/// Runs the ignored test `name` of this binary in a child process, on the
+/// store directory `dir`, with piped stdin and stdout.
+fn spawn_helper(name: &str, dir: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(HELPER_DIR, dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Child process of `an_open_in_another_process_is_refused`: opens the
+/// store, says READY, and holds it until stdin closes.
+#[test]
+#[ignore = "helper, run in a child process by another test"]
+fn hold_store_helper() {
+    let Some(path) = std::env::var_os(HELPER_DIR) else {
+        return;
+    };
+    let _store = RocksStore::open(Path::new(&path), &small()).unwrap();
+    println!("READY");
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+#[test]
+fn an_open_in_another_process_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let mut child = spawn_helper("hold_store_helper", dir.path());
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|line| line.unwrap().contains("READY")),
+        "the helper did not open the store"
+    );
+    let error = RocksStore::open(dir.path(), &small()).unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, StoreError::Open { .. }), "{message}");
+    assert!(message.contains("in use"), "{message}");
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    // Once the other process is gone, the store opens.
+    RocksStore::open(dir.path(), &small()).unwrap();
+}
+
+/// Child process of `a_killed_writer_loses_no_acknowledged_commit`: commits
+/// one record per transaction forever, printing `ACK <sequence>` after each
+/// commit returns.
+#[test]
+#[ignore = "helper, run in a child process by another test"]
+fn write_until_killed_helper() {
+    let Some(path) = std::env::var_os(HELPER_DIR) else {
+        return;
+    };
+    let store = RocksStore::open(Path::new(&path), &small()).unwrap();
+    let mut out = std::io::stdout().lock();
+    for i in 1u64.. {
+        let mut txn = store.begin().unwrap();
+        let key = format!("88.1/{i:08}");
+        txn.put(
+            Space::Records,
+            key.as_bytes(),
+            Bytes::copy_from_slice(&i.to_be_bytes()),
+        );
+        let sequence = txn.commit().unwrap();
+        writeln!(out, "ACK {sequence}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn a_killed_writer_loses_no_acknowledged_commit() {
+    let dir = TempDir::new().unwrap();
+    let mut child = spawn_helper("write_until_killed_helper", dir.path());
+    // Keep reading end open until the kill, so the helper never sees a
+    // closed pipe and exits on its own.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acknowledged = 0;
+    for line in lines.by_ref() {
+        if let Some(sequence) = line.unwrap().strip_prefix("ACK ") {
+            acknowledged = sequence.parse().unwrap();
+            if acknowledged >= 300 {
+                break;
+            }
+        }
+    }
+    assert!(acknowledged >= 300, "the helper stopped at {acknowledged}");
+    child.kill().unwrap(); // SIGKILL: no destructor, no clean close
+    child.wait().unwrap();
+    drop(lines);
+
+    let store = RocksStore::open(dir.path(), &small()).unwrap();
+    let last = store.last_sequence();
+    assert!(
+        last >= acknowledged,
+        "acknowledged {acknowledged}, recovered {last}"
+    );
+    for i in 1..=last {
+        let key = format!("88.1/{i:08}");
+        let value = store.get(Space::Records, key.as_bytes()).unwrap();
+        assert_eq!(value.as_deref(), Some(&i.to_be_bytes()[..]), "{key}");
+    }
+    let changes = store.changes_since(0, usize::MAX).unwrap();
+    let sequences: Vec<u64> = changes.iter().map(|c| c.sequence).collect();
+    assert_eq!(sequences, (1..=last).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_path_that_is_a_file_is_an_open_error() {
+    let dir = TempDir::new().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let error = RocksStore::open(&file, &small()).unwrap_err();
+    assert!(matches!(error, StoreError::Open { .. }), "{error}");
+}
+
+/// Writes `key` = `value` into the change log behind the store's back.
+fn tamper_with_changelog(path: &Path, key: &[u8], value: &[u8]) {
+    let options = rocksdb::Options::default();
+    let families = ["records", "prefixes", "meta", CHANGELOG_CF];
+    let db = rocksdb::DB::open_cf(&options, path, families).unwrap();
+    let log = db.cf_handle(CHANGELOG_CF).unwrap();
+    db.put_cf(log, key, value).unwrap();
+}
+
+#[test]
+fn a_garbage_changelog_entry_is_corrupt() {
+    let dir = TempDir::new().unwrap();
+    write_some(dir.path(), &small());
+    tamper_with_changelog(dir.path(), &3u64.to_be_bytes(), b"\x09garbage");
+    let store = RocksStore::open(dir.path(), &small()).unwrap();
+    assert_eq!(store.last_sequence(), 4);
+    let error = store.changes_since(0, 100).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
+    // Entries before the bad one still read.
+    assert_eq!(store.changes_since(0, 2).unwrap().len(), 2);
+    assert_eq!(store.changes_since(3, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn a_garbage_changelog_key_is_corrupt_at_open() {
+    let dir = TempDir::new().unwrap();
+    write_some(dir.path(), &small());
+    tamper_with_changelog(dir.path(), b"zzz", b"");
+    let error = RocksStore::open(dir.path(), &small()).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
+}
+
+#[test]
+fn column_families_of_a_newer_version_do_not_stop_the_open() {
+    let dir = TempDir::new().unwrap();
+    write_some(dir.path(), &small());
+    {
+        let mut options = rocksdb::Options::default();
+        options.create_missing_column_families(true);
+        let families = ["records", "prefixes", "meta", CHANGELOG_CF, "templates"];
+        rocksdb::DB::open_cf(&options, dir.path(), families).unwrap();
+    }
+    check_some(&RocksStore::open(dir.path(), &small()).unwrap());
+}
+
+#[test]
+fn lookups_and_scans_read_flushed_tables() {
+    // Enough data to leave the memtable (the default is 64 MiB; a reopen
+    // does not flush, so write big values and many keys), then reopen so
+    // reads go through table files, bloom filters and the block cache.
+    let dir = TempDir::new().unwrap();
+    {
+        let store = RocksStore::open(dir.path(), &small()).unwrap();
+        let value = Bytes::from(vec![b'v'; 64 << 10]);
+        for batch in 0..20 {
+            let mut txn = store.begin().unwrap();
+            for i in 0..60 {
+                let key = format!("88.{batch}/{i:04}");
+                txn.put(Space::Records, key.as_bytes(), value.clone());
+            }
+            txn.commit().unwrap();
+        }
+    }
+    let store = RocksStore::open(dir.path(), &small()).unwrap();
+    assert_eq!(store.last_sequence(), 1200);
+    assert_eq!(
+        store
+            .get(Space::Records, b"88.7/0042")
+            .unwrap()
+            .unwrap()
+            .len(),
+        64 << 10
+    );
+    assert_eq!(store.get(Space::Records, b"88.7/9999").unwrap(), None);
+    let got = store
+        .multi_get(
+            Space::Records,
+            &[b"88.19/0059".as_slice(), b"nope", b"88.0/0000"],
+        )
+        .unwrap();
+    assert!(got[0].is_some() && got[1].is_none() && got[2].is_some());
+    let page = store
+        .scan(Space::Records, b"88.1/", Some(b"88.1/0057"), 10)
+        .unwrap();
+    let keys: Vec<&[u8]> = page.iter().map(|(k, _)| k.as_slice()).collect();
+    assert_eq!(keys, [b"88.1/0058".as_slice(), b"88.1/0059"]);
+    assert_eq!(store.changes_since(1190, 100).unwrap().len(), 10);
+}
