@@ -1,1 +1,163 @@
-fn main() {}
+//! The resolution hot path in process, against RocksDB holding 1,000,000
+//! identifiers: store point lookups (block cache cold and warm), a cache
+//! hit, and whole resolutions (decode, lookup, filter, encode) with and
+//! without the response cache.
+//!
+//! Run: `source scripts/env.sh && cargo bench --bench resolve`
+//!
+//! The first run loads 1,000,000 records (5 values each, like the seeds)
+//! into `$CARGO_TARGET_DIR/bench-data/rocks-1m` and keeps them for later
+//! runs. "cold" opens that store with a 1 MiB block cache and reads random
+//! identifiers, so most reads go to the page cache and decompress a block;
+//! "warm" uses the default 256 MiB cache over a working set of 100,000
+//! identifiers read once beforehand. Figures and the machine: PERFORMANCE.md.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use idnode_core::{Record, Value};
+use idnode_handle::{RequestParams, encode_resolution_request, flags};
+use idnode_resolver::{HandleService, ResponseCache, Scratch};
+use idnode_store::{Space, Store};
+use idnode_store_rocksdb::{RocksOptions, RocksStore};
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const RECORDS: usize = 1_000_000;
+const LOADED: &[u8] = b"bench-loaded-1m";
+
+fn identifier(n: usize) -> String {
+    format!("88.100.{}/BENCH-{n:08}", n % 100)
+}
+
+fn key(n: usize) -> Vec<u8> {
+    identifier(n).to_ascii_uppercase().into_bytes()
+}
+
+fn data_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    target.join("bench-data").join("rocks-1m")
+}
+
+fn open(cache_bytes: usize) -> RocksStore {
+    let options = RocksOptions {
+        block_cache_bytes: cache_bytes,
+        ..RocksOptions::default()
+    };
+    let store = RocksStore::open(&data_dir(), &options).expect("open bench store");
+    if store.get(Space::Meta, LOADED).expect("read").is_none() {
+        eprintln!(
+            "loading {RECORDS} records into {} (once)",
+            data_dir().display()
+        );
+        for start in (0..RECORDS).step_by(20_000) {
+            let mut txn = store.begin().expect("begin");
+            for n in start..(start + 20_000).min(RECORDS) {
+                let record = Record {
+                    identifier: identifier(n),
+                    values: vec![
+                        Value::new(1, "URL", format!("https://example.com/p/{n}")),
+                        Value::new(2, "productName", "Servo motor 200 series"),
+                        Value::new(3, "manufacturer", "Huaxin Precision Machinery Co., Ltd."),
+                        Value::new(4, "batch", "B260324-26"),
+                        Value::new(5, "productionDate", "2026-03-24"),
+                    ],
+                    version: 0,
+                };
+                txn.put(Space::Records, &key(n), record.encode().into());
+            }
+            txn.commit().expect("commit");
+        }
+        let mut txn = store.begin().expect("begin");
+        txn.put(Space::Meta, LOADED, bytes::Bytes::from_static(b"1"));
+        txn.commit().expect("commit");
+    }
+    store
+}
+
+fn request(n: usize) -> Vec<u8> {
+    let id = identifier(n);
+    let mut out = Vec::new();
+    encode_resolution_request(
+        &mut out,
+        &RequestParams {
+            request_id: n as u32,
+            op_flags: flags::PO,
+            handle: id.as_bytes(),
+            expiration: 2_000_000_000,
+            ..Default::default()
+        },
+    );
+    out
+}
+
+/// A cheap deterministic spread over the identifiers.
+fn spread(i: usize, range: usize) -> usize {
+    (i.wrapping_mul(2_654_435_761)) % range
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("resolve-1m");
+    g.throughput(Throughput::Elements(1));
+
+    {
+        let cold = open(1 << 20);
+        let keys: Vec<Vec<u8>> = (0..65_536).map(|i| key(spread(i, RECORDS))).collect();
+        let mut i = 0;
+        g.bench_function("store get, cold (1 MiB block cache, random keys)", |b| {
+            b.iter(|| {
+                i = (i + 1) & 65_535;
+                black_box(cold.get(Space::Records, &keys[i]).expect("get"))
+            })
+        });
+    }
+
+    let store: Arc<dyn Store> = Arc::new(open(256 << 20));
+    let working: Vec<usize> = (0..100_000).map(|i| spread(i, RECORDS)).collect();
+    let keys: Vec<Vec<u8>> = working.iter().map(|&n| key(n)).collect();
+    for k in &keys {
+        black_box(store.get(Space::Records, k).expect("get"));
+    }
+    let mut i = 0;
+    g.bench_function("store get, warm (256 MiB block cache)", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            black_box(store.get(Space::Records, &keys[i]).expect("get"))
+        })
+    });
+
+    let requests: Vec<Vec<u8>> = working.iter().take(10_000).map(|&n| request(n)).collect();
+    let mut out = Vec::with_capacity(4096);
+    let mut scratch = Scratch::default();
+    let uncached = HandleService::new(store.clone());
+    g.bench_function(
+        "resolution, no response cache (decode+rocksdb+encode)",
+        |b| {
+            b.iter(|| {
+                i = (i + 1) % requests.len();
+                black_box(uncached.respond(&requests[i], 1_800_000_000, &mut out, &mut scratch))
+            })
+        },
+    );
+
+    let cache = Arc::new(ResponseCache::new(64 << 20, 64));
+    let cached = HandleService::with_cache(store.clone(), cache);
+    for r in &requests {
+        cached.respond(r, 1_800_000_000, &mut out, &mut scratch);
+    }
+    g.bench_function("resolution, response cache hit", |b| {
+        b.iter(|| {
+            i = (i + 1) % requests.len();
+            black_box(cached.respond(&requests[i], 1_800_000_000, &mut out, &mut scratch))
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50);
+    targets = bench
+}
+criterion_main!(benches);

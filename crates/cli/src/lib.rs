@@ -1,1 +1,83 @@
-//! placeholder
+//! The `idnode` command line: one binary for every role.
+//!
+//! `serve` wires the layers together (RocksDB store, registry, resolver,
+//! Handle listeners, gRPC management API) and seeds a new node; the other
+//! commands are clients: `resolve` speaks the Handle protocol, `prefix`,
+//! `id` and `import` call the gRPC management API. This is the only crate
+//! that knows the store is RocksDB.
+
+mod args;
+mod jsonl;
+mod manage;
+mod resolve;
+mod seed;
+mod serve;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// A failure caused by what the user typed or gave us (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Returns a [`UsageError`] from the enclosing function.
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err(anyhow::Error::new($crate::UsageError(format!($($arg)*))))
+    };
+}
+pub(crate) use usage;
+
+/// Runs the command line and returns the process exit code: 0 success,
+/// 1 failure, 2 bad input (arguments, files, identifiers).
+pub fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(cli: args::Cli) -> anyhow::Result<ExitCode> {
+    use args::Command;
+    match cli.command {
+        Command::Serve(a) => serve::run(a).await.map(|()| ExitCode::SUCCESS),
+        Command::Resolve(a) => resolve::run(a).await,
+        Command::Prefix(a) => manage::prefix(&cli.admin, a).await,
+        Command::Id(a) => manage::identifier(&cli.admin, a).await,
+        Command::Import(a) => manage::import(&cli.admin, a).await,
+        Command::Bench(a) => {
+            let admin = idnode_bench::AdminTarget {
+                grpc: cli.admin.grpc.clone(),
+                token: cli.admin.token.clone(),
+                token_file: cli.admin.token_file.clone(),
+            };
+            idnode_bench::command(a, &admin).await
+        }
+    }
+}

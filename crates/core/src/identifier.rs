@@ -143,7 +143,9 @@ impl Prefix {
 
     /// The parent prefix (`88.100` for `88.100.1`), if any.
     pub fn parent(&self) -> Option<Prefix> {
-        self.text.rfind('.').map(|dot| Self::from_checked(&self.text[..dot]))
+        self.text
+            .rfind('.')
+            .map(|dot| Self::from_checked(&self.text[..dot]))
     }
 
     /// The segments, as spelled.
@@ -232,14 +234,32 @@ mod tests {
     #[test]
     fn rejects_bad_identifiers() {
         assert_eq!(Identifier::parse(""), Err(Error::EmptyIdentifier));
-        assert!(matches!(Identifier::parse("88.100"), Err(Error::MissingSlash(_))));
+        assert!(matches!(
+            Identifier::parse("88.100"),
+            Err(Error::MissingSlash(_))
+        ));
         assert_eq!(Identifier::parse("88/"), Err(Error::EmptySuffix));
-        assert!(matches!(Identifier::parse("/x"), Err(Error::InvalidPrefix(..))));
-        assert!(matches!(Identifier::parse("88..1/x"), Err(Error::InvalidPrefix(..))));
-        assert!(matches!(Identifier::parse("88._/x"), Err(Error::InvalidPrefix(..))));
-        assert_eq!(Identifier::parse("88/a\nb"), Err(Error::ControlCharacter(4)));
+        assert!(matches!(
+            Identifier::parse("/x"),
+            Err(Error::InvalidPrefix(..))
+        ));
+        assert!(matches!(
+            Identifier::parse("88..1/x"),
+            Err(Error::InvalidPrefix(..))
+        ));
+        assert!(matches!(
+            Identifier::parse("88._/x"),
+            Err(Error::InvalidPrefix(..))
+        ));
+        assert_eq!(
+            Identifier::parse("88/a\nb"),
+            Err(Error::ControlCharacter(4))
+        );
         let long = format!("88/{}", "x".repeat(2046));
-        assert_eq!(Identifier::parse(&long), Err(Error::IdentifierTooLong(2049)));
+        assert_eq!(
+            Identifier::parse(&long),
+            Err(Error::IdentifierTooLong(2049))
+        );
         assert!(Identifier::parse(&long[..2048]).is_ok());
     }
 
@@ -254,7 +274,12 @@ mod tests {
         assert!(!Prefix::parse("88.10").unwrap().contains(&p));
         let rec = Identifier::parse("0.na/88.100.1").unwrap();
         assert_eq!(rec.as_prefix_record().unwrap().key(), "88.100.1");
-        assert!(Identifier::parse("88.100/1").unwrap().as_prefix_record().is_none());
+        assert!(
+            Identifier::parse("88.100/1")
+                .unwrap()
+                .as_prefix_record()
+                .is_none()
+        );
     }
 
     proptest! {

@@ -1,9 +1,7 @@
 //! Values and records, as RFC 3651 defines them.
 
 use crate::Error;
-use crate::limits::{
-    MAX_DATA_BYTES, MAX_RECORD_BYTES, MAX_REFERENCES, MAX_TYPE_BYTES, MAX_VALUES,
-};
+use crate::limits::{MAX_DATA_BYTES, MAX_RECORD_BYTES, MAX_REFERENCES, MAX_TYPE_BYTES, MAX_VALUES};
 use bytes::Bytes;
 
 /// How long a value may be cached.
@@ -191,7 +189,8 @@ mod tests {
         r.values.push(Value::new(1, "X", ""));
         assert_eq!(r.normalize_and_validate(), Err(Error::DuplicateIndex(1)));
         r.values.retain(|v| v.kind != "X");
-        r.values.push(Value::new(3, "X", vec![0u8; MAX_DATA_BYTES + 1]));
+        r.values
+            .push(Value::new(3, "X", vec![0u8; MAX_DATA_BYTES + 1]));
         assert_eq!(
             r.normalize_and_validate(),
             Err(Error::DataTooLarge(MAX_DATA_BYTES + 1))

@@ -117,7 +117,14 @@ pub fn put_u32(out: &mut Vec<u8>, v: u32) {
 
 /// Encoded size of one value in Handle form.
 pub fn value_len(v: &Value) -> usize {
-    4 + 4 + 1 + 4 + 1 + 4 + v.kind.len() + 4 + v.data.len()
+    4 + 4
+        + 1
+        + 4
+        + 1
+        + 4
+        + v.kind.len()
+        + 4
+        + v.data.len()
         + 4
         + v.references
             .iter()
@@ -340,7 +347,11 @@ mod tests {
                 index,
                 kind,
                 data: data.into(),
-                ttl: if abs { Ttl::Absolute(ttl) } else { Ttl::Relative(ttl) },
+                ttl: if abs {
+                    Ttl::Absolute(ttl)
+                } else {
+                    Ttl::Relative(ttl)
+                },
                 timestamp: ts,
                 permissions: Permissions(perm),
                 references: refs

@@ -32,6 +32,7 @@ pub struct Config {
     pub handle: HandleConfig,
     pub quic: QuicConfig,
     pub grpc: GrpcConfig,
+    pub cache: CacheConfig,
 }
 
 impl Default for Config {
@@ -44,6 +45,7 @@ impl Default for Config {
             handle: HandleConfig::default(),
             quic: QuicConfig::default(),
             grpc: GrpcConfig::default(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -178,6 +180,25 @@ impl Default for GrpcConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        }
+    }
+}
+
+/// The response cache in front of the store.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Memory budget in MiB; 0 turns the cache off.
+    pub budget_mb: usize,
+    /// Shards (locks); rounded up to a power of two.
+    pub shards: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            budget_mb: 128,
+            shards: 64,
         }
     }
 }

@@ -88,8 +88,11 @@ impl WriteTxn for ObservedTxn<'_> {
         let this = *self;
         let sequence = this.inner.commit()?;
         if !this.touched.is_empty() {
-            let changes: Vec<(Space, &[u8])> =
-                this.touched.iter().map(|(s, k)| (*s, k.as_slice())).collect();
+            let changes: Vec<(Space, &[u8])> = this
+                .touched
+                .iter()
+                .map(|(s, k)| (*s, k.as_slice()))
+                .collect();
             for observer in this.observers {
                 observer.committed(&changes);
             }
@@ -126,7 +129,10 @@ mod tests {
         txn.put(Space::Records, b"a", Bytes::from_static(b"1"));
         txn.delete(Space::Records, b"b");
         txn.commit().unwrap();
-        assert_eq!(*recorder.0.lock().unwrap(), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            *recorder.0.lock().unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
     }
 
     #[test]

@@ -1,0 +1,180 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "idnode",
+    version,
+    about = "Resolution node for industrial-internet identifiers (Handle protocol, gRPC management)",
+    after_help = "Start a node with demo data: `idnode serve`. Then: `idnode resolve 88.100.1/CNC-LATHE-202600000`."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How management commands reach a node.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// gRPC management endpoint of the node.
+    #[arg(
+        long,
+        global = true,
+        env = "IDNODE_GRPC",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub grpc: String,
+    /// Admin token (default: read from --token-file).
+    #[arg(long, global = true, env = "IDNODE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the admin token, written by the node on first start.
+    #[arg(
+        long,
+        global = true,
+        env = "IDNODE_TOKEN_FILE",
+        default_value = "./data/admin.token"
+    )]
+    pub token_file: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node: Handle protocol on UDP and TCP, gRPC management API.
+    Serve(ServeArgs),
+    /// Resolve an identifier over the Handle protocol and print its values.
+    Resolve(ResolveArgs),
+    /// Manage prefixes (through the gRPC API).
+    #[command(subcommand)]
+    Prefix(PrefixCommand),
+    /// Manage identifiers (through the gRPC API).
+    #[command(subcommand)]
+    Id(IdCommand),
+    /// Register identifiers from a JSONL file (one identifier a line).
+    Import(ImportArgs),
+    /// Load generator: drive a Handle server (UDP/TCP, closed or open loop),
+    /// load a synthetic data set, sweep rates into an SVG, run the echo server.
+    Bench(idnode_bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see deploy/idnode.toml).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Data directory (RocksDB, admin token).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Handle protocol address, UDP and TCP (port 0 picks a free port).
+    #[arg(long)]
+    pub handle_listen: Option<SocketAddr>,
+    /// gRPC management address.
+    #[arg(long)]
+    pub grpc_listen: Option<SocketAddr>,
+    /// UDP worker sockets (0 = one per core).
+    #[arg(long)]
+    pub udp_workers: Option<usize>,
+    /// Handle over QUIC address (port 0 picks a free port).
+    #[arg(long)]
+    pub quic_listen: Option<SocketAddr>,
+    /// Do not serve Handle over QUIC.
+    #[arg(long)]
+    pub no_quic: bool,
+    /// Do not load the demo data into a new node.
+    #[arg(long)]
+    pub no_seed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The identifier, e.g. 88.100.1/CNC-LATHE-202600000.
+    pub identifier: String,
+    /// Handle server address (host:port).
+    #[arg(long, short, env = "IDNODE_SERVER", default_value = "127.0.0.1:2641")]
+    pub server: String,
+    /// udp, tcp or quic (QUIC needs --pin, --ca-file or --insecure; its
+    /// default port is 2642).
+    #[arg(long, short, default_value = "udp")]
+    pub transport: idnode_client::Transport,
+    /// QUIC: the server certificate's SHA-256 fingerprint, as `idnode serve` prints it.
+    #[arg(long)]
+    pub pin: Option<String>,
+    /// QUIC: a CA or server certificate (PEM) to trust.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// QUIC: accept any server certificate (testing only).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Only values of this type (repeatable; `HS_SITE.` names a family).
+    #[arg(long = "type", short = 'T')]
+    pub types: Vec<String>,
+    /// Only the value at this index (repeatable).
+    #[arg(long = "index", short = 'i')]
+    pub indexes: Vec<u32>,
+    /// Print JSON (the Handle REST API shape) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrefixCommand {
+    /// Home a prefix on the node.
+    Create { prefix: String },
+    /// Show a prefix.
+    Get { prefix: String },
+    /// List the prefixes the node knows.
+    List,
+    /// Delete a prefix (it must hold no identifiers).
+    Delete { prefix: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdCommand {
+    /// Register an identifier.
+    Create {
+        identifier: String,
+        /// A value as INDEX:TYPE:DATA (repeatable), e.g. 1:URL:https://example.com
+        #[arg(long = "value", short = 'v', required = true)]
+        values: Vec<String>,
+        /// Replace the identifier if it exists.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Show an identifier through the management API (all values with a token).
+    Get {
+        identifier: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an identifier.
+    Delete { identifier: String },
+    /// List identifiers under a prefix.
+    List {
+        prefix: String,
+        /// Most identifiers to print (0: all).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// JSONL file: {"identifier": "...", "values": [{"index":1,"type":"URL","data":"..."}]}
+    pub file: PathBuf,
+    /// Identifiers per gRPC batch chunk.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Replace identifiers that exist with different values.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}

@@ -1,0 +1,370 @@
+//! `idnode prefix`, `idnode id` and `idnode import`: clients of the gRPC
+//! management API.
+
+use crate::args::{AdminArgs, IdCommand, ImportArgs, PrefixCommand};
+use crate::{jsonl, usage};
+use anyhow::Context;
+use idnode_admin::proto;
+use idnode_core::{Permissions, Ttl, Value};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::BufRead;
+use std::process::ExitCode;
+use tonic::Request;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+type Prefixes = proto::prefixes_client::PrefixesClient<Channel>;
+type Identifiers = proto::identifiers_client::IdentifiersClient<Channel>;
+
+struct Admin {
+    channel: Channel,
+    token: Option<String>,
+}
+
+impl Admin {
+    async fn connect(args: &AdminArgs, need_token: bool) -> anyhow::Result<Self> {
+        let token = match &args.token {
+            Some(t) => Some(t.trim().to_owned()),
+            None => match std::fs::read_to_string(&args.token_file) {
+                Ok(t) => Some(t.trim().to_owned()),
+                Err(e) if need_token => usage!(
+                    "this command needs the admin token: pass --token or IDNODE_TOKEN, \
+                     or --token-file (cannot read {}: {e})",
+                    args.token_file.display()
+                ),
+                Err(_) => None,
+            },
+        };
+        let endpoint = Channel::from_shared(args.grpc.clone())
+            .map_err(|e| crate::UsageError(format!("--grpc `{}` is not a URL: {e}", args.grpc)))?;
+        let channel = endpoint
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach the node's gRPC API at {}", args.grpc))?;
+        Ok(Self { channel, token })
+    }
+
+    fn request<T>(&self, message: T) -> anyhow::Result<Request<T>> {
+        let mut request = Request::new(message);
+        if let Some(token) = &self.token {
+            let value: MetadataValue<_> = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| crate::UsageError("the admin token has invalid characters".into()))?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
+    }
+
+    fn prefixes(&self) -> Prefixes {
+        Prefixes::new(self.channel.clone())
+    }
+
+    fn identifiers(&self) -> Identifiers {
+        Identifiers::new(self.channel.clone())
+    }
+}
+
+/// Turns a gRPC status into an error; client-side mistakes exit with 2.
+fn status(e: tonic::Status) -> anyhow::Error {
+    use tonic::Code;
+    let text = format!("{:?}: {}", e.code(), e.message());
+    match e.code() {
+        Code::InvalidArgument
+        | Code::AlreadyExists
+        | Code::NotFound
+        | Code::FailedPrecondition
+        | Code::Unauthenticated
+        | Code::PermissionDenied => anyhow::Error::new(crate::UsageError(text)),
+        _ => anyhow::anyhow!(text),
+    }
+}
+
+pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<ExitCode> {
+    let mutating = matches!(
+        command,
+        PrefixCommand::Create { .. } | PrefixCommand::Delete { .. }
+    );
+    let admin = Admin::connect(args, mutating).await?;
+    let mut client = admin.prefixes();
+    match command {
+        PrefixCommand::Create { prefix } => {
+            let p = client
+                .create_prefix(admin.request(proto::CreatePrefixRequest { prefix })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("created prefix {} (homed here)", p.prefix);
+        }
+        PrefixCommand::Get { prefix } => {
+            let p = client
+                .get_prefix(admin.request(proto::GetPrefixRequest { prefix })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("{}\t{}", p.prefix, if p.homed { "homed" } else { "known" });
+        }
+        PrefixCommand::List => {
+            let list = client
+                .list_prefixes(admin.request(proto::ListPrefixesRequest {})?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            for p in list.prefixes {
+                println!("{}\t{}", p.prefix, if p.homed { "homed" } else { "known" });
+            }
+        }
+        PrefixCommand::Delete { prefix } => {
+            client
+                .delete_prefix(admin.request(proto::DeletePrefixRequest {
+                    prefix: prefix.clone(),
+                })?)
+                .await
+                .map_err(status)?;
+            println!("deleted prefix {prefix}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_value_arg(text: &str) -> anyhow::Result<proto::Value> {
+    let mut parts = text.splitn(3, ':');
+    let (Some(index), Some(kind), Some(data)) = (parts.next(), parts.next(), parts.next()) else {
+        usage!("--value `{text}` is not INDEX:TYPE:DATA");
+    };
+    let Ok(index) = index.parse::<u32>() else {
+        usage!("--value `{text}`: index `{index}` is not a number");
+    };
+    Ok(proto::Value {
+        index,
+        r#type: kind.to_owned(),
+        data: data.as_bytes().to_vec().into(),
+        ..Default::default()
+    })
+}
+
+pub fn to_proto(v: &Value) -> proto::Value {
+    proto::Value {
+        index: v.index,
+        r#type: v.kind.clone(),
+        data: v.data.clone(),
+        ttl: Some(proto::Ttl {
+            kind: Some(match v.ttl {
+                Ttl::Relative(s) => proto::ttl::Kind::Relative(s),
+                Ttl::Absolute(t) => proto::ttl::Kind::Absolute(t),
+            }),
+        }),
+        timestamp: v.timestamp,
+        permissions: Some(v.permissions.0 as u32),
+        references: v
+            .references
+            .iter()
+            .map(|r| proto::Reference {
+                identifier: r.identifier.clone(),
+                index: r.index,
+            })
+            .collect(),
+    }
+}
+
+fn from_proto(v: &proto::Value) -> Value {
+    let mut value = Value::new(v.index, v.r#type.clone(), v.data.clone());
+    value.timestamp = v.timestamp;
+    if let Some(p) = v.permissions {
+        value.permissions = Permissions(p as u8);
+    }
+    if let Some(proto::Ttl { kind: Some(k) }) = &v.ttl {
+        value.ttl = match k {
+            proto::ttl::Kind::Relative(s) => Ttl::Relative(*s),
+            proto::ttl::Kind::Absolute(t) => Ttl::Absolute(*t),
+        };
+    }
+    value
+}
+
+pub async fn identifier(args: &AdminArgs, command: IdCommand) -> anyhow::Result<ExitCode> {
+    let mutating = matches!(command, IdCommand::Create { .. } | IdCommand::Delete { .. });
+    let admin = Admin::connect(args, mutating).await?;
+    let mut client = admin.identifiers();
+    match command {
+        IdCommand::Create {
+            identifier,
+            values,
+            overwrite,
+        } => {
+            let values = values
+                .iter()
+                .map(|v| parse_value_arg(v))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let created = client
+                .create_identifier(admin.request(proto::CreateIdentifierRequest {
+                    identifier,
+                    values,
+                    overwrite,
+                })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!(
+                "registered {} ({} values, version {})",
+                created.identifier,
+                created.values.len(),
+                created.version
+            );
+        }
+        IdCommand::Get { identifier, json } => {
+            let record = client
+                .get_identifier(admin.request(proto::GetIdentifierRequest { identifier })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let values: Vec<Value> = record.values.iter().map(from_proto).collect();
+            if json {
+                println!("{}", crate::resolve::to_json(&record.identifier, &values));
+            } else {
+                println!("{} (version {})", record.identifier, record.version);
+                for v in &values {
+                    println!(
+                        "  {:>5}  {:<16}  {}  [permissions {:#04x}]",
+                        v.index,
+                        v.kind,
+                        String::from_utf8_lossy(&v.data),
+                        v.permissions.0
+                    );
+                }
+            }
+        }
+        IdCommand::Delete { identifier } => {
+            client
+                .delete_identifier(admin.request(proto::DeleteIdentifierRequest {
+                    identifier: identifier.clone(),
+                })?)
+                .await
+                .map_err(status)?;
+            println!("deleted {identifier}");
+        }
+        IdCommand::List { prefix, limit } => {
+            let mut token = String::new();
+            let mut printed = 0usize;
+            loop {
+                let page = client
+                    .list_identifiers(admin.request(proto::ListIdentifiersRequest {
+                        prefix: prefix.clone(),
+                        page_size: 1000,
+                        page_token: token,
+                    })?)
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                for id in page.identifiers {
+                    if limit != 0 && printed >= limit {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    println!("{id}");
+                    printed += 1;
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of the import file, ready to send.
+struct Item {
+    line: usize,
+    request: proto::CreateIdentifierRequest,
+}
+
+pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<ExitCode> {
+    let file = match std::fs::File::open(&import.file) {
+        Ok(f) => f,
+        Err(e) => usage!("cannot open {}: {e}", import.file.display()),
+    };
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // Parse everything first: a malformed file is reported before any write.
+    let mut items = Vec::new();
+    let mut failures: Vec<(usize, String)> = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line_no = n + 1;
+        let text = match line {
+            Ok(t) => t,
+            Err(e) => usage!("{}: line {line_no}: {e}", import.file.display()),
+        };
+        match jsonl::parse_line(&text) {
+            Ok(None) => {}
+            Ok(Some((parsed, values))) => items.push(Item {
+                line: line_no,
+                request: proto::CreateIdentifierRequest {
+                    identifier: parsed.identifier,
+                    values: values.iter().map(to_proto).collect(),
+                    overwrite: import.overwrite || parsed.overwrite,
+                },
+            }),
+            Err(e) => failures.push((line_no, e)),
+        }
+    }
+    let admin = Admin::connect(args, true).await?;
+    let progress = if import.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(items.len() as u64)
+    };
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} identifiers ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    let lines: Vec<usize> = items.iter().map(|i| i.line).collect();
+    let batch = import.batch.max(1);
+    let (tx, rx) = tokio::sync::mpsc::channel::<proto::CreateIdentifierRequest>(batch * 2);
+    let request = admin.request(tokio_stream::wrappers::ReceiverStream::new(rx))?;
+    let mut client = admin.identifiers();
+    let sender = tokio::spawn(async move {
+        for item in items {
+            if tx.send(item.request).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut results = client
+        .batch_create(request)
+        .await
+        .map_err(status)?
+        .into_inner();
+    let mut ok = 0u64;
+    while let Some(result) = results.message().await.map_err(status)? {
+        progress.inc(1);
+        if result.code == 0 {
+            ok += 1;
+        } else {
+            let line = lines.get(result.item as usize).copied().unwrap_or(0);
+            failures.push((line, format!("{}: {}", result.identifier, result.message)));
+        }
+    }
+    let _ = sender.await;
+    progress.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    failures.sort_by_key(|(line, _)| *line);
+    println!(
+        "imported {ok} identifiers from {} ({size} bytes) in {secs:.2}s ({:.0}/s); {} failed",
+        import.file.display(),
+        ok as f64 / secs.max(1e-9),
+        failures.len()
+    );
+    for (line, message) in failures.iter().take(50) {
+        println!("  line {line}: {message}");
+    }
+    if failures.len() > 50 {
+        println!("  ... and {} more", failures.len() - 50);
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,156 @@
+//! `idnode resolve`: a Handle protocol client on the command line.
+
+use crate::args::ResolveArgs;
+use crate::usage;
+use anyhow::Context;
+use idnode_client::{Client, Fingerprint, Query, TlsOptions};
+use idnode_core::{Identifier, Ttl, Value};
+use idnode_handle::{ResponseBody, code};
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub async fn run(args: ResolveArgs) -> anyhow::Result<ExitCode> {
+    if let Err(e) = Identifier::parse(&args.identifier) {
+        usage!("`{}` is not an identifier: {e}", args.identifier);
+    }
+    let server = match tokio::net::lookup_host(&args.server).await {
+        Ok(mut addrs) => match addrs.next() {
+            Some(a) => a,
+            None => usage!("server `{}` has no address", args.server),
+        },
+        Err(e) => usage!("server `{}` is not host:port: {e}", args.server),
+    };
+    let mut client = Client::new(server, args.transport);
+    client.timeout = Duration::from_secs(args.timeout.max(1));
+    client.tls = match (&args.pin, &args.ca_file, args.insecure) {
+        (Some(pin), None, false) => match pin.parse::<Fingerprint>() {
+            Ok(f) => TlsOptions::pinned(f),
+            Err(e) => usage!("--pin `{pin}` is not a SHA-256 fingerprint: {e}"),
+        },
+        (None, Some(path), false) => TlsOptions::ca_file(path),
+        (None, None, true) => TlsOptions::insecure(),
+        (None, None, false) => TlsOptions::default(),
+        _ => usage!("give only one of --pin, --ca-file and --insecure"),
+    };
+    let query = Query {
+        identifier: args.identifier.clone(),
+        indexes: args.indexes.clone(),
+        types: args.types.clone(),
+    };
+    let response = client
+        .resolve(&query)
+        .await
+        .with_context(|| format!("resolving {}", args.identifier))?;
+    let response_code = response.header.response_code;
+    match response.body {
+        ResponseBody::Resolution { handle, values } if response_code == code::SUCCESS => {
+            if args.json {
+                println!("{}", to_json(&handle, &values));
+            } else {
+                print_table(&handle, &values);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ResponseBody::Error { message } => {
+            if args.json {
+                let json = serde_json::json!({
+                    "responseCode": response_code,
+                    "handle": args.identifier,
+                    "message": message,
+                });
+                println!("{json}");
+            }
+            eprintln!(
+                "error: {}: {} (response code {response_code}: {})",
+                args.identifier,
+                message,
+                code_name(response_code)
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        _ => {
+            eprintln!(
+                "error: {}: unexpected answer (response code {response_code}: {})",
+                args.identifier,
+                code_name(response_code)
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn code_name(c: u32) -> &'static str {
+    match c {
+        code::SUCCESS => "SUCCESS",
+        code::ERROR => "ERROR",
+        code::PROTOCOL_ERROR => "PROTOCOL_ERROR",
+        code::OPERATION_NOT_SUPPORTED => "OPERATION_NOT_SUPPORTED",
+        code::HANDLE_NOT_FOUND => "HANDLE_NOT_FOUND",
+        code::INVALID_HANDLE => "INVALID_HANDLE",
+        code::VALUES_NOT_FOUND => "VALUES_NOT_FOUND",
+        _ => "other",
+    }
+}
+
+fn data_text(v: &Value) -> Option<&str> {
+    std::str::from_utf8(&v.data)
+        .ok()
+        .filter(|s| !s.chars().any(|c| c.is_control()))
+}
+
+fn print_table(handle: &str, values: &[Value]) {
+    println!("{handle}");
+    let width = values
+        .iter()
+        .map(|v| v.kind.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    for v in values {
+        let data = match data_text(v) {
+            Some(s) => s.to_owned(),
+            None => format!("<{} bytes> {}", v.data.len(), hex(&v.data, 32)),
+        };
+        println!("  {:>5}  {:<width$}  {}", v.index, v.kind, data);
+    }
+}
+
+fn hex(bytes: &[u8], max: usize) -> String {
+    let mut s: String = bytes.iter().take(max).map(|b| format!("{b:02x}")).collect();
+    if bytes.len() > max {
+        s.push('…');
+    }
+    s
+}
+
+/// The Handle REST API's JSON shape (technical manual, chapter 14).
+pub fn to_json(handle: &str, values: &[Value]) -> serde_json::Value {
+    use base64::Engine;
+    let values: Vec<_> = values
+        .iter()
+        .map(|v| {
+            let data = match data_text(v) {
+                Some(s) => serde_json::json!({"format": "string", "value": s}),
+                None => serde_json::json!({
+                    "format": "base64",
+                    "value": base64::engine::general_purpose::STANDARD.encode(&v.data),
+                }),
+            };
+            let mut obj = serde_json::json!({
+                "index": v.index,
+                "type": v.kind,
+                "data": data,
+                "timestamp": v.timestamp,
+            });
+            match v.ttl {
+                Ttl::Relative(s) => obj["ttl"] = s.into(),
+                Ttl::Absolute(t) => {
+                    obj["ttl"] = t.into();
+                    obj["ttlType"] = "absolute".into();
+                }
+            }
+            obj
+        })
+        .collect();
+    serde_json::json!({"responseCode": 1, "handle": handle, "values": values})
+}

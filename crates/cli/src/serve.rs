@@ -1,0 +1,179 @@
+//! `idnode serve`: open the store, seed a new node, start every listener,
+//! and stop cleanly on SIGINT or SIGTERM.
+
+use crate::args::ServeArgs;
+use crate::{seed, usage};
+use anyhow::Context;
+use idnode_registry::Registry;
+use idnode_resolver::{HandleService, ResponseCache};
+use idnode_server::{Config, HandleListeners, QuicListener};
+use idnode_store::{CommitObserver, ObservedStore, Store};
+use idnode_store_rocksdb::{RocksOptions, RocksStore};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => usage!("{e}"),
+        },
+        None => Config::default(),
+    };
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(addr) = args.handle_listen {
+        config.handle.listen = addr;
+    }
+    if let Some(addr) = args.grpc_listen {
+        config.grpc.listen = addr;
+    }
+    if let Some(n) = args.udp_workers {
+        config.handle.udp_workers = n;
+    }
+    if let Some(addr) = args.quic_listen {
+        config.quic.listen = addr;
+    }
+    if args.no_quic {
+        config.quic.enabled = false;
+    }
+    if args.no_seed {
+        config.seed = false;
+    }
+    Ok(config)
+}
+
+fn init_logging(filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
+    init_logging(&config.log);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let db_path = config.data_dir.join("db");
+    let options = RocksOptions {
+        block_cache_bytes: config.storage.block_cache_mb << 20,
+        sync: config.storage.sync,
+    };
+    let rocks: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || RocksStore::open(&db_path, &options))
+            .await
+            .context("store open task failed")??,
+    );
+    // Every write goes through the observed store, so the response cache
+    // hears of it before the write is acknowledged.
+    let cache = (config.cache.budget_mb > 0).then(|| {
+        Arc::new(ResponseCache::new(
+            config.cache.budget_mb << 20,
+            config.cache.shards,
+        ))
+    });
+    let observers: Vec<Arc<dyn CommitObserver>> = cache
+        .iter()
+        .map(|c| c.clone() as Arc<dyn CommitObserver>)
+        .collect();
+    let store: Arc<dyn Store> = Arc::new(ObservedStore::new(rocks, observers));
+    let registry = Arc::new(Registry::new(store.clone()));
+    if config.seed {
+        let registry = registry.clone();
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || seed::seed_if_new(&*store, &registry))
+            .await
+            .context("seeding task failed")??;
+    }
+    let auth = Arc::new(
+        idnode_admin::Auth::load_or_create(&config.data_dir, &*store)
+            .context("cannot set up the admin token")?,
+    );
+
+    let shutdown = CancellationToken::new();
+    let service = Arc::new(match &cache {
+        Some(cache) => HandleService::with_cache(store.clone(), cache.clone()),
+        None => HandleService::new(store.clone()),
+    });
+    let listeners = HandleListeners::start(
+        &config.handle.listener_options(),
+        service.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot listen for Handle requests on {}",
+            config.handle.listen
+        )
+    })?;
+    let quic = if config.quic.enabled {
+        let listener = QuicListener::start(
+            &config.quic.listener_options(),
+            service,
+            &config.data_dir,
+            shutdown.clone(),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for Handle over QUIC on {}",
+                config.quic.listen
+            )
+        })?;
+        Some(listener)
+    } else {
+        None
+    };
+    let grpc_listener = tokio::net::TcpListener::bind(config.grpc.listen)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {}", config.grpc.listen))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let grpc = tokio::spawn(idnode_admin::serve(
+        grpc_listener,
+        registry,
+        auth,
+        shutdown.clone().cancelled_owned(),
+    ));
+
+    let token_file = config.data_dir.join("admin.token");
+    println!("idnode {} is running", env!("CARGO_PKG_VERSION"));
+    println!("  data        {}", config.data_dir.display());
+    println!("  handle udp  {}", listeners.udp);
+    println!("  handle tcp  {}", listeners.tcp);
+    if let Some(q) = &quic {
+        println!("  handle quic {} (ALPN hdl)", q.addr);
+        println!("  tls cert    {}", q.certificate.display());
+        println!("  tls sha256  {}", q.fingerprint);
+    }
+    println!("  grpc        http://{grpc_addr}");
+    println!("  admin token {}", token_file.display());
+    println!("  records     change sequence {}", store.last_sequence());
+    println!(
+        "try: idnode resolve --server {} 88.100.1/CNC-LATHE-202600000",
+        listeners.udp
+    );
+    println!("ready");
+
+    idnode_server::shutdown_signal().await;
+    println!("shutting down");
+    shutdown.cancel();
+    listeners.join().await;
+    if let Some(q) = quic {
+        q.join().await;
+    }
+    match grpc.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "gRPC task failed"),
+    }
+    drop(store);
+    println!("stopped");
+    Ok(())
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what building and testing idnode needs, and nothing twice:
+# system packages (libclang for RocksDB's bindings, protoc for the gRPC
+# code, dig for the tests) and a Python virtualenv with the test clients
+# (grpcio, pytest). Safe to run again; quick when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+need=()
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+command -v clang >/dev/null || need+=(clang)
+command -v g++ >/dev/null || need+=(g++)
+if ((${#need[@]})); then
+  echo "setup: installing system packages: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# RocksDB's C++, once per machine (see scripts/env.sh).
+if [ ! -f "$IDNODE_ROCKSDB_DIR/librocksdb.a" ]; then
+  echo "setup: compiling RocksDB $IDNODE_ROCKSDB_VERSION once for this machine (about 30 minutes on 2 cores)"
+  (unset ROCKSDB_LIB_DIR ROCKSDB_STATIC; cargo build --release -p librocksdb-sys)
+  built=$(ls -t "$CARGO_TARGET_DIR"/release/build/librocksdb-sys-*/out/librocksdb.a | head -n 1)
+  mkdir -p "$IDNODE_ROCKSDB_DIR"
+  cp "$built" "$IDNODE_ROCKSDB_DIR/librocksdb.a.tmp"
+  mv "$IDNODE_ROCKSDB_DIR/librocksdb.a.tmp" "$IDNODE_ROCKSDB_DIR/librocksdb.a"
+  export ROCKSDB_LIB_DIR="$IDNODE_ROCKSDB_DIR" ROCKSDB_STATIC=1
+fi
+
+if [ "${IDNODE_SKIP_PYTHON:-0}" != 1 ]; then
+  if [ ! -x "$IDNODE_VENV/bin/python" ]; then
+    echo "setup: creating Python virtualenv for the end-to-end tests in $IDNODE_VENV"
+    python3 -m venv "$IDNODE_VENV"
+  fi
+  if ! "$IDNODE_VENV/bin/python" -c "import grpc, grpc_tools, pytest" 2>/dev/null; then
+    echo "setup: installing Python test clients (grpcio, grpcio-tools, pytest)"
+    "$IDNODE_VENV/bin/pip" install -q --disable-pip-version-check \
+      'grpcio>=1.60' 'grpcio-tools>=1.60' 'pytest>=8'
+  fi
+fi
