@@ -6,12 +6,14 @@
 //! declared again here.
 
 use crate::driver::Plan;
+use crate::quic::Quic;
 use crate::report::Load;
 use crate::transport::{Tcp, Transport, Udp};
 use crate::workload::{Identifiers, Synthetic, Workload};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use std::net::{SocketAddr, ToSocketAddrs};
+use idnode_client::{Fingerprint, TlsOptions};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use std::time::Duration;
     after_help = "Examples:\n  \
         idnode bench --concurrency 64 --duration 10s             closed loop against 127.0.0.1:2641\n  \
         idnode bench --rate 50000 --miss-ratio 0.1 --json        open loop, 10% unknown identifiers\n  \
+        idnode bench -t quic --pin <sha256> --concurrency 64     QUIC against 127.0.0.1:2642\n  \
         idnode bench load --count 1000000 --prefixes 100          register the synthetic data set\n  \
         idnode bench sweep --rates 20000,40000,80000 --svg out.svg\n  \
         idnode bench echo-server                                  the ceiling, on 127.0.0.1:2642"
@@ -42,7 +45,7 @@ pub enum BenchCommand {
     Load(LoadArgs),
     /// Open-loop runs at several rates; prints a table and draws latency
     /// against throughput as SVG.
-    Sweep(SweepArgs),
+    Sweep(Box<SweepArgs>),
     /// A minimal UDP responder with idnode's worker model: the ceiling to
     /// compare idnode against.
     EchoServer(EchoArgs),
@@ -52,23 +55,41 @@ pub enum BenchCommand {
 pub enum TransportKind {
     Udp,
     Tcp,
+    /// Handle over QUIC (ALPN hdl): one request per stream, needs --pin,
+    /// --ca-file or --insecure.
+    Quic,
 }
 
 /// Which server, over what.
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
-    /// Handle server to drive (host:port).
-    #[arg(long, short = 's', default_value = "127.0.0.1:2641")]
-    pub server: String,
+    /// Handle server to drive (host:port) [default: 127.0.0.1:2641, with
+    /// -t quic 127.0.0.1:2642].
+    #[arg(long, short = 's')]
+    pub server: Option<String>,
     /// Transport.
     #[arg(long, short = 't', value_enum, default_value_t = TransportKind::Udp)]
     pub transport: TransportKind,
-    /// UDP sockets or TCP connections [default: one per core, 2 to 4].
+    /// UDP sockets, TCP or QUIC connections [default: one per core, 2 to
+    /// 4]. QUIC keeps the concurrency's share of each as streams in flight.
     #[arg(long)]
     pub connections: Option<usize>,
     /// A request unanswered this long counts as a timeout.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// QUIC: accept any certificate (encrypted, but the server is not
+    /// authenticated). For loopback runs and first contact.
+    #[arg(long, conflicts_with_all = ["pin", "ca_file"])]
+    pub insecure: bool,
+    /// QUIC: the SHA-256 fingerprint of the server's certificate, 64 hex
+    /// digits with or without colons (as `idnode serve` prints it).
+    #[arg(long, value_name = "SHA256", conflicts_with = "ca_file")]
+    pub pin: Option<Fingerprint>,
+    /// QUIC: trust certificates that chain to this PEM file (a CA, or the
+    /// node's own `<data-dir>/tls/cert.pem`); the name checked is the host
+    /// of --server.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The size of the synthetic data set (`88.<p>.<x>/BENCH-<n>`).
@@ -137,7 +158,8 @@ pub struct RunArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub workload: WorkloadArgs,
-    /// Closed loop: requests kept outstanding [default: 64].
+    /// Closed loop: requests kept outstanding, over all sockets or
+    /// connections (QUIC: streams in flight) [default: 64].
     #[arg(long, short = 'c', conflicts_with = "rate")]
     pub concurrency: Option<usize>,
     /// Open loop: queries a second, sent on schedule whatever the answers
@@ -226,17 +248,67 @@ fn default_channels() -> usize {
 }
 
 impl TargetArgs {
+    /// `--server`, or the default port of the transport on loopback.
+    pub fn server(&self) -> &str {
+        match (&self.server, self.transport) {
+            (Some(s), _) => s,
+            (None, TransportKind::Quic) => "127.0.0.1:2642",
+            (None, _) => "127.0.0.1:2641",
+        }
+    }
+
     pub fn transport(&self) -> anyhow::Result<Arc<dyn Transport>> {
-        let server: SocketAddr = self
-            .server
+        let text = self.server();
+        let server: SocketAddr = text
             .to_socket_addrs()
-            .with_context(|| format!("--server `{}` is not host:port", self.server))?
+            .with_context(|| format!("--server `{text}` is not host:port"))?
             .next()
-            .with_context(|| format!("--server `{}` has no address", self.server))?;
+            .with_context(|| format!("--server `{text}` has no address"))?;
         Ok(match self.transport {
-            TransportKind::Udp => Arc::new(Udp { server }),
-            TransportKind::Tcp => Arc::new(Tcp { server }),
+            TransportKind::Udp => {
+                self.no_tls_options()?;
+                Arc::new(Udp { server })
+            }
+            TransportKind::Tcp => {
+                self.no_tls_options()?;
+                Arc::new(Tcp { server })
+            }
+            TransportKind::Quic => Arc::new(Quic {
+                server,
+                tls: self.tls()?,
+                timeout: self.timeout,
+            }),
         })
+    }
+
+    /// How a QUIC run checks the server.
+    fn tls(&self) -> anyhow::Result<TlsOptions> {
+        let mut tls = match (&self.pin, &self.ca_file, self.insecure) {
+            (Some(pin), _, _) => TlsOptions::pinned(*pin),
+            (None, Some(path), _) => TlsOptions::ca_file(path),
+            (None, None, true) => TlsOptions::insecure(),
+            (None, None, false) => anyhow::bail!(
+                "-t quic needs a way to check the server: --pin SHA256 (the fingerprint \
+                 `idnode serve` prints), --ca-file PEM, or --insecure"
+            ),
+        };
+        // A host name in --server is the name sent and checked; an address
+        // stays the default (the IP address itself).
+        if let Some((host, _port)) = self.server().rsplit_once(':') {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.parse::<IpAddr>().is_err() {
+                tls.server_name = Some(host.to_owned());
+            }
+        }
+        Ok(tls)
+    }
+
+    fn no_tls_options(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.insecure && self.pin.is_none() && self.ca_file.is_none(),
+            "--insecure, --pin and --ca-file are for -t quic"
+        );
+        Ok(())
     }
 
     /// A plan for this target; the caller sets `load`, durations.

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub transport: Arc<dyn Transport>,
-    /// UDP sockets or TCP connections.
+    /// UDP sockets, TCP or QUIC connections.
     pub channels: usize,
     pub load: Load,
     /// Requests sent during the warmup are answered but not counted.
@@ -143,6 +143,13 @@ fn on_answer(message: &[u8], inflight: &mut InFlight, tally: &mut Tally, timelin
         },
         Err(e) => tally.channel_error(|| e),
     }
+}
+
+/// Counts a request the transport reports failed on its own.
+fn on_failure(request_id: u32, error: &std::io::Error, inflight: &mut InFlight, tally: &mut Tally) {
+    // Already expired (counted as a timeout): only the message is kept.
+    let measured = inflight.answer(request_id).is_some_and(|s| s.measured);
+    tally.failed(measured, || format!("request failed: {error}"));
 }
 
 fn count_pick(tally: &mut Tally, pick: Pick) {
@@ -304,6 +311,9 @@ fn closed_loop(plan: &Plan, i: usize, channel: Channel, window: usize, t: Timeli
             match receiver.recv(&mut |m| on_answer(m, &mut inflight, &mut tally, &t)) {
                 Ok(Recv::Messages(_) | Recv::Idle) => {}
                 Ok(Recv::Error(e)) => tally.channel_error(|| format!("receive failed: {e}")),
+                Ok(Recv::Failed { request_id, error }) => {
+                    on_failure(request_id, &error, &mut inflight, &mut tally);
+                }
                 Err(e) => broken = Some(e),
             }
         }
@@ -405,6 +415,9 @@ fn open_receiver(
         match result {
             Ok(Recv::Messages(_) | Recv::Idle) => {}
             Ok(Recv::Error(e)) => tally.channel_error(|| format!("receive failed: {e}")),
+            Ok(Recv::Failed { request_id, error }) => {
+                on_failure(request_id, &error, &mut shared.inflight(), &mut tally);
+            }
             Err(e) => {
                 tally.channel_error(|| format!("channel closed: {e}"));
                 shared.closed.store(true, Ordering::Release);

@@ -1,18 +1,19 @@
 //! The load generator of idnode: `idnode bench`.
 //!
-//! This crate owns driving a Handle server over UDP and TCP (closed loop
-//! with a fixed number of requests outstanding, open loop at a fixed rate
-//! with latency counted from the intended send time), the question mix
+//! This crate owns driving a Handle server over UDP, TCP and QUIC (closed
+//! loop with a fixed number of requests outstanding, open loop at a fixed
+//! rate with latency counted from the intended send time), the question mix
 //! (synthetic identifiers or a file, unknown names, type filters), the
 //! reports (HdrHistogram percentiles, responses by code, text and JSON),
 //! rate sweeps drawn as SVG, registering the synthetic data set through the
 //! gRPC API, and the echo server that measures the ceiling of loopback UDP
 //! request/response with idnode's worker model.
 //!
-//! It speaks only the wire protocols (`idnode-handle` for Handle, the
-//! generated client of `idnode-admin` for gRPC). It must not depend on a
-//! storage engine (no RocksDB) nor on the CLI crate: `idnode-cli` calls
-//! [`command`] with the arguments it parsed ([`BenchArgs`]).
+//! It speaks only the wire protocols (`idnode-handle` for Handle, the QUIC
+//! connection setup of `idnode-client`, the generated client of
+//! `idnode-admin` for gRPC). It must not depend on a storage engine (no
+//! RocksDB) nor on the CLI crate: `idnode-cli` calls [`command`] with the
+//! arguments it parsed ([`BenchArgs`]).
 //!
 //! # Performance-critical path
 //! The driver threads ([`driver`]): picking a question
@@ -20,6 +21,9 @@
 //! syscall, [`InFlight`] bookkeeping, reading the answer's envelope and
 //! header, one histogram record. Nothing there allocates once buffers have
 //! grown; there is no task per request and no lock shared between channels.
+//! QUIC is the exception by nature ([`quic`]): quinn wants a stream and a
+//! task per request, run on each connection's own thread, and a request and
+//! its answer are each one allocation.
 
 pub mod args;
 pub mod driver;
@@ -27,6 +31,7 @@ pub mod echo;
 pub mod inflight;
 pub mod load;
 mod mmsg;
+pub mod quic;
 pub mod report;
 pub mod svg;
 pub mod sweep;
@@ -38,8 +43,10 @@ pub use args::{
 };
 pub use driver::{Plan, run_blocking};
 pub use echo::{EchoOptions, EchoServer};
+pub use idnode_client::{Fingerprint, TlsOptions};
 pub use inflight::InFlight;
 pub use load::LoadSummary;
+pub use quic::Quic;
 pub use report::{Latency, Load, Report};
 pub use transport::{Tcp, Transport, Udp};
 pub use workload::{Identifiers, Synthetic, Workload};
@@ -190,7 +197,7 @@ pub async fn command(args: BenchArgs, admin: &AdminTarget) -> anyhow::Result<Exi
             }
         }
         Some(BenchCommand::Sweep(a)) => {
-            sweep_command(a).await?;
+            sweep_command(*a).await?;
         }
         Some(BenchCommand::Load(a)) => load_command(a, admin).await?,
         Some(BenchCommand::EchoServer(a)) => echo_command(a).await?,

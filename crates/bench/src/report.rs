@@ -173,7 +173,7 @@ pub struct Report {
     pub transport: String,
     pub server: String,
     pub load: Load,
-    /// UDP sockets or TCP connections.
+    /// UDP sockets, TCP or QUIC connections.
     pub channels: usize,
     pub warmup_secs: f64,
     pub duration_secs: f64,

@@ -1,12 +1,12 @@
 //! How requests reach a server: a [`Transport`] opens channels (a UDP
-//! socket, a TCP connection), each split into a sending and a receiving
-//! half that blocking driver threads own.
+//! socket, a TCP connection, a QUIC connection), each split into a sending
+//! and a receiving half that blocking driver threads own.
 //!
-//! Adding a transport (QUIC, from `idnode-client` once it has it) means
-//! implementing [`Transport`], [`SendHalf`] and [`RecvHalf`]: an async
-//! library can run its own runtime inside the channel and hand finished
-//! responses to [`RecvHalf::recv`] through a channel, since the driver only
-//! needs whole response messages and a bounded wait.
+//! Adding a transport means implementing [`Transport`], [`SendHalf`] and
+//! [`RecvHalf`]: an async library runs its own runtime inside the channel
+//! and hands finished responses to [`RecvHalf::recv`] through a channel,
+//! since the driver only needs whole response messages and a bounded wait
+//! (see [`crate::quic`]).
 
 use crate::mmsg::{BATCH, RecvBatch, send_all};
 use idnode_handle::{
@@ -25,7 +25,7 @@ pub const POLL: Duration = Duration::from_millis(5);
 
 /// Opens channels to one server.
 pub trait Transport: Send + Sync + std::fmt::Debug {
-    /// `udp`, `tcp`...
+    /// `udp`, `tcp`, `quic`.
     fn name(&self) -> &'static str;
     /// The server driven.
     fn server(&self) -> SocketAddr;
@@ -76,6 +76,10 @@ pub enum Recv {
     /// A failure the channel survives (an ICMP "port unreachable" reported
     /// on a UDP socket, for example).
     Error(io::Error),
+    /// The request with this id failed, and only it (a QUIC stream the
+    /// server reset): it counts as an error at once. Messages handed to the
+    /// callback before it in the same call count as usual.
+    Failed { request_id: u32, error: io::Error },
 }
 
 pub trait RecvHalf: Send {

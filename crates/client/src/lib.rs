@@ -14,7 +14,7 @@
 //! server's internals, so it works against any Handle server.
 
 mod pending;
-mod quic;
+pub mod quic;
 mod tcp;
 mod tls;
 mod udp;

@@ -5,6 +5,9 @@
 //!
 //! Reconnecting keeps the endpoint and its TLS configuration, so the new
 //! handshake resumes the earlier TLS session when the server allows it.
+//!
+//! [`connect_endpoint`] is the connection setup alone, for code that drives
+//! quinn itself (the load generator, `idnode bench -t quic`).
 
 use crate::tls::{TlsOptions, client_config};
 use crate::{ClientError, set_request_id};
@@ -18,7 +21,7 @@ use std::sync::Arc;
 pub const ALPN: &[u8] = b"hdl";
 
 /// The most bytes an answer stream may carry: one whole message.
-const ANSWER_LIMIT: usize = ENVELOPE_LEN + MAX_MESSAGE_LEN;
+pub const ANSWER_LIMIT: usize = ENVELOPE_LEN + MAX_MESSAGE_LEN;
 
 #[derive(Debug)]
 pub(crate) struct QuicChannel {
@@ -30,35 +33,10 @@ pub(crate) struct QuicChannel {
 
 impl QuicChannel {
     pub(crate) async fn connect(server: SocketAddr, tls: &TlsOptions) -> Result<Self, ClientError> {
-        let crypto = client_config(tls, ALPN)?;
-        let crypto = QuicClientConfig::try_from(crypto).map_err(|e| ClientError::Tls {
-            message: e.to_string(),
-        })?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
-        // The server never opens streams towards us.
-        transport
-            .max_concurrent_bidi_streams(VarInt::from_u32(0))
-            .max_concurrent_uni_streams(VarInt::from_u32(0));
-        config.transport_config(Arc::new(transport));
-        let bind = if server.is_ipv4() {
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        } else {
-            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
-        };
-        let mut endpoint = Endpoint::client(bind).map_err(|source| ClientError::Io {
-            addr: server,
-            source,
-        })?;
-        endpoint.set_default_client_config(config);
-        let server_name = tls
-            .server_name
-            .clone()
-            .unwrap_or_else(|| server.ip().to_string());
-        let connection = dial(&endpoint, server, &server_name).await?;
+        let (endpoint, connection) = connect_endpoint(server, tls).await?;
         Ok(Self {
             server,
-            server_name,
+            server_name: server_name(server, tls),
             endpoint,
             connection,
         })
@@ -114,6 +92,51 @@ impl QuicChannel {
             code: code.into_inner(),
         }
     }
+}
+
+/// A QUIC connection to the Handle server at `server` (ALPN [`ALPN`]), on
+/// an endpoint (a UDP socket) of its own, the server checked as `tls` says
+/// and named `tls.server_name` (by default its IP address). The handshake
+/// is done when this returns; the caller bounds the wait.
+///
+/// The connection takes no streams from the server. Send each request on a
+/// stream of its own ([`Connection::open_bi`]), finish the stream, and read
+/// the answer to the end of the stream (at most [`ANSWER_LIMIT`] bytes).
+/// A connection per endpoint also spreads connections over the server's
+/// SO_REUSEPORT workers, which pick a socket by the client's address.
+pub async fn connect_endpoint(
+    server: SocketAddr,
+    tls: &TlsOptions,
+) -> Result<(Endpoint, Connection), ClientError> {
+    let crypto = client_config(tls, ALPN)?;
+    let crypto = QuicClientConfig::try_from(crypto).map_err(|e| ClientError::Tls {
+        message: e.to_string(),
+    })?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    // The server never opens streams towards us.
+    transport
+        .max_concurrent_bidi_streams(VarInt::from_u32(0))
+        .max_concurrent_uni_streams(VarInt::from_u32(0));
+    config.transport_config(Arc::new(transport));
+    let bind = if server.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    };
+    let mut endpoint = Endpoint::client(bind).map_err(|source| ClientError::Io {
+        addr: server,
+        source,
+    })?;
+    endpoint.set_default_client_config(config);
+    let connection = dial(&endpoint, server, &server_name(server, tls)).await?;
+    Ok((endpoint, connection))
+}
+
+fn server_name(server: SocketAddr, tls: &TlsOptions) -> String {
+    tls.server_name
+        .clone()
+        .unwrap_or_else(|| server.ip().to_string())
 }
 
 async fn dial(

@@ -76,6 +76,53 @@ fn plain_bench_is_a_closed_loop_run() {
 }
 
 #[test]
+fn quic_takes_a_way_to_check_the_server() {
+    let pin = "AB:".repeat(31) + "AB";
+    let (_, args) = bench(&format!(
+        "idnode bench -t quic --pin {pin} --concurrency 64 --connections 2"
+    ))
+    .unwrap();
+    assert_eq!(args.run.target.transport, TransportKind::Quic);
+    assert_eq!(args.run.target.pin.unwrap().0, [0xab; 32]);
+    let plan = args.run.plan().unwrap();
+    assert_eq!(plan.transport.name(), "quic");
+    // The node's QUIC port when --server is not given.
+    assert_eq!(plan.transport.server().to_string(), "127.0.0.1:2642");
+    assert_eq!(
+        (plan.load, plan.channels),
+        (Load::Closed { concurrency: 64 }, 2)
+    );
+
+    for line in [
+        "idnode bench -t quic --insecure -s 127.0.0.1:9",
+        "idnode bench -t quic --ca-file cert.pem --rate 1000",
+    ] {
+        let (_, args) = bench(line).unwrap();
+        assert_eq!(args.run.plan().unwrap().transport.name(), "quic", "{line}");
+    }
+    // Refused when planned: no way to check the server, or QUIC options
+    // on another transport.
+    for line in [
+        "idnode bench -t quic",
+        "idnode bench --insecure",
+        "idnode bench -t tcp --ca-file cert.pem",
+    ] {
+        let (_, args) = bench(line).unwrap();
+        let e = args.run.plan().unwrap_err().to_string();
+        assert!(e.contains("quic"), "{line}: {e}");
+    }
+    // Refused when parsed: two ways at once, a malformed pin.
+    for line in [
+        "idnode bench -t quic --insecure --ca-file cert.pem".to_owned(),
+        format!("idnode bench -t quic --insecure --pin {pin}"),
+        format!("idnode bench -t quic --pin {pin} --ca-file cert.pem"),
+        "idnode bench -t quic --pin 12".to_owned(),
+    ] {
+        assert!(bench(&line).is_err(), "{line}");
+    }
+}
+
+#[test]
 fn bad_combinations_are_refused() {
     for line in [
         "idnode bench --rate 10 --concurrency 5",

@@ -1,12 +1,13 @@
 //! The load generator against real sockets on loopback: the echo server,
 //! and an in-process idnode (in-memory store, gRPC admin API, Handle
-//! listeners). No timing assertions: CI is a loaded 2-core machine.
+//! listeners over UDP, TCP and QUIC). No timing assertions: CI is a loaded 2-core machine.
 #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
 mod cli;
 mod echo;
 mod failures;
 mod node;
+mod quic;
 mod xml;
 
 use idnode_bench::{Identifiers, Load, Plan, Report, Synthetic, Transport, Udp, Workload};
