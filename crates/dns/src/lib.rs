@@ -1,0 +1,54 @@
+//! Identifiers in the DNS (specs/dns-mapping.md): the name mapping and the
+//! answers, from the store, to DNS queries.
+//!
+//! This crate owns:
+//! - the name mapping ([`name`]): an identifier `88.100.1/ABC-123` is the
+//!   name `ABC-123._.1.100.88.<apex>`, a prefix `88.100.1` is
+//!   `1.100.88.<apex>`, and the reverse, exactly;
+//! - the GS1 ONS and OID ORS names ([`special`]): GTINs under
+//!   `gtin.gs1.id.<apex>` and OIDs under `oid-res.<apex>`, each answered
+//!   from an identifier under a configured prefix;
+//! - the records an identifier's publicly readable values become (TXT,
+//!   URI, NAPTR) and the apex records (SOA, NS, glue) ([`records`]);
+//! - [`DnsService::respond`]: one query message in, one answer message out
+//!   (NXDOMAIN, NODATA, REFUSED, FORMERR, EDNS(0), truncation, RFC 8482
+//!   ANY), through an [`AnswerCache`] of encoded answers that commits
+//!   invalidate;
+//! - what zone transfers need: [`DnsService::soa_serial`],
+//!   [`DnsService::zone`] (every record of an apex zone, for AXFR) and
+//!   [`DnsService::record_set`] (the records of one stored record, for IXFR
+//!   differences).
+//!
+//! It is sans-IO: no sockets, no tokio, no clock (callers pass `now`).
+//! Listeners (UDP, TCP, QUIC) and zone transfers live above it; it must
+//! not depend on a storage engine (only on the `Store` trait) nor on a
+//! transport. Messages are parsed by [`query`] (header and question only,
+//! bounds-checked, never following compression pointers) and answers are
+//! encoded with hickory-proto's record types.
+//!
+//! Performance-critical: [`DnsService::respond`]. A cache hit parses the
+//! header and question, lower-cases the name into a stack buffer, copies
+//! the cached bytes into the caller's buffer and patches the id, flags,
+//! question spelling, DO bit and SOA serial: no allocation, no store read.
+
+pub mod cache;
+pub mod config;
+mod error;
+mod message;
+pub mod name;
+pub mod query;
+pub mod records;
+mod service;
+pub mod special;
+mod zone;
+
+pub use cache::AnswerCache;
+pub use config::{DnsConfig, NameServerConfig, SoaTimers, Zones};
+pub use error::DnsError;
+pub use name::{Apex, Mapped};
+pub use service::{DnsService, Outcome, Transport};
+pub use zone::ZoneRecords;
+
+/// Re-exported so that callers build and read records with the same
+/// version of hickory-proto.
+pub use hickory_proto;

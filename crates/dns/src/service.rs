@@ -1,0 +1,415 @@
+//! Answering one query message from the store.
+//!
+//! What a query gets:
+//! - a message shorter than a header, or a response (QR set): nothing;
+//! - an unreadable question, several questions, two OPT records: FORMERR
+//!   (header only when the question is unreadable); an opcode other than
+//!   QUERY: NOTIMP; EDNS version above 0: BADVERS (RFC 6891);
+//! - a class other than IN (or ANY): REFUSED; a name outside every apex:
+//!   REFUSED (this node is no resolver: RA is never set);
+//! - AXFR and IXFR of an apex: NOTIMP, and [`Outcome::Transfer`] so that
+//!   a listener with a zone-transfer module hands the query over instead;
+//!   of another name: NOTAUTH (no zone starts there);
+//! - at the apex: SOA, NS (glue A/AAAA in the additional section for name
+//!   servers below the apex); at a name server below the apex: its A and
+//!   AAAA;
+//! - at an identifier's name: TXT, URI, NAPTR ([`crate::records`]); at a
+//!   GTIN's or OID's name: NAPTR ([`crate::special`]);
+//! - ANY at an existing name: one HINFO `RFC8482` record (RFC 8482), never
+//!   the whole record set, so UDP cannot amplify;
+//! - a name that exists without a record of the type asked: NODATA
+//!   (NOERROR, no answer, the SOA in the authority section). A prefix name
+//!   exists when the prefix is homed here (a key in `Space::Prefixes`) or
+//!   anything is below it; `_.<prefix>` exists when an identifier of the
+//!   prefix does; an identifier name exists when its record does (even
+//!   with no publicly readable value);
+//! - any other name under an apex (no record, or no identifier's or
+//!   prefix's name, or past 255 octets, which cannot even be asked):
+//!   NXDOMAIN with the SOA. The tails of suffixes longer than 63 octets
+//!   (`<last label>._.<prefix>`) are not looked for below a name: they are
+//!   NXDOMAIN unless an identifier has that shorter suffix (resolvers that
+//!   minimize query names fall back to the full name on NXDOMAIN without
+//!   DNSSEC, RFC 9156);
+//! - every answer from an apex has AA set; the SOA's TTL in the authority
+//!   section is the smaller of its TTL and its minimum (RFC 2308);
+//! - over UDP an answer longer than the client's EDNS payload size (512
+//!   without EDNS; at most the configured maximum, default 1232) is cut to
+//!   its question and OPT with TC set; over TCP and QUIC an answer is at
+//!   most 65535 octets, records that do not fit left out with TC set;
+//! - an OPT record in the query gets one in the answer: our payload size,
+//!   the client's DO bit, no options. A store failure: SERVFAIL.
+
+use crate::cache::AnswerCache;
+use crate::config::{ApexZone, Zones};
+use crate::error::corrupt;
+use crate::message::{self, Answer, MAX_MESSAGE};
+use crate::name::{Mapped, map_labels};
+use crate::query::{
+    CLASS_ANY, CLASS_IN, Malformed, Query, TYPE_ANY, TYPE_AXFR, TYPE_IXFR, TYPE_OPT, TYPE_URI,
+    labels, rcode,
+};
+use crate::records::{self, PublicRecord, public_record};
+use crate::special::{self, Special};
+use hickory_proto::rr::{Name, Record, RecordType};
+use idnode_core::{Identifier, Prefix};
+use idnode_store::{Space, Store, StoreError};
+use std::sync::Arc;
+
+/// How the query came, which bounds the answer's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A datagram: the client's EDNS payload size, else 512 octets.
+    Udp,
+    /// TCP, TLS or QUIC: 65535 octets.
+    Stream,
+}
+
+/// What the transport should do after [`DnsService::respond`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send the buffer.
+    Reply,
+    /// Send nothing: not a query (too short, or a response).
+    Drop,
+    /// An AXFR or IXFR of the apex at this index (in
+    /// [`Zones::apexes`] order). The buffer holds a NOTIMP answer to send
+    /// when the listener does no zone transfers.
+    Transfer { apex: usize },
+}
+
+/// Answers DNS queries from a store, through an [`AnswerCache`] when one
+/// is given.
+pub struct DnsService {
+    store: Arc<dyn Store>,
+    zones: Arc<Zones>,
+    cache: Option<Arc<AnswerCache>>,
+}
+
+/// What a name below an apex is.
+enum Node {
+    Apex,
+    NameServer(usize),
+    Identifier(Identifier),
+    Prefix(Prefix),
+    Separator(Prefix),
+    Gtin(Identifier),
+    Oid(Identifier),
+    Branch,
+    Nowhere,
+}
+
+impl DnsService {
+    /// A service that reads the store for every query.
+    pub fn new(store: Arc<dyn Store>, zones: Arc<Zones>) -> Self {
+        Self {
+            store,
+            zones,
+            cache: None,
+        }
+    }
+
+    /// A service that answers from `cache` when it can, with the cache's
+    /// zones. The cache must be told about every write (register it as a
+    /// [`CommitObserver`](idnode_store::CommitObserver) of the store).
+    pub fn with_cache(store: Arc<dyn Store>, cache: Arc<AnswerCache>) -> Self {
+        Self {
+            store,
+            zones: cache.zones().clone(),
+            cache: Some(cache),
+        }
+    }
+
+    pub fn zones(&self) -> &Zones {
+        &self.zones
+    }
+
+    pub fn cache(&self) -> Option<&AnswerCache> {
+        self.cache.as_deref()
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// The SOA serial: the store's change sequence (the last committed
+    /// change's number), so it rises with every write. It is truncated to
+    /// its low 32 bits: serials compare by RFC 1982 arithmetic, so going
+    /// from 4294967295 to 0 is a rise, but a secondary that misses 2^31 or
+    /// more writes between two checks sees the serial fall and keeps its
+    /// copy (then it needs a new AXFR, for example by being restarted).
+    pub fn soa_serial(&self) -> u32 {
+        self.store.last_sequence() as u32
+    }
+
+    /// Answers one query message into `out` (cleared first). `now` (unix
+    /// seconds) turns absolute value TTLs into remaining seconds. Never
+    /// panics, whatever `message` holds.
+    pub fn respond(
+        &self,
+        message: &[u8],
+        transport: Transport,
+        now: u32,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        out.clear();
+        let max_udp = self.zones.max_udp;
+        let query = match Query::parse(message) {
+            Ok(q) => q,
+            Err(Malformed::Drop) => return Outcome::Drop,
+            Err(Malformed::Reply { id, flags, rcode }) => {
+                message::write_short(out, id, flags, None, rcode, false, false, None);
+                return Outcome::Reply;
+            }
+        };
+        if query.edns.is_some_and(|e| e.version != 0) {
+            message::write_rcode(out, &query, rcode::BADVERS, max_udp);
+            return Outcome::Reply;
+        }
+        if query.qtype == TYPE_OPT {
+            message::write_rcode(out, &query, rcode::FORMERR, max_udp);
+            return Outcome::Reply;
+        }
+        if query.qclass != CLASS_IN && query.qclass != CLASS_ANY {
+            message::write_rcode(out, &query, rcode::REFUSED, max_udp);
+            return Outcome::Reply;
+        }
+        let qname = query.qname();
+        let mut lower_buf = [0u8; crate::name::MAX_NAME_OCTETS];
+        let Some(lower) = lower_buf.get_mut(..qname.len()) else {
+            message::write_rcode(out, &query, rcode::FORMERR, max_udp);
+            return Outcome::Reply;
+        };
+        lower.copy_from_slice(qname);
+        lower.make_ascii_lowercase();
+        let lower = &*lower;
+        let Some((apex, below)) = self.zones.find_apex(lower) else {
+            message::write_rcode(out, &query, rcode::REFUSED, max_udp);
+            return Outcome::Reply;
+        };
+        if query.qtype == TYPE_AXFR || query.qtype == TYPE_IXFR {
+            if below > 0 {
+                // No zone starts at this name (RFC 5936 section 2.2.1).
+                message::write_rcode(out, &query, rcode::NOTAUTH, max_udp);
+                return Outcome::Reply;
+            }
+            message::write_rcode(out, &query, rcode::NOTIMP, max_udp);
+            return Outcome::Transfer { apex };
+        }
+        let edns = query.edns.is_some();
+        let ticket = match &self.cache {
+            Some(cache) => match cache.serve(lower, query.qtype, edns, out) {
+                Ok(patches) => {
+                    let serial = patches.serial_at.map_or(0, |_| self.soa_serial());
+                    message::patch(out, &query, patches, serial);
+                    self.fit(out, &query, transport);
+                    return Outcome::Reply;
+                }
+                Err(ticket) => Some(ticket),
+            },
+            None => None,
+        };
+        let answer = match self.answer(&query, apex, below, lower, now) {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::error!(error = %e, "DNS answer failed: store read");
+                message::write_rcode(out, &query, rcode::SERVFAIL, max_udp);
+                return Outcome::Reply;
+            }
+        };
+        match message::encode(&query, &answer, max_udp, out) {
+            Ok(patches) => {
+                if let (Some(cache), Some(ticket), true) = (&self.cache, ticket, answer.cacheable) {
+                    cache.insert(lower, query.qtype, edns, ticket, out, patches);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "DNS answer failed: encoding");
+                message::write_rcode(out, &query, rcode::SERVFAIL, max_udp);
+                return Outcome::Reply;
+            }
+        }
+        self.fit(out, &query, transport);
+        Outcome::Reply
+    }
+
+    /// Cuts an answer too long for the transport to its truncated form.
+    fn fit(&self, out: &mut Vec<u8>, query: &Query<'_>, transport: Transport) {
+        let limit = match transport {
+            Transport::Udp => query.udp_limit(self.zones.max_udp),
+            Transport::Stream => MAX_MESSAGE,
+        };
+        if out.len() > limit {
+            message::truncate(out, query, self.zones.max_udp);
+        }
+    }
+
+    /// What `labels` (below the apex, leftmost first) name.
+    fn node(&self, zone: &ApexZone, lower: &[u8], labels: &[&[u8]]) -> Node {
+        if labels.is_empty() {
+            return Node::Apex;
+        }
+        if let Some(i) = zone
+            .name_servers
+            .iter()
+            .position(|ns| ns.in_zone.as_deref() == Some(lower))
+        {
+            return Node::NameServer(i);
+        }
+        let (gs1, oid) = (self.zones.gs1.as_ref(), self.zones.oid.as_ref());
+        if let Some(special) = special::classify(labels, gs1.is_some(), oid.is_some()) {
+            let under = |prefix: Option<&Prefix>, suffix: &str| {
+                prefix.and_then(|p| Identifier::parse(&format!("{}/{suffix}", p.as_str())).ok())
+            };
+            return match special {
+                Special::Gtin(gtin) => under(gs1, &gtin).map_or(Node::Nowhere, Node::Gtin),
+                Special::Oid(dotted) => under(oid, &dotted).map_or(Node::Nowhere, Node::Oid),
+                Special::Branch => Node::Branch,
+                Special::Nowhere => Node::Nowhere,
+            };
+        }
+        match map_labels(labels) {
+            Some(Mapped::Identifier(id)) => Node::Identifier(id),
+            Some(Mapped::Prefix(p)) => Node::Prefix(p),
+            Some(Mapped::Separator(p)) => Node::Separator(p),
+            Some(Mapped::Apex) => Node::Apex,
+            None => Node::Nowhere,
+        }
+    }
+
+    /// Builds the answer to `query` at the apex numbered `apex`, `below`
+    /// labels under it.
+    fn answer(
+        &self,
+        query: &Query<'_>,
+        apex: usize,
+        below: usize,
+        lower: &[u8],
+        now: u32,
+    ) -> Result<Answer, StoreError> {
+        let zone = self
+            .zones
+            .zones
+            .get(apex)
+            .ok_or_else(|| StoreError::Engine("apex index out of range".into()))?;
+        let qname = query.qname();
+        let below_labels: Vec<&[u8]> = labels(qname).take(below).collect();
+        let owner = Name::from_labels(labels(qname))
+            .map_err(|e| StoreError::Engine(format!("question name: {e}")))?;
+        let qtype = RecordType::from(query.qtype);
+        let mut answer = Answer {
+            authoritative: true,
+            cacheable: true,
+            ..Answer::default()
+        };
+        let mut exists = true;
+        match self.node(zone, lower, &below_labels) {
+            Node::Apex => match qtype {
+                RecordType::SOA => answer.answers.push(self.soa(zone, self.zones.timers.ttl)),
+                RecordType::NS => {
+                    answer.answers = records::ns_records(zone, &self.zones);
+                    answer.additional = records::glue_records(zone, &self.zones, None);
+                }
+                _ => {}
+            },
+            Node::NameServer(i) => {
+                if matches!(qtype, RecordType::A | RecordType::AAAA) {
+                    answer.answers = records::glue_records(zone, &self.zones, Some(i))
+                        .into_iter()
+                        .filter(|r| r.record_type() == qtype)
+                        .collect();
+                }
+            }
+            Node::Identifier(id) => match self.store.get(Space::Records, id.key().as_bytes())? {
+                Some(stored) => {
+                    let record = public_record(&stored).map_err(corrupt)?;
+                    answer.cacheable = !record.has_absolute_ttl();
+                    answer.answers = identifier_answers(&owner, &record, query.qtype, now);
+                }
+                None => exists = false,
+            },
+            Node::Gtin(id) => match self.store.get(Space::Records, id.key().as_bytes())? {
+                Some(stored) => {
+                    let record = public_record(&stored).map_err(corrupt)?;
+                    answer.cacheable = !record.has_absolute_ttl();
+                    if qtype == RecordType::NAPTR {
+                        answer.answers =
+                            records::identifier_naptr_records(&owner, &record.values, now);
+                    }
+                }
+                None => exists = false,
+            },
+            Node::Oid(id) => match self.store.get(Space::Records, id.key().as_bytes())? {
+                Some(stored) => {
+                    let record = public_record(&stored).map_err(corrupt)?;
+                    answer.cacheable = !record.has_absolute_ttl();
+                    if qtype == RecordType::NAPTR {
+                        answer.answers = ors_naptr_records(&owner, &record, now);
+                    }
+                }
+                None => exists = self.any_key(Space::Records, &format!("{}.", id.key()))?,
+            },
+            Node::Prefix(p) => exists = self.prefix_exists(&p)?,
+            Node::Separator(p) => {
+                exists = self.any_key(Space::Records, &format!("{}/", p.key()))?
+            }
+            Node::Branch => {}
+            Node::Nowhere => exists = false,
+        }
+        if !exists {
+            answer.rcode = rcode::NXDOMAIN;
+            answer.answers.clear();
+        } else if query.qtype == TYPE_ANY {
+            answer.answers = vec![records::hinfo_record(&owner, self.zones.ns_ttl)];
+            answer.additional.clear();
+        }
+        if answer.answers.is_empty() {
+            let timers = &self.zones.timers;
+            answer.authority = vec![self.soa(zone, timers.ttl.min(timers.minimum))];
+            answer.additional.clear();
+        }
+        Ok(answer)
+    }
+
+    pub(crate) fn soa(&self, zone: &ApexZone, ttl: u32) -> Record {
+        records::soa_record(zone, &self.zones.timers, self.soa_serial(), ttl)
+    }
+
+    /// Whether any key of `space` starts with `prefix`.
+    fn any_key(&self, space: Space, prefix: &str) -> Result<bool, StoreError> {
+        Ok(!self
+            .store
+            .scan(space, prefix.as_bytes(), None, 1)?
+            .is_empty())
+    }
+
+    /// Whether a prefix's name exists: homed here, or anything below it.
+    fn prefix_exists(&self, prefix: &Prefix) -> Result<bool, StoreError> {
+        let key = prefix.key();
+        Ok(self.store.get(Space::Prefixes, key.as_bytes())?.is_some()
+            || self.any_key(Space::Prefixes, &format!("{key}."))?
+            || self.any_key(Space::Records, &format!("{key}/"))?
+            || self.any_key(Space::Records, &format!("{key}."))?)
+    }
+}
+
+/// The records of the asked type at an identifier's name.
+fn identifier_answers(
+    owner: &Name,
+    record: &PublicRecord<'_>,
+    qtype: u16,
+    now: u32,
+) -> Vec<Record> {
+    match RecordType::from(qtype) {
+        RecordType::TXT => records::txt_records(owner, &record.values, now),
+        RecordType::NAPTR => records::identifier_naptr_records(owner, &record.values, now),
+        _ if qtype == TYPE_URI => records::uri_records(owner, &record.values, now),
+        _ => Vec::new(),
+    }
+}
+
+/// The ORS NAPTR records of an OID's record.
+pub(crate) fn ors_naptr_records(owner: &Name, record: &PublicRecord<'_>, now: u32) -> Vec<Record> {
+    records::naptr_records(owner, &record.values, now, |v| {
+        special::ors_service(v.kind).map(str::as_bytes)
+    })
+}
