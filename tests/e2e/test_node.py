@@ -259,3 +259,51 @@ def test_restart_keeps_everything(tmp_path, pb):
         assert mode == 0o600
     finally:
         node.stop()
+
+
+def test_no_stale_answer_after_a_grpc_write_is_acknowledged(node, pb):
+    """Writes through gRPC while several threads resolve over UDP: once a
+    write is acknowledged, no answer received afterwards is older."""
+    import threading
+    pb2, ids, _ = stub(node, pb)
+    name = "88.100.1/CACHE-HOT"
+
+    def write(version):
+        ids.CreateIdentifier(pb2.CreateIdentifierRequest(
+            identifier=name, overwrite=True,
+            values=[pb2.Value(index=1, type="version", data=str(version).encode())]),
+            metadata=auth(node))
+
+    write(0)
+    acknowledged = [0]
+    stop = threading.Event()
+    problems, checked = [], [0]
+
+    def reader():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2)
+            while not stop.is_set():
+                floor = acknowledged[0]  # read before the request is sent
+                rid = hc.new_request_id()
+                s.sendto(hc.resolution_request(name, rid), node.udp)
+                while True:
+                    r = hc.Response(s.recvfrom(65535)[0])
+                    if r.request_id == rid:
+                        break
+                seen = int(r.values[0]["data"])
+                if seen < floor:
+                    problems.append((seen, floor))
+                checked[0] += 1
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for version in range(1, 301):
+        write(version)
+        acknowledged[0] = version
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not problems, problems[:5]
+    assert checked[0] > 100
+    assert int(hc.udp_resolve(node.udp, name).values[0]["data"]) == 300
