@@ -2,7 +2,8 @@
 # Installs what building and testing idnode needs, and nothing twice:
 # system packages (libclang for RocksDB's bindings, protoc for the gRPC
 # code, dig for the tests) and a Python virtualenv with the test clients
-# (grpcio, pytest). Safe to run again; quick when everything is there.
+# (grpcio, dnspython with aioquic for DNS over QUIC, pytest). Safe to run
+# again; quick when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -12,6 +13,7 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 command -v clang >/dev/null || need+=(clang)
 command -v g++ >/dev/null || need+=(g++)
+command -v dig >/dev/null || need+=(bind9-dnsutils)
 if ((${#need[@]})); then
   echo "setup: installing system packages: ${need[*]}"
   SUDO=""
@@ -36,9 +38,9 @@ if [ "${IDNODE_SKIP_PYTHON:-0}" != 1 ]; then
     echo "setup: creating Python virtualenv for the end-to-end tests in $IDNODE_VENV"
     python3 -m venv "$IDNODE_VENV"
   fi
-  if ! "$IDNODE_VENV/bin/python" -c "import grpc, grpc_tools, pytest" 2>/dev/null; then
-    echo "setup: installing Python test clients (grpcio, grpcio-tools, pytest)"
+  if ! "$IDNODE_VENV/bin/python" -c "import grpc, grpc_tools, pytest, dns.quic, aioquic" 2>/dev/null; then
+    echo "setup: installing Python test clients (grpcio, grpcio-tools, dnspython, aioquic, pytest)"
     "$IDNODE_VENV/bin/pip" install -q --disable-pip-version-check \
-      'grpcio>=1.60' 'grpcio-tools>=1.60' 'pytest>=8'
+      'grpcio>=1.60' 'grpcio-tools>=1.60' 'dnspython>=2.6' 'aioquic>=1.0' 'pytest>=8'
   fi
 fi

@@ -33,7 +33,8 @@ class Node:
     def start(self, timeout=120):
         cmd = [idnode_bin(), "serve", "--data-dir", str(self.data_dir),
                "--handle-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0",
-               "--udp-workers", "2", *self.extra]
+               "--udp-workers", "2", "--dns-listen", "127.0.0.1:0",
+               "--dns-quic-listen", "127.0.0.1:0", *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env={**os.environ, "RUST_LOG": "warn"})
         ready = threading.Event()
@@ -57,6 +58,13 @@ class Node:
         self.udp = (udp.group(1), int(udp.group(2)))
         self.tcp = (tcp.group(1), int(tcp.group(2)))
         self.grpc = grpc.group(1)
+        # DNS listeners, absent with --no-dns (then None).
+        dns_udp = re.search(r"dns udp\s+(\S+):(\d+)", text)
+        dns_tcp = re.search(r"dns tcp\s+(\S+):(\d+)", text)
+        dns_quic = re.search(r"dns quic\s+(\S+):(\d+) \(ALPN doq\)", text)
+        self.dns_udp = (dns_udp.group(1), int(dns_udp.group(2))) if dns_udp else None
+        self.dns_tcp = (dns_tcp.group(1), int(dns_tcp.group(2))) if dns_tcp else None
+        self.dns_quic = (dns_quic.group(1), int(dns_quic.group(2))) if dns_quic else None
         self.token = (self.data_dir / "admin.token").read_text().strip()
         return self
 

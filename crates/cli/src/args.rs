@@ -44,7 +44,8 @@ pub struct AdminArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a node: Handle protocol on UDP and TCP, gRPC management API.
+    /// Run a node: Handle protocol on UDP, TCP and QUIC, DNS on UDP, TCP and
+    /// QUIC, gRPC management API.
     Serve(ServeArgs),
     /// Resolve an identifier over the Handle protocol and print its values.
     Resolve(ResolveArgs),
@@ -84,6 +85,15 @@ pub struct ServeArgs {
     /// Do not serve Handle over QUIC.
     #[arg(long)]
     pub no_quic: bool,
+    /// DNS address, UDP and TCP (port 0 picks a free port).
+    #[arg(long)]
+    pub dns_listen: Option<SocketAddr>,
+    /// DNS over QUIC address (port 0 picks a free port).
+    #[arg(long)]
+    pub dns_quic_listen: Option<SocketAddr>,
+    /// Do not serve the DNS (UDP, TCP or QUIC).
+    #[arg(long)]
+    pub no_dns: bool,
     /// Do not load the demo data into a new node.
     #[arg(long)]
     pub no_seed: bool,

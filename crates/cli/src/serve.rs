@@ -1,12 +1,14 @@
-//! `idnode serve`: open the store, seed a new node, start every listener,
-//! and stop cleanly on SIGINT or SIGTERM.
+//! `idnode serve`: open the store, seed a new node, start every listener
+//! (Handle on UDP, TCP and QUIC; DNS on UDP, TCP and QUIC; gRPC), and stop
+//! cleanly on SIGINT or SIGTERM.
 
 use crate::args::ServeArgs;
 use crate::{seed, usage};
 use anyhow::Context;
+use idnode_dns::{AnswerCache, DnsService, Zones};
 use idnode_registry::Registry;
 use idnode_resolver::{HandleService, ResponseCache};
-use idnode_server::{Config, HandleListeners, QuicListener};
+use idnode_server::{Config, DnsListeners, HandleListeners, QuicListener};
 use idnode_store::{CommitObserver, ObservedStore, Store};
 use idnode_store_rocksdb::{RocksOptions, RocksStore};
 use std::sync::Arc;
@@ -37,6 +39,15 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if args.no_quic {
         config.quic.enabled = false;
+    }
+    if let Some(addr) = args.dns_listen {
+        config.dns.listen = addr;
+    }
+    if let Some(addr) = args.dns_quic_listen {
+        config.dns.quic_listen = addr;
+    }
+    if args.no_dns {
+        config.dns.enabled = false;
     }
     if args.no_seed {
         config.seed = false;
@@ -71,17 +82,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("store open task failed")??,
     );
     // Every write goes through the observed store, so the response cache
-    // hears of it before the write is acknowledged.
+    // and the DNS answer cache hear of it before the write is acknowledged.
     let cache = (config.cache.budget_mb > 0).then(|| {
         Arc::new(ResponseCache::new(
             config.cache.budget_mb << 20,
             config.cache.shards,
         ))
     });
-    let observers: Vec<Arc<dyn CommitObserver>> = cache
-        .iter()
-        .map(|c| c.clone() as Arc<dyn CommitObserver>)
-        .collect();
+    let dns_zones = if config.dns.enabled {
+        match Zones::from_config(&config.dns.dns_config()) {
+            Ok(zones) => Some(Arc::new(zones)),
+            Err(e) => usage!("[dns]: {e}"),
+        }
+    } else {
+        None
+    };
+    let dns_cache = dns_zones
+        .as_ref()
+        .filter(|_| config.dns.cache_mb > 0)
+        .map(|zones| {
+            Arc::new(AnswerCache::new(
+                zones.clone(),
+                config.dns.cache_mb << 20,
+                config.cache.shards,
+            ))
+        });
+    let mut observers: Vec<Arc<dyn CommitObserver>> = Vec::new();
+    if let Some(c) = &cache {
+        observers.push(c.clone());
+    }
+    if let Some(c) = &dns_cache {
+        observers.push(c.clone());
+    }
     let store: Arc<dyn Store> = Arc::new(ObservedStore::new(rocks, observers));
     let registry = Arc::new(Registry::new(store.clone()));
     if config.seed {
@@ -131,6 +163,42 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let dns_service = dns_zones.map(|zones| {
+        Arc::new(match &dns_cache {
+            Some(cache) => DnsService::with_cache(store.clone(), cache.clone()),
+            None => DnsService::new(store.clone(), zones),
+        })
+    });
+    let dns = match &dns_service {
+        Some(service) => Some(
+            DnsListeners::start(
+                &config.dns.listener_options(),
+                service.clone(),
+                shutdown.clone(),
+            )
+            .await
+            .with_context(|| format!("cannot listen for DNS on {}", config.dns.listen))?,
+        ),
+        None => None,
+    };
+    let dns_quic = match &dns_service {
+        Some(service) if config.dns.quic => Some(
+            QuicListener::start_dns(
+                &config.dns.quic_options(&config.quic),
+                service.clone(),
+                &config.data_dir,
+                shutdown.clone(),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen for DNS over QUIC on {}",
+                    config.dns.quic_listen
+                )
+            })?,
+        ),
+        _ => None,
+    };
     let grpc_listener = tokio::net::TcpListener::bind(config.grpc.listen)
         .await
         .with_context(|| format!("cannot listen for gRPC on {}", config.grpc.listen))?;
@@ -147,10 +215,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("  data        {}", config.data_dir.display());
     println!("  handle udp  {}", listeners.udp);
     println!("  handle tcp  {}", listeners.tcp);
-    if let Some(q) = &quic {
-        println!("  handle quic {} (ALPN hdl)", q.addr);
+    let print_tls = |q: &QuicListener| {
         println!("  tls cert    {}", q.certificate.display());
         println!("  tls sha256  {}", q.fingerprint);
+    };
+    if let Some(q) = &quic {
+        println!("  handle quic {} (ALPN hdl)", q.addr);
+        print_tls(q);
+    }
+    if let Some(d) = &dns {
+        println!("  dns udp     {}", d.udp);
+        println!("  dns tcp     {}", d.tcp);
+    }
+    if let Some(q) = &dns_quic {
+        println!("  dns quic    {} (ALPN doq)", q.addr);
+        // Both QUIC listeners present the node's one certificate.
+        if quic.is_none() {
+            print_tls(q);
+        }
     }
     println!("  grpc        http://{grpc_addr}");
     println!("  admin token {}", token_file.display());
@@ -166,6 +248,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     listeners.join().await;
     if let Some(q) = quic {
+        q.join().await;
+    }
+    if let Some(d) = dns {
+        d.join().await;
+    }
+    if let Some(q) = dns_quic {
         q.join().await;
     }
     match grpc.await {

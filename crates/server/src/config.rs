@@ -3,7 +3,7 @@
 //! `deploy/idnode.toml` is the commented example; a test parses it.
 
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ pub struct Config {
     pub quic: QuicConfig,
     pub grpc: GrpcConfig,
     pub cache: CacheConfig,
+    pub dns: DnsServerConfig,
 }
 
 impl Default for Config {
@@ -46,6 +47,7 @@ impl Default for Config {
             quic: QuicConfig::default(),
             grpc: GrpcConfig::default(),
             cache: CacheConfig::default(),
+            dns: DnsServerConfig::default(),
         }
     }
 }
@@ -203,6 +205,161 @@ impl Default for CacheConfig {
     }
 }
 
+/// The DNS side (specs/dns-mapping.md): identifiers as DNS names under
+/// the apexes, served over UDP and TCP on `listen` and over QUIC (RFC 9250,
+/// ALPN `doq`) on `quic_listen`. The defaults are unprivileged ports; a
+/// node that is a name server of record listens on port 53.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsServerConfig {
+    pub enabled: bool,
+    /// Address for DNS over UDP and TCP.
+    pub listen: SocketAddr,
+    /// Serve DNS over QUIC too.
+    pub quic: bool,
+    /// Address for DNS over QUIC. Its connection and stream limits are
+    /// those of `[quic]`, and so is the TLS certificate.
+    pub quic_listen: SocketAddr,
+    /// The apex names served; every identifier has a name under each.
+    pub apexes: Vec<String>,
+    /// The largest UDP answer, whatever the client offers (at least 512).
+    pub udp_max_payload: u16,
+    /// UDP worker sockets and QUIC endpoints (SO_REUSEPORT); 0 means one
+    /// per core.
+    pub workers: usize,
+    /// Most TCP connections at once; further ones are closed at accept.
+    pub tcp_max_connections: usize,
+    /// Seconds a TCP connection may stay silent, or take to deliver a
+    /// query or take an answer, before it is closed.
+    pub tcp_idle_timeout_secs: u64,
+    /// Answer cache memory budget in MiB (0 turns it off); its shards are
+    /// those of `[cache]`.
+    pub cache_mb: usize,
+    /// The name servers of every apex (NS records, and A/AAAA glue for
+    /// those below an apex). Empty: `ns1.<apex>` at 127.0.0.1.
+    pub name_servers: Vec<NameServerEntry>,
+    /// The SOA contact as a name. Default: `hostmaster.<apex>`.
+    pub hostmaster: Option<String>,
+    /// TTL of NS and glue records.
+    pub ns_ttl: u32,
+    pub soa: SoaConfig,
+    /// GTINs registered under this prefix (suffix: the 14 digits) answer
+    /// under `gtin.gs1.id.<apex>` (GS1 ONS 2.0).
+    pub gs1_prefix: Option<String>,
+    /// OIDs registered under this prefix (suffix: the dotted OID) answer
+    /// under `oid-res.<apex>` (ITU-T X.672 ORS).
+    pub oid_prefix: Option<String>,
+}
+
+impl Default for DnsServerConfig {
+    fn default() -> Self {
+        let dns = idnode_dns::DnsConfig::default();
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8053)),
+            quic: true,
+            quic_listen: SocketAddr::from(([0, 0, 0, 0], 8853)),
+            apexes: dns.apexes,
+            udp_max_payload: dns.max_udp_payload,
+            workers: 0,
+            tcp_max_connections: 1024,
+            tcp_idle_timeout_secs: 10,
+            cache_mb: 64,
+            name_servers: Vec::new(),
+            hostmaster: dns.hostmaster,
+            ns_ttl: dns.ns_ttl,
+            soa: SoaConfig::default(),
+            gs1_prefix: dns.gs1_prefix,
+            oid_prefix: dns.oid_prefix,
+        }
+    }
+}
+
+/// A name server of the apexes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameServerEntry {
+    pub name: String,
+    /// Its addresses, served as glue when the name is below an apex.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+}
+
+/// The SOA timers, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SoaConfig {
+    /// TTL of the SOA record itself.
+    pub ttl: u32,
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    /// How long negative answers may be cached (RFC 2308).
+    pub minimum: u32,
+}
+
+impl Default for SoaConfig {
+    fn default() -> Self {
+        let t = idnode_dns::SoaTimers::default();
+        Self {
+            ttl: t.ttl,
+            refresh: t.refresh,
+            retry: t.retry,
+            expire: t.expire,
+            minimum: t.minimum,
+        }
+    }
+}
+
+impl DnsServerConfig {
+    /// What the DNS service is configured with (checked by
+    /// [`idnode_dns::Zones::from_config`]).
+    pub fn dns_config(&self) -> idnode_dns::DnsConfig {
+        idnode_dns::DnsConfig {
+            apexes: self.apexes.clone(),
+            name_servers: self
+                .name_servers
+                .iter()
+                .map(|ns| idnode_dns::NameServerConfig {
+                    name: ns.name.clone(),
+                    addresses: ns.addresses.clone(),
+                })
+                .collect(),
+            hostmaster: self.hostmaster.clone(),
+            soa: idnode_dns::SoaTimers {
+                ttl: self.soa.ttl,
+                refresh: self.soa.refresh,
+                retry: self.soa.retry,
+                expire: self.soa.expire,
+                minimum: self.soa.minimum,
+            },
+            ns_ttl: self.ns_ttl,
+            max_udp_payload: self.udp_max_payload,
+            gs1_prefix: self.gs1_prefix.clone(),
+            oid_prefix: self.oid_prefix.clone(),
+        }
+    }
+
+    pub fn listener_options(&self) -> crate::DnsListenerOptions {
+        crate::DnsListenerOptions {
+            listen: self.listen,
+            udp_workers: self.workers,
+            tcp_max_connections: self.tcp_max_connections,
+            tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout_secs.max(1)),
+        }
+    }
+
+    /// The DNS-over-QUIC listener's settings: this section's address and
+    /// workers, the limits and certificate of `quic`.
+    pub fn quic_options(&self, quic: &QuicConfig) -> crate::QuicOptions {
+        crate::QuicOptions {
+            listen: self.quic_listen,
+            workers: self.workers,
+            ..quic.listener_options()
+        }
+    }
+}
+
 impl Config {
     /// Parses TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
@@ -245,6 +402,20 @@ mod tests {
         assert_eq!(config.storage.block_cache_mb, 512);
         assert_eq!(config.quic.listen.port(), 2642);
         assert_eq!(config.quic.names, ["resolver.example.com"]);
+        assert!(config.dns.enabled && config.dns.quic);
+        assert_eq!(config.dns.listen.port(), 8053);
+        assert_eq!(config.dns.apexes, ["id.example.com."]);
+        assert_eq!(config.dns.name_servers[0].name, "ns1.id.example.com.");
+        let zones = idnode_dns::Zones::from_config(&config.dns.dns_config()).unwrap();
+        assert_eq!(zones.apexes().len(), 1);
+    }
+
+    #[test]
+    fn dns_defaults_match_the_dns_crate() {
+        let config = DnsServerConfig::default();
+        assert_eq!(config.dns_config(), idnode_dns::DnsConfig::default());
+        assert_eq!(config.listen.port(), 8053);
+        assert_eq!(config.quic_listen.port(), 8853);
     }
 
     #[test]

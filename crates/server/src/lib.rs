@@ -1,19 +1,25 @@
 //! Listeners and runtime wiring.
 //!
-//! Transports are thin: bytes in, [`idnode_resolver::HandleService`] out,
-//! bytes back. This crate owns the sockets (UDP worker threads on
-//! SO_REUSEPORT sockets with batched receive and send, a TCP acceptor with
-//! a connection cap), multi-packet UDP
-//! reassembly state, timeouts, the [`Config`] and graceful shutdown. It does
-//! not know which storage engine is behind the service.
+//! Transports are thin: bytes in, [`idnode_resolver::HandleService`] or
+//! [`idnode_dns::DnsService`] out, bytes back. This crate owns the sockets
+//! (UDP worker threads on SO_REUSEPORT sockets with batched receive and
+//! send, a TCP acceptor with a connection cap, QUIC endpoints), multi-packet
+//! UDP reassembly state, timeouts, the [`Config`] and graceful shutdown. It
+//! does not know which storage engine is behind the services.
+//!
+//! Handle: [`HandleListeners`] (UDP, TCP) and [`QuicListener::start`]
+//! (ALPN `hdl`). DNS: [`DnsListeners`] (UDP, TCP) and
+//! [`QuicListener::start_dns`] (ALPN `doq`).
 
 pub mod config;
+pub mod dns;
 pub mod quic;
 mod tcp;
 pub mod tls;
 mod udp;
 
 pub use config::Config;
+pub use dns::{DnsListenerOptions, DnsListeners};
 pub use quic::{QuicListener, QuicOptions};
 pub use tls::{CertificateSource, Fingerprint, TlsIdentity};
 
@@ -69,7 +75,13 @@ impl HandleListeners {
         let tcp_addr = tcp_listener.local_addr()?;
         let mut tasks = JoinSet::new();
         let stop = Arc::new(AtomicBool::new(false));
-        let udp_threads = udp::spawn(sockets, service.clone(), stop.clone())?;
+        let udp_service = service.clone();
+        let udp_threads = udp::spawn(
+            sockets,
+            "idnode-udp",
+            || udp::HandleDatagrams::new(udp_service.clone()),
+            stop.clone(),
+        )?;
         let udp_shutdown = shutdown.clone();
         tasks.spawn(async move {
             udp_shutdown.cancelled().await;
@@ -96,14 +108,18 @@ impl HandleListeners {
     /// Waits until every listener task has stopped (after shutdown).
     pub async fn join(mut self) {
         while self.tasks.join_next().await.is_some() {}
-        let threads = std::mem::take(&mut self.udp_threads);
-        let _ = tokio::task::spawn_blocking(move || {
-            for thread in threads {
-                let _ = thread.join();
-            }
-        })
-        .await;
+        join_threads(std::mem::take(&mut self.udp_threads)).await;
     }
+}
+
+/// Waits for worker threads to end, off the async runtime's threads.
+pub(crate) async fn join_threads(threads: Vec<std::thread::JoinHandle<()>>) {
+    let _ = tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            let _ = thread.join();
+        }
+    })
+    .await;
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

@@ -2,6 +2,11 @@
 //! (envelope + message) on bidirectional streams, one request per stream,
 //! many streams in flight on one connection.
 //!
+//! The machinery (endpoints, limits, stream tasks) is generic over a
+//! [`StreamProtocol`]: one request read to the end of its stream, one answer
+//! written, the stream finished. DNS over QUIC (RFC 9250, `dns.rs`) is the
+//! other protocol served this way.
+//!
 //! Several quinn endpoints share the port through SO_REUSEPORT sockets, one
 //! per worker, so QUIC packet processing is not bound to one core. The
 //! kernel picks a socket by hashing the peer's address, so a connection
@@ -64,8 +69,6 @@ pub mod error_code {
     pub const UNANSWERABLE: u32 = 3;
 }
 
-/// The most bytes one request stream may carry: one whole message.
-const REQUEST_LIMIT: usize = ENVELOPE_LEN + MAX_MESSAGE_LEN;
 /// Request bytes one connection may have in flight ahead of our reads.
 const CONNECTION_RECEIVE_WINDOW: u32 = 1 << 20;
 /// Answer bytes one connection may have buffered, not yet acknowledged.
@@ -94,7 +97,8 @@ pub struct QuicOptions {
     pub certificate: CertificateSource,
 }
 
-/// A running Handle-over-QUIC listener.
+/// A running QUIC listener: Handle (ALPN `hdl`), or DNS over QUIC (ALPN
+/// `doq`, [`QuicListener::start_dns`]).
 pub struct QuicListener {
     pub addr: SocketAddr,
     /// SHA-256 of the certificate the listener presents (clients pin it).
@@ -117,9 +121,72 @@ impl std::fmt::Debug for QuicListener {
     }
 }
 
-/// What every connection task of one listener shares.
-struct Shared {
+/// How a stream fails: what the listener resets, or closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Reset the stream (and stop reading it) with this application code.
+    Stream(u32),
+    /// Close the whole connection with this application code.
+    Connection(u32),
+}
+
+/// A request-answer protocol on QUIC bidirectional streams: one request
+/// per stream, read to the stream's end, one answer written, the stream
+/// finished.
+pub(crate) trait StreamProtocol: Send + Sync + 'static {
+    /// The most bytes one request stream may carry.
+    const REQUEST_LIMIT: usize;
+    /// How a stream fails whose request and answer are not through within
+    /// the request timeout.
+    const TIMEOUT: Failure;
+    /// How a stream fails that carries more than [`Self::REQUEST_LIMIT`].
+    const TOO_LONG: Failure;
+    /// How a stream fails that cannot be read or written (reset by the
+    /// peer, connection lost).
+    const BROKEN: Failure;
+    /// Working memory of one answer, pooled per connection.
+    type Scratch: Default + Send;
+    /// Writes the bytes to send in answer to `request` (framing included)
+    /// into `out`, or says how the stream fails. Never panics, whatever the
+    /// request holds.
+    fn answer(
+        &self,
+        request: &[u8],
+        out: &mut Vec<u8>,
+        scratch: &mut Self::Scratch,
+    ) -> Result<(), Failure>;
+}
+
+/// The Handle protocol on QUIC streams.
+struct HandleStreams {
     service: Arc<HandleService>,
+}
+
+impl StreamProtocol for HandleStreams {
+    const REQUEST_LIMIT: usize = ENVELOPE_LEN + MAX_MESSAGE_LEN;
+    const TIMEOUT: Failure = Failure::Stream(error_code::TIMEOUT);
+    const TOO_LONG: Failure = Failure::Stream(error_code::TOO_LONG);
+    const BROKEN: Failure = Failure::Stream(error_code::UNANSWERABLE);
+    type Scratch = Scratch;
+
+    fn answer(
+        &self,
+        request: &[u8],
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+    ) -> Result<(), Failure> {
+        // The codec checks the envelope against the stream's length: a
+        // truncated message or trailing bytes get a protocol error answer.
+        match self.service.respond(request, unix_now(), out, scratch) {
+            Outcome::Drop => Err(Failure::Stream(error_code::UNANSWERABLE)),
+            Outcome::Reply { .. } => Ok(()),
+        }
+    }
+}
+
+/// What every connection task of one listener shares.
+struct Shared<P> {
+    protocol: Arc<P>,
     connections: Arc<Semaphore>,
     request_timeout: Duration,
 }
@@ -133,15 +200,27 @@ impl QuicListener {
         data_dir: &Path,
         shutdown: CancellationToken,
     ) -> io::Result<Self> {
+        let protocol = Arc::new(HandleStreams { service });
+        Self::serve(options, protocol, ALPN, data_dir, shutdown).await
+    }
+
+    /// Starts a listener of `protocol` under the ALPN name `alpn`.
+    pub(crate) async fn serve<P: StreamProtocol>(
+        options: &QuicOptions,
+        protocol: Arc<P>,
+        alpn: &[u8],
+        data_dir: &Path,
+        shutdown: CancellationToken,
+    ) -> io::Result<Self> {
         let identity = TlsIdentity::load(&options.certificate, data_dir)?;
         let certificate = match &options.certificate.cert {
             Some(path) => path.clone(),
             None => data_dir.join(TLS_DIR).join(CERT_FILE),
         };
-        let tls = identity.server_config(&[ALPN]).map_err(io::Error::other)?;
+        let tls = identity.server_config(&[alpn]).map_err(io::Error::other)?;
         let crypto = QuicServerConfig::try_from(tls).map_err(io::Error::other)?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server_config.transport_config(Arc::new(transport_config(options)?));
+        server_config.transport_config(Arc::new(transport_config(options, P::REQUEST_LIMIT)?));
         server_config.migration(false);
         // One endpoint configuration (and so one stateless-reset key) for
         // every worker.
@@ -168,7 +247,7 @@ impl QuicListener {
         let max_connections = options.max_connections.max(1);
         let connections = Arc::new(Semaphore::new(max_connections));
         let shared = Arc::new(Shared {
-            service,
+            protocol,
             connections: connections.clone(),
             request_timeout: options.request_timeout,
         });
@@ -209,7 +288,10 @@ impl QuicListener {
     }
 }
 
-fn transport_config(options: &QuicOptions) -> io::Result<quinn::TransportConfig> {
+fn transport_config(
+    options: &QuicOptions,
+    request_limit: usize,
+) -> io::Result<quinn::TransportConfig> {
     let idle = IdleTimeout::try_from(options.idle_timeout).map_err(|_| {
         io::Error::new(io::ErrorKind::InvalidInput, "QUIC idle timeout is too long")
     })?;
@@ -218,7 +300,9 @@ fn transport_config(options: &QuicOptions) -> io::Result<quinn::TransportConfig>
         .max_concurrent_bidi_streams(VarInt::from_u32(options.max_streams_per_connection.max(1)))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .max_idle_timeout(Some(idle))
-        .stream_receive_window(VarInt::from_u32(REQUEST_LIMIT as u32))
+        .stream_receive_window(VarInt::from_u32(
+            u32::try_from(request_limit).unwrap_or(u32::MAX),
+        ))
         .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
         .send_window(CONNECTION_SEND_WINDOW)
         .datagram_receive_buffer_size(None);
@@ -242,7 +326,11 @@ fn bind(addr: SocketAddr, workers: usize) -> io::Result<Vec<std::net::UdpSocket>
     Ok(sockets)
 }
 
-async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, shutdown: CancellationToken) {
+async fn accept_loop<P: StreamProtocol>(
+    endpoint: Endpoint,
+    shared: Arc<Shared<P>>,
+    shutdown: CancellationToken,
+) {
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => match incoming {
@@ -268,9 +356,9 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, shutdown: Cancella
 
 /// One connection: accepts its streams until it closes, each on a task of
 /// its own. Holds a connection permit for as long as it lives.
-async fn connection(
+async fn connection<P: StreamProtocol>(
     incoming: Incoming,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<P>>,
     _permit: OwnedSemaphorePermit,
     shutdown: CancellationToken,
 ) {
@@ -295,6 +383,7 @@ async fn connection(
     };
     let streams = Arc::new(Streams {
         shared,
+        conn: conn.clone(),
         responders: Semaphore::new(RESPONDERS_PER_CONNECTION),
         buffers: Mutex::new(Vec::new()),
     });
@@ -320,91 +409,96 @@ async fn connection(
 /// The buffers one answer is built in, reused across the streams of a
 /// connection.
 #[derive(Default)]
-struct Buffers {
+struct Buffers<S> {
     out: Vec<u8>,
-    scratch: Scratch,
+    scratch: S,
 }
 
 /// Per connection: what its stream tasks share.
-struct Streams {
-    shared: Arc<Shared>,
+struct Streams<P: StreamProtocol> {
+    shared: Arc<Shared<P>>,
+    conn: quinn::Connection,
     /// Caps the answers being built or written at once.
     responders: Semaphore,
     /// Free answer buffers (at most one per responder).
-    buffers: Mutex<Vec<Buffers>>,
+    buffers: Mutex<Vec<Buffers<P::Scratch>>>,
 }
 
-impl Streams {
-    /// Answers one stream, or resets it with an error code.
+impl<P: StreamProtocol> Streams<P> {
+    /// Answers one stream, or resets it (or closes the connection) with an
+    /// error code.
     async fn serve(&self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
         let exchange = self.exchange(&mut send, &mut recv);
-        let code = match tokio::time::timeout(self.shared.request_timeout, exchange).await {
+        let failure = match tokio::time::timeout(self.shared.request_timeout, exchange).await {
             Ok(Ok(())) => return,
-            Ok(Err(code)) => code,
-            Err(_) => error_code::TIMEOUT,
+            Ok(Err(failure)) => failure,
+            Err(_) => P::TIMEOUT,
         };
-        // Either may already be closed (finished, reset by the peer or the
-        // connection gone): nothing more to do then.
-        let _ = recv.stop(VarInt::from_u32(code));
-        let _ = send.reset(VarInt::from_u32(code));
+        match failure {
+            Failure::Stream(code) => {
+                // Either may already be closed (finished, reset by the peer
+                // or the connection gone): nothing more to do then.
+                let _ = recv.stop(VarInt::from_u32(code));
+                let _ = send.reset(VarInt::from_u32(code));
+            }
+            Failure::Connection(code) => {
+                self.conn.close(VarInt::from_u32(code), b"protocol error");
+            }
+        }
     }
 
-    /// Reads the request, answers it, and finishes the send side. An error
-    /// is the code to reset the stream with.
+    /// Reads the request, answers it, and finishes the send side.
     async fn exchange(
         &self,
         send: &mut quinn::SendStream,
         recv: &mut quinn::RecvStream,
-    ) -> Result<(), u32> {
-        let request = match recv.read_to_end(REQUEST_LIMIT).await {
+    ) -> Result<(), Failure> {
+        let request = match recv.read_to_end(P::REQUEST_LIMIT).await {
             Ok(request) => request,
-            Err(ReadToEndError::TooLong) => return Err(error_code::TOO_LONG),
+            Err(ReadToEndError::TooLong) => return Err(P::TOO_LONG),
             Err(ReadToEndError::Read(e)) => {
                 tracing::trace!(error = %e, "QUIC request stream failed");
-                return Err(error_code::UNANSWERABLE);
+                return Err(P::BROKEN);
             }
         };
         // The semaphore is never closed; a wait here counts against the
         // request timeout.
         let Ok(_responder) = self.responders.acquire().await else {
-            return Err(error_code::UNANSWERABLE);
+            return Err(P::BROKEN);
         };
         let mut buffers = self.take_buffers();
-        // The codec checks the envelope against the stream's length: a
-        // truncated message or trailing bytes get a protocol error answer.
-        let outcome = self.shared.service.respond(
-            &request,
-            unix_now(),
-            &mut buffers.out,
-            &mut buffers.scratch,
-        );
-        let result = match outcome {
-            Outcome::Drop => Err(error_code::UNANSWERABLE),
-            Outcome::Reply { .. } => match send.write_all(&buffers.out).await {
-                Ok(()) => {
-                    // Finished: quinn delivers the rest on its own; no wait
-                    // for the acknowledgement.
-                    let _ = send.finish();
-                    Ok(())
-                }
-                Err(e) => {
-                    tracing::trace!(error = %e, "QUIC answer not delivered");
-                    Err(error_code::UNANSWERABLE)
-                }
-            },
-        };
+        let result =
+            match self
+                .shared
+                .protocol
+                .answer(&request, &mut buffers.out, &mut buffers.scratch)
+            {
+                Err(failure) => Err(failure),
+                Ok(()) => match send.write_all(&buffers.out).await {
+                    Ok(()) => {
+                        // Finished: quinn delivers the rest on its own; no wait
+                        // for the acknowledgement.
+                        let _ = send.finish();
+                        Ok(())
+                    }
+                    Err(e) => {
+                        tracing::trace!(error = %e, "QUIC answer not delivered");
+                        Err(P::BROKEN)
+                    }
+                },
+            };
         self.put_buffers(buffers);
         result
     }
 
-    fn take_buffers(&self) -> Buffers {
+    fn take_buffers(&self) -> Buffers<P::Scratch> {
         match self.buffers.lock() {
             Ok(mut free) => free.pop().unwrap_or_default(),
             Err(_) => Buffers::default(),
         }
     }
 
-    fn put_buffers(&self, buffers: Buffers) {
+    fn put_buffers(&self, buffers: Buffers<P::Scratch>) {
         if buffers.out.capacity() > POOLED_BUFFER_MAX {
             return;
         }

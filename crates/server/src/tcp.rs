@@ -1,10 +1,12 @@
 //! Handle over TCP: envelope + message, repeated on the stream; the
-//! keep-connection flag (KC) keeps it open for the next request.
+//! keep-connection flag (KC) keeps it open for the next request. The accept
+//! loop with its connection cap ([`accept_loop`]) serves DNS over TCP too.
 
 use crate::unix_now;
 use idnode_handle::{MAX_MESSAGE_LEN, frame_len};
 use idnode_resolver::{HandleService, Outcome, Scratch};
 use socket2::{Domain, Protocol, Socket, Type};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,13 +33,19 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-pub(crate) async fn serve(
+/// Accepts connections until `shutdown`, each served by `handle` on a task
+/// of its own while it holds one of `max_connections` permits; a connection
+/// over the cap is closed at once.
+pub(crate) async fn accept_loop<H, F>(
     listener: TcpListener,
-    service: Arc<HandleService>,
-    limits: Limits,
+    max_connections: usize,
     shutdown: CancellationToken,
-) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    handle: H,
+) where
+    H: Fn(TcpStream) -> F,
+    F: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -55,11 +63,11 @@ pub(crate) async fn serve(
             drop(stream);
             continue;
         };
-        let service = service.clone();
+        let connection = handle(stream);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
-                r = connection(stream, &service, limits) => {
+                r = connection => {
                     if let Err(e) = r {
                         tracing::debug!(error = %e, %peer, "tcp connection ended");
                     }
@@ -69,6 +77,20 @@ pub(crate) async fn serve(
             drop(permit);
         });
     }
+}
+
+/// Handle over TCP until `shutdown`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    service: Arc<HandleService>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    accept_loop(listener, limits.max_connections, shutdown, |stream| {
+        let service = service.clone();
+        async move { connection(stream, &service, limits).await }
+    })
+    .await;
 }
 
 async fn connection(

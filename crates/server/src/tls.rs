@@ -1,5 +1,5 @@
 //! The node's TLS identity, shared by the listeners that need TLS (Handle
-//! over QUIC now, DNS over QUIC later).
+//! over QUIC, DNS over QUIC).
 //!
 //! Either the operator names a certificate chain and key (PEM files), or the
 //! node generates a self-signed certificate on first start and keeps it in

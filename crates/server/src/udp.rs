@@ -1,12 +1,14 @@
-//! Handle over UDP, the fast path: one SO_REUSEPORT socket per worker
-//! thread, each thread taking a batch of datagrams from receive
-//! (`recvmmsg`) through the resolver to send (`sendmmsg`) on its own: no
-//! task spawn, no channel, no lock shared with other workers, and buffers
-//! allocated once per worker (performance-critical path).
+//! UDP worker threads, the fast path of Handle and DNS over UDP: one
+//! SO_REUSEPORT socket per worker thread, each thread taking a batch of
+//! datagrams from receive (`recvmmsg`) through its [`Responder`] to send
+//! (`sendmmsg`) on its own: no task spawn, no channel, no lock shared with
+//! other workers, and buffers allocated once per worker
+//! (performance-critical path).
 //!
-//! Multi-packet requests (rare: a request over 512 bytes) are reassembled
-//! in a small per-worker map; answers over 512 bytes are split into
-//! datagrams and sent one by one.
+//! [`HandleDatagrams`] answers the Handle protocol: multi-packet requests
+//! (rare: a request over 512 bytes) are reassembled in a small per-worker
+//! map; answers over 512 bytes are split into datagrams and sent one by
+//! one. The DNS responder lives in `dns.rs`.
 
 use crate::unix_now;
 use idnode_handle::{ENVELOPE_LEN, Envelope, MAX_DATAGRAM, Reassembly, for_each_datagram};
@@ -49,42 +51,56 @@ pub(crate) fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<UdpS
     Ok(sockets)
 }
 
-/// Starts one worker thread per socket; they stop when `stop` is set.
-pub(crate) fn spawn(
+/// What a worker does with each datagram it receives.
+pub(crate) trait Responder: Send + 'static {
+    /// Answers `datagram` from `peer` into `out`. True when `out` holds one
+    /// datagram to send with the batch; false when there is nothing to
+    /// send, or the responder sent the answer itself on `socket` (answers
+    /// too long for one datagram). Never panics, whatever the datagram
+    /// holds.
+    fn respond(
+        &mut self,
+        datagram: &[u8],
+        peer: &SockaddrStorage,
+        out: &mut Vec<u8>,
+        socket: &UdpSocket,
+    ) -> bool;
+}
+
+/// Starts one worker thread per socket, named `<name>-<n>`, each with the
+/// responder `make` gives it; they stop when `stop` is set.
+pub(crate) fn spawn<R: Responder>(
     sockets: Vec<UdpSocket>,
-    service: Arc<HandleService>,
+    name: &str,
+    mut make: impl FnMut() -> R,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     sockets
         .into_iter()
         .enumerate()
         .map(|(i, socket)| {
-            let (service, stop) = (service.clone(), stop.clone());
+            let (responder, stop) = (make(), stop.clone());
             std::thread::Builder::new()
-                .name(format!("idnode-udp-{i}"))
-                .spawn(move || Worker::new(socket, service).run(&stop))
+                .name(format!("{name}-{i}"))
+                .spawn(move || Worker::new(socket, responder).run(&stop))
         })
         .collect()
 }
 
-struct Worker {
+struct Worker<R> {
     socket: UdpSocket,
-    service: Arc<HandleService>,
+    responder: R,
     inputs: Vec<[u8; RECV_BUF]>,
     outputs: Vec<Vec<u8>>,
-    scratch: Scratch,
-    pending: HashMap<(SocketAddr, u32), (Reassembly, Instant)>,
 }
 
-impl Worker {
-    fn new(socket: UdpSocket, service: Arc<HandleService>) -> Self {
+impl<R: Responder> Worker<R> {
+    fn new(socket: UdpSocket, responder: R) -> Self {
         Self {
             socket,
-            service,
+            responder,
             inputs: vec![[0u8; RECV_BUF]; BATCH],
             outputs: (0..BATCH).map(|_| Vec::with_capacity(1024)).collect(),
-            scratch: Scratch::default(),
-            pending: HashMap::new(),
         }
     }
 
@@ -127,54 +143,18 @@ impl Worker {
                     }
                 }
             };
-            // Answer each, collecting the small answers for one sendmmsg.
+            // Answer each, collecting the one-datagram answers for one
+            // sendmmsg.
             let mut ready = [false; BATCH];
             for i in 0..n {
-                ready[i] = self.answer(i, lens[i], peers[i]);
+                let Some(peer) = &peers[i] else { continue };
+                let datagram = &self.inputs[i][..lens[i].min(RECV_BUF)];
+                ready[i] =
+                    self.responder
+                        .respond(datagram, peer, &mut self.outputs[i], &self.socket);
             }
             self.send_batch(fd, &mut send_headers, &ready[..n], &peers[..n]);
         }
-    }
-
-    /// Answers datagram `i` into `outputs[i]`; true when it is ready for the
-    /// batched send (one datagram). Longer answers are sent here.
-    fn answer(&mut self, i: usize, len: usize, peer: Option<SockaddrStorage>) -> bool {
-        let Some(peer) = peer else { return false };
-        let datagram = &self.inputs[i][..len.min(RECV_BUF)];
-        let Ok(envelope) = Envelope::decode(datagram) else {
-            return false; // Not even an envelope: drop silently.
-        };
-        let out = &mut self.outputs[i];
-        let whole = ENVELOPE_LEN + envelope.message_length as usize;
-        let outcome = if whole <= datagram.len() {
-            self.service
-                .respond(datagram, unix_now(), out, &mut self.scratch)
-        } else {
-            let Some(addr) = to_std(&peer) else {
-                return false;
-            };
-            match reassemble(&mut self.pending, addr, &envelope, datagram) {
-                Some(message) => self
-                    .service
-                    .respond(&message, unix_now(), out, &mut self.scratch),
-                None => return false,
-            }
-        };
-        if outcome == Outcome::Drop || out.is_empty() {
-            return false;
-        }
-        if out.len() <= MAX_DATAGRAM {
-            return true;
-        }
-        if let Some(addr) = to_std(&peer) {
-            let socket = &self.socket;
-            for_each_datagram(out, |d| {
-                if let Err(e) = socket.send_to(d, addr) {
-                    tracing::debug!(error = %e, %addr, "udp send failed");
-                }
-            });
-        }
-        false
     }
 
     fn send_batch(
@@ -211,6 +191,67 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// The Handle protocol over UDP, with this worker's reassembly map and
+/// scratch buffers.
+pub(crate) struct HandleDatagrams {
+    service: Arc<HandleService>,
+    scratch: Scratch,
+    pending: HashMap<(SocketAddr, u32), (Reassembly, Instant)>,
+}
+
+impl HandleDatagrams {
+    pub(crate) fn new(service: Arc<HandleService>) -> Self {
+        Self {
+            service,
+            scratch: Scratch::default(),
+            pending: HashMap::new(),
+        }
+    }
+}
+
+impl Responder for HandleDatagrams {
+    fn respond(
+        &mut self,
+        datagram: &[u8],
+        peer: &SockaddrStorage,
+        out: &mut Vec<u8>,
+        socket: &UdpSocket,
+    ) -> bool {
+        let Ok(envelope) = Envelope::decode(datagram) else {
+            return false; // Not even an envelope: drop silently.
+        };
+        let whole = ENVELOPE_LEN + envelope.message_length as usize;
+        let outcome = if whole <= datagram.len() {
+            self.service
+                .respond(datagram, unix_now(), out, &mut self.scratch)
+        } else {
+            let Some(addr) = to_std(peer) else {
+                return false;
+            };
+            match reassemble(&mut self.pending, addr, &envelope, datagram) {
+                Some(message) => self
+                    .service
+                    .respond(&message, unix_now(), out, &mut self.scratch),
+                None => return false,
+            }
+        };
+        if outcome == Outcome::Drop || out.is_empty() {
+            return false;
+        }
+        if out.len() <= MAX_DATAGRAM {
+            return true;
+        }
+        if let Some(addr) = to_std(peer) {
+            for_each_datagram(out, |d| {
+                if let Err(e) = socket.send_to(d, addr) {
+                    tracing::debug!(error = %e, %addr, "udp send failed");
+                }
+            });
+        }
+        false
     }
 }
 

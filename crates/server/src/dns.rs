@@ -1,0 +1,325 @@
+//! The DNS on the network (specs/dns-mapping.md, "Transports"): answers
+//! from [`DnsService::respond`] over UDP, TCP and QUIC.
+//!
+//! - UDP (RFC 1035): the worker threads of the Handle fast path (`udp.rs`),
+//!   one SO_REUSEPORT socket per worker, `recvmmsg`/`sendmmsg` batches. An
+//!   answer is always one datagram: the service cuts it to the client's
+//!   EDNS payload size (at most `udp_max_payload`) and sets TC.
+//! - TCP (RFC 7766): two-octet length framing; several queries on one
+//!   connection (pipelined) are answered in order, the answers of a batch
+//!   written together; a connection silent for the idle timeout, or whose
+//!   message or answer takes longer than that to pass, is closed; at most
+//!   `tcp_max_connections` at once (more are closed at accept). Something
+//!   that is no query (shorter than a header, or a response) closes the
+//!   connection.
+//! - QUIC (RFC 9250, ALPN `doq`): through the QUIC machinery of `quic.rs`
+//!   with the node's TLS certificate, on its own port. One query per
+//!   bidirectional stream: two-octet length, message, FIN; the answer goes
+//!   back the same way. A stream whose length prefix disagrees with its
+//!   bytes, a message id other than 0, or something that is no query is a
+//!   protocol error: the connection is closed with `DOQ_PROTOCOL_ERROR`. A
+//!   stream not through within the request timeout is reset with
+//!   `DOQ_REQUEST_CANCELLED`.
+//!
+//! Zone transfers are not served yet: [`Outcome::Transfer`] sends the
+//! NOTIMP answer the service wrote.
+
+use crate::quic::{Failure, QuicListener, QuicOptions, StreamProtocol};
+use crate::udp::{self, Responder};
+use crate::{tcp, unix_now};
+use idnode_dns::{DnsService, Outcome, Transport};
+use nix::sys::socket::SockaddrStorage;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The ALPN protocol name of DNS over QUIC (RFC 9250 section 4.1.1).
+pub const DOQ_ALPN: &[u8] = b"doq";
+
+/// The DoQ error codes (RFC 9250 section 4.3).
+pub mod doq_error {
+    pub const NO_ERROR: u32 = 0x0;
+    pub const INTERNAL_ERROR: u32 = 0x1;
+    pub const PROTOCOL_ERROR: u32 = 0x2;
+    pub const REQUEST_CANCELLED: u32 = 0x3;
+    pub const EXCESSIVE_LOAD: u32 = 0x4;
+    pub const UNSPECIFIED_ERROR: u32 = 0x5;
+}
+
+/// Largest DNS message: what a two-octet length can say.
+const MAX_MESSAGE: usize = u16::MAX as usize;
+/// Bytes read from a TCP connection at once.
+const TCP_CHUNK: usize = 16 * 1024;
+/// Pipelined TCP answers are written once this many bytes are waiting.
+const TCP_FLUSH_AT: usize = 64 * 1024;
+
+/// Settings of the DNS listeners on UDP and TCP.
+#[derive(Debug, Clone)]
+pub struct DnsListenerOptions {
+    /// UDP and TCP address (the same port on both).
+    pub listen: SocketAddr,
+    /// UDP worker sockets; 0 means one per core.
+    pub udp_workers: usize,
+    pub tcp_max_connections: usize,
+    /// Silence allowed between queries on a TCP connection, and time
+    /// allowed for one query to arrive or its answer to be taken.
+    pub tcp_idle_timeout: Duration,
+}
+
+/// Running DNS listeners on UDP and TCP.
+pub struct DnsListeners {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    tasks: JoinSet<()>,
+    udp_threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for DnsListeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsListeners")
+            .field("udp", &self.udp)
+            .field("tcp", &self.tcp)
+            .field("udp_workers", &self.udp_threads.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DnsListeners {
+    /// Binds UDP and TCP on the same port (the UDP port decides when port 0
+    /// is asked for) and answers queries until `shutdown` is cancelled.
+    pub async fn start(
+        options: &DnsListenerOptions,
+        service: Arc<DnsService>,
+        shutdown: CancellationToken,
+    ) -> io::Result<Self> {
+        let workers = match options.udp_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let sockets = udp::bind(options.listen, workers)?;
+        let udp_addr = sockets
+            .first()
+            .ok_or_else(|| io::Error::other("no UDP socket bound"))?
+            .local_addr()?;
+        let tcp_listener = tcp::bind(SocketAddr::new(options.listen.ip(), udp_addr.port()))?;
+        let tcp_addr = tcp_listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let udp_service = service.clone();
+        let udp_threads = udp::spawn(
+            sockets,
+            "idnode-dns-udp",
+            || DnsDatagrams {
+                service: udp_service.clone(),
+            },
+            stop.clone(),
+        )?;
+        let mut tasks = JoinSet::new();
+        let udp_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            udp_shutdown.cancelled().await;
+            stop.store(true, Ordering::Relaxed);
+        });
+        let idle = options.tcp_idle_timeout;
+        let max_connections = options.tcp_max_connections;
+        tasks.spawn(async move {
+            tcp::accept_loop(tcp_listener, max_connections, shutdown, |stream| {
+                let service = service.clone();
+                async move { tcp_connection(stream, &service, idle).await }
+            })
+            .await;
+        });
+        Ok(Self {
+            udp: udp_addr,
+            tcp: tcp_addr,
+            tasks,
+            udp_threads,
+        })
+    }
+
+    /// Waits until every listener task has stopped (after shutdown).
+    pub async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+        crate::join_threads(std::mem::take(&mut self.udp_threads)).await;
+    }
+}
+
+impl QuicListener {
+    /// Starts DNS over QUIC (ALPN `doq`) with the limits and certificate of
+    /// `options` (see [`TlsIdentity::load`](crate::TlsIdentity::load)).
+    pub async fn start_dns(
+        options: &QuicOptions,
+        service: Arc<DnsService>,
+        data_dir: &Path,
+        shutdown: CancellationToken,
+    ) -> io::Result<Self> {
+        let protocol = Arc::new(DoqStreams { service });
+        Self::serve(options, protocol, DOQ_ALPN, data_dir, shutdown).await
+    }
+}
+
+/// DNS over UDP, for one worker thread.
+struct DnsDatagrams {
+    service: Arc<DnsService>,
+}
+
+impl Responder for DnsDatagrams {
+    fn respond(
+        &mut self,
+        datagram: &[u8],
+        _peer: &SockaddrStorage,
+        out: &mut Vec<u8>,
+        _socket: &UdpSocket,
+    ) -> bool {
+        match self
+            .service
+            .respond(datagram, Transport::Udp, unix_now(), out)
+        {
+            Outcome::Drop => false,
+            // Zone transfers are not served yet: `out` holds NOTIMP.
+            Outcome::Reply | Outcome::Transfer { .. } => !out.is_empty(),
+        }
+    }
+}
+
+/// One DNS-over-TCP connection: queries answered in order until the peer
+/// closes, stays silent for `idle`, or sends something that is no query.
+async fn tcp_connection(
+    mut stream: TcpStream,
+    service: &DnsService,
+    idle: Duration,
+) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; TCP_CHUNK];
+    let mut out = Vec::with_capacity(1024);
+    let mut answers: Vec<u8> = Vec::with_capacity(4096);
+    // When the first byte of a still-incomplete message arrived.
+    let mut partial_since: Option<Instant> = None;
+    loop {
+        // Answer every complete message already buffered, in order.
+        let mut at = 0;
+        let mut close = false;
+        while let Some(prefix) = buf.get(at..at + 2) {
+            let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
+            let Some(message) = buf.get(at + 2..at + 2 + len) else {
+                break;
+            };
+            at += 2 + len;
+            match service.respond(message, Transport::Stream, unix_now(), &mut out) {
+                Outcome::Drop => {
+                    close = true;
+                    break;
+                }
+                // Zone transfers are not served yet: `out` holds NOTIMP.
+                Outcome::Reply | Outcome::Transfer { .. } => {
+                    // The service keeps stream answers within 65535 octets.
+                    let Ok(len) = u16::try_from(out.len()) else {
+                        close = true;
+                        break;
+                    };
+                    answers.extend_from_slice(&len.to_be_bytes());
+                    answers.extend_from_slice(&out);
+                }
+            }
+            if answers.len() >= TCP_FLUSH_AT {
+                write_within(&mut stream, &answers, idle).await?;
+                answers.clear();
+            }
+        }
+        buf.drain(..at);
+        if !answers.is_empty() {
+            write_within(&mut stream, &answers, idle).await?;
+            answers.clear();
+        }
+        if close {
+            let _ = stream.shutdown().await;
+            return Ok(());
+        }
+        let wait = if buf.is_empty() {
+            partial_since = None;
+            idle
+        } else {
+            let since = *partial_since.get_or_insert_with(Instant::now);
+            idle.saturating_sub(since.elapsed())
+        };
+        let n = match tokio::time::timeout(wait, stream.read(&mut chunk)).await {
+            Ok(r) => r?,
+            // Idle, or a message that trickles in too slowly.
+            Err(_) => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Writes `bytes`, or fails when the peer takes longer than `limit` to
+/// take them.
+async fn write_within(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> io::Result<()> {
+    match tokio::time::timeout(limit, stream.write_all(bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the peer does not take its answers",
+        )),
+    }
+}
+
+/// DNS over QUIC (RFC 9250): one query per stream.
+struct DoqStreams {
+    service: Arc<DnsService>,
+}
+
+impl StreamProtocol for DoqStreams {
+    /// The length prefix and the longest message it can announce.
+    const REQUEST_LIMIT: usize = 2 + MAX_MESSAGE;
+    const TIMEOUT: Failure = Failure::Stream(doq_error::REQUEST_CANCELLED);
+    /// More than one message on a stream (RFC 9250 section 4.3.3).
+    const TOO_LONG: Failure = Failure::Connection(doq_error::PROTOCOL_ERROR);
+    const BROKEN: Failure = Failure::Stream(doq_error::REQUEST_CANCELLED);
+    /// The unframed answer.
+    type Scratch = Vec<u8>;
+
+    fn answer(
+        &self,
+        request: &[u8],
+        out: &mut Vec<u8>,
+        message_out: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        const PROTOCOL_ERROR: Failure = Failure::Connection(doq_error::PROTOCOL_ERROR);
+        let (Some(prefix), Some(message)) = (request.get(..2), request.get(2..)) else {
+            return Err(PROTOCOL_ERROR);
+        };
+        // A FIN before the whole message, or bytes after it (section 4.3.3).
+        if usize::from(u16::from_be_bytes([prefix[0], prefix[1]])) != message.len() {
+            return Err(PROTOCOL_ERROR);
+        }
+        // The message id must be 0 (section 4.2.1).
+        if message.get(..2) != Some(&[0, 0][..]) {
+            return Err(PROTOCOL_ERROR);
+        }
+        match self
+            .service
+            .respond(message, Transport::Stream, unix_now(), message_out)
+        {
+            Outcome::Drop => Err(PROTOCOL_ERROR),
+            // Zone transfers are not served yet: `message_out` holds NOTIMP.
+            Outcome::Reply | Outcome::Transfer { .. } => {
+                let len = u16::try_from(message_out.len())
+                    .map_err(|_| Failure::Stream(doq_error::INTERNAL_ERROR))?;
+                out.clear();
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(message_out);
+                Ok(())
+            }
+        }
+    }
+}
