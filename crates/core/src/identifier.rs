@@ -202,7 +202,8 @@ fn check_prefix(prefix: &str) -> Result<(), Error> {
 /// reusing its allocation: the hot path's way to build a lookup key.
 pub fn normalize_into(raw: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    out.extend(raw.iter().map(u8::to_ascii_uppercase));
+    out.extend_from_slice(raw);
+    out.make_ascii_uppercase();
 }
 
 #[cfg(test)]

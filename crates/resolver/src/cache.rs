@@ -20,7 +20,6 @@ use rustc_hash::FxHasher;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
@@ -58,24 +57,26 @@ struct Shard {
     map: FxMap<Box<[u8]>, Entry>,
     generation: u64,
     bytes: usize,
+    // Counted under the shard lock, so the hot path touches no cache line
+    // that other cores write.
+    stats: CacheStats,
 }
 
 #[repr(align(128))]
 struct Padded(Mutex<Shard>);
 
 /// Counters, read by metrics and tests.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub refused_fills: AtomicU64,
+    pub hits: u64,
+    pub misses: u64,
+    pub refused_fills: u64,
 }
 
 /// See the module docs.
 pub struct ResponseCache {
     shards: Box<[Padded]>,
     shard_budget: usize,
-    pub stats: CacheStats,
 }
 
 impl ResponseCache {
@@ -86,7 +87,6 @@ impl ResponseCache {
         Self {
             shards: (0..n).map(|_| Padded(Mutex::default())).collect(),
             shard_budget: budget_bytes / n,
-            stats: CacheStats::default(),
         }
     }
 
@@ -111,19 +111,19 @@ impl ResponseCache {
     /// filling it after a store read.
     pub fn with<R>(&self, key: &[u8], f: impl FnOnce(&Entry) -> R) -> Result<R, Ticket> {
         let shard = self.shard_index(key);
-        let guard = self.lock(shard);
+        let mut guard = self.lock(shard);
+        let guard = &mut *guard;
         match guard.map.get(key) {
             Some(entry) => {
-                let r = f(entry);
-                drop(guard);
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                Ok(r)
+                guard.stats.hits += 1;
+                Ok(f(entry))
             }
             None => {
-                let generation = guard.generation;
-                drop(guard);
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                Err(Ticket { shard, generation })
+                guard.stats.misses += 1;
+                Err(Ticket {
+                    shard,
+                    generation: guard.generation,
+                })
             }
         }
     }
@@ -137,7 +137,7 @@ impl ResponseCache {
         }
         let mut shard = self.lock(ticket.shard);
         if shard.generation != ticket.generation {
-            self.stats.refused_fills.fetch_add(1, Ordering::Relaxed);
+            shard.stats.refused_fills += 1;
             return;
         }
         if let Some(old) = shard.map.remove(key) {
@@ -178,6 +178,18 @@ impl ResponseCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Hits, misses and refused fills so far, summed over the shards.
+    pub fn stats(&self) -> CacheStats {
+        (0..self.shards.len()).fold(CacheStats::default(), |sum, i| {
+            let s = self.lock(i).stats;
+            CacheStats {
+                hits: sum.hits + s.hits,
+                misses: sum.misses + s.misses,
+                refused_fills: sum.refused_fills + s.refused_fills,
+            }
+        })
     }
 
     /// Bytes charged against the budget.
@@ -227,7 +239,7 @@ mod tests {
         cache.invalidate(b"K");
         cache.insert(b"K", ticket, found(b"old"));
         assert!(cache.with(b"K", |_| ()).is_err());
-        assert_eq!(cache.stats.refused_fills.load(Ordering::Relaxed), 1);
+        assert_eq!(cache.stats().refused_fills, 1);
     }
 
     #[test]

@@ -183,7 +183,7 @@ fn a_write_is_seen_by_the_next_resolve_through_the_cache() {
         assert_eq!(r.header.response_code, code::HANDLE_NOT_FOUND);
         assert_eq!(indexes(&ask(&s, "88.100.1/ABC-123", &[], &[])), [1, 2, 3]);
     }
-    assert_eq!(s.cache().unwrap().stats.hits.load(Ordering::Relaxed), 2);
+    assert_eq!(s.cache().unwrap().stats().hits, 2);
     let mut txn = store.begin().unwrap();
     let new = Record {
         identifier: "88.100.1/NEW".into(),
