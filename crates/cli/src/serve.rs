@@ -237,10 +237,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("  grpc        http://{grpc_addr}");
     println!("  admin token {}", token_file.display());
     println!("  records     change sequence {}", store.last_sequence());
-    println!(
-        "try: idnode resolve --server {} 88.100.1/CNC-LATHE-202600000",
-        listeners.udp
-    );
+    let mut reach = listeners.udp;
+    if reach.ip().is_unspecified() {
+        reach.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    println!("try: idnode resolve --server {reach} 88.100.1/CNC-LATHE-202600000");
     println!("ready");
 
     idnode_server::shutdown_signal().await;
