@@ -2,6 +2,7 @@
 real idnode binary by DNS clients that are not ours: dig (BIND's) over UDP
 and TCP, dnspython over UDP, TCP and QUIC (RFC 9250, through aioquic)."""
 import json
+import os
 import random
 import re
 import shutil
@@ -174,9 +175,9 @@ def test_soa_ns_nxdomain_nodata_refused(node):
     # ANY is answered minimally (RFC 8482), never with every record.
     out = dig(node.dns_udp, dns_name(SEEDS[0]["identifier"]).to_text(), "ANY")
     assert [r[3] for r in section(out, "ANSWER")] == ["HINFO"]
-    # Zone transfers are not served yet.
+    # Zone transfers are served over TCP only (RFC 5936): over UDP, NOTIMP.
     q = dns.message.make_query(APEX, "AXFR")
-    r = dns.query.tcp(q, node.dns_tcp[0], port=node.dns_tcp[1], timeout=5)
+    r = dns.query.udp(q, node.dns_udp[0], port=node.dns_udp[1], timeout=5)
     assert r.rcode() == dns.rcode.NOTIMP
 
 
@@ -266,6 +267,60 @@ def test_soa_serial_rises_after_a_grpc_write_and_the_new_name_answers_at_once(no
     # The negative answer the NXDOMAIN carries has the new serial as well.
     out = dig(node.dns_tcp, dns_name("88.100.1/STILL-NOT-THERE").to_text(), "TXT", tcp=True)
     assert int(section(out, "AUTHORITY")[0][4].split()[2]) == soa_serial(node)
+
+
+def xfr_records(out):
+    """The records dig printed for an AXFR or IXFR, as lists of fields."""
+    assert "Transfer failed" not in out, out
+    return [line.split(None, 4) for line in out.splitlines() if line and not line.startswith(";")]
+
+
+def test_dig_axfr_lists_the_zone_between_two_soas(node):
+    out = dig(node.dns_tcp, "AXFR", APEX)
+    records = xfr_records(out)
+    assert records[0][3] == "SOA" and records[-1][3] == "SOA", out[:2000]
+    assert [r[3] for r in records].count("SOA") == 2
+    assert records[0][4] == records[-1][4]
+    assert int(records[0][4].split()[2]) == soa_serial(node)
+    assert any(r[3] == "NS" for r in records)
+    for seed in [SEEDS[0], SEEDS[450], SEEDS[-1]]:
+        name = dns_name(seed["identifier"]).to_text().lower()
+        txt = sorted((strings(r[4]) for r in records if r[0].lower() == name and r[3] == "TXT"),
+                     key=lambda s: int(s[0][4:]))
+        assert txt == expected_txt(seed), name
+    # Values without public read are not in the zone either.
+    for seed in SECRET_SEEDS[:5]:
+        for v in seed["values"]:
+            if v.get("permissions") == 12:
+                assert "data=%s" % v["data"] not in out
+    # A zone that is no apex of this node: NOTAUTH, no transfer.
+    q = dns.message.make_query("1.100.88." + APEX, "AXFR")
+    r = dns.query.tcp(q, node.dns_tcp[0], port=node.dns_tcp[1], timeout=5)
+    assert r.rcode() == dns.rcode.NOTAUTH
+
+
+def test_dig_ixfr_after_a_grpc_write_shows_the_new_record(node, pb):
+    pb2, ids = stub(node, pb)
+    before = soa_serial(node)
+    # Up to date: the current SOA alone.
+    records = xfr_records(dig(node.dns_tcp, "IXFR=%d" % before, APEX))
+    assert [r[3] for r in records] == ["SOA"]
+    ids.CreateIdentifier(pb2.CreateIdentifierRequest(
+        identifier="88.100.1/DNS-IXFR-1",
+        values=[pb2.Value(index=1, type="URL", data=b"https://example.com/ixfr-1")]),
+        metadata=auth(node))
+    after = soa_serial(node)
+    assert after > before
+    out = dig(node.dns_tcp, "IXFR=%d" % before, APEX)
+    records = xfr_records(out)
+    serials = [int(r[4].split()[2]) for r in records if r[3] == "SOA"]
+    # The incremental form: current, (old, new) per change, current.
+    assert serials[0] == after and serials[-1] == after, out
+    assert serials[1] == before and records[1][3] == "SOA", out
+    name = dns_name("88.100.1/DNS-IXFR-1").to_text().lower()
+    assert [r[4] for r in records if r[0].lower() == name and r[3] == "URI"] == \
+        ['1 1 "https://example.com/ixfr-1"'], out
+    assert len(records) < 50, "an incremental answer, not the whole zone"
 
 
 def hostile_datagrams():
@@ -363,4 +418,106 @@ def test_a_node_without_dns(tmp_path):
         assert n.dns_udp is None and n.dns_tcp is None and n.dns_quic is None
         assert not [l for l in n.lines if re.match(r"\s+dns ", l)]
     finally:
+        assert n.stop() == 0
+
+
+def free_port():
+    """A port free on UDP and TCP at 127.0.0.1 when asked (another process
+    could take it before use; then the test fails to start NSD, loudly)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_nsd():
+    """NSD, installed through apt when missing; None when that fails."""
+    if not shutil.which("nsd"):
+        try:
+            subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "nsd"],
+                           capture_output=True, timeout=300,
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        except (OSError, subprocess.SubprocessError):
+            return None
+    return shutil.which("nsd") or (shutil.which("nsd", path="/usr/sbin"))
+
+
+def wait_for(what, check, attempts=300):
+    """Asks `check` until it is true; a hang guard, not a timing test."""
+    import time
+    for _ in range(attempts):
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError("no %s after %d attempts" % (what, attempts))
+
+
+def test_nsd_serves_the_zone_as_a_secondary_and_follows_notify(tmp_path, pb):
+    """A real secondary: NSD transfers the zone (AXFR at start), is told of a
+    gRPC write by NOTIFY, and fetches it (IXFR)."""
+    nsd = ensure_nsd()
+    if not nsd:
+        pytest.skip("nsd is not installed and could not be installed")
+    from conftest import Node
+    nsd_port = free_port()
+    config = tmp_path / "idnode.toml"
+    config.write_text('[dns]\nnotify = ["127.0.0.1:%d"]\n' % nsd_port)
+    n = Node(tmp_path / "n", extra=["--config", str(config)]).start()
+    d = tmp_path / "nsd"
+    d.mkdir()
+    conf = d / "nsd.conf"
+    conf.write_text(f"""server:
+    ip-address: 127.0.0.1@{nsd_port}
+    port: {nsd_port}
+    do-ip6: no
+    username: ""
+    chroot: ""
+    zonesdir: "{d}"
+    database: ""
+    zonelistfile: "{d}/zone.list"
+    xfrdfile: "{d}/xfrd.state"
+    xfrdir: "{d}"
+    pidfile: "{d}/nsd.pid"
+    logfile: "{d}/nsd.log"
+    server-count: 1
+    verbosity: 2
+remote-control:
+    control-enable: no
+zone:
+    name: "{APEX}"
+    zonefile: "{d}/idnode.internal.zone"
+    request-xfr: 127.0.0.1@{n.dns_tcp[1]} NOKEY
+    allow-notify: 127.0.0.1 NOKEY
+""")
+    proc = subprocess.Popen([nsd, "-d", "-c", str(conf)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    secondary = ("127.0.0.1", nsd_port)
+    try:
+        seed = SEEDS[0]
+        name = dns_name(seed["identifier"]).to_text()
+
+        def serves_seed():
+            assert proc.poll() is None, proc.stdout.read()
+            out = dig(secondary, name, "TXT")
+            return status(out) == "NOERROR" and txt_of(out) == expected_txt(seed)
+
+        wait_for("zone at NSD", serves_seed)
+        assert "aa" in flags(dig(secondary, name, "TXT"))
+        pb2, ids = stub(n, pb)
+        ids.CreateIdentifier(pb2.CreateIdentifierRequest(
+            identifier="88.100.1/NSD-NOTIFIED-1",
+            values=[pb2.Value(index=1, type="URL", data=b"https://example.com/nsd-1")]),
+            metadata=auth(n))
+        serial = soa_serial(n)
+        new = dns_name("88.100.1/NSD-NOTIFIED-1").to_text()
+        wait_for("NOTIFY-driven transfer",
+                 lambda: dig(secondary, new, "URI", "+short").split()
+                 == ["1", "1", '"https://example.com/nsd-1"'])
+        assert int(dig(secondary, APEX, "SOA", "+short").split()[2]) == serial
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         assert n.stop() == 0

@@ -127,7 +127,8 @@ impl DnsService {
         self.cache.as_deref()
     }
 
-    pub(crate) fn store(&self) -> &dyn Store {
+    /// The store answers come from (zone transfers read its change log).
+    pub fn store(&self) -> &dyn Store {
         &*self.store
     }
 

@@ -249,6 +249,11 @@ pub struct DnsServerConfig {
     /// OIDs registered under this prefix (suffix: the dotted OID) answer
     /// under `oid-res.<apex>` (ITU-T X.672 ORS).
     pub oid_prefix: Option<String>,
+    /// Peers allowed to transfer the zones (AXFR, IXFR) over TCP; others
+    /// get REFUSED.
+    pub allow_transfer: Vec<IpAddr>,
+    /// Secondaries (address and port) sent a NOTIFY over UDP after writes.
+    pub notify: Vec<SocketAddr>,
 }
 
 impl Default for DnsServerConfig {
@@ -271,6 +276,11 @@ impl Default for DnsServerConfig {
             soa: SoaConfig::default(),
             gs1_prefix: dns.gs1_prefix,
             oid_prefix: dns.oid_prefix,
+            allow_transfer: vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
+            notify: Vec::new(),
         }
     }
 }
@@ -346,6 +356,8 @@ impl DnsServerConfig {
             udp_workers: self.workers,
             tcp_max_connections: self.tcp_max_connections,
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout_secs.max(1)),
+            allow_transfer: self.allow_transfer.clone(),
+            notify: self.notify.clone(),
         }
     }
 
@@ -408,6 +420,8 @@ mod tests {
         assert_eq!(config.dns.name_servers[0].name, "ns1.id.example.com.");
         let zones = idnode_dns::Zones::from_config(&config.dns.dns_config()).unwrap();
         assert_eq!(zones.apexes().len(), 1);
+        assert_eq!(config.dns.allow_transfer.len(), 3);
+        assert_eq!(config.dns.notify, ["192.0.2.53:53".parse().unwrap()]);
     }
 
     #[test]

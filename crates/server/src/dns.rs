@@ -21,8 +21,10 @@
 //!   stream not through within the request timeout is reset with
 //!   `DOQ_REQUEST_CANCELLED`.
 //!
-//! Zone transfers are not served yet: [`Outcome::Transfer`] sends the
-//! NOTIMP answer the service wrote.
+//! Zone transfers (AXFR, IXFR) are served over TCP to the peers of
+//! `allow_transfer` ([`crate::xfr`]); over UDP and QUIC,
+//! [`Outcome::Transfer`] sends the NOTIMP answer the service wrote. After
+//! writes, NOTIFY goes to the `notify` targets ([`crate::notify`]).
 
 use crate::quic::{Failure, QuicListener, QuicOptions, StreamProtocol};
 use crate::udp::{self, Responder};
@@ -30,7 +32,7 @@ use crate::{tcp, unix_now};
 use idnode_dns::{DnsService, Outcome, Transport};
 use nix::sys::socket::SockaddrStorage;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,6 +73,10 @@ pub struct DnsListenerOptions {
     /// Silence allowed between queries on a TCP connection, and time
     /// allowed for one query to arrive or its answer to be taken.
     pub tcp_idle_timeout: Duration,
+    /// Peers allowed to transfer zones (AXFR, IXFR) over TCP.
+    pub allow_transfer: Vec<IpAddr>,
+    /// Secondaries sent a NOTIFY (UDP) after writes.
+    pub notify: Vec<SocketAddr>,
 }
 
 /// Running DNS listeners on UDP and TCP.
@@ -126,12 +132,22 @@ impl DnsListeners {
             udp_shutdown.cancelled().await;
             stop.store(true, Ordering::Relaxed);
         });
+        if !options.notify.is_empty() {
+            tasks.spawn(crate::notify::run(
+                service.clone(),
+                options.notify.clone(),
+                service.soa_serial(),
+                shutdown.clone(),
+            ));
+        }
         let idle = options.tcp_idle_timeout;
         let max_connections = options.tcp_max_connections;
+        let allow: Arc<[IpAddr]> = options.allow_transfer.clone().into();
         tasks.spawn(async move {
             tcp::accept_loop(tcp_listener, max_connections, shutdown, |stream| {
                 let service = service.clone();
-                async move { tcp_connection(stream, &service, idle).await }
+                let allow = allow.clone();
+                async move { tcp_connection(stream, service, idle, allow).await }
             })
             .await;
         });
@@ -192,10 +208,12 @@ impl Responder for DnsDatagrams {
 /// closes, stays silent for `idle`, or sends something that is no query.
 async fn tcp_connection(
     mut stream: TcpStream,
-    service: &DnsService,
+    service: Arc<DnsService>,
     idle: Duration,
+    allow: Arc<[IpAddr]>,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr()?.ip();
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; TCP_CHUNK];
     let mut out = Vec::with_capacity(1024);
@@ -217,8 +235,48 @@ async fn tcp_connection(
                     close = true;
                     break;
                 }
-                // Zone transfers are not served yet: `out` holds NOTIMP.
-                Outcome::Reply | Outcome::Transfer { .. } => {
+                Outcome::Transfer { apex } => {
+                    // Answers before it go first, then the transfer's
+                    // messages, built off the runtime's threads.
+                    if !answers.is_empty() {
+                        write_within(&mut stream, &answers, idle).await?;
+                        answers.clear();
+                    }
+                    let (service, allow, query, notimp) = (
+                        service.clone(),
+                        allow.clone(),
+                        message.to_vec(),
+                        out.clone(),
+                    );
+                    let messages = tokio::task::spawn_blocking(move || {
+                        crate::xfr::transfer(
+                            &service,
+                            &query,
+                            apex,
+                            peer,
+                            &allow,
+                            unix_now(),
+                            &notimp,
+                        )
+                    })
+                    .await
+                    .map_err(io::Error::other)?;
+                    // Each within 65535 octets (`xfr::transfer` sees to it).
+                    for m in messages {
+                        let Ok(len) = u16::try_from(m.len()) else {
+                            close = true;
+                            break;
+                        };
+                        answers.extend_from_slice(&len.to_be_bytes());
+                        answers.extend_from_slice(&m);
+                        write_within(&mut stream, &answers, idle).await?;
+                        answers.clear();
+                    }
+                    if close {
+                        break;
+                    }
+                }
+                Outcome::Reply => {
                     // The service keeps stream answers within 65535 octets.
                     let Ok(len) = u16::try_from(out.len()) else {
                         close = true;

@@ -13,10 +13,12 @@
 
 pub mod config;
 pub mod dns;
+pub mod notify;
 pub mod quic;
 mod tcp;
 pub mod tls;
 mod udp;
+pub mod xfr;
 
 pub use config::Config;
 pub use dns::{DnsListenerOptions, DnsListeners};
