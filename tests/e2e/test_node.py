@@ -298,12 +298,16 @@ def test_no_stale_answer_after_a_grpc_write_is_acknowledged(node, pb):
     threads = [threading.Thread(target=reader) for _ in range(4)]
     for t in threads:
         t.start()
-    for version in range(1, 301):
+    # Write until the readers have checked enough answers, however the
+    # threads get scheduled on a loaded machine (bounded, not timed).
+    version = 0
+    while (version < 300 or checked[0] < 100) and version < 20000:
+        version += 1
         write(version)
         acknowledged[0] = version
     stop.set()
     for t in threads:
         t.join()
     assert not problems, problems[:5]
-    assert checked[0] > 100
-    assert int(hc.udp_resolve(node.udp, name).values[0]["data"]) == 300
+    assert checked[0] >= 100
+    assert int(hc.udp_resolve(node.udp, name).values[0]["data"]) == version

@@ -204,14 +204,18 @@ fn a_write_is_seen_by_the_next_resolve_through_the_cache() {
 /// answer may carry an older version.
 #[test]
 fn no_stale_answer_after_a_write_is_acknowledged() {
-    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
     let (store, [_, s]) = setup();
     let s = Arc::new(s);
     let acknowledged = Arc::new(AtomicU32::new(0));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Checks made by all readers; the writer goes on until there are enough,
+    // however the threads are scheduled.
+    let total = Arc::new(AtomicU64::new(0));
     let readers: Vec<_> = (0..3)
         .map(|_| {
             let (s, acknowledged, stop) = (s.clone(), acknowledged.clone(), stop.clone());
+            let total = total.clone();
             std::thread::spawn(move || {
                 let mut checked = 0u64;
                 while !stop.load(Ordering::Acquire) {
@@ -232,12 +236,15 @@ fn no_stale_answer_after_a_write_is_acknowledged() {
                         "saw version {seen} after {floor} was acknowledged"
                     );
                     checked += 1;
+                    total.fetch_add(1, Ordering::Relaxed);
                 }
                 checked
             })
         })
         .collect();
-    for version in 1..=2000u32 {
+    let mut version = 0u32;
+    while version < 2000 || total.load(Ordering::Relaxed) < 2000 {
+        version += 1;
         let record = Record {
             identifier: "88.100.1/HOT".into(),
             values: vec![Value::new(1, "version", version.to_string())],
@@ -250,5 +257,5 @@ fn no_stale_answer_after_a_write_is_acknowledged() {
     }
     stop.store(true, Ordering::Release);
     let checked: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
-    assert!(checked > 0);
+    assert!(checked >= 2000);
 }
