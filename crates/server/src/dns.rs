@@ -109,12 +109,7 @@ impl DnsListeners {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let sockets = udp::bind(options.listen, workers)?;
-        let udp_addr = sockets
-            .first()
-            .ok_or_else(|| io::Error::other("no UDP socket bound"))?
-            .local_addr()?;
-        let tcp_listener = tcp::bind(SocketAddr::new(options.listen.ip(), udp_addr.port()))?;
+        let (sockets, udp_addr, tcp_listener) = crate::bind_udp_and_tcp(options.listen, workers)?;
         let tcp_addr = tcp_listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let udp_service = service.clone();

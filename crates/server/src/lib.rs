@@ -71,9 +71,7 @@ impl HandleListeners {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let sockets = udp::bind(options.listen, workers)?;
-        let udp_addr = sockets[0].local_addr()?;
-        let tcp_listener = tcp::bind(SocketAddr::new(options.listen.ip(), udp_addr.port()))?;
+        let (sockets, udp_addr, tcp_listener) = bind_udp_and_tcp(options.listen, workers)?;
         let tcp_addr = tcp_listener.local_addr()?;
         let mut tasks = JoinSet::new();
         let stop = Arc::new(AtomicBool::new(false));
@@ -122,6 +120,38 @@ pub(crate) async fn join_threads(threads: Vec<std::thread::JoinHandle<()>>) {
         }
     })
     .await;
+}
+
+/// Binds `workers` UDP sockets and a TCP listener on the same port. With
+/// port 0 the UDP sockets pick a free port, which TCP may find taken: then
+/// it tries again with a new port, a bounded number of times.
+pub(crate) fn bind_udp_and_tcp(
+    listen: SocketAddr,
+    workers: usize,
+) -> std::io::Result<(
+    Vec<std::net::UdpSocket>,
+    SocketAddr,
+    tokio::net::TcpListener,
+)> {
+    let mut attempts = 0;
+    loop {
+        let sockets = udp::bind(listen, workers)?;
+        let udp_addr = sockets
+            .first()
+            .ok_or_else(|| std::io::Error::other("no UDP socket bound"))?
+            .local_addr()?;
+        match tcp::bind(SocketAddr::new(listen.ip(), udp_addr.port())) {
+            Ok(tcp) => return Ok((sockets, udp_addr, tcp)),
+            Err(e)
+                if listen.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && attempts < 16 =>
+            {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
