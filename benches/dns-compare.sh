@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# Compares idnode's DNS answering with NSD and Knot on the same records.
+#
+# One synthetic data set (`idnode bench load`) goes into a fresh idnode on
+# loopback; its zone `idnode.internal.` is taken from idnode itself by AXFR
+# and written as a zone file; NSD and Knot serve that file. Each server, one
+# at a time, is driven by dnsperf over UDP with the same query file (TXT for
+# random identifiers of the set, plus a share of misses under existing
+# prefixes): a short warm-up, then a closed-loop run for queries/s and the
+# average latency, then a run at a fixed rate with dnsperf's per-query
+# output for the p99 (dnsperf 2.10 has no latency histogram of its own).
+# Everything listens on 127.0.0.1 on free ports and is stopped at the end.
+#
+# Usage: benches/dns-compare.sh [--count N] [--prefixes P] [--duration S]
+#          [--warmup S] [--clients C] [--threads T] [--outstanding Q]
+#          [--queries Q (default: max(count, 200000))] [--miss-ratio R] [--p99-rate QPS] [--seed N]
+#          [--servers idnode,nsd,knot] [--keep]
+# Needs: the release idnode ($CARGO_TARGET_DIR/release/idnode), dig,
+# dnsperf; nsd and knot are installed with apt-get when missing (a server
+# that cannot be installed is skipped with a message).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+count=100000 prefixes=100 duration=10 warmup=2 clients=4 threads=1
+outstanding=64 nqueries="" miss_ratio=0.1 p99_rate=20000 seed=1
+servers="idnode,nsd,knot" keep=0
+while (($#)); do
+  case "$1" in
+    --count) count="$2"; shift 2 ;;
+    --prefixes) prefixes="$2"; shift 2 ;;
+    --duration) duration="$2"; shift 2 ;;
+    --warmup) warmup="$2"; shift 2 ;;
+    --clients) clients="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --outstanding) outstanding="$2"; shift 2 ;;
+    --queries) nqueries="$2"; shift 2 ;;
+    --miss-ratio) miss_ratio="$2"; shift 2 ;;
+    --p99-rate) p99_rate="$2"; shift 2 ;;
+    --seed) seed="$2"; shift 2 ;;
+    --servers) servers="$2"; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "dns-compare: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+APEX="idnode.internal."
+# By default the query file asks as many questions as there are identifiers
+# (at least 200,000), so that the working set grows with the data set.
+[ -n "$nqueries" ] || nqueries=$((count > 200000 ? count : 200000))
+IDNODE="$CARGO_TARGET_DIR/release/idnode"
+[ -x "$IDNODE" ] || { echo "dns-compare: no $IDNODE; build it: source scripts/env.sh && cargo build --release --bin idnode" >&2; exit 1; }
+command -v dig >/dev/null || { echo "dns-compare: dig is missing (apt-get install bind9-dnsutils)" >&2; exit 1; }
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+apt_tried=0
+# ensure <command> <package>: the path of the command, installing the package
+# when missing; empty when that fails.
+ensure() {
+  local found
+  found="$(command -v "$1" || true)"
+  [ -n "$found" ] || [ ! -x "/usr/sbin/$1" ] || found="/usr/sbin/$1"
+  if [ -z "$found" ]; then
+    echo "dns-compare: installing $2 ..." >&2
+    if ((apt_tried == 0)); then $SUDO apt-get update -qq >/dev/null 2>&1 || true; apt_tried=1; fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$2" >/dev/null 2>&1 || true
+    found="$(command -v "$1" || true)"
+    [ -n "$found" ] || [ ! -x "/usr/sbin/$1" ] || found="/usr/sbin/$1"
+  fi
+  echo "$found"
+}
+DNSPERF="$(ensure dnsperf dnsperf)"
+[ -n "$DNSPERF" ] || { echo "dns-compare: dnsperf is missing and could not be installed" >&2; exit 1; }
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/dns-compare.XXXXXX")"
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do
+    kill "$p" 2>/dev/null || true
+  done
+  for p in "${pids[@]}"; do
+    wait "$p" 2>/dev/null || true
+  done
+  if ((keep)); then echo "dns-compare: kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop <pid>: ends one server we started and waits for it.
+stop() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  local p keep_pids=()
+  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep_pids+=("$p"); done
+  pids=("${keep_pids[@]}")
+}
+
+# wait_dns <port> <pid> <log>: until the server answers the apex SOA.
+wait_dns() {
+  local i
+  for ((i = 0; i < 600; i++)); do
+    kill -0 "$2" 2>/dev/null || { echo "dns-compare: server exited; log:" >&2; tail -20 "$3" >&2; return 1; }
+    if dig +short +time=1 +tries=1 @127.0.0.1 -p "$1" "$APEX" SOA 2>/dev/null | grep -q .; then return 0; fi
+    sleep 0.5
+  done
+  echo "dns-compare: no answer on port $1 after 300 s; log:" >&2; tail -20 "$3" >&2; return 1
+}
+
+# 1. idnode with the synthetic data set.
+idn_dns="$(free_port)"
+idn_grpc="$(free_port)"
+echo "dns-compare: starting idnode (dns 127.0.0.1:$idn_dns), loading $count identifiers over $prefixes prefixes" >&2
+"$IDNODE" serve --data-dir "$work/idnode" --no-seed \
+  --handle-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 \
+  --grpc-listen "127.0.0.1:$idn_grpc" \
+  --dns-listen "127.0.0.1:$idn_dns" --dns-quic-listen 127.0.0.1:0 \
+  >"$work/idnode.log" 2>&1 &
+idn_pid=$!
+pids+=("$idn_pid")
+for ((i = 0; i < 300; i++)); do
+  grep -qs '^ready' "$work/idnode.log" && break
+  kill -0 "$idn_pid" 2>/dev/null || { cat "$work/idnode.log" >&2; exit 1; }
+  sleep 0.2
+done
+grep -q '^ready' "$work/idnode.log" || { echo "dns-compare: idnode not ready" >&2; cat "$work/idnode.log" >&2; exit 1; }
+"$IDNODE" bench load --count "$count" --prefixes "$prefixes" -q \
+  --grpc "http://127.0.0.1:$idn_grpc" --token-file "$work/idnode/admin.token" >&2
+
+# 2. The zone file: idnode's own AXFR, with the closing SOA dropped.
+zone="$work/idnode.internal.zone"
+dig +nocmd +nostats +nocomments +time=600 AXFR "$APEX" @127.0.0.1 -p "$idn_dns" >"$work/axfr.txt"
+awk '$1 ~ /^;/ || NF == 0 { next } $4 == "SOA" { if (soa++) next } { print }' "$work/axfr.txt" >"$zone"
+rm -f "$work/axfr.txt"
+grep -q 'Transfer failed' "$zone" && { echo "dns-compare: AXFR failed" >&2; exit 1; }
+records="$(wc -l <"$zone")"
+echo "dns-compare: zone file $records records, $(du -h "$zone" | cut -f1)" >&2
+
+# 3. The query file: TXT for random identifiers of the set, plus misses
+# (names under existing prefixes that were never registered).
+awk '$4 == "TXT" && $1 ~ /^BENCH-/ && !seen[$1]++ { print $1 }' "$zone" >"$work/names.txt"
+nnames="$(wc -l <"$work/names.txt")"
+awk -v n="$nqueries" -v miss="$miss_ratio" -v seed="$seed" '
+  { name[NR] = $0 }
+  END {
+    srand(seed)
+    for (i = 0; i < n; i++) {
+      q = name[int(rand() * NR) + 1]
+      if (rand() < miss) { sub(/^BENCH-/, "MISS-", q) }
+      print q " TXT"
+    }
+  }' "$work/names.txt" >"$work/queries.txt"
+echo "dns-compare: $nqueries queries over $nnames identifiers, miss ratio $miss_ratio" >&2
+
+# A few answers of each server are compared with idnode's before its run.
+head -5 "$work/names.txt" >"$work/check.txt"
+answers() {
+  local n
+  while read -r n; do dig +short +time=2 +tries=1 @127.0.0.1 -p "$1" "$n" TXT | sort; done <"$work/check.txt"
+}
+
+results="$work/results.tsv"
+: >"$results"
+# measure <label> <port>: warm-up, closed-loop run, fixed-rate run for p99.
+measure() {
+  local label="$1" port="$2" out="$work/dnsperf-$1"
+  local common=(-s 127.0.0.1 -p "$port" -d "$work/queries.txt" -e -t 2)
+  echo "dns-compare: $label: warm-up ${warmup}s, run ${duration}s" >&2
+  "$DNSPERF" "${common[@]}" -c "$clients" -T "$threads" -q "$outstanding" -l "$warmup" >/dev/null 2>&1 || true
+  "$DNSPERF" "${common[@]}" -c "$clients" -T "$threads" -q "$outstanding" -l "$duration" >"$out.txt" 2>&1
+  echo "dns-compare: $label: ${duration}s at $p99_rate queries/s with per-query latencies" >&2
+  "$DNSPERF" "${common[@]}" -c "$clients" -T "$threads" -q "$outstanding" -l "$duration" \
+    -Q "$p99_rate" -v >"$out-rate.txt" 2>&1
+  local qps avg lost rate_lost codes p99 p50 rate_avg
+  qps="$(awk -F': *' '/Queries per second/ { printf "%.0f", $2 }' "$out.txt")"
+  avg="$(awk '/Average Latency/ { printf "%.0f", $4 * 1e6 }' "$out.txt")"
+  lost="$(awk '/Queries lost/ { print $3 }' "$out.txt")"
+  rate_lost="$(awk '/Queries lost/ { print $3 }' "$out-rate.txt")"
+  codes="$(awk -F': *' '/Response codes/ { print $2 }' "$out.txt" | sed 's/ ([0-9.]*%)//g')"
+  # Verbose lines: "> NOERROR name TXT 0.000123" (latency in seconds, last).
+  read -r p50 p99 rate_avg < <(awk '/^> / { print $NF * 1e6 }' "$out-rate.txt" | sort -n | awk '
+    { v[NR] = $1; s += $1 }
+    END { if (NR) printf "%.0f %.0f %.0f\n", v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], s / NR; else print "- - -" }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "${qps:--}" "${avg:--}" "$p50" "$p99" "$rate_avg" "${lost:--} / ${rate_lost:--}" "${codes:--}" >>"$results"
+}
+
+IFS=, read -r -a wanted <<<"$servers"
+reference=""
+for server in "${wanted[@]}"; do
+  case "$server" in
+    idnode)
+      reference="$(answers "$idn_dns")"
+      measure idnode "$idn_dns"
+      ;;
+    nsd)
+      NSD="$(ensure nsd nsd)"
+      if [ -z "$NSD" ]; then echo "dns-compare: skipping NSD: not installed and could not be installed" >&2; continue; fi
+      port="$(free_port)" d="$work/nsd"
+      mkdir -p "$d"
+      cat >"$d/nsd.conf" <<EOF
+server:
+    ip-address: 127.0.0.1@$port
+    port: $port
+    do-ip6: no
+    username: ""
+    chroot: ""
+    zonesdir: "$d"
+    database: ""
+    zonelistfile: "$d/zone.list"
+    xfrdfile: "$d/xfrd.state"
+    xfrdir: "$d"
+    pidfile: "$d/nsd.pid"
+    logfile: "$d/nsd.log"
+    server-count: $(nproc)
+    verbosity: 1
+    # Response rate limiting is on by default in NSD (200/s a /24): off, as
+    # in idnode and Knot, or it answers the load generator with nothing.
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+remote-control:
+    control-enable: no
+zone:
+    name: "$APEX"
+    zonefile: "$zone"
+EOF
+      echo "dns-compare: starting NSD on 127.0.0.1:$port" >&2
+      "$NSD" -d -c "$d/nsd.conf" >"$d/stdout.log" 2>&1 &
+      pid=$!
+      pids+=("$pid")
+      if ! wait_dns "$port" "$pid" "$d/nsd.log"; then stop "$pid"; continue; fi
+      [ "$(answers "$port")" = "$reference" ] || [ -z "$reference" ] || echo "dns-compare: warning: NSD's answers differ from idnode's" >&2
+      measure nsd "$port"
+      stop "$pid"
+      ;;
+    knot)
+      KNOTD="$(ensure knotd knot)"
+      if [ -z "$KNOTD" ]; then echo "dns-compare: skipping Knot: not installed and could not be installed" >&2; continue; fi
+      port="$(free_port)" d="$work/knot"
+      mkdir -p "$d"
+      cat >"$d/knot.conf" <<EOF
+server:
+    rundir: "$d"
+    listen: 127.0.0.1@$port
+    udp-workers: $(nproc)
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "$d"
+control:
+    listen: "$d/knot.sock"
+log:
+  - target: "$d/knot.log"
+    any: info
+template:
+  - id: default
+    storage: "$d"
+    semantic-checks: off
+    journal-content: none
+    zonefile-sync: -1
+zone:
+  - domain: $APEX
+    file: "$zone"
+EOF
+      echo "dns-compare: starting Knot on 127.0.0.1:$port" >&2
+      "$KNOTD" -c "$d/knot.conf" >"$d/stdout.log" 2>&1 &
+      pid=$!
+      pids+=("$pid")
+      if ! wait_dns "$port" "$pid" "$d/knot.log"; then stop "$pid"; continue; fi
+      [ "$(answers "$port")" = "$reference" ] || [ -z "$reference" ] || echo "dns-compare: warning: Knot's answers differ from idnode's" >&2
+      measure knot "$port"
+      stop "$pid"
+      ;;
+    *) echo "dns-compare: unknown server $server (idnode, nsd, knot)" >&2 ;;
+  esac
+done
+stop "$idn_pid"
+
+cores="$(nproc)"
+echo
+echo "DNS over UDP, $count identifiers over $prefixes prefixes ($records records), $nqueries TXT queries (miss ratio $miss_ratio), $cores cores shared with dnsperf"
+echo "closed loop: dnsperf -c $clients -T $threads -q $outstanding -e, ${duration}s after ${warmup}s warm-up; fixed rate: the same at -Q $p99_rate, per-query latencies (-v)"
+echo
+printf '| %-7s | %12s | %14s | %21s | %21s | %21s | %-21s | %s |\n' server "queries/s" "avg latency" "p50 at $p99_rate/s" "p99 at $p99_rate/s" "avg at $p99_rate/s" "lost (closed / rate)" "response codes (closed loop)"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------- -------------- ---------------- ----------------------- ----------------------- ----------------------- ----------------------- ----------------
+while IFS=$'\t' read -r label qps avg p50 p99 ravg lost codes; do
+  printf '| %-7s | %12s | %11s µs | %18s µs | %18s µs | %18s µs | %-21s | %s |\n' "$label" "$qps" "$avg" "$p50" "$p99" "$ravg" "$lost" "$codes"
+done <"$results"
