@@ -17,8 +17,7 @@ use quinn::{Connection, Endpoint, ReadError, ReadToEndError, VarInt, WriteError}
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// The ALPN protocol name of Handle over QUIC.
-pub const ALPN: &[u8] = b"hdl";
+pub use idnode_handle::quic::ALPN;
 
 /// The most bytes an answer stream may carry: one whole message.
 pub const ANSWER_LIMIT: usize = ENVELOPE_LEN + MAX_MESSAGE_LEN;

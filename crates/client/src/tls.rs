@@ -9,61 +9,11 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
-use sha2::{Digest, Sha256};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// SHA-256 of a certificate's DER encoding. Parsed from 64 hex digits, with
-/// or without `:` between pairs (as `idnode serve` and `openssl x509
-/// -fingerprint -sha256` print it); displayed as colon-separated upper-case
-/// pairs.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Fingerprint(pub [u8; 32]);
-
-impl Fingerprint {
-    pub fn of(der: &[u8]) -> Self {
-        Self(Sha256::digest(der).into())
-    }
-}
-
-impl std::str::FromStr for Fingerprint {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let digits: Vec<u8> = s
-            .bytes()
-            .filter(|b| *b != b':' && !b.is_ascii_whitespace())
-            .collect();
-        let bad = || format!("`{s}` is not a SHA-256 fingerprint (64 hex digits)");
-        if digits.len() != 64 {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-            let text = std::str::from_utf8(pair).map_err(|_| bad())?;
-            *byte = u8::from_str_radix(text, 16).map_err(|_| bad())?;
-        }
-        Ok(Self(out))
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, b) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(":")?;
-            }
-            write!(f, "{b:02X}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Fingerprint({self})")
-    }
-}
+pub use idnode_handle::quic::Fingerprint;
 
 /// How the server's certificate is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]

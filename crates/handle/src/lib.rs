@@ -33,6 +33,7 @@ mod digest;
 mod envelope;
 mod error;
 mod message;
+pub mod quic;
 mod resolution;
 mod response;
 mod udp;

@@ -52,8 +52,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// The ALPN protocol name of Handle over QUIC.
-pub const ALPN: &[u8] = b"hdl";
+pub use idnode_handle::quic::ALPN;
 
 /// Application error codes on streams (RESET_STREAM, STOP_SENDING) and
 /// connections (CONNECTION_CLOSE).
