@@ -137,6 +137,10 @@ pub struct Client {
     pub tls: TlsOptions,
     /// Requests [`resolve_many`](Self::resolve_many) keeps in flight.
     pub max_in_flight: usize,
+    /// Ask the server to resolve on our behalf (op flag REC), as CNRI's
+    /// clients always do. Default true; a recursive node asking upstream
+    /// sets it false.
+    pub recursion_desired: bool,
     shared: Arc<Shared>,
 }
 
@@ -217,6 +221,7 @@ impl Client {
             timeout: options.timeout,
             tls: options.tls,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            recursion_desired: true,
             shared: Arc::new(Shared {
                 channel: RwLock::new(None),
                 connecting: tokio::sync::Mutex::new(()),
@@ -297,6 +302,9 @@ impl Client {
         let mut op_flags = flags::PO;
         if self.transport == Transport::Tcp {
             op_flags |= flags::KC;
+        }
+        if self.recursion_desired {
+            op_flags |= flags::REC;
         }
         let mut message = Vec::with_capacity(64 + query.identifier.len());
         encode_resolution_request(
@@ -425,5 +433,32 @@ pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    fn sent_flags(client: &Client) -> u32 {
+        let message = client.encode(&Query {
+            identifier: "88.100.1/x".into(),
+            ..Query::default()
+        });
+        idnode_handle::Header::decode(&message[idnode_handle::ENVELOPE_LEN..])
+            .unwrap()
+            .op_flags
+    }
+
+    #[test]
+    fn recursion_desired_sets_rec() {
+        let mut client = Client::new(SocketAddr::from(([127, 0, 0, 1], 2641)), Transport::Udp);
+        assert!(client.recursion_desired, "on by default, as CNRI's clients");
+        assert_eq!(sent_flags(&client), flags::REC | flags::PO);
+        client.recursion_desired = false;
+        assert_eq!(sent_flags(&client), flags::PO);
+        client.transport = Transport::Tcp;
+        assert_eq!(sent_flags(&client), flags::PO | flags::KC);
     }
 }

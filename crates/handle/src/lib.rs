@@ -36,6 +36,7 @@ mod message;
 pub mod quic;
 mod resolution;
 mod response;
+pub mod site;
 mod udp;
 
 pub use client::{
@@ -50,6 +51,9 @@ pub use resolution::{Indexes, ResolutionQuery, Types};
 pub use response::{
     EXPIRATION_SECS, ResponseBuilder, ResponseContext, encode_error_response,
     encode_resolution_response, encode_values_response, response_version,
+};
+pub use site::{
+    HashOption, Interface, InterfaceKind, InterfaceProtocol, ServerInfo, SiteInfo, server_index,
 };
 pub use udp::{Reassembly, datagram, datagram_count, for_each_datagram, is_fragment};
 
