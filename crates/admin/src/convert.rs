@@ -3,6 +3,9 @@
 
 use crate::proto;
 use idnode_core::{Permissions, Record, Reference, Ttl, Value};
+use idnode_handle::site::{
+    HashOption, Interface, InterfaceKind, InterfaceProtocol, ServerInfo, SiteInfo,
+};
 use idnode_registry::{BatchItem, PrefixInfo};
 use tonic::Status;
 
@@ -142,6 +145,116 @@ impl From<Record> for proto::Identifier {
             version: r.version,
         }
     }
+}
+
+/// The HS_SITE values a delegation request asks for, encoded; errors name
+/// the field (`sites[0].servers[1].address`).
+pub(crate) fn sites(sites: Vec<proto::Site>) -> Result<Vec<bytes::Bytes>, FieldError> {
+    if sites.is_empty() {
+        return Err(FieldError::new("sites", "at least one site is needed"));
+    }
+    sites
+        .into_iter()
+        .enumerate()
+        .map(|(i, site)| {
+            site_info(site)
+                .map(|s| bytes::Bytes::from(s.encode()))
+                .map_err(|e| e.within(&format!("sites[{i}]")))
+        })
+        .collect()
+}
+
+fn site_info(site: proto::Site) -> Result<SiteInfo, FieldError> {
+    let hash = match proto::HashOption::try_from(site.hash) {
+        Ok(proto::HashOption::HashPrefix) => HashOption::Prefix,
+        Ok(proto::HashOption::HashSuffix) => HashOption::Suffix,
+        Ok(proto::HashOption::HashWhole) => HashOption::Whole,
+        Err(_) => {
+            return Err(FieldError::new(
+                "hash",
+                format!("unknown value {}", site.hash),
+            ));
+        }
+    };
+    if site.servers.is_empty() {
+        return Err(FieldError::new(
+            "servers",
+            "a site needs at least one server",
+        ));
+    }
+    if site.servers.len() > idnode_handle::site::MAX_SITE_SERVERS {
+        return Err(FieldError::new("servers", "too many servers"));
+    }
+    let servers = site
+        .servers
+        .into_iter()
+        .enumerate()
+        .map(|(i, server)| server_info(i, server).map_err(|e| e.within(&format!("servers[{i}]"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SiteInfo::single(servers, hash))
+}
+
+fn server_info(position: usize, server: proto::Server) -> Result<ServerInfo, FieldError> {
+    let address = server.address.parse().map_err(|_| {
+        FieldError::new(
+            "address",
+            format!("`{}` is not an IP address", server.address),
+        )
+    })?;
+    if server.interfaces.is_empty() {
+        return Err(FieldError::new(
+            "interfaces",
+            "a server needs at least one interface",
+        ));
+    }
+    if server.interfaces.len() > idnode_handle::site::MAX_SERVER_INTERFACES {
+        return Err(FieldError::new("interfaces", "too many interfaces"));
+    }
+    let interfaces = server
+        .interfaces
+        .iter()
+        .enumerate()
+        .map(|(j, interface)| {
+            let protocol = match proto::Protocol::try_from(interface.protocol) {
+                Ok(proto::Protocol::Udp) => InterfaceProtocol::Udp,
+                Ok(proto::Protocol::Tcp) => InterfaceProtocol::Tcp,
+                Ok(proto::Protocol::Http) => InterfaceProtocol::Http,
+                Ok(proto::Protocol::Https) => InterfaceProtocol::Https,
+                Err(_) => {
+                    return Err(FieldError::new(
+                        &format!("interfaces[{j}].protocol"),
+                        format!("unknown value {}", interface.protocol),
+                    ));
+                }
+            };
+            if interface.port == 0 || interface.port > 65535 {
+                return Err(FieldError::new(
+                    &format!("interfaces[{j}].port"),
+                    format!("{} is not a port (1 to 65535)", interface.port),
+                ));
+            }
+            // UDP answers queries only; the others both (as CNRI's sites).
+            let kind = match protocol {
+                InterfaceProtocol::Udp => InterfaceKind::Query,
+                _ => InterfaceKind::Both,
+            };
+            Ok(Interface {
+                kind,
+                protocol,
+                port: interface.port,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ServerInfo {
+        id: if server.id == 0 {
+            position as u32 + 1
+        } else {
+            server.id
+        },
+        address,
+        public_key: Vec::new(),
+        interfaces,
+    })
 }
 
 impl From<PrefixInfo> for proto::Prefix {

@@ -1,6 +1,7 @@
 //! The `idnode.v1.Prefixes` service.
 
 use crate::auth::Auth;
+use crate::convert;
 use crate::error::blocking;
 use crate::proto;
 use crate::proto::prefixes_server::Prefixes;
@@ -8,7 +9,11 @@ use idnode_registry::Registry;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-/// Prefixes homed on this node: create, read, list, delete.
+/// TTL of delegation values when the request gives none: a day.
+const DEFAULT_DELEGATION_TTL: u32 = 86_400;
+
+/// Prefixes homed on this node, and the ones it delegates: create,
+/// delegate, read, list, delete.
 #[derive(Debug, Clone)]
 pub struct PrefixesService {
     registry: Arc<Registry>,
@@ -52,6 +57,22 @@ impl Prefixes for PrefixesService {
         Ok(Response::new(proto::ListPrefixesResponse {
             prefixes: prefixes.into_iter().map(Into::into).collect(),
         }))
+    }
+
+    async fn delegate_prefix(
+        &self,
+        request: Request<proto::DelegatePrefixRequest>,
+    ) -> Result<Response<proto::Prefix>, Status> {
+        self.auth.require_admin(request.metadata())?;
+        let request = request.into_inner();
+        let sites = convert::sites(request.sites)?;
+        let ttl = request.ttl.unwrap_or(DEFAULT_DELEGATION_TTL);
+        let prefix = request.prefix;
+        let info = blocking(&self.registry, move |r| {
+            r.delegate_prefix(&prefix, sites, ttl)
+        })
+        .await?;
+        Ok(Response::new(info.into()))
     }
 
     async fn delete_prefix(

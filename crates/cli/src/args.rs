@@ -97,6 +97,11 @@ pub struct ServeArgs {
     /// Do not load the demo data into a new node.
     #[arg(long)]
     pub no_seed: bool,
+    /// Resolve for clients (the recursive role): a server of the root node
+    /// as `udp://IP:PORT,tcp://IP:PORT`; repeat for mirrors. Replaces the
+    /// config's `[recursion] roots`.
+    #[arg(long = "root", value_name = "URLS")]
+    pub roots: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -135,8 +140,27 @@ pub struct ResolveArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PrefixCommand {
-    /// Home a prefix on the node.
+    /// Home a prefix on the node (identifiers under it are stored here).
+    #[command(visible_alias = "home")]
     Create { prefix: String },
+    /// Delegate a prefix below one homed here to other servers: this node
+    /// then refers questions under it there (303 PREFIX_REFERRAL).
+    ///
+    /// Example: idnode prefix delegate 88.100.1 --to udp://10.0.0.7:2641,tcp://10.0.0.7:2641
+    Delegate {
+        prefix: String,
+        /// One server of the site, as its interfaces:
+        /// `udp://IP:PORT,tcp://IP:PORT` (repeat for a site of several
+        /// servers; each identifier then lives on the server its hash picks).
+        #[arg(long = "to", required = true, value_name = "URLS")]
+        to: Vec<String>,
+        /// What picks the server in a site of several: prefix, suffix or whole.
+        #[arg(long, default_value = "prefix")]
+        hash: String,
+        /// Seconds resolvers may cache the referral.
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u32,
+    },
     /// Show a prefix.
     Get { prefix: String },
     /// List the prefixes the node knows.

@@ -6,6 +6,7 @@ use crate::{jsonl, usage};
 use anyhow::Context;
 use idnode_admin::proto;
 use idnode_core::{Permissions, Ttl, Value};
+use idnode_handle::site::{InterfaceProtocol, ServerInfo};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -82,7 +83,9 @@ fn status(e: tonic::Status) -> anyhow::Error {
 pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<ExitCode> {
     let mutating = matches!(
         command,
-        PrefixCommand::Create { .. } | PrefixCommand::Delete { .. }
+        PrefixCommand::Create { .. }
+            | PrefixCommand::Delete { .. }
+            | PrefixCommand::Delegate { .. }
     );
     let admin = Admin::connect(args, mutating).await?;
     let mut client = admin.prefixes();
@@ -95,13 +98,36 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                 .into_inner();
             println!("created prefix {} (homed here)", p.prefix);
         }
+        PrefixCommand::Delegate {
+            prefix,
+            to,
+            hash,
+            ttl,
+        } => {
+            let site = site_arg(&to, &hash)?;
+            let described = to.join(" ");
+            let p = client
+                .delegate_prefix(admin.request(proto::DelegatePrefixRequest {
+                    prefix,
+                    sites: vec![site],
+                    ttl: Some(ttl),
+                })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("delegated prefix {} to {described}", p.prefix);
+        }
         PrefixCommand::Get { prefix } => {
             let p = client
                 .get_prefix(admin.request(proto::GetPrefixRequest { prefix })?)
                 .await
                 .map_err(status)?
                 .into_inner();
-            println!("{}\t{}", p.prefix, if p.homed { "homed" } else { "known" });
+            println!(
+                "{}\t{}",
+                p.prefix,
+                if p.homed { "homed" } else { "delegated" }
+            );
         }
         PrefixCommand::List => {
             let list = client
@@ -110,7 +136,11 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                 .map_err(status)?
                 .into_inner();
             for p in list.prefixes {
-                println!("{}\t{}", p.prefix, if p.homed { "homed" } else { "known" });
+                println!(
+                    "{}\t{}",
+                    p.prefix,
+                    if p.homed { "homed" } else { "delegated" }
+                );
             }
         }
         PrefixCommand::Delete { prefix } => {
@@ -124,6 +154,46 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A site from `--to` arguments (one server each) and `--hash`.
+fn site_arg(to: &[String], hash: &str) -> anyhow::Result<proto::Site> {
+    let hash = match hash.to_ascii_lowercase().as_str() {
+        "prefix" => proto::HashOption::HashPrefix,
+        "suffix" => proto::HashOption::HashSuffix,
+        "whole" => proto::HashOption::HashWhole,
+        other => anyhow::bail!("--hash {other}: expected prefix, suffix or whole"),
+    };
+    let servers = to
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let server = ServerInfo::from_urls(i as u32 + 1, text)
+                .map_err(|e| anyhow::anyhow!("--to {text}: {e}"))?;
+            let interfaces = server
+                .interfaces
+                .iter()
+                .map(|interface| proto::Interface {
+                    protocol: match interface.protocol {
+                        InterfaceProtocol::Udp => proto::Protocol::Udp,
+                        InterfaceProtocol::Tcp => proto::Protocol::Tcp,
+                        InterfaceProtocol::Http => proto::Protocol::Http,
+                        InterfaceProtocol::Https => proto::Protocol::Https,
+                    } as i32,
+                    port: interface.port,
+                })
+                .collect();
+            Ok(proto::Server {
+                id: server.id,
+                address: server.address.to_string(),
+                interfaces,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(proto::Site {
+        servers,
+        hash: hash as i32,
+    })
 }
 
 fn parse_value_arg(text: &str) -> anyhow::Result<proto::Value> {

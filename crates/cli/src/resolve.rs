@@ -5,6 +5,7 @@ use crate::usage;
 use anyhow::Context;
 use idnode_client::{Client, Fingerprint, Query, TlsOptions};
 use idnode_core::{Identifier, Ttl, Value};
+use idnode_handle::site::SiteInfo;
 use idnode_handle::{ResponseBody, code};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -51,6 +52,20 @@ pub async fn run(args: ResolveArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        ResponseBody::Referral { handle, values } => {
+            if args.json {
+                let mut json = to_json(&handle, &values);
+                json["responseCode"] = response_code.into();
+                println!("{json}");
+            } else {
+                println!(
+                    "referral ({response_code} {}): ask the servers of {handle}",
+                    code_name(response_code)
+                );
+                print_table(&handle, &values);
+            }
+            Ok(ExitCode::FAILURE)
+        }
         ResponseBody::Error { message } => {
             if args.json {
                 let json = serde_json::json!({
@@ -88,6 +103,10 @@ fn code_name(c: u32) -> &'static str {
         code::HANDLE_NOT_FOUND => "HANDLE_NOT_FOUND",
         code::INVALID_HANDLE => "INVALID_HANDLE",
         code::VALUES_NOT_FOUND => "VALUES_NOT_FOUND",
+        code::RECURSION_COUNT_TOO_HIGH => "RECURSION_COUNT_TOO_HIGH",
+        code::SERVER_NOT_RESP => "SERVER_NOT_RESP",
+        code::SERVICE_REFERRAL => "SERVICE_REFERRAL",
+        code::PREFIX_REFERRAL => "PREFIX_REFERRAL",
         _ => "other",
     }
 }
@@ -107,9 +126,18 @@ fn print_table(handle: &str, values: &[Value]) {
         .unwrap_or(4)
         .max(4);
     for v in values {
-        let data = match data_text(v) {
-            Some(s) => s.to_owned(),
-            None => format!("<{} bytes> {}", v.data.len(), hex(&v.data, 32)),
+        let site = v
+            .kind
+            .starts_with("HS_SITE")
+            .then(|| SiteInfo::decode(&v.data).ok())
+            .flatten();
+        let data = match (site, data_text(v)) {
+            (Some(site), _) => {
+                let servers: Vec<String> = site.servers.iter().map(|s| s.urls()).collect();
+                format!("site: {}", servers.join(" | "))
+            }
+            (None, Some(s)) => s.to_owned(),
+            (None, None) => format!("<{} bytes> {}", v.data.len(), hex(&v.data, 32)),
         };
         println!("  {:>5}  {:<width$}  {}", v.index, v.kind, data);
     }

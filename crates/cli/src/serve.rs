@@ -37,6 +37,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(addr) = args.quic_listen {
         config.quic.listen = addr;
     }
+    if !args.roots.is_empty() {
+        config.recursion.roots = args.roots.clone();
+    }
     if args.no_quic {
         config.quic.enabled = false;
     }
@@ -129,10 +132,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let shutdown = CancellationToken::new();
-    let service = Arc::new(match &cache {
+    let mut service = match &cache {
         Some(cache) => HandleService::with_cache(store.clone(), cache.clone()),
         None => HandleService::new(store.clone()),
-    });
+    };
+    let recursive = match idnode_server::recursion::upstream(&config.recursion) {
+        Ok(Some(upstream)) => {
+            service.set_upstream(upstream);
+            true
+        }
+        Ok(None) => false,
+        Err(e) => anyhow::bail!("invalid [recursion] configuration: {e}"),
+    };
+    let service = Arc::new(service);
     let listeners = HandleListeners::start(
         &config.handle.listener_options(),
         service.clone(),
@@ -145,6 +157,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             config.handle.listen
         )
     })?;
+    let site = idnode_server::recursion::own_site(&config.site, listeners.udp, listeners.tcp);
+    service.set_site_info(site.encode());
     let quic = if config.quic.enabled {
         let listener = QuicListener::start(
             &config.quic.listener_options(),
@@ -233,6 +247,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         if quic.is_none() {
             print_tls(q);
         }
+    }
+    if recursive {
+        println!("  recursion   roots {}", config.recursion.roots.join(" "));
     }
     println!("  grpc        http://{grpc_addr}");
     println!("  admin token {}", token_file.display());

@@ -17,6 +17,9 @@ pub const ALL_ADMIN_PERMISSIONS: u16 = 0x0fff;
 
 const PREFIX_INFO_FORMAT: u8 = 1;
 
+/// The type of the values that delegate a prefix to a site.
+pub const SITE_PREFIX_TYPE: &str = "HS_SITE.PREFIX";
+
 /// The prefix under which prefixes are identifiers (`0.NA/88.100`); the
 /// same text as `idnode_core`'s private constant.
 pub(crate) const PREFIX_AUTHORITY: &str = "0.NA";
@@ -173,6 +176,81 @@ impl Registry {
             prefix.key().as_bytes(),
             Bytes::from(info.encode()),
         )?;
+        txn.put_record(record_id.key(), &mut record)?;
+        txn.commit()?;
+        Ok(info)
+    }
+
+    /// Delegates `prefix` to other servers: writes its record
+    /// `0.NA/<prefix>` with one `HS_SITE.PREFIX` value per site (`sites`
+    /// holds encoded HS_SITE data, index 1, 2, ...; relative TTL `ttl`) and
+    /// keeps the prefix as known but not homed, so that questions under it
+    /// are referred (303) to those sites.
+    ///
+    /// A prefix above it must be homed here (the parent is what delegates);
+    /// delegating a prefix again replaces its sites; a prefix homed here is
+    /// refused (delete it first).
+    pub fn delegate_prefix(&self, prefix: &str, sites: Vec<Bytes>, ttl: u32) -> Result<PrefixInfo> {
+        let prefix = validate::prefix(prefix, "prefix")?;
+        if is_reserved(&prefix) {
+            return Err(RegistryError::invalid(
+                "prefix",
+                format!("prefix {prefix} is reserved: {PREFIX_AUTHORITY} holds prefix records"),
+            ));
+        }
+        if sites.is_empty() {
+            return Err(RegistryError::invalid(
+                "sites",
+                "a delegation needs at least one site",
+            ));
+        }
+        let now = self.now();
+        let mut txn = Txn::begin(&*self.store)?;
+        let key = prefix.key().as_bytes();
+        let created = match txn.get(Space::Prefixes, key)? {
+            Some(bytes) => {
+                let info = decode_info(key, &bytes)?;
+                if info.homed {
+                    return Err(RegistryError::FailedPrecondition(format!(
+                        "prefix {prefix} is homed on this node; delete it before delegating it"
+                    )));
+                }
+                info.created
+            }
+            None => now,
+        };
+        let mut above = prefix.parent();
+        loop {
+            match above {
+                Some(parent) if is_homed(&mut txn, &parent)? => break,
+                Some(parent) => above = parent.parent(),
+                None => {
+                    return Err(RegistryError::FailedPrecondition(format!(
+                        "cannot delegate {prefix}: no prefix above it is homed on this node \
+                         (home its parent first)"
+                    )));
+                }
+            }
+        }
+        let info = PrefixInfo {
+            prefix: prefix.as_str().to_owned(),
+            homed: false,
+            created,
+        };
+        let record_id = prefix.record_identifier();
+        let mut values = Vec::with_capacity(sites.len());
+        for (i, site) in sites.into_iter().enumerate() {
+            let mut value = Value::new(i as u32 + 1, SITE_PREFIX_TYPE, site);
+            value.timestamp = now;
+            value.ttl = idnode_core::Ttl::Relative(ttl);
+            values.push(value);
+        }
+        let mut record = Record {
+            identifier: record_id.as_str().to_owned(),
+            values,
+            version: 0,
+        };
+        txn.put(Space::Prefixes, key, Bytes::from(info.encode()))?;
         txn.put_record(record_id.key(), &mut record)?;
         txn.commit()?;
         Ok(info)

@@ -1,9 +1,9 @@
 use crate::cache::{Entry, ResponseCache};
 use idnode_core::normalize_into;
-use idnode_core::wire::{Reader, RecordView, ValueView};
+use idnode_core::wire::{Reader, RecordView, ValueView, encode_value};
 use idnode_handle::{
     DecodeError, ResolutionQuery, ResponseBuilder, ResponseContext, code, decode_request,
-    encode_error_response, encode_resolution_response, flags, opcode,
+    encode_error_response, encode_resolution_response, encode_values_response, flags, opcode,
 };
 use idnode_store::{Space, Store, StoreError};
 use std::sync::Arc;
@@ -15,7 +15,40 @@ pub enum Outcome {
     Reply { keep_open: bool },
     /// Send nothing: the bytes were not a Handle message we can answer.
     Drop,
+    /// The question is for a prefix this node does not home, the request
+    /// asked for recursion (REC) and this node recurses: resolve
+    /// [`HandleService::question`] upstream, then answer with
+    /// [`HandleService::answer_recursed`]. `out` is empty.
+    Recurse { keep_open: bool },
 }
+
+/// What the recursive resolution upstream found, for
+/// [`HandleService::answer_recursed`].
+#[derive(Debug, Clone, Copy)]
+pub enum Recursed<'a> {
+    /// The record, every value (the request's filters are applied here).
+    Found {
+        handle: &'a str,
+        values: &'a [idnode_core::Value],
+    },
+    /// A Handle response code and a message saying why.
+    Failed { code: u32, message: &'a str },
+}
+
+/// Where a question this node has no record for belongs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Disposition {
+    /// Its prefix is homed here: the identifier does not exist.
+    Homed,
+    /// Its prefix (or a prefix above it) is delegated elsewhere: refer to
+    /// the sites on this prefix's record.
+    Delegated(String),
+    /// This node is not responsible for it.
+    Unknown(String),
+}
+
+/// Recursion count beyond which a request is refused (the spec's limit).
+pub const MAX_RECURSION: u8 = 10;
 
 /// Per-worker buffers reused across requests.
 #[derive(Debug, Default)]
@@ -48,12 +81,80 @@ impl<'a> From<&'a Entry> for Public<'a> {
 pub struct HandleService {
     store: Arc<dyn Store>,
     cache: Option<Arc<ResponseCache>>,
+    /// This node's HS_SITE (binary), the answer to GET_SITE_INFO.
+    site_info: std::sync::OnceLock<Vec<u8>>,
+    /// Where questions outside the prefixes homed here are resolved when
+    /// the request sets REC; `None`: they are referred.
+    upstream: Option<Arc<dyn Upstream>>,
+}
+
+/// What a recursive resolution upstream found: the whole record (every
+/// value; the request's filters are applied by [`HandleService`]), or a
+/// Handle response code and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAnswer {
+    Found {
+        handle: String,
+        values: Vec<idnode_core::Value>,
+    },
+    Failed {
+        code: u32,
+        message: String,
+    },
+}
+
+/// Resolves identifiers on other nodes (the recursive role), for
+/// [`HandleService::recurse`]. Implemented outside this crate, which owns
+/// no sockets.
+pub trait Upstream: Send + Sync + 'static {
+    fn resolve<'a>(
+        &'a self,
+        handle: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = UpstreamAnswer> + Send + 'a>>;
 }
 
 impl HandleService {
     /// A service that reads the store for every request.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, cache: None }
+        Self {
+            store,
+            cache: None,
+            site_info: std::sync::OnceLock::new(),
+            upstream: None,
+        }
+    }
+
+    /// Answers GET_SITE_INFO with `site` (an encoded HS_SITE value), from
+    /// now on; set once (the listeners' ports are known only once they
+    /// are bound). False when it was already set.
+    pub fn set_site_info(&self, site: Vec<u8>) -> bool {
+        self.site_info.set(site).is_ok()
+    }
+
+    /// Lets requests with REC set be resolved through `upstream` (the
+    /// transport calls [`recurse`](Self::recurse) on
+    /// [`Outcome::Recurse`]) instead of referred.
+    pub fn set_upstream(&mut self, upstream: Arc<dyn Upstream>) {
+        self.upstream = Some(upstream);
+    }
+
+    /// Answers `message`, which got [`Outcome::Recurse`], by resolving it
+    /// upstream. `out` is left empty only for a message that does not
+    /// decode (which `respond` never sends here).
+    pub async fn recurse(&self, message: &[u8], out: &mut Vec<u8>, now: impl Fn() -> u32) {
+        out.clear();
+        let (Some(upstream), Some(handle)) = (&self.upstream, Self::question(message)) else {
+            return;
+        };
+        let answer = upstream.resolve(&handle).await;
+        let recursed = match &answer {
+            UpstreamAnswer::Found { handle, values } => Recursed::Found { handle, values },
+            UpstreamAnswer::Failed { code, message } => Recursed::Failed {
+                code: *code,
+                message,
+            },
+        };
+        self.answer_recursed(message, now(), recursed, out);
     }
 
     /// A service that answers from `cache` when it can. The cache must be
@@ -61,8 +162,8 @@ impl HandleService {
     /// [`CommitObserver`](idnode_store::CommitObserver) of the store).
     pub fn with_cache(store: Arc<dyn Store>, cache: Arc<ResponseCache>) -> Self {
         Self {
-            store,
             cache: Some(cache),
+            ..Self::new(store)
         }
     }
 
@@ -91,6 +192,20 @@ impl HandleService {
             keep_open: request.header.op_flags & flags::KC != 0,
         };
         let op = request.header.opcode;
+        if op == opcode::GET_SITE_INFO {
+            match self.site_info.get() {
+                Some(site) => {
+                    let mut b = ResponseBuilder::start(out, &ctx, op, code::SUCCESS);
+                    b.buffer().extend_from_slice(site);
+                    b.finish();
+                }
+                None => {
+                    let msg = "this node has no site information configured";
+                    encode_error_response(out, &ctx, op, code::OPERATION_NOT_SUPPORTED, msg);
+                }
+            }
+            return reply;
+        }
         if op != opcode::RESOLUTION {
             let msg = format!("operation {op} is not supported by this node");
             encode_error_response(out, &ctx, op, code::OPERATION_NOT_SUPPORTED, &msg);
@@ -113,10 +228,12 @@ impl HandleService {
         let loaded = match &self.cache {
             Some(cache) => {
                 match cache.with(&scratch.key, |e| answer(out, &ctx, &query, e.into())) {
-                    Ok(()) => return reply,
+                    Ok(true) => return reply,
+                    Ok(false) => Ok(false),
                     Err(ticket) => self.load(&scratch.key).map(|entry| {
-                        answer(out, &ctx, &query, (&entry).into());
+                        let found = answer(out, &ctx, &query, (&entry).into());
                         cache.insert(&scratch.key, ticket, entry);
+                        found
                     }),
                 }
             }
@@ -124,11 +241,191 @@ impl HandleService {
                 .load_into(&scratch.key, &mut scratch.values)
                 .map(|public| answer(out, &ctx, &query, public)),
         };
-        if let Err(e) = loaded {
+        let outcome = match loaded {
+            Ok(true) => Ok(reply),
+            // No record here: answer by where the identifier belongs.
+            Ok(false) => self.not_here(&request.header, &ctx, &scratch.key, out),
+            Err(e) => Err(e),
+        };
+        outcome.unwrap_or_else(|e| {
             tracing::error!(error = %e, "store read failed");
             encode_error_response(out, &ctx, op, code::ERROR, "internal error");
+            reply
+        })
+    }
+
+    /// The answer for a question with no record here: 100 under a prefix
+    /// homed here, 303 with the sites of a delegated prefix, 301 when this
+    /// node is not responsible, or recursion when asked for and allowed.
+    fn not_here(
+        &self,
+        header: &idnode_handle::Header,
+        ctx: &ResponseContext,
+        key: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Outcome, StoreError> {
+        let keep_open = header.op_flags & flags::KC != 0;
+        let reply = Outcome::Reply { keep_open };
+        let op = opcode::RESOLUTION;
+        let disposition = self.disposition(key)?;
+        if disposition != Disposition::Homed
+            && self.upstream.is_some()
+            && header.op_flags & flags::REC != 0
+        {
+            if header.recursion >= MAX_RECURSION {
+                let msg = format!("recursion count {} is at the limit", header.recursion);
+                encode_error_response(out, ctx, op, code::RECURSION_COUNT_TOO_HIGH, &msg);
+                return Ok(reply);
+            }
+            out.clear();
+            return Ok(Outcome::Recurse { keep_open });
         }
-        reply
+        match disposition {
+            // The answer (HANDLE_NOT_FOUND) is already in `out`.
+            Disposition::Homed => {}
+            Disposition::Delegated(prefix) if header.op_flags & flags::DNR == 0 => {
+                if !self.refer(ctx, &prefix, out)? {
+                    let msg = format!("prefix {prefix} is delegated but its record has no site");
+                    encode_error_response(out, ctx, op, code::SERVER_NOT_RESP, &msg);
+                }
+            }
+            Disposition::Delegated(prefix) => {
+                let msg = format!(
+                    "prefix {prefix} is delegated to another node and the request forbids \
+                     referrals (DNR)"
+                );
+                encode_error_response(out, ctx, op, code::SERVER_NOT_RESP, &msg);
+            }
+            Disposition::Unknown(prefix) => {
+                let msg = format!("this node is not responsible for prefix {prefix}");
+                encode_error_response(out, ctx, op, code::SERVER_NOT_RESP, &msg);
+            }
+        }
+        Ok(reply)
+    }
+
+    /// Where `key` (a normalized identifier) belongs, from the prefixes
+    /// this node knows: the nearest known prefix at or above the
+    /// identifier's prefix decides. For a prefix record `0.NA/P`, P is the
+    /// prefix looked at; an ancestor of P homed here means P's record would
+    /// be here.
+    fn disposition(&self, key: &[u8]) -> Result<Disposition, StoreError> {
+        let Some(slash) = key.iter().position(|&b| b == b'/') else {
+            return Ok(Disposition::Unknown(String::new()));
+        };
+        let (prefix, suffix) = (&key[..slash], &key[slash + 1..]);
+        let is_prefix_record = prefix == b"0.NA";
+        let named = if is_prefix_record { suffix } else { prefix };
+        let mut at = named;
+        loop {
+            if let Some(info) = self.store.get(Space::Prefixes, at)? {
+                // PrefixInfo's stored form: format byte 1, then homed (0/1).
+                let homed = info.get(1).is_some_and(|&h| h != 0);
+                let name = String::from_utf8_lossy(at).into_owned();
+                return Ok(match (homed, at.len() == named.len()) {
+                    (true, true) => Disposition::Homed,
+                    (true, false) if is_prefix_record => Disposition::Homed,
+                    (true, false) => {
+                        Disposition::Unknown(String::from_utf8_lossy(named).into_owned())
+                    }
+                    (false, _) => Disposition::Delegated(name),
+                });
+            }
+            match at.iter().rposition(|&b| b == b'.') {
+                Some(dot) => at = &at[..dot],
+                None => {
+                    return Ok(Disposition::Unknown(
+                        String::from_utf8_lossy(named).into_owned(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Writes a 303 PREFIX_REFERRAL naming the record `0.NA/<prefix>` and
+    /// carrying its public site values (HS_SITE*, HS_SERV*). False when
+    /// the record has none.
+    fn refer(
+        &self,
+        ctx: &ResponseContext,
+        prefix: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        let key = format!("0.NA/{prefix}");
+        let Some(stored) = self.store.get(Space::Records, key.as_bytes())? else {
+            return Ok(false);
+        };
+        let view = RecordView::parse(&stored)
+            .map_err(|e| StoreError::Corrupt(format!("record does not decode: {e}")))?;
+        let mut sites = Vec::new();
+        for value in view.values() {
+            let value =
+                value.map_err(|e| StoreError::Corrupt(format!("value does not decode: {e}")))?;
+            if value.permissions.public_read()
+                && (value.kind.starts_with(b"HS_SITE") || value.kind.starts_with(b"HS_SERV"))
+            {
+                sites.push(value.raw);
+            }
+        }
+        if sites.is_empty() {
+            return Ok(false);
+        }
+        let handle = view.identifier.as_bytes();
+        encode_values_response(
+            out,
+            ctx,
+            opcode::RESOLUTION,
+            code::PREFIX_REFERRAL,
+            handle,
+            sites,
+        );
+        Ok(true)
+    }
+
+    /// The handle a request asks about, for the transport to resolve
+    /// upstream after [`Outcome::Recurse`].
+    pub fn question(message: &[u8]) -> Option<String> {
+        let request = decode_request(message).ok()?;
+        let query = ResolutionQuery::decode(request.body).ok()?;
+        std::str::from_utf8(query.handle).ok().map(str::to_owned)
+    }
+
+    /// Answers `message` (which got [`Outcome::Recurse`]) from what the
+    /// recursive resolution found, with the request's filters applied.
+    pub fn answer_recursed(
+        &self,
+        message: &[u8],
+        now: u32,
+        recursed: Recursed<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        out.clear();
+        let Ok(request) = decode_request(message) else {
+            return;
+        };
+        let ctx = ResponseContext::for_request(&request, now);
+        let op = opcode::RESOLUTION;
+        let Ok(query) = ResolutionQuery::decode(request.body) else {
+            return;
+        };
+        match recursed {
+            Recursed::Found { values, .. } => {
+                let mut encoded = Vec::new();
+                let mut count = 0u32;
+                for value in values.iter().filter(|v| v.permissions.public_read()) {
+                    encode_value(&mut encoded, value);
+                    count += 1;
+                }
+                let public = Public::Found {
+                    count,
+                    values: &encoded,
+                };
+                answer(out, &ctx, &query, public);
+            }
+            Recursed::Failed { code, message } => {
+                encode_error_response(out, &ctx, op, code, message);
+            }
+        }
     }
 
     /// Reads a record and keeps its public projection, owned, for the cache.
@@ -165,19 +462,21 @@ impl HandleService {
     }
 }
 
-/// Writes the answer to `query` from a record's public projection.
+/// Writes the answer to `query` from a record's public projection. False
+/// when there is no record (`out` then holds HANDLE_NOT_FOUND, which the
+/// caller may replace by a referral).
 fn answer(
     out: &mut Vec<u8>,
     ctx: &ResponseContext,
     query: &ResolutionQuery<'_>,
     public: Public<'_>,
-) {
+) -> bool {
     let (count, values) = match public {
         Public::Found { count, values } => (count, values),
         Public::Missing => {
             let msg = "handle not found";
             encode_error_response(out, ctx, opcode::RESOLUTION, code::HANDLE_NOT_FOUND, msg);
-            return;
+            return false;
         }
     };
     if !query.has_filters() {
@@ -192,7 +491,7 @@ fn answer(
             let msg = "answer exceeds the maximum message length";
             encode_error_response(out, ctx, opcode::RESOLUTION, code::ERROR, msg);
         }
-        return;
+        return true;
     }
     let mut reader = Reader::new(values);
     let selected = std::iter::from_fn(|| {
@@ -206,6 +505,7 @@ fn answer(
         let msg = "no value matches the requested indexes and types";
         encode_error_response(out, ctx, opcode::RESOLUTION, code::VALUES_NOT_FOUND, msg);
     }
+    true
 }
 
 fn is_valid_handle(handle: &[u8]) -> bool {

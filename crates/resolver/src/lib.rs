@@ -16,4 +16,6 @@ pub mod cache;
 mod handle;
 
 pub use cache::ResponseCache;
-pub use handle::{HandleService, Outcome, Scratch};
+pub use handle::{
+    HandleService, MAX_RECURSION, Outcome, Recursed, Scratch, Upstream, UpstreamAnswer,
+};

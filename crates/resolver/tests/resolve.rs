@@ -45,6 +45,11 @@ fn fill(store: &dyn Store) {
         version: 1,
     };
     let mut txn = store.begin().unwrap();
+    // The prefix, homed here (PrefixInfo's stored form: format 1, homed 1,
+    // created, name).
+    let mut info = vec![1u8, 1, 0, 0, 0, 0, 0, 0, 0, 8];
+    info.extend_from_slice(b"88.100.1");
+    txn.put(Space::Prefixes, b"88.100.1", info.into());
     txn.put(Space::Records, b"88.100.1/ABC-123", record.encode().into());
     txn.commit().unwrap();
 }
@@ -144,6 +149,13 @@ fn unknown_and_invalid(s: &HandleService) {
     assert!(matches!(r.body, ResponseBody::Error { .. }));
     let r = ask(s, "no-slash", &[], &[]);
     assert_eq!(r.header.response_code, code::INVALID_HANDLE);
+    // A prefix this node knows nothing about: not responsible.
+    let r = ask(s, "99.1/ABC-123", &[], &[]);
+    assert_eq!(r.header.response_code, code::SERVER_NOT_RESP);
+    match r.body {
+        ResponseBody::Error { message } => assert!(message.contains("99.1"), "{message}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -34,6 +34,8 @@ pub struct Config {
     pub grpc: GrpcConfig,
     pub cache: CacheConfig,
     pub dns: DnsServerConfig,
+    pub site: SiteConfig,
+    pub recursion: RecursionConfig,
 }
 
 impl Default for Config {
@@ -48,6 +50,8 @@ impl Default for Config {
             grpc: GrpcConfig::default(),
             cache: CacheConfig::default(),
             dns: DnsServerConfig::default(),
+            site: SiteConfig::default(),
+            recursion: RecursionConfig::default(),
         }
     }
 }
@@ -105,6 +109,45 @@ impl HandleConfig {
             tcp_max_connections: self.tcp_max_connections,
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout_secs.max(1)),
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+        }
+    }
+}
+
+/// How this node describes itself to GET_SITE_INFO: one server with its
+/// Handle UDP and TCP interfaces.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiteConfig {
+    /// The address clients and other nodes reach this node at. Absent: the
+    /// Handle listen address, or 127.0.0.1 when that is unspecified
+    /// (0.0.0.0 or ::).
+    pub address: Option<IpAddr>,
+}
+
+/// The recursive role: resolve questions outside the prefixes homed here
+/// by walking referrals from a root node, for requests that set REC.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecursionConfig {
+    /// Servers of the root (top-level) node's site, each as its interfaces:
+    /// `udp://IP:PORT,tcp://IP:PORT`. Empty: no recursion; questions
+    /// outside the prefixes homed here get a referral (303) or 301.
+    pub roots: Vec<String>,
+    /// Milliseconds to wait for one upstream server over one transport.
+    pub timeout_ms: u64,
+    /// Seconds to remember that an identifier does not exist.
+    pub negative_ttl_secs: u64,
+    /// Answers and referrals kept in the recursion cache.
+    pub max_entries: usize,
+}
+
+impl Default for RecursionConfig {
+    fn default() -> Self {
+        Self {
+            roots: Vec::new(),
+            timeout_ms: 2000,
+            negative_ttl_secs: 60,
+            max_entries: 100_000,
         }
     }
 }

@@ -26,7 +26,7 @@
 //! [`Outcome::Transfer`] sends the NOTIMP answer the service wrote. After
 //! writes, NOTIFY goes to the `notify` targets ([`crate::notify`]).
 
-use crate::quic::{Failure, QuicListener, QuicOptions, StreamProtocol};
+use crate::quic::{Answer, Failure, QuicListener, QuicOptions, StreamProtocol};
 use crate::udp::{self, Responder};
 use crate::{tcp, unix_now};
 use idnode_dns::{DnsService, Outcome, Transport};
@@ -346,7 +346,7 @@ impl StreamProtocol for DoqStreams {
         request: &[u8],
         out: &mut Vec<u8>,
         message_out: &mut Vec<u8>,
-    ) -> Result<(), Failure> {
+    ) -> Result<Answer, Failure> {
         const PROTOCOL_ERROR: Failure = Failure::Connection(doq_error::PROTOCOL_ERROR);
         let (Some(prefix), Some(message)) = (request.get(..2), request.get(2..)) else {
             return Err(PROTOCOL_ERROR);
@@ -371,7 +371,7 @@ impl StreamProtocol for DoqStreams {
                 out.clear();
                 out.extend_from_slice(&len.to_be_bytes());
                 out.extend_from_slice(message_out);
-                Ok(())
+                Ok(Answer::Ready)
             }
         }
     }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod dns;
 pub mod notify;
 pub mod quic;
+pub mod recursion;
 mod tcp;
 pub mod tls;
 mod udp;
@@ -76,10 +77,11 @@ impl HandleListeners {
         let mut tasks = JoinSet::new();
         let stop = Arc::new(AtomicBool::new(false));
         let udp_service = service.clone();
+        let runtime = tokio::runtime::Handle::current();
         let udp_threads = udp::spawn(
             sockets,
             "idnode-udp",
-            || udp::HandleDatagrams::new(udp_service.clone()),
+            || udp::HandleDatagrams::new(udp_service.clone(), runtime.clone()),
             stop.clone(),
         )?;
         let udp_shutdown = shutdown.clone();

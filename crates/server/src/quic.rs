@@ -153,7 +153,26 @@ pub(crate) trait StreamProtocol: Send + Sync + 'static {
         request: &[u8],
         out: &mut Vec<u8>,
         scratch: &mut Self::Scratch,
-    ) -> Result<(), Failure>;
+    ) -> Result<Answer, Failure>;
+
+    /// Writes the answer that [`answer`](Self::answer) deferred.
+    fn answer_deferred<'a>(
+        &'a self,
+        _request: &'a [u8],
+        _out: &'a mut Vec<u8>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'a {
+        async {}
+    }
+}
+
+/// What [`StreamProtocol::answer`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// The answer is in `out`.
+    Ready,
+    /// The answer needs waiting (recursion upstream): call
+    /// [`StreamProtocol::answer_deferred`].
+    Deferred,
 }
 
 /// The Handle protocol on QUIC streams.
@@ -173,13 +192,22 @@ impl StreamProtocol for HandleStreams {
         request: &[u8],
         out: &mut Vec<u8>,
         scratch: &mut Scratch,
-    ) -> Result<(), Failure> {
+    ) -> Result<Answer, Failure> {
         // The codec checks the envelope against the stream's length: a
         // truncated message or trailing bytes get a protocol error answer.
         match self.service.respond(request, unix_now(), out, scratch) {
             Outcome::Drop => Err(Failure::Stream(error_code::UNANSWERABLE)),
-            Outcome::Reply { .. } => Ok(()),
+            Outcome::Reply { .. } => Ok(Answer::Ready),
+            Outcome::Recurse { .. } => Ok(Answer::Deferred),
         }
+    }
+
+    fn answer_deferred<'a>(
+        &'a self,
+        request: &'a [u8],
+        out: &'a mut Vec<u8>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'a {
+        self.service.recurse(request, out, unix_now)
     }
 }
 
@@ -466,26 +494,27 @@ impl<P: StreamProtocol> Streams<P> {
             return Err(P::BROKEN);
         };
         let mut buffers = self.take_buffers();
-        let result =
-            match self
-                .shared
-                .protocol
-                .answer(&request, &mut buffers.out, &mut buffers.scratch)
-            {
-                Err(failure) => Err(failure),
-                Ok(()) => match send.write_all(&buffers.out).await {
-                    Ok(()) => {
-                        // Finished: quinn delivers the rest on its own; no wait
-                        // for the acknowledgement.
-                        let _ = send.finish();
-                        Ok(())
-                    }
-                    Err(e) => {
-                        tracing::trace!(error = %e, "QUIC answer not delivered");
-                        Err(P::BROKEN)
-                    }
-                },
-            };
+        let protocol = &self.shared.protocol;
+        let mut answered = protocol.answer(&request, &mut buffers.out, &mut buffers.scratch);
+        if answered == Ok(Answer::Deferred) {
+            protocol.answer_deferred(&request, &mut buffers.out).await;
+            answered = Ok(Answer::Ready);
+        }
+        let result = match answered {
+            Err(failure) => Err(failure),
+            Ok(_) => match send.write_all(&buffers.out).await {
+                Ok(()) => {
+                    // Finished: quinn delivers the rest on its own; no wait
+                    // for the acknowledgement.
+                    let _ = send.finish();
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::trace!(error = %e, "QUIC answer not delivered");
+                    Err(P::BROKEN)
+                }
+            },
+        };
         self.put_buffers(buffers);
         result
     }

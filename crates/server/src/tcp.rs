@@ -123,10 +123,14 @@ async fn connection(
                     return Ok(());
                 }
             };
-            let outcome = service.respond(&buf[..total], unix_now(), &mut out, &mut scratch);
+            let mut outcome = service.respond(&buf[..total], unix_now(), &mut out, &mut scratch);
+            if let Outcome::Recurse { keep_open } = outcome {
+                service.recurse(&buf[..total], &mut out, unix_now).await;
+                outcome = Outcome::Reply { keep_open };
+            }
             buf.drain(..total);
             match outcome {
-                Outcome::Drop => return Ok(()),
+                Outcome::Drop | Outcome::Recurse { .. } => return Ok(()),
                 Outcome::Reply { keep_open } => {
                     stream.write_all(&out).await?;
                     if !keep_open && buf.is_empty() {

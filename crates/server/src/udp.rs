@@ -200,15 +200,47 @@ pub(crate) struct HandleDatagrams {
     service: Arc<HandleService>,
     scratch: Scratch,
     pending: HashMap<(SocketAddr, u32), (Reassembly, Instant)>,
+    /// Where questions resolved upstream run (recursion is async), and
+    /// this worker's socket for sending their answers.
+    runtime: tokio::runtime::Handle,
+    socket: Option<Arc<UdpSocket>>,
 }
 
 impl HandleDatagrams {
-    pub(crate) fn new(service: Arc<HandleService>) -> Self {
+    pub(crate) fn new(service: Arc<HandleService>, runtime: tokio::runtime::Handle) -> Self {
         Self {
             service,
             scratch: Scratch::default(),
             pending: HashMap::new(),
+            runtime,
+            socket: None,
         }
+    }
+
+    /// Resolves `message` upstream on the runtime and sends the answer to
+    /// `peer` from this worker's socket when it comes; the worker goes on.
+    fn recurse(&mut self, message: &[u8], peer: &SockaddrStorage, socket: &UdpSocket) {
+        let Some(addr) = to_std(peer) else { return };
+        let socket = match &self.socket {
+            Some(s) => s.clone(),
+            None => match socket.try_clone() {
+                Ok(s) => self.socket.insert(Arc::new(s)).clone(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot share the UDP socket for recursion");
+                    return;
+                }
+            },
+        };
+        let (service, message) = (self.service.clone(), message.to_vec());
+        self.runtime.spawn(async move {
+            let mut out = Vec::new();
+            service.recurse(&message, &mut out, unix_now).await;
+            for_each_datagram(&out, |d| {
+                if let Err(e) = socket.send_to(d, addr) {
+                    tracing::debug!(error = %e, %addr, "udp send failed");
+                }
+            });
+        });
     }
 }
 
@@ -225,20 +257,31 @@ impl Responder for HandleDatagrams {
         };
         let whole = ENVELOPE_LEN + envelope.message_length as usize;
         let outcome = if whole <= datagram.len() {
-            self.service
-                .respond(datagram, unix_now(), out, &mut self.scratch)
+            let outcome = self
+                .service
+                .respond(datagram, unix_now(), out, &mut self.scratch);
+            if let Outcome::Recurse { .. } = outcome {
+                self.recurse(datagram, peer, socket);
+            }
+            outcome
         } else {
             let Some(addr) = to_std(peer) else {
                 return false;
             };
             match reassemble(&mut self.pending, addr, &envelope, datagram) {
-                Some(message) => self
-                    .service
-                    .respond(&message, unix_now(), out, &mut self.scratch),
+                Some(message) => {
+                    let outcome =
+                        self.service
+                            .respond(&message, unix_now(), out, &mut self.scratch);
+                    if let Outcome::Recurse { .. } = outcome {
+                        self.recurse(&message, peer, socket);
+                    }
+                    outcome
+                }
                 None => return false,
             }
         };
-        if outcome == Outcome::Drop || out.is_empty() {
+        if matches!(outcome, Outcome::Drop | Outcome::Recurse { .. }) || out.is_empty() {
             return false;
         }
         if out.len() <= MAX_DATAGRAM {

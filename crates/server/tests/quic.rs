@@ -66,6 +66,11 @@ fn service() -> Arc<HandleService> {
             r.encode().into(),
         );
     }
+    // Prefix 88.100.1 homed here (PrefixInfo's stored form: format 1,
+    // homed 1, created, name), so misses under it are HANDLE_NOT_FOUND.
+    let mut info = vec![1u8, 1, 0, 0, 0, 0, 0, 0, 0, 8];
+    info.extend_from_slice(b"88.100.1");
+    txn.put(Space::Prefixes, b"88.100.1", info.into());
     txn.commit().unwrap();
     Arc::new(HandleService::new(Arc::new(store)))
 }

@@ -37,6 +37,18 @@ fn service_of(set: Synthetic) -> Arc<HandleService> {
             record.encode().into(),
         );
     }
+    // Its prefixes, homed here (PrefixInfo's stored form: format 1, homed
+    // 1, created, name), so that unknown identifiers are HANDLE_NOT_FOUND.
+    for prefix in set.all_prefixes() {
+        let mut info = vec![1u8, 1, 0, 0, 0, 0];
+        info.extend_from_slice(&(prefix.len() as u32).to_be_bytes());
+        info.extend_from_slice(prefix.as_bytes());
+        txn.put(
+            Space::Prefixes,
+            prefix.to_ascii_uppercase().as_bytes(),
+            info.into(),
+        );
+    }
     txn.commit().unwrap();
     Arc::new(HandleService::new(Arc::new(store)))
 }

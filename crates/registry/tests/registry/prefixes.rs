@@ -1,6 +1,8 @@
 use crate::support::{Fixture, T0, url};
+use bytes::Bytes;
 use idnode_core::Record;
-use idnode_registry::{PrefixInfo, RegistryError, hs_admin_data};
+use idnode_core::Ttl;
+use idnode_registry::{PrefixInfo, RegistryError, SITE_PREFIX_TYPE, hs_admin_data};
 use idnode_store::{Space, Store};
 
 #[test]
@@ -136,4 +138,93 @@ fn prefix_records_are_managed_through_prefixes() {
         .unwrap();
     let e = f.registry.create_prefix("88.100.1.8").unwrap_err();
     assert!(matches!(e, RegistryError::AlreadyExists(_)), "{e:?}");
+}
+
+#[test]
+fn delegate_prefix_writes_site_values_under_a_homed_parent() {
+    let f = Fixture::new();
+    f.registry.create_prefix("88.100").unwrap();
+    let sites = vec![Bytes::from_static(b"site-a"), Bytes::from_static(b"site-b")];
+    let info = f
+        .registry
+        .delegate_prefix("88.100.1", sites.clone(), 3600)
+        .unwrap();
+    assert_eq!(
+        info,
+        PrefixInfo {
+            prefix: "88.100.1".into(),
+            homed: false,
+            created: T0
+        }
+    );
+    let record = f.registry.get_identifier("0.na/88.100.1").unwrap();
+    let got: Vec<_> = record
+        .values
+        .iter()
+        .map(|v| (v.index, v.kind.as_str(), v.data.clone(), v.ttl))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, SITE_PREFIX_TYPE, sites[0].clone(), Ttl::Relative(3600)),
+            (2, SITE_PREFIX_TYPE, sites[1].clone(), Ttl::Relative(3600)),
+        ]
+    );
+    assert!(record.values.iter().all(|v| v.permissions.public_read()));
+
+    // Identifiers under a delegated prefix are not written here.
+    let refused = f
+        .registry
+        .create_identifier("88.100.1/X", vec![url(1, "https://x")], false)
+        .unwrap_err();
+    assert!(
+        matches!(refused, RegistryError::FailedPrecondition(_)),
+        "{refused}"
+    );
+
+    // Delegating again replaces the sites and keeps the creation time.
+    f.set_time(T0 + 10);
+    f.registry
+        .delegate_prefix("88.100.1", vec![Bytes::from_static(b"site-c")], 60)
+        .unwrap();
+    let record = f.registry.get_identifier("0.NA/88.100.1").unwrap();
+    assert_eq!(record.values.len(), 1);
+    assert_eq!(record.values[0].data, Bytes::from_static(b"site-c"));
+    assert_eq!(f.registry.get_prefix("88.100.1").unwrap().created, T0);
+
+    // Deleting the delegation removes the prefix and its record.
+    f.registry.delete_prefix("88.100.1").unwrap();
+    assert!(f.registry.get_identifier("0.NA/88.100.1").is_err());
+}
+
+#[test]
+fn delegate_prefix_refusals() {
+    let f = Fixture::new();
+    f.registry.create_prefix("88.100").unwrap();
+    let site = || vec![Bytes::from_static(b"site")];
+    let before = f.sequence();
+    let no_parent = f.registry.delegate_prefix("86.1", site(), 60).unwrap_err();
+    assert!(
+        no_parent.to_string().contains("no prefix above it"),
+        "{no_parent}"
+    );
+    let homed = f
+        .registry
+        .delegate_prefix("88.100", site(), 60)
+        .unwrap_err();
+    assert!(homed.to_string().contains("homed on this node"), "{homed}");
+    let empty = f
+        .registry
+        .delegate_prefix("88.100.1", vec![], 60)
+        .unwrap_err();
+    assert!(
+        matches!(empty, RegistryError::InvalidArgument { .. }),
+        "{empty}"
+    );
+    let reserved = f
+        .registry
+        .delegate_prefix("0.NA.1", site(), 60)
+        .unwrap_err();
+    assert!(reserved.to_string().contains("reserved"), "{reserved}");
+    assert_eq!(f.sequence(), before, "a refused delegation writes nothing");
 }

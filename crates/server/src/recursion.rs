@@ -1,0 +1,134 @@
+//! The node's place in the hierarchy: its own HS_SITE (the answer to
+//! GET_SITE_INFO) and, for a recursive node, the [`Upstream`] that resolves
+//! through [`idnode_recursor::Recursor`].
+
+use crate::config::{RecursionConfig, SiteConfig};
+use idnode_handle::site::{HashOption, ServerInfo, SiteInfo};
+use idnode_recursor::{Answer, Recursor, RecursorOptions};
+use idnode_resolver::{Upstream, UpstreamAnswer};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// This node as a one-server site: its Handle UDP and TCP interfaces at
+/// the configured address (or the listen address, or 127.0.0.1 for an
+/// unspecified one).
+pub fn own_site(config: &SiteConfig, udp: SocketAddr, tcp: SocketAddr) -> SiteInfo {
+    let address = config.address.unwrap_or_else(|| match udp.ip() {
+        ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip => ip,
+    });
+    let urls = format!(
+        "udp://{0}:{1},tcp://{0}:{2}",
+        url_host(address),
+        udp.port(),
+        tcp.port()
+    );
+    // The URLs are built from valid addresses and ports: parsing cannot
+    // fail, but an empty site is the harmless answer if it ever did.
+    let servers = ServerInfo::from_urls(1, &urls)
+        .map(|s| vec![s])
+        .unwrap_or_default();
+    SiteInfo::single(servers, HashOption::Prefix)
+}
+
+fn url_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// The recursor a `[recursion]` section asks for; `None` without roots.
+/// Errors name the root entry that does not parse.
+pub fn upstream(config: &RecursionConfig) -> Result<Option<Arc<dyn Upstream>>, String> {
+    if config.roots.is_empty() {
+        return Ok(None);
+    }
+    let servers = config
+        .roots
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            ServerInfo::from_urls(i as u32 + 1, text)
+                .map_err(|e| format!("recursion.roots[{i}] `{text}`: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Each root server is a mirror of the root node: a site of its own,
+    // so that a silent one falls back to the next.
+    let roots = servers
+        .into_iter()
+        .map(|server| SiteInfo::single(vec![server], HashOption::Prefix))
+        .collect();
+    let recursor = Recursor::new(RecursorOptions {
+        roots,
+        timeout: Duration::from_millis(config.timeout_ms.max(1)),
+        negative_ttl: Duration::from_secs(config.negative_ttl_secs),
+        max_entries: config.max_entries.max(1),
+        ..RecursorOptions::default()
+    });
+    Ok(Some(Arc::new(Recursive(recursor))))
+}
+
+/// [`Recursor`] as the resolver's [`Upstream`].
+struct Recursive(Recursor);
+
+impl Upstream for Recursive {
+    fn resolve<'a>(
+        &'a self,
+        handle: &'a str,
+    ) -> Pin<Box<dyn Future<Output = UpstreamAnswer> + Send + 'a>> {
+        Box::pin(async move {
+            match self.0.resolve(handle).await {
+                Answer::Found { handle, values } => UpstreamAnswer::Found { handle, values },
+                Answer::Failed { code, message } => UpstreamAnswer::Failed { code, message },
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use idnode_handle::site::InterfaceProtocol;
+
+    #[test]
+    fn own_site_names_the_listeners() {
+        let udp: SocketAddr = "0.0.0.0:26410".parse().unwrap();
+        let tcp: SocketAddr = "0.0.0.0:26410".parse().unwrap();
+        let site = own_site(&SiteConfig::default(), udp, tcp);
+        let decoded = SiteInfo::decode(&site.encode()).unwrap();
+        let server = &decoded.servers[0];
+        assert_eq!(
+            server.query_endpoint(InterfaceProtocol::Udp),
+            Some("127.0.0.1:26410".parse().unwrap())
+        );
+        let configured = SiteConfig {
+            address: Some("192.0.2.7".parse().unwrap()),
+        };
+        let site = own_site(&configured, udp, "0.0.0.0:26411".parse().unwrap());
+        assert_eq!(
+            site.servers[0].query_endpoint(InterfaceProtocol::Tcp),
+            Some("192.0.2.7:26411".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn roots_must_parse() {
+        assert!(upstream(&RecursionConfig::default()).unwrap().is_none());
+        let good = RecursionConfig {
+            roots: vec!["udp://127.0.0.1:26410,tcp://127.0.0.1:26410".into()],
+            ..RecursionConfig::default()
+        };
+        assert!(upstream(&good).unwrap().is_some());
+        let bad = RecursionConfig {
+            roots: vec!["127.0.0.1".into()],
+            ..RecursionConfig::default()
+        };
+        let err = upstream(&bad).err().unwrap();
+        assert!(err.contains("recursion.roots[0]"), "{err}");
+    }
+}
