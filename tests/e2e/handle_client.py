@@ -9,10 +9,13 @@ import socket
 import struct
 import time
 
-RESOLUTION = 1
+RESOLUTION, GET_SITE_INFO = 1, 2
 SUCCESS, ERROR, PROTOCOL_ERROR, NOT_SUPPORTED = 1, 2, 4, 5
+RECURSION_COUNT_TOO_HIGH = 6
 HANDLE_NOT_FOUND, INVALID_HANDLE, VALUES_NOT_FOUND = 100, 102, 200
+SERVER_NOT_RESP, PREFIX_REFERRAL = 301, 303
 REC, CA, KC, PO, RD = 0x10000000, 0x08000000, 0x02000000, 0x01000000, 0x00800000
+DNR = 0x00100000
 ENVELOPE = struct.Struct(">BBBBIIII")  # 20 bytes
 HEADER = struct.Struct(">IIIhBBII")  # 24 bytes
 UDP_PAYLOAD = 492
@@ -58,7 +61,7 @@ class Response:
             size = {1: 16, 2: 20, 3: 32}[algorithm]
             self.digest = (algorithm, self.body[1:1 + size])
             at = 1 + size
-        if self.code == SUCCESS and self.opcode == RESOLUTION:
+        if (self.code == SUCCESS and self.opcode == RESOLUTION) or self.code in (302, 303):
             self.handle, at = _read_string(self.body, at)
             count, = struct.unpack_from(">I", self.body, at)
             at += 4
@@ -66,6 +69,8 @@ class Response:
                 value, at = _read_value(self.body, at)
                 self.values.append(value)
             assert at == len(self.body)
+        elif self.code == SUCCESS and self.opcode == GET_SITE_INFO:
+            self.site = decode_site(self.body[at:])
         elif self.code != SUCCESS:
             message, at = _read_string(self.body, at)
             self.message = message.decode()
@@ -121,9 +126,9 @@ def udp_exchange(addr, message, timeout=3.0):
         return bytes(envelope) + payload, sizes
 
 
-def udp_resolve(addr, handle, **kw):
+def udp_resolve(addr, handle, timeout=3.0, **kw):
     rid = new_request_id()
-    raw, sizes = udp_exchange(addr, resolution_request(handle, rid, **kw))
+    raw, sizes = udp_exchange(addr, resolution_request(handle, rid, **kw), timeout)
     r = Response(raw)
     assert r.request_id == rid
     r.datagram_sizes = sizes
@@ -161,3 +166,53 @@ def tcp_resolve(addr, handle, **kw):
 
 def digest(algorithm, header_and_body):
     return {1: hashlib.md5, 2: hashlib.sha1, 3: hashlib.sha256}[algorithm](header_and_body).digest()
+
+
+def site_info_request(request_id):
+    """GET_SITE_INFO: a header and an empty body."""
+    header = HEADER.pack(GET_SITE_INFO, 0, 0, 0, 0, 0, int(time.time()) + 600, 0)
+    message = header + struct.pack(">I", 0)
+    return ENVELOPE.pack(2, 11, 2, 11, 0, request_id, 0, len(message)) + message
+
+
+def decode_site(b):
+    """An HS_SITE value, read from the layout in the spec."""
+    at = 0
+    version, major, minor, serial, primary, hash_option = struct.unpack_from(">hBBhBB", b, at)
+    at += 8
+    hash_filter, at = _read_string(b, at)
+    attributes = []
+    n, = struct.unpack_from(">I", b, at)
+    at += 4
+    for _ in range(n):
+        name, at = _read_string(b, at)
+        value, at = _read_string(b, at)
+        attributes.append((name.decode(), value.decode()))
+    servers = []
+    n, = struct.unpack_from(">I", b, at)
+    at += 4
+    for _ in range(n):
+        server_id, = struct.unpack_from(">I", b, at)
+        address = b[at + 4:at + 20]
+        at += 20
+        _key, at = _read_string(b, at)
+        count, = struct.unpack_from(">I", b, at)
+        at += 4
+        interfaces = []
+        for _ in range(count):
+            kind, protocol, port = struct.unpack_from(">BBI", b, at)
+            at += 6
+            interfaces.append({"kind": kind, "protocol": protocol, "port": port})
+        ip = socket.inet_ntoa(address[12:]) if address[:12] == bytes(12) else address
+        servers.append({"id": server_id, "address": ip, "interfaces": interfaces})
+    assert at == len(b), (at, len(b))
+    return {"version": version, "protocol": (major, minor), "serial": serial,
+            "primary": primary, "hash": hash_option, "servers": servers}
+
+
+def server_index(hashed_part, servers):
+    """The spec's rule: MD5 of the upper-cased part, last 4 bytes as a signed
+    int, absolute value, modulo the number of servers."""
+    d = hashlib.md5(hashed_part.upper().encode()).digest()
+    n, = struct.unpack(">i", d[-4:])
+    return abs(n) % servers
