@@ -465,6 +465,8 @@ mod tests {
         assert_eq!(zones.apexes().len(), 1);
         assert_eq!(config.dns.allow_transfer.len(), 3);
         assert_eq!(config.dns.notify, ["192.0.2.53:53".parse().unwrap()]);
+        assert_eq!(config.site.address, Some("192.0.2.10".parse().unwrap()));
+        assert_eq!(config.recursion, RecursionConfig::default());
     }
 
     #[test]
