@@ -24,15 +24,17 @@ def idnode_bin():
 class Node:
     """One idnode process; `start` waits for its `ready` line."""
 
-    def __init__(self, data_dir, extra=()):
+    def __init__(self, data_dir, extra=(), handle_listen="127.0.0.1:0",
+                 grpc_listen="127.0.0.1:0"):
         self.data_dir = Path(data_dir)
         self.extra = list(extra)
+        self.handle_listen, self.grpc_listen = handle_listen, grpc_listen
         self.proc = None
         self.lines = []
 
     def start(self, timeout=120):
         cmd = [idnode_bin(), "serve", "--data-dir", str(self.data_dir),
-               "--handle-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0",
+               "--handle-listen", self.handle_listen, "--grpc-listen", self.grpc_listen,
                "--udp-workers", "2", "--dns-listen", "127.0.0.1:0",
                "--dns-quic-listen", "127.0.0.1:0", *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

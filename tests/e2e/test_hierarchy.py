@@ -210,3 +210,74 @@ def test_a_referral_loop_ends_with_an_error(tmp_path):
         for n in (x, y, rec):
             if n:
                 n.stop()
+
+
+def free_port():
+    """A port free on 127.0.0.1 for both UDP and TCP (at the time asked)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+
+
+def test_registrations_reach_the_server_that_owns_them(tmp_path, pb):
+    """Two servers form one site hashed by suffix: whatever server a
+    registration reaches, it is stored on the owner."""
+    ports = [(free_port(), free_port()) for _ in range(2)]
+    nodes = []
+    for i in range(2):
+        servers = "".join(
+            f'[[site.servers]]\nhandle = "udp://127.0.0.1:{h},tcp://127.0.0.1:{h}"\n'
+            f'grpc = "http://127.0.0.1:{g}"\ntoken_file = "{tmp_path / f"n{j}" / "admin.token"}"\n'
+            for j, (h, g) in enumerate(ports))
+        config = tmp_path / f"n{i}.toml"
+        config.write_text(f'[site]\nserver_id = {i + 1}\nhash = "suffix"\n{servers}')
+        nodes.append(Node(tmp_path / f"n{i}", extra=["--no-seed", "--no-dns", "--no-quic",
+                                                    "--config", str(config)],
+                          handle_listen=f"127.0.0.1:{ports[i][0]}",
+                          grpc_listen=f"127.0.0.1:{ports[i][1]}"))
+    try:
+        for n in nodes:
+            n.start()
+            n.cli("prefix", "home", "88.100.9")
+        # The site each node describes: both servers, suffix hashing.
+        rid = hc.new_request_id()
+        site = hc.Response(hc.udp_exchange(nodes[0].udp, hc.site_info_request(rid))[0]).site
+        assert site["hash"] == 1
+        assert [udp_port(s) for s in site["servers"]] == [p[0] for p in ports]
+        # One at a time through node 0's CLI, a batch through node 1's.
+        singles = [f"ONE-{i}" for i in range(8)]
+        for suffix in singles:
+            nodes[0].cli("id", "create", f"88.100.9/{suffix}", "-v", f"1:URL:https://one/{suffix}")
+        batch = [f"MANY-{i}" for i in range(20)]
+        jsonl = "".join(f'{{"identifier": "88.100.9/{s}", "values": [{{"index": 1, '
+                        f'"type": "URL", "data": "https://many/{s}"}}]}}\n' for s in batch)
+        (tmp_path / "batch.jsonl").write_text(jsonl)
+        nodes[1].cli("import", str(tmp_path / "batch.jsonl"))
+        for suffix in singles + batch:
+            owner = hc.server_index(suffix, 2)
+            mine = hc.udp_resolve(nodes[owner].udp, f"88.100.9/{suffix}")
+            assert mine.code == hc.SUCCESS, (suffix, owner, mine.message)
+            other = hc.udp_resolve(nodes[1 - owner].udp, f"88.100.9/{suffix}")
+            assert other.code == hc.HANDLE_NOT_FOUND, (suffix, owner)
+        assert {hc.server_index(s, 2) for s in singles + batch} == {0, 1}
+        # Reads and changes are forwarded too.
+        pb2, pb2_grpc = pb
+        suffix = next(s for s in singles if hc.server_index(s, 2) == 1)
+        ids = pb2_grpc.IdentifiersStub(grpc.insecure_channel(nodes[0].grpc))
+        got = ids.GetIdentifier(pb2.GetIdentifierRequest(identifier=f"88.100.9/{suffix}"))
+        assert got.values[0].data == f"https://one/{suffix}".encode()
+        auth = (("authorization", f"Bearer {nodes[0].token}"),)
+        ids.DeleteIdentifier(pb2.DeleteIdentifierRequest(identifier=f"88.100.9/{suffix}"),
+                             metadata=auth)
+        gone = hc.udp_resolve(nodes[1].udp, f"88.100.9/{suffix}")
+        assert gone.code == hc.HANDLE_NOT_FOUND
+    finally:
+        for n in nodes:
+            n.stop()

@@ -10,8 +10,10 @@
 
 use crate::error;
 use crate::proto::{BatchResult, CreateIdentifierRequest};
+use crate::site::SitePeers;
 use idnode_registry::{BatchItem, Registry};
 use prost::Message;
+use std::collections::BTreeMap;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -36,12 +38,13 @@ type Chunk = Result<Vec<CreateIdentifierRequest>, Status>;
 /// Starts the reader and writer tasks for one BatchCreate call.
 pub(crate) fn start(
     registry: Arc<Registry>,
+    site: Option<Arc<SitePeers>>,
     input: Streaming<CreateIdentifierRequest>,
 ) -> BatchStream {
     let (chunks_tx, chunks_rx) = mpsc::channel(2);
     let (results_tx, results_rx) = mpsc::channel(2 * MAX_CHUNK);
     tokio::spawn(read_chunks(input, chunks_tx));
-    tokio::spawn(write_chunks(registry, chunks_rx, results_tx));
+    tokio::spawn(write_chunks(registry, site, chunks_rx, results_tx));
     ReceiverStream::new(results_rx)
 }
 
@@ -98,6 +101,7 @@ async fn read_chunks(mut input: Streaming<CreateIdentifierRequest>, chunks: mpsc
 
 async fn write_chunks(
     registry: Arc<Registry>,
+    site: Option<Arc<SitePeers>>,
     mut chunks: mpsc::Receiver<Chunk>,
     results: mpsc::Sender<Result<BatchResult, Status>>,
 ) {
@@ -113,6 +117,14 @@ async fn write_chunks(
         tracing::debug!(items = items.len(), first = next_item, "batch chunk");
         let first = next_item;
         next_item += items.len() as u64;
+        if let Some(site) = &site {
+            for result in site_chunk(&registry, site, first, items).await {
+                if results.send(result).await.is_err() {
+                    return;
+                }
+            }
+            continue;
+        }
         let registry = Arc::clone(&registry);
         let judged = tokio::task::spawn_blocking(move || judge(&registry, first, items)).await;
         let judged = match judged {
@@ -168,4 +180,96 @@ fn judge(registry: &Registry, first: u64, items: Vec<CreateIdentifierRequest>) -
         }
     }
     out
+}
+
+/// One chunk on a server of a multi-server site: the items this server
+/// owns are judged here, the others sent to their owners as one
+/// BatchCreate stream each; the results come back in the chunk's order.
+async fn site_chunk(
+    registry: &Arc<Registry>,
+    site: &SitePeers,
+    first: u64,
+    items: Vec<CreateIdentifierRequest>,
+) -> Vec<Result<BatchResult, Status>> {
+    let count = items.len();
+    let mut slots: Vec<Option<BatchResult>> = (0..count).map(|_| None).collect();
+    let mut local = (Vec::new(), Vec::new());
+    let mut remote: BTreeMap<usize, (Vec<usize>, Vec<CreateIdentifierRequest>)> = BTreeMap::new();
+    for (at, item) in items.into_iter().enumerate() {
+        match site.owner_index(&item.identifier) {
+            Some(owner) => {
+                let group = remote.entry(owner).or_default();
+                group.0.push(at);
+                group.1.push(item);
+            }
+            None => {
+                local.0.push(at);
+                local.1.push(item);
+            }
+        }
+    }
+    for (owner, (positions, items)) in remote {
+        let name = items
+            .first()
+            .map(|i| i.identifier.clone())
+            .unwrap_or_default();
+        let identifiers: Vec<String> = items.iter().map(|i| i.identifier.clone()).collect();
+        let answered = forward(site, owner, &name, items).await;
+        for (n, at) in positions.into_iter().enumerate() {
+            let mut result = match &answered {
+                Ok(results) => results.get(n).cloned().unwrap_or_else(|| BatchResult {
+                    code: Code::Unavailable as i32,
+                    message: "the owning site server returned no result for this item".into(),
+                    ..Default::default()
+                }),
+                Err(status) => BatchResult {
+                    code: status.code() as i32,
+                    message: status.message().to_owned(),
+                    ..Default::default()
+                },
+            };
+            result.item = first + at as u64;
+            result.identifier = identifiers[n].clone();
+            slots[at] = Some(result);
+        }
+    }
+    let (positions, items) = local;
+    if !items.is_empty() {
+        let registry = Arc::clone(registry);
+        match tokio::task::spawn_blocking(move || judge(&registry, 0, items)).await {
+            Ok(judged) => {
+                for (at, mut result) in positions.into_iter().zip(judged) {
+                    result.item = first + at as u64;
+                    slots[at] = Some(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a batch registration panicked or was cancelled");
+                return vec![Err(Status::internal("the batch failed inside the node"))];
+            }
+        }
+    }
+    slots
+        .into_iter()
+        .map(|r| r.ok_or_else(|| Status::internal("a batch item got no result")))
+        .collect()
+}
+
+/// Sends `items` to site server `owner` as one BatchCreate stream.
+async fn forward(
+    site: &SitePeers,
+    owner: usize,
+    name: &str,
+    items: Vec<CreateIdentifierRequest>,
+) -> Result<Vec<BatchResult>, Status> {
+    let mut client = site.client(owner, name).await?;
+    let mut stream = client
+        .batch_create(tokio_stream::iter(items))
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(result) = stream.message().await? {
+        out.push(result);
+    }
+    Ok(out)
 }

@@ -5,6 +5,7 @@ use crate::auth::{Auth, Caller};
 use crate::batch::{self, BatchStream};
 use crate::error::blocking;
 use crate::proto::identifiers_server::Identifiers;
+use crate::site::SitePeers;
 use crate::{convert, proto};
 use idnode_registry::{BatchItem, Registry, public_view};
 use std::sync::Arc;
@@ -15,13 +16,38 @@ use tonic::{Request, Response, Status, Streaming};
 pub struct IdentifiersService {
     registry: Arc<Registry>,
     auth: Arc<Auth>,
+    site: Option<Arc<SitePeers>>,
 }
 
 impl IdentifiersService {
     pub fn new(registry: Arc<Registry>, auth: Arc<Auth>) -> Self {
-        Self { registry, auth }
+        Self {
+            registry,
+            auth,
+            site: None,
+        }
+    }
+
+    /// A service on one server of a multi-server site: calls about
+    /// identifiers that hash to another server are forwarded there.
+    pub fn with_site(registry: Arc<Registry>, auth: Arc<Auth>, site: Arc<SitePeers>) -> Self {
+        Self {
+            registry,
+            auth,
+            site: Some(site),
+        }
+    }
+
+    /// The site server that owns `identifier` when it is not this one.
+    async fn elsewhere(&self, identifier: &str) -> Result<Option<Owner>, Status> {
+        match &self.site {
+            Some(site) => site.owner(identifier).await,
+            None => Ok(None),
+        }
     }
 }
+
+type Owner = crate::proto::identifiers_client::IdentifiersClient<crate::AdminChannel>;
 
 fn identifier(record: idnode_core::Record) -> Response<proto::Identifier> {
     Response::new(record.into())
@@ -34,7 +60,11 @@ impl Identifiers for IdentifiersService {
         request: Request<proto::CreateIdentifierRequest>,
     ) -> Result<Response<proto::Identifier>, Status> {
         self.auth.require_admin(request.metadata())?;
-        let item = BatchItem::try_from(request.into_inner())?;
+        let request = request.into_inner();
+        if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
+            return owner.create_identifier(request).await;
+        }
+        let item = BatchItem::try_from(request)?;
         let record = blocking(&self.registry, move |r| {
             r.create_identifier(&item.identifier, item.values, item.overwrite)
         })
@@ -47,7 +77,17 @@ impl Identifiers for IdentifiersService {
         request: Request<proto::GetIdentifierRequest>,
     ) -> Result<Response<proto::Identifier>, Status> {
         let caller = self.auth.caller(request.metadata())?;
-        let id = request.into_inner().identifier;
+        let request = request.into_inner();
+        if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
+            let mut found = owner.get_identifier(request).await?;
+            if caller == Caller::Anonymous {
+                // The owner answered an admin: keep what the public sees.
+                let values = &mut found.get_mut().values;
+                values.retain(|v| v.permissions.unwrap_or(0x0e) & 0x02 != 0);
+            }
+            return Ok(found);
+        }
+        let id = request.identifier;
         let record = blocking(&self.registry, move |r| r.get_identifier(&id)).await?;
         Ok(identifier(match caller {
             Caller::Admin => record,
@@ -60,7 +100,11 @@ impl Identifiers for IdentifiersService {
         request: Request<proto::DeleteIdentifierRequest>,
     ) -> Result<Response<proto::DeleteIdentifierResponse>, Status> {
         self.auth.require_admin(request.metadata())?;
-        let id = request.into_inner().identifier;
+        let request = request.into_inner();
+        if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
+            return owner.delete_identifier(request).await;
+        }
+        let id = request.identifier;
         blocking(&self.registry, move |r| r.delete_identifier(&id)).await?;
         Ok(Response::new(proto::DeleteIdentifierResponse {}))
     }
@@ -71,6 +115,9 @@ impl Identifiers for IdentifiersService {
     ) -> Result<Response<proto::Identifier>, Status> {
         self.auth.require_admin(request.metadata())?;
         let request = request.into_inner();
+        if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
+            return owner.add_values(request).await;
+        }
         let values = convert::values(request.values)?;
         let id = request.identifier;
         let record = blocking(&self.registry, move |r| r.add_values(&id, values)).await?;
@@ -83,6 +130,9 @@ impl Identifiers for IdentifiersService {
     ) -> Result<Response<proto::Identifier>, Status> {
         self.auth.require_admin(request.metadata())?;
         let request = request.into_inner();
+        if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
+            return owner.modify_values(request).await;
+        }
         let values = convert::values(request.values)?;
         let id = request.identifier;
         let record = blocking(&self.registry, move |r| r.modify_values(&id, values)).await?;
@@ -95,6 +145,9 @@ impl Identifiers for IdentifiersService {
     ) -> Result<Response<proto::Identifier>, Status> {
         self.auth.require_admin(request.metadata())?;
         let request = request.into_inner();
+        if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
+            return owner.remove_values(request).await;
+        }
         let (id, indexes) = (request.identifier, request.indexes);
         let record = blocking(&self.registry, move |r| r.remove_values(&id, &indexes)).await?;
         Ok(identifier(record))
@@ -125,6 +178,7 @@ impl Identifiers for IdentifiersService {
         self.auth.require_admin(request.metadata())?;
         Ok(Response::new(batch::start(
             Arc::clone(&self.registry),
+            self.site.clone(),
             request.into_inner(),
         )))
     }

@@ -17,6 +17,7 @@ mod convert;
 mod error;
 mod identifiers;
 mod prefixes;
+mod site;
 
 /// The generated protobuf messages, servers and clients of `idnode.v1`.
 #[allow(clippy::all, clippy::unwrap_used, missing_docs)]
@@ -35,6 +36,7 @@ pub use convert::FieldError;
 pub use error::Error;
 pub use identifiers::IdentifiersService;
 pub use prefixes::PrefixesService;
+pub use site::{PeerConfig, SitePeers};
 
 use idnode_registry::Registry;
 use proto::identifiers_server::IdentifiersServer;
@@ -48,9 +50,16 @@ use tonic::transport::server::TcpIncoming;
 
 /// The admin services, health (`grpc.health.v1`, SERVING for both) and
 /// reflection (`grpc.reflection.v1`), ready to add to a tonic server.
-pub async fn router(registry: Arc<Registry>, auth: Arc<Auth>) -> Result<Routes, Error> {
+pub async fn router(
+    registry: Arc<Registry>,
+    auth: Arc<Auth>,
+    site: Option<Arc<SitePeers>>,
+) -> Result<Routes, Error> {
     let prefixes = PrefixesServer::new(PrefixesService::new(registry.clone(), auth.clone()));
-    let identifiers = IdentifiersServer::new(IdentifiersService::new(registry, auth));
+    let identifiers = IdentifiersServer::new(match site {
+        Some(site) => IdentifiersService::with_site(registry, auth, site),
+        None => IdentifiersService::new(registry, auth),
+    });
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_serving::<PrefixesServer<PrefixesService>>()
@@ -75,7 +84,19 @@ pub async fn serve(
     auth: Arc<Auth>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let routes = router(registry, auth).await?;
+    serve_in_site(listener, registry, auth, None, shutdown).await
+}
+
+/// [`serve`] on one server of a multi-server site: calls about identifiers
+/// that hash to another server of `site` are forwarded to it.
+pub async fn serve_in_site(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    auth: Arc<Auth>,
+    site: Option<Arc<SitePeers>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let routes = router(registry, auth, site).await?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
         .add_routes(routes)

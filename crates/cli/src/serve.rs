@@ -157,8 +157,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             config.handle.listen
         )
     })?;
-    let site = idnode_server::recursion::own_site(&config.site, listeners.udp, listeners.tcp);
+    let site = idnode_server::recursion::own_site(&config.site, listeners.udp, listeners.tcp)
+        .map_err(|e| anyhow::anyhow!("invalid [site] configuration: {e}"))?;
     service.set_site_info(site.encode());
+    let site_peers = site_peers(&config.site)?;
     let quic = if config.quic.enabled {
         let listener = QuicListener::start(
             &config.quic.listener_options(),
@@ -217,10 +219,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for gRPC on {}", config.grpc.listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
-    let grpc = tokio::spawn(idnode_admin::serve(
+    let grpc = tokio::spawn(idnode_admin::serve_in_site(
         grpc_listener,
         registry,
         auth,
+        site_peers,
         shutdown.clone().cancelled_owned(),
     ));
 
@@ -282,4 +285,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     drop(store);
     println!("stopped");
     Ok(())
+}
+
+/// The other servers of a multi-server `[site]`, for forwarding
+/// registrations to the server that owns each identifier.
+fn site_peers(
+    config: &idnode_server::config::SiteConfig,
+) -> anyhow::Result<Option<Arc<idnode_admin::SitePeers>>> {
+    if config.servers.is_empty() {
+        return Ok(None);
+    }
+    let hash = idnode_server::recursion::site_hash(config)
+        .map_err(|e| anyhow::anyhow!("invalid [site] configuration: {e}"))?;
+    let peers = config
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (i + 1 != config.server_id).then(|| idnode_admin::PeerConfig {
+                grpc: s.grpc.clone(),
+                token_file: s.token_file.clone(),
+            })
+        })
+        .collect();
+    Ok(Some(Arc::new(idnode_admin::SitePeers::new(hash, peers))))
 }

@@ -122,6 +122,26 @@ pub struct SiteConfig {
     /// Handle listen address, or 127.0.0.1 when that is unspecified
     /// (0.0.0.0 or ::).
     pub address: Option<IpAddr>,
+    /// A site of several servers, each holding the identifiers that hash
+    /// to it: every server lists all of them, in the same order. Empty: a
+    /// site of this one node.
+    pub servers: Vec<SiteServerConfig>,
+    /// This node's position in `servers`, from 1.
+    pub server_id: usize,
+    /// What picks the server: `prefix`, `suffix` or `whole`.
+    pub hash: Option<String>,
+}
+
+/// One server of a multi-server site.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiteServerConfig {
+    /// Its Handle interfaces: `udp://IP:PORT,tcp://IP:PORT`.
+    pub handle: String,
+    /// Its gRPC endpoint, where registrations it owns are forwarded.
+    pub grpc: String,
+    /// A file holding its admin token.
+    pub token_file: Option<PathBuf>,
 }
 
 /// The recursive role: resolve questions outside the prefixes homed here

@@ -12,10 +12,31 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// This node as a one-server site: its Handle UDP and TCP interfaces at
-/// the configured address (or the listen address, or 127.0.0.1 for an
-/// unspecified one).
-pub fn own_site(config: &SiteConfig, udp: SocketAddr, tcp: SocketAddr) -> SiteInfo {
+/// This node's site: the configured servers of a multi-server site, or
+/// this node alone with its Handle UDP and TCP interfaces at the
+/// configured address (or the listen address, or 127.0.0.1 for an
+/// unspecified one). Errors name the field that does not parse.
+pub fn own_site(config: &SiteConfig, udp: SocketAddr, tcp: SocketAddr) -> Result<SiteInfo, String> {
+    let hash = site_hash(config)?;
+    if !config.servers.is_empty() {
+        if config.server_id == 0 || config.server_id > config.servers.len() {
+            return Err(format!(
+                "site.server_id {} is not a position in site.servers (1 to {})",
+                config.server_id,
+                config.servers.len()
+            ));
+        }
+        let servers = config
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                ServerInfo::from_urls(i as u32 + 1, &s.handle)
+                    .map_err(|e| format!("site.servers[{i}].handle `{}`: {e}", s.handle))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(SiteInfo::single(servers, hash));
+    }
     let address = config.address.unwrap_or_else(|| match udp.ip() {
         ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         ip => ip,
@@ -26,12 +47,25 @@ pub fn own_site(config: &SiteConfig, udp: SocketAddr, tcp: SocketAddr) -> SiteIn
         udp.port(),
         tcp.port()
     );
-    // The URLs are built from valid addresses and ports: parsing cannot
-    // fail, but an empty site is the harmless answer if it ever did.
-    let servers = ServerInfo::from_urls(1, &urls)
-        .map(|s| vec![s])
-        .unwrap_or_default();
-    SiteInfo::single(servers, HashOption::Prefix)
+    let server = ServerInfo::from_urls(1, &urls)?;
+    Ok(SiteInfo::single(vec![server], hash))
+}
+
+/// The `site.hash` option (default: prefix).
+pub fn site_hash(config: &SiteConfig) -> Result<HashOption, String> {
+    match config
+        .hash
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("prefix") => Ok(HashOption::Prefix),
+        Some("suffix") => Ok(HashOption::Suffix),
+        Some("whole") => Ok(HashOption::Whole),
+        Some(other) => Err(format!(
+            "site.hash `{other}`: expected prefix, suffix or whole"
+        )),
+    }
 }
 
 fn url_host(ip: IpAddr) -> String {
@@ -99,7 +133,7 @@ mod tests {
     fn own_site_names_the_listeners() {
         let udp: SocketAddr = "0.0.0.0:26410".parse().unwrap();
         let tcp: SocketAddr = "0.0.0.0:26410".parse().unwrap();
-        let site = own_site(&SiteConfig::default(), udp, tcp);
+        let site = own_site(&SiteConfig::default(), udp, tcp).unwrap();
         let decoded = SiteInfo::decode(&site.encode()).unwrap();
         let server = &decoded.servers[0];
         assert_eq!(
@@ -108,11 +142,50 @@ mod tests {
         );
         let configured = SiteConfig {
             address: Some("192.0.2.7".parse().unwrap()),
+            ..SiteConfig::default()
         };
-        let site = own_site(&configured, udp, "0.0.0.0:26411".parse().unwrap());
+        let site = own_site(&configured, udp, "0.0.0.0:26411".parse().unwrap()).unwrap();
         assert_eq!(
             site.servers[0].query_endpoint(InterfaceProtocol::Tcp),
             Some("192.0.2.7:26411".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_configured_site_lists_every_server() {
+        use crate::config::SiteServerConfig;
+        let any: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let server = |port: u16| SiteServerConfig {
+            handle: format!("udp://127.0.0.1:{port},tcp://127.0.0.1:{port}"),
+            grpc: format!("http://127.0.0.1:{}", port + 1),
+            token_file: None,
+        };
+        let mut config = SiteConfig {
+            servers: vec![server(3000), server(3010)],
+            server_id: 2,
+            hash: Some("suffix".into()),
+            ..SiteConfig::default()
+        };
+        let site = own_site(&config, any, any).unwrap();
+        assert_eq!(site.hash, HashOption::Suffix);
+        let ports: Vec<_> = site
+            .servers
+            .iter()
+            .map(|s| s.query_endpoint(InterfaceProtocol::Udp).unwrap().port())
+            .collect();
+        assert_eq!(ports, [3000, 3010]);
+        config.server_id = 3;
+        assert!(
+            own_site(&config, any, any)
+                .unwrap_err()
+                .contains("server_id")
+        );
+        config.server_id = 1;
+        config.hash = Some("middle".into());
+        assert!(
+            own_site(&config, any, any)
+                .unwrap_err()
+                .contains("site.hash")
         );
     }
 
