@@ -15,11 +15,13 @@
 
 mod pending;
 pub mod quic;
+mod site;
 mod tcp;
 mod tls;
 mod udp;
 
 pub use quic::ALPN;
+pub use site::{SiteClient, SiteError};
 pub use tls::{Fingerprint, ServerAuth, TlsOptions};
 
 use idnode_handle::{
