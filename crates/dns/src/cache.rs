@@ -19,15 +19,19 @@
 //!   write is acknowledged: a changed record forgets every name whose
 //!   answer could depend on it (its identifier name under every apex, the
 //!   `_` node and the prefix names above it, its GTIN or OID name and the
-//!   OID names above that), and a changed prefix forgets its name and the
-//!   names above. A fill that raced with a write is refused, as in the
-//!   Handle response cache: each shard counts invalidations, a reader takes
-//!   a [`Ticket`] before it reads the store, and the fill
+//!   OID names above that). A write that may move a zone cut (a prefix
+//!   homed, delegated or removed, or a prefix's record `0.NA/<prefix>`
+//!   changed) forgets every answer: the names under a cut cannot be
+//!   listed, and such writes are rare. A fill that raced with a write is
+//!   refused, as in the Handle response cache: each shard counts
+//!   invalidations, a reader takes a [`Ticket`] before it reads the
+//!   store, and the fill
 //!   keeps the answer only if its shard saw no invalidation since.
 
 use crate::config::Zones;
 use crate::message::Patches;
 use crate::name::{self, identifier_labels, prefix_labels};
+use crate::service::PREFIX_AUTHORITY;
 use crate::special;
 use idnode_core::{Identifier, Prefix};
 use idnode_store::{CommitObserver, Space};
@@ -236,6 +240,16 @@ impl AnswerCache {
         shard.remove(name);
     }
 
+    /// Forgets every answer, and refuses every fill that began before.
+    pub fn clear(&self) {
+        for i in 0..self.shards.len() {
+            let mut shard = self.lock(i);
+            shard.generation += 1;
+            shard.map.clear();
+            shard.bytes = 0;
+        }
+    }
+
     /// Names held.
     pub fn len(&self) -> usize {
         (0..self.shards.len()).map(|i| self.lock(i).map.len()).sum()
@@ -253,9 +267,30 @@ impl AnswerCache {
 
 impl CommitObserver for AnswerCache {
     fn committed(&self, changes: &[(Space, &[u8])]) {
+        if changes.iter().any(|(space, key)| moves_cuts(*space, key)) {
+            self.clear();
+            return;
+        }
         for (space, key) in changes {
             touched_names(&self.zones, *space, key, &mut |name| self.invalidate(name));
         }
+    }
+}
+
+/// Whether a change to `key` in `space` may move or change a zone cut: a
+/// prefix homed, delegated or removed, or a prefix's record
+/// (`0.NA/<prefix>`, which holds a delegation's sites). Every name under
+/// the prefix may answer otherwise (a referral instead of NXDOMAIN, or
+/// back), and those names cannot be listed, so the whole cache goes.
+/// Such writes are rare administrative ones.
+pub(crate) fn moves_cuts(space: Space, key: &[u8]) -> bool {
+    match space {
+        Space::Prefixes => true,
+        Space::Records => key.get(..PREFIX_AUTHORITY.len() + 1).is_some_and(|head| {
+            head[..PREFIX_AUTHORITY.len()].eq_ignore_ascii_case(PREFIX_AUTHORITY.as_bytes())
+                && head[PREFIX_AUTHORITY.len()] == b'/'
+        }),
+        _ => false,
     }
 }
 
@@ -427,5 +462,27 @@ mod tests {
         }
         assert_eq!(names(Space::Prefixes, "88.100").len(), 2);
         assert!(names(Space::Meta, "x").is_empty());
+    }
+
+    #[test]
+    fn writes_that_may_move_a_cut_forget_everything() {
+        assert!(moves_cuts(Space::Prefixes, b"88.100.2"));
+        assert!(moves_cuts(Space::Records, b"0.NA/88.100.2"));
+        assert!(moves_cuts(Space::Records, b"0.na/88"));
+        assert!(!moves_cuts(Space::Records, b"0.NA"));
+        assert!(!moves_cuts(Space::Records, b"0.NAX/1"));
+        assert!(!moves_cuts(Space::Records, b"88.100.1/0.NA/x"));
+        assert!(!moves_cuts(Space::Meta, b"0.NA/88"));
+        let cache = cache(1 << 20, 4);
+        for name in [&b"\x01a\x00"[..], b"\x01b\x00", b"\x01c\x00"] {
+            fill(&cache, name, 16, b"answer");
+        }
+        let mut out = Vec::new();
+        let ticket = cache.serve(b"\x01d\x00", 16, true, &mut out).unwrap_err();
+        cache.committed(&[(Space::Prefixes, &b"88.100.2"[..])]);
+        assert!(cache.is_empty());
+        assert_eq!(cache.bytes(), 0);
+        cache.insert(b"\x01d\x00", 16, true, ticket, b"old", Patches::default());
+        assert!(cache.is_empty(), "a fill that began before is refused");
     }
 }

@@ -12,7 +12,7 @@
 //!   URI, NAPTR) and the apex records (SOA, NS, glue) ([`records`]);
 //! - [`DnsService::respond`]: one query message in, one answer message out
 //!   (NXDOMAIN, NODATA, REFUSED, FORMERR, EDNS(0), truncation, RFC 8482
-//!   ANY), through an [`AnswerCache`] of encoded answers that commits
+//!   ANY, referrals at the zone cuts of delegated prefixes), through an [`AnswerCache`] of encoded answers that commits
 //!   invalidate;
 //! - what zone transfers need: [`DnsService::soa_serial`],
 //!   [`DnsService::zone`] (every record of an apex zone, for AXFR) and

@@ -336,6 +336,84 @@ pub(crate) fn glue_records(zone: &ApexZone, zones: &Zones, only: Option<usize>) 
         .collect()
 }
 
+/// The type of the values on a delegated prefix's record (`0.NA/<prefix>`)
+/// that name the sites it is delegated to: HS_SITE data.
+pub const SITE_PREFIX_TYPE: &[u8] = b"HS_SITE.PREFIX";
+
+/// The records of a zone cut: the NS records at `cut` and the glue address
+/// records of the name servers, which are all below the cut.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delegation {
+    pub ns: Vec<Record>,
+    pub glue: Vec<Record>,
+    /// Whether a TTL counts down to an absolute time.
+    pub absolute_ttl: bool,
+}
+
+/// The zone cut that a delegated prefix's record (`0.NA/<prefix>`) makes
+/// at `cut` (the prefix's name): one name server `ns<server id>.<cut>`
+/// per server of every publicly readable `HS_SITE.PREFIX` value (HS_SITE
+/// data), with the server's address as glue (A or AAAA). Servers with an
+/// unspecified address (`0.0.0.0`, `::`) and values that do not decode as
+/// HS_SITE are left out; a server id on several sites is one name server
+/// with each address. Every record takes the smallest TTL of the values
+/// used (an NS RRset and its glue share one TTL, RFC 2181 section 5.2).
+pub fn delegation_records(cut: &Name, values: &[PublicValue<'_>], now: u32) -> Delegation {
+    let mut out = Delegation::default();
+    let mut ttl = MAX_TTL;
+    let mut names: Vec<(u32, Name)> = Vec::new();
+    for value in values {
+        if !value.kind.eq_ignore_ascii_case(SITE_PREFIX_TYPE) {
+            continue;
+        }
+        let site = match idnode_handle::site::SiteInfo::decode(value.data) {
+            Ok(site) => site,
+            Err(e) => {
+                tracing::debug!(error = %e, index = value.index, "HS_SITE.PREFIX value does not decode");
+                continue;
+            }
+        };
+        let mut used = false;
+        for server in &site.servers {
+            if server.address.is_unspecified() {
+                continue;
+            }
+            let name = match names.iter().find(|(id, _)| *id == server.id) {
+                Some((_, name)) => name.clone(),
+                None => {
+                    let label = format!("ns{}", server.id);
+                    let Ok(name) = cut.prepend_label(label.as_bytes()) else {
+                        continue;
+                    };
+                    names.push((server.id, name.clone()));
+                    out.ns.push(Record::from_rdata(
+                        cut.clone(),
+                        0,
+                        RData::NS(NS(name.clone())),
+                    ));
+                    name
+                }
+            };
+            let rdata = match server.address {
+                IpAddr::V4(v4) => RData::A(A(v4)),
+                IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+            };
+            if !out.glue.iter().any(|r| r.name == name && r.data == rdata) {
+                out.glue.push(Record::from_rdata(name, 0, rdata));
+            }
+            used = true;
+        }
+        if used {
+            ttl = ttl.min(value.ttl_at(now));
+            out.absolute_ttl |= matches!(value.ttl, Ttl::Absolute(_));
+        }
+    }
+    for r in out.ns.iter_mut().chain(out.glue.iter_mut()) {
+        r.ttl = ttl;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test

@@ -30,8 +30,19 @@
 //!   NXDOMAIN unless an identifier has that shorter suffix (resolvers that
 //!   minimize query names fall back to the full name on NXDOMAIN without
 //!   DNSSEC, RFC 9156);
-//! - every answer from an apex has AA set; the SOA's TTL in the authority
-//!   section is the smaller of its TTL and its minimum (RFC 2308);
+//! - a name at or below a delegated prefix's name (the nearest prefix in
+//!   `Space::Prefixes` at or above the name's prefix is not homed here: a
+//!   zone cut, as in the Handle protocol's 303 referrals): a referral,
+//!   NOERROR with AA clear, no answer, the NS records at the cut in the
+//!   authority section (`ns<server id>.<cut>`, one per server of the
+//!   `HS_SITE.PREFIX` values on the prefix's record `0.NA/<prefix>`) and
+//!   their addresses as glue in the additional section, TTL the values'
+//!   TTL; NS at the cut itself too (RFC 1034 section 4.3.2), but DS at the
+//!   cut is answered from this side (NODATA). A delegated prefix whose
+//!   record names no server: SERVFAIL;
+//! - every other answer from an apex has AA set; the SOA's TTL in the
+//!   authority section is the smaller of its TTL and its minimum
+//!   (RFC 2308);
 //! - over UDP an answer longer than the client's EDNS payload size (512
 //!   without EDNS; at most the configured maximum, default 1232) is cut to
 //!   its question and OPT with TC set; over TCP and QUIC an answer is at
@@ -43,7 +54,7 @@ use crate::cache::AnswerCache;
 use crate::config::{ApexZone, Zones};
 use crate::error::corrupt;
 use crate::message::{self, Answer, MAX_MESSAGE};
-use crate::name::{Mapped, map_labels};
+use crate::name::{Mapped, SEPARATOR, map_labels};
 use crate::query::{
     CLASS_ANY, CLASS_IN, Malformed, Query, TYPE_ANY, TYPE_AXFR, TYPE_IXFR, TYPE_OPT, TYPE_URI,
     labels, rcode,
@@ -54,6 +65,10 @@ use hickory_proto::rr::{Name, Record, RecordType};
 use idnode_core::{Identifier, Prefix};
 use idnode_store::{Space, Store, StoreError};
 use std::sync::Arc;
+
+/// The prefix under which prefixes are identifiers (`0.NA/88.100`): a
+/// delegated prefix's sites are on its record there.
+pub(crate) const PREFIX_AUTHORITY: &str = "0.NA";
 
 /// How the query came, which bounds the answer's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,7 +318,22 @@ impl DnsService {
             ..Answer::default()
         };
         let mut exists = true;
-        match self.node(zone, lower, &below_labels) {
+        let node = self.node(zone, lower, &below_labels);
+        if matches!(
+            node,
+            Node::Identifier(_) | Node::Prefix(_) | Node::Separator(_) | Node::Nowhere
+        ) && let Some((key, cut_len)) = self.delegation(&below_labels)?
+        {
+            // The DS RRset at a cut belongs to the parent side (RFC 4035
+            // section 2.4): NODATA, as for the prefix's name.
+            let at_cut = cut_len == below_labels.len();
+            if !(at_cut && qtype == RecordType::DS) {
+                let cut = Name::from_labels(labels(qname).skip(below - cut_len))
+                    .map_err(|e| StoreError::Engine(format!("cut name: {e}")))?;
+                return self.referral(&key, &cut, now);
+            }
+        }
+        match node {
             Node::Apex => match qtype {
                 RecordType::SOA => answer.answers.push(self.soa(zone, self.zones.timers.ttl)),
                 RecordType::NS => {
@@ -368,6 +398,73 @@ impl DnsService {
             answer.authority = vec![self.soa(zone, timers.ttl.min(timers.minimum))];
             answer.additional.clear();
         }
+        Ok(answer)
+    }
+
+    /// The delegated prefix a name below the apex (`below`, leftmost
+    /// first) is at or under, as its key and its number of labels: the
+    /// nearest prefix in `Space::Prefixes` at or above the name's prefix
+    /// (its labels right of the `_`, or of the first label that is no
+    /// prefix segment) decides, as in the Handle protocol's referrals;
+    /// `None` when that one is homed here or there is none.
+    fn delegation(&self, below: &[&[u8]]) -> Result<Option<(String, usize)>, StoreError> {
+        let mut keys: Vec<String> = Vec::new();
+        let mut text = String::new();
+        for label in below.iter().rev() {
+            if *label == SEPARATOR {
+                break;
+            }
+            let Ok(segment) = std::str::from_utf8(label) else {
+                break;
+            };
+            if segment.contains('.') {
+                break;
+            }
+            if !text.is_empty() {
+                text.push('.');
+            }
+            text.push_str(segment);
+            match Prefix::parse(&text) {
+                Ok(p) if p.segments().count() == keys.len() + 1 => keys.push(p.key().to_owned()),
+                _ => break,
+            }
+        }
+        for (i, key) in keys.iter().enumerate().rev() {
+            if let Some(info) = self.store.get(Space::Prefixes, key.as_bytes())? {
+                // PrefixInfo's stored form: format byte 1, then homed (0/1).
+                let homed = info.get(1).is_some_and(|&h| h != 0);
+                return Ok((!homed).then(|| (key.clone(), i + 1)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The referral to the sites of the delegated prefix `key`, whose name
+    /// is `cut`: NS at the cut in the authority section, glue in the
+    /// additional section, AA clear. SERVFAIL (not cached) when its record
+    /// names no usable server.
+    fn referral(&self, key: &str, cut: &Name, now: u32) -> Result<Answer, StoreError> {
+        let mut answer = Answer::default();
+        let record_key = format!("{PREFIX_AUTHORITY}/{key}");
+        let delegation = match self.store.get(Space::Records, record_key.as_bytes())? {
+            Some(stored) => {
+                let record = public_record(&stored).map_err(corrupt)?;
+                records::delegation_records(cut, &record.values, now)
+            }
+            None => records::Delegation::default(),
+        };
+        if delegation.ns.is_empty() {
+            // Debug, not warn: every query under the prefix gets here.
+            tracing::debug!(
+                prefix = key,
+                "prefix is delegated but its record names no server"
+            );
+            answer.rcode = rcode::SERVFAIL;
+            return Ok(answer);
+        }
+        answer.cacheable = !delegation.absolute_ttl;
+        answer.authority = delegation.ns;
+        answer.additional = delegation.glue;
         Ok(answer)
     }
 

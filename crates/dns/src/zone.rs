@@ -6,6 +6,10 @@
 //! address records of name servers below the apex, then for every stored
 //! record in key order the records [`DnsService::record_set`] gives. The
 //! transfer module sends the SOA again at the end (RFC 5936 section 2.2).
+//! A delegated prefix's record (`0.NA/<prefix>`) gives the NS records and
+//! glue of its zone cut, so a secondary refers as this node does; records
+//! stored under a delegated prefix (there should be none) are not left
+//! out, though a secondary would not serve them below the cut.
 //!
 //! Not captured: the iteration is not a snapshot, so a write during a
 //! transfer may or may not be in it; compare [`DnsService::soa_serial`]
@@ -18,7 +22,7 @@
 
 use crate::DnsError;
 use crate::error::corrupt;
-use crate::name::identifier_name;
+use crate::name::{identifier_name, prefix_name};
 use crate::records::{self, public_record};
 use crate::service::{DnsService, ors_naptr_records};
 use crate::special;
@@ -54,8 +58,10 @@ impl DnsService {
     /// Every record a stored record (`Space::Records` value) produces under
     /// the apex at `apex`: TXT, URI and NAPTR at the identifier's name
     /// (none when that name would pass 255 octets), and NAPTR at its GTIN
-    /// or OID name when it is under the GS1 or OID prefix. Values without
-    /// public read produce nothing.
+    /// or OID name when it is under the GS1 or OID prefix, and for a
+    /// delegated prefix's record (`0.NA/<prefix>` with `HS_SITE.PREFIX`
+    /// values) the NS records and glue of its zone cut at the prefix's
+    /// name. Values without public read produce nothing.
     pub fn record_set(
         &self,
         apex: usize,
@@ -77,6 +83,13 @@ impl DnsService {
                 &record.values,
                 now,
             ));
+        }
+        if let Some(delegated) = id.as_prefix_record()
+            && let Ok(cut) = prefix_name(&delegated, &zone.apex)
+        {
+            let delegation = records::delegation_records(&cut, &record.values, now);
+            out.extend(delegation.ns);
+            out.extend(delegation.glue);
         }
         let prefix = id.prefix_parsed();
         if zones.gs1.as_ref().is_some_and(|g| g.key() == prefix.key())

@@ -4,6 +4,7 @@
 
 mod answers;
 mod cached;
+mod delegation;
 mod hostile;
 mod special;
 mod support;
