@@ -1,6 +1,7 @@
 """End-to-end: identifiers in the DNS (specs/dns-mapping.md), asked of the
 real idnode binary by DNS clients that are not ours: dig (BIND's) over UDP
 and TCP, dnspython over UDP, TCP and QUIC (RFC 9250, through aioquic)."""
+import base64
 import json
 import os
 import random
@@ -451,16 +452,23 @@ def wait_for(what, check, attempts=300):
     raise AssertionError("no %s after %d attempts" % (what, attempts))
 
 
-def test_nsd_serves_the_zone_as_a_secondary_and_follows_notify(tmp_path, pb):
+@pytest.mark.parametrize("tsig", [False, True], ids=["plain", "tsig"])
+def test_nsd_serves_the_zone_as_a_secondary_and_follows_notify(tmp_path, pb, tsig):
     """A real secondary: NSD transfers the zone (AXFR at start), is told of a
-    gRPC write by NOTIFY, and fetches it (IXFR)."""
+    gRPC write by NOTIFY, and fetches it (IXFR); with TSIG, both transfers
+    are signed and NSD checks the signatures."""
     nsd = ensure_nsd()
     if not nsd:
         pytest.skip("nsd is not installed and could not be installed")
     from conftest import Node
     nsd_port = free_port()
+    secret = base64.b64encode(b"the secret idnode and NSD share").decode()
     config = tmp_path / "idnode.toml"
-    config.write_text('[dns]\nnotify = ["127.0.0.1:%d"]\n' % nsd_port)
+    config.write_text('[dns]\nnotify = ["127.0.0.1:%d"]\n' % nsd_port + (
+        f'[[dns.tsig_keys]]\nname = "xfr-key."\nsecret = "{secret}"\n' if tsig else ""))
+    key_section = (f'key:\n    name: "xfr-key."\n    algorithm: hmac-sha256\n'
+                   f'    secret: "{secret}"\n') if tsig else ""
+    key_name = "xfr-key." if tsig else "NOKEY"
     n = Node(tmp_path / "n", extra=["--config", str(config)]).start()
     d = tmp_path / "nsd"
     d.mkdir()
@@ -482,10 +490,10 @@ def test_nsd_serves_the_zone_as_a_secondary_and_follows_notify(tmp_path, pb):
     verbosity: 2
 remote-control:
     control-enable: no
-zone:
+{key_section}zone:
     name: "{APEX}"
     zonefile: "{d}/idnode.internal.zone"
-    request-xfr: 127.0.0.1@{n.dns_tcp[1]} NOKEY
+    request-xfr: 127.0.0.1@{n.dns_tcp[1]} {key_name}
     allow-notify: 127.0.0.1 NOKEY
 """)
     proc = subprocess.Popen([nsd, "-d", "-c", str(conf)], stdout=subprocess.PIPE,

@@ -188,7 +188,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let dns = match &dns_service {
         Some(service) => Some(
             DnsListeners::start(
-                &config.dns.listener_options(),
+                &config
+                    .dns
+                    .listener_options()
+                    .map_err(|e| anyhow::anyhow!("invalid [dns] configuration: {e}"))?,
                 service.clone(),
                 shutdown.clone(),
             )

@@ -317,6 +317,21 @@ pub struct DnsServerConfig {
     pub allow_transfer: Vec<IpAddr>,
     /// Secondaries (address and port) sent a NOTIFY over UDP after writes.
     pub notify: Vec<SocketAddr>,
+    /// TSIG keys (RFC 8945). When any is given, zone transfers must be
+    /// signed with one of them, and their answers are signed.
+    pub tsig_keys: Vec<TsigKeyEntry>,
+}
+
+/// A TSIG key as BIND and NSD configure it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TsigKeyEntry {
+    /// The key's name, for example `xfr-key.`.
+    pub name: String,
+    /// `hmac-sha256` (default), `hmac-sha384`, `hmac-sha512` or `hmac-sha1`.
+    pub algorithm: Option<String>,
+    /// The shared secret, base64.
+    pub secret: String,
 }
 
 impl Default for DnsServerConfig {
@@ -344,6 +359,7 @@ impl Default for DnsServerConfig {
                 IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
             ],
             notify: Vec::new(),
+            tsig_keys: Vec::new(),
         }
     }
 }
@@ -413,15 +429,31 @@ impl DnsServerConfig {
         }
     }
 
-    pub fn listener_options(&self) -> crate::DnsListenerOptions {
-        crate::DnsListenerOptions {
+    /// The listeners' settings; an error names a TSIG key that does not
+    /// parse.
+    pub fn listener_options(&self) -> Result<crate::DnsListenerOptions, String> {
+        Ok(crate::DnsListenerOptions {
             listen: self.listen,
             udp_workers: self.workers,
             tcp_max_connections: self.tcp_max_connections,
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout_secs.max(1)),
             allow_transfer: self.allow_transfer.clone(),
+            tsig_keys: self.tsig_keys()?,
             notify: self.notify.clone(),
-        }
+        })
+    }
+
+    /// The configured TSIG keys, parsed.
+    pub fn tsig_keys(&self) -> Result<Vec<crate::tsig::TsigKey>, String> {
+        self.tsig_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let algorithm = k.algorithm.as_deref().unwrap_or("hmac-sha256");
+                crate::tsig::TsigKey::new(&k.name, algorithm, &k.secret)
+                    .map_err(|e| format!("dns.tsig_keys[{i}]: {e}"))
+            })
+            .collect()
     }
 
     /// The DNS-over-QUIC listener's settings: this section's address and

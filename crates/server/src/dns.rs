@@ -75,6 +75,8 @@ pub struct DnsListenerOptions {
     pub tcp_idle_timeout: Duration,
     /// Peers allowed to transfer zones (AXFR, IXFR) over TCP.
     pub allow_transfer: Vec<IpAddr>,
+    /// TSIG keys; when there are any, a transfer must be signed with one.
+    pub tsig_keys: Vec<crate::tsig::TsigKey>,
     /// Secondaries sent a NOTIFY (UDP) after writes.
     pub notify: Vec<SocketAddr>,
 }
@@ -137,7 +139,10 @@ impl DnsListeners {
         }
         let idle = options.tcp_idle_timeout;
         let max_connections = options.tcp_max_connections;
-        let allow: Arc<[IpAddr]> = options.allow_transfer.clone().into();
+        let allow = Arc::new(crate::xfr::TransferPolicy {
+            allow: options.allow_transfer.clone(),
+            keys: options.tsig_keys.clone(),
+        });
         tasks.spawn(async move {
             tcp::accept_loop(tcp_listener, max_connections, shutdown, |stream| {
                 let service = service.clone();
@@ -205,7 +210,7 @@ async fn tcp_connection(
     mut stream: TcpStream,
     service: Arc<DnsService>,
     idle: Duration,
-    allow: Arc<[IpAddr]>,
+    allow: Arc<crate::xfr::TransferPolicy>,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr()?.ip();

@@ -18,6 +18,7 @@ pub mod quic;
 pub mod recursion;
 mod tcp;
 pub mod tls;
+pub mod tsig;
 mod udp;
 pub mod xfr;
 

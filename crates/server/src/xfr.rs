@@ -22,9 +22,15 @@
 //!   exist. Anything else: the full zone, as AXFR sends it (RFC 1995
 //!   section 4 allows that).
 //!
+//! - TSIG (RFC 8945, [`crate::tsig`]): with keys configured, a transfer
+//!   must be signed with one of them (unsigned: REFUSED; bad key,
+//!   signature or time: NOTAUTH), and every message of the answer is
+//!   signed with it.
+//!
 //! Not done: transfers over UDP and QUIC (they get the service's NOTIMP),
-//! TSIG, and address ranges in the allow list.
+//! and address ranges in the allow list.
 
+use crate::tsig::{self, TsigKey, Verdict};
 use idnode_dns::hickory_proto::op::{Message, OpCode, ResponseCode};
 use idnode_dns::hickory_proto::rr::{RData, Record, RecordType};
 use idnode_dns::hickory_proto::serialize::binary::BinEncodable;
@@ -52,18 +58,52 @@ pub fn allowed(peer: IpAddr, allow: &[IpAddr]) -> bool {
     allow.iter().any(|a| a.to_canonical() == peer)
 }
 
+/// Who may transfer zones.
+#[derive(Debug, Clone, Default)]
+pub struct TransferPolicy {
+    /// Peer addresses allowed.
+    pub allow: Vec<IpAddr>,
+    /// When not empty, a transfer must be signed with one of these keys.
+    pub keys: Vec<TsigKey>,
+}
+
 /// The answer messages (unframed) to an AXFR or IXFR `query` of the apex
-/// at `apex` from `peer`. `fallback` is what to send when the query cannot
-/// even be read back (the service's own answer). Never panics.
+/// at `apex` from `peer`, signed when the query was. `fallback` is what to
+/// send when the query cannot even be read back (the service's own
+/// answer). Never panics.
 pub fn transfer(
     service: &DnsService,
     query: &[u8],
     apex: usize,
     peer: IpAddr,
-    allow: &[IpAddr],
+    policy: &TransferPolicy,
     now: u32,
     fallback: &[u8],
 ) -> Vec<Vec<u8>> {
+    let mut session = match tsig::verify(query, &policy.keys, u64::from(now)) {
+        Verdict::Refused(answer) => return vec![answer],
+        Verdict::Signed(session) => Some(session),
+        Verdict::Unsigned => None,
+    };
+    let mut messages = transfer_unsigned(service, query, apex, peer, policy, now, fallback);
+    if let Some(session) = &mut session {
+        for m in &mut messages {
+            session.sign(m);
+        }
+    }
+    messages
+}
+
+fn transfer_unsigned(
+    service: &DnsService,
+    query: &[u8],
+    apex: usize,
+    peer: IpAddr,
+    policy: &TransferPolicy,
+    now: u32,
+    fallback: &[u8],
+) -> Vec<Vec<u8>> {
+    let signed = !policy.keys.is_empty() && tsig::is_signed(query);
     let Ok(request) = Message::from_vec(query) else {
         return vec![fallback.to_vec()];
     };
@@ -81,8 +121,12 @@ pub fn transfer(
             Err(_) => vec![fallback.to_vec()],
         }
     };
-    if !allowed(peer, allow) {
+    if !allowed(peer, &policy.allow) {
         tracing::info!(%peer, ?qtype, "zone transfer refused: peer not in allow_transfer");
+        return error(ResponseCode::Refused);
+    }
+    if !policy.keys.is_empty() && !signed {
+        tracing::info!(%peer, ?qtype, "zone transfer refused: no TSIG (keys are configured)");
         return error(ResponseCode::Refused);
     }
     let records = match qtype {

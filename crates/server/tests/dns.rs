@@ -97,6 +97,7 @@ async fn start_udp_tcp(
         tcp_max_connections: max_connections,
         tcp_idle_timeout: Duration::from_secs(30),
         allow_transfer: vec!["127.0.0.1".parse().unwrap()],
+        tsig_keys: Vec::new(),
         notify: Vec::new(),
     };
     let listeners = DnsListeners::start(&options, service, shutdown.clone())

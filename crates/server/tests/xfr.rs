@@ -98,6 +98,7 @@ async fn start(
         tcp_max_connections: 16,
         tcp_idle_timeout: Duration::from_secs(30),
         allow_transfer: allow.iter().map(|a| a.parse::<IpAddr>().unwrap()).collect(),
+        tsig_keys: Vec::new(),
         notify,
     };
     let listeners = DnsListeners::start(&options, service, shutdown.clone())
