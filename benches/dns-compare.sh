@@ -6,7 +6,7 @@
 # and written as a zone file; NSD and Knot serve that file. Each server, one
 # at a time, is driven by dnsperf over UDP with the same query file (TXT for
 # random identifiers of the set, plus a share of misses under existing
-# prefixes): a short warm-up, then a closed-loop run for queries/s and the
+# prefixes): a 30 s warm-up (the caches fill), then a closed-loop run for queries/s and the
 # average latency, then a run at a fixed rate with dnsperf's per-query
 # output for the p99 (dnsperf 2.10 has no latency histogram of its own).
 # Everything listens on 127.0.0.1 on free ports and is stopped at the end.
@@ -14,7 +14,7 @@
 # Usage: benches/dns-compare.sh [--count N] [--prefixes P] [--duration S]
 #          [--warmup S] [--clients C] [--threads T] [--outstanding Q]
 #          [--queries Q (default: max(count, 200000))] [--miss-ratio R] [--p99-rate QPS] [--seed N]
-#          [--servers idnode,nsd,knot] [--keep]
+#          [--servers idnode,nsd,knot] [--dns-cache-mb M (idnode, default 768)] [--keep]
 # Needs: the release idnode ($CARGO_TARGET_DIR/release/idnode), dig,
 # dnsperf; nsd and knot are installed with apt-get when missing (a server
 # that cannot be installed is skipped with a message).
@@ -22,7 +22,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-count=100000 prefixes=100 duration=10 warmup=2 clients=4 threads=1
+count=100000 prefixes=100 duration=10 warmup=30 clients=4 threads=1
+# idnode's DNS answer cache, MiB: enough for the TXT answers of 1M names
+# (about 600 bytes each), as NSD and Knot hold their whole zone in memory;
+# the Handle response cache is off (this node serves the DNS only).
+dns_cache_mb=768
 outstanding=64 nqueries="" miss_ratio=0.1 p99_rate=20000 seed=1
 servers="idnode,nsd,knot" keep=0
 while (($#)); do
@@ -38,6 +42,7 @@ while (($#)); do
     --miss-ratio) miss_ratio="$2"; shift 2 ;;
     --p99-rate) p99_rate="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
+    --dns-cache-mb) dns_cache_mb="$2"; shift 2 ;;
     --servers) servers="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -117,7 +122,8 @@ wait_dns() {
 idn_dns="$(free_port)"
 idn_grpc="$(free_port)"
 echo "dns-compare: starting idnode (dns 127.0.0.1:$idn_dns), loading $count identifiers over $prefixes prefixes" >&2
-"$IDNODE" serve --data-dir "$work/idnode" --no-seed \
+printf '[dns]\ncache_mb = %s\n[cache]\nbudget_mb = 0\n' "$dns_cache_mb" >"$work/idnode.toml"
+"$IDNODE" serve --config "$work/idnode.toml" --data-dir "$work/idnode" --no-seed \
   --handle-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 \
   --grpc-listen "127.0.0.1:$idn_grpc" \
   --dns-listen "127.0.0.1:$idn_dns" --dns-quic-listen 127.0.0.1:0 \
@@ -197,6 +203,7 @@ for server in "${wanted[@]}"; do
     idnode)
       reference="$(answers "$idn_dns")"
       measure idnode "$idn_dns"
+      idn_rss="$(awk '/VmRSS/ { printf "%d MB", $2 / 1000 }' "/proc/$idn_pid/status" 2>/dev/null || true)"
       ;;
     nsd)
       NSD="$(ensure nsd nsd)"
@@ -291,3 +298,4 @@ printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------- -------------- ---------------- -
 while IFS=$'\t' read -r label qps avg p50 p99 ravg lost codes; do
   printf '| %-7s | %12s | %11s µs | %18s µs | %18s µs | %18s µs | %-21s | %s |\n' "$label" "$qps" "$avg" "$p50" "$p99" "$ravg" "$lost" "$codes"
 done <"$results"
+[ -z "${idn_rss:-}" ] || echo "idnode resident memory after its runs: $idn_rss (DNS answer cache $dns_cache_mb MiB)"
