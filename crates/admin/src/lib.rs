@@ -5,7 +5,9 @@
 //! generated protobuf types and domain types (done here, at the edge:
 //! nothing generated goes inward), the health and reflection services,
 //! and a small client for the CLI ([`connect`]). Writes are the registry's
-//! (`idnode-registry`), run on blocking threads.
+//! (`idnode-registry`), run on blocking threads. On a server of a
+//! multi-server site ([`SitePeers`], [`serve_in_site`]), calls about
+//! identifiers that hash to another server are forwarded to it.
 //!
 //! It must not depend on a storage engine (no RocksDB): it sees the store
 //! only through the `Store` trait.

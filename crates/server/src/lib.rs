@@ -8,8 +8,13 @@
 //! does not know which storage engine is behind the services.
 //!
 //! Handle: [`HandleListeners`] (UDP, TCP) and [`QuicListener::start`]
-//! (ALPN `hdl`). DNS: [`DnsListeners`] (UDP, TCP) and
-//! [`QuicListener::start_dns`] (ALPN `doq`).
+//! (ALPN `hdl`); on [`idnode_resolver::Outcome::Recurse`] each transport
+//! awaits the upstream resolution (UDP hands it to a task and sends the
+//! answer from the worker's socket). The node's place in the hierarchy:
+//! its own HS_SITE and the recursor behind `[recursion] roots`
+//! ([`recursion`]). DNS: [`DnsListeners`] (UDP, TCP) and
+//! [`QuicListener::start_dns`] (ALPN `doq`), zone transfers ([`xfr`]) with
+//! TSIG ([`tsig`]) and NOTIFY ([`notify`]).
 
 pub mod config;
 pub mod dns;

@@ -85,7 +85,15 @@ pub fn transfer(
         Verdict::Signed(session) => Some(session),
         Verdict::Unsigned => None,
     };
-    let mut messages = transfer_unsigned(service, query, apex, peer, policy, now, fallback);
+    let request = Request {
+        query,
+        apex,
+        peer,
+        now,
+        fallback,
+        signed: session.is_some(),
+    };
+    let mut messages = transfer_unsigned(service, &request, policy);
     if let Some(session) = &mut session {
         for m in &mut messages {
             session.sign(m);
@@ -94,16 +102,30 @@ pub fn transfer(
     messages
 }
 
-fn transfer_unsigned(
-    service: &DnsService,
-    query: &[u8],
+/// One transfer request, as [`transfer`] got it.
+struct Request<'a> {
+    query: &'a [u8],
     apex: usize,
     peer: IpAddr,
-    policy: &TransferPolicy,
     now: u32,
-    fallback: &[u8],
+    fallback: &'a [u8],
+    /// Whether its TSIG verified.
+    signed: bool,
+}
+
+fn transfer_unsigned(
+    service: &DnsService,
+    r: &Request<'_>,
+    policy: &TransferPolicy,
 ) -> Vec<Vec<u8>> {
-    let signed = !policy.keys.is_empty() && tsig::is_signed(query);
+    let Request {
+        query,
+        apex,
+        peer,
+        now,
+        fallback,
+        signed,
+    } = *r;
     let Ok(request) = Message::from_vec(query) else {
         return vec![fallback.to_vec()];
     };
