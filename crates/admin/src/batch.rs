@@ -23,10 +23,11 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
 
-/// Most items committed together.
-pub const MAX_CHUNK: usize = 1000;
+/// Most items committed together (one WAL sync): 4000 loads 1M identifiers
+/// at 110-118k/s on the two-core machine, against 96-114k/s with 1000.
+pub const MAX_CHUNK: usize = 4000;
 /// Most encoded request bytes buffered in one chunk, so that a stream of
-/// large items cannot make a chunk hold 1000 times tonic's 4 MiB message
+/// large items cannot make a chunk hold [`MAX_CHUNK`] times tonic's 4 MiB message
 /// limit.
 pub const MAX_CHUNK_BYTES: usize = 16 << 20;
 
