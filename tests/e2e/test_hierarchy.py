@@ -165,6 +165,8 @@ def test_a_site_of_two_servers_with_one_stopped(hierarchy, tmp_path):
         sec.grpc = "127.0.0.1:26421"
         sec.cli("prefix", "delegate", "88.100.9", "--to", to[0], "--to", to[1],
                 "--hash", "suffix", "--ttl", "60")
+        shown = sec.cli("prefix", "get", "88.100.9").stdout
+        assert "delegated" in shown and f"{to[0]} | {to[1]}" in shown, shown
         for owner, suffixes in owned.items():
             for suffix in suffixes:
                 r = hc.udp_resolve(RECURSIVE, f"88.100.9/{suffix}")

@@ -6,7 +6,7 @@ use crate::{jsonl, usage};
 use anyhow::Context;
 use idnode_admin::proto;
 use idnode_core::{Permissions, Ttl, Value};
-use idnode_handle::site::{InterfaceProtocol, ServerInfo};
+use idnode_handle::site::{InterfaceProtocol, ServerInfo, SiteInfo};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -128,6 +128,23 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                 p.prefix,
                 if p.homed { "homed" } else { "delegated" }
             );
+            if !p.homed {
+                // Where to: the sites on its record 0.NA/<prefix>.
+                let record = admin
+                    .identifiers()
+                    .get_identifier(admin.request(proto::GetIdentifierRequest {
+                        identifier: format!("0.NA/{}", p.prefix),
+                    })?)
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                for value in record.values {
+                    if let Ok(site) = SiteInfo::decode(&value.data) {
+                        let servers: Vec<String> = site.servers.iter().map(|s| s.urls()).collect();
+                        println!("  site {}: {}", value.index, servers.join(" | "));
+                    }
+                }
+            }
         }
         PrefixCommand::List => {
             let list = client
