@@ -505,7 +505,10 @@ remote-control:
 
         def serves_seed():
             assert proc.poll() is None, proc.stdout.read()
-            out = dig(secondary, name, "TXT")
+            try:
+                out = dig(secondary, name, "TXT")
+            except AssertionError:
+                return False  # NSD not listening yet: dig found no server
             return status(out) == "NOERROR" and txt_of(out) == expected_txt(seed)
 
         wait_for("zone at NSD", serves_seed)
