@@ -230,6 +230,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown.clone().cancelled_owned(),
     ));
 
+    // Installed before `ready` is printed: a supervisor (or a test) may
+    // send SIGTERM as soon as it reads that line.
+    let shutdown_requested = idnode_server::shutdown_signal();
     let token_file = config.data_dir.join("admin.token");
     println!("idnode {} is running", env!("CARGO_PKG_VERSION"));
     println!("  data        {}", config.data_dir.display());
@@ -267,7 +270,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("try: idnode resolve --server {reach} 88.100.1/CNC-LATHE-202600000");
     println!("ready");
 
-    idnode_server::shutdown_signal().await;
+    shutdown_requested.await;
     println!("shutting down");
     shutdown.cancel();
     listeners.join().await;
