@@ -70,8 +70,12 @@ pub struct TargetArgs {
     /// Transport.
     #[arg(long, short = 't', value_enum, default_value_t = TransportKind::Udp)]
     pub transport: TransportKind,
-    /// UDP sockets, TCP or QUIC connections [default: one per core, 2 to
-    /// 4]. QUIC keeps the concurrency's share of each as streams in flight.
+    /// UDP sockets, TCP or QUIC connections [default: UDP two per core, 4
+    /// to 8; TCP and QUIC one per core, 2 to 4]. The server's SO_REUSEPORT
+    /// workers are picked by a hash of each socket's address, so two UDP
+    /// sockets land on the same worker half the time; four or more spread
+    /// over the workers. QUIC keeps the concurrency's share of each as
+    /// streams in flight.
     #[arg(long)]
     pub connections: Option<usize>,
     /// A request unanswered this long counts as a timeout.
@@ -242,9 +246,16 @@ pub struct AdminTarget {
     pub token_file: PathBuf,
 }
 
-/// Sockets or connections when not given: one per core, 2 to 4.
-fn default_channels() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+/// Sockets or connections when not given: for UDP two per core, 4 to 8
+/// (so that the server's SO_REUSEPORT hash spreads them over its workers);
+/// otherwise one per core, 2 to 4.
+fn default_channels(udp: bool) -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    if udp {
+        (2 * cores).clamp(4, 8)
+    } else {
+        cores.clamp(2, 4)
+    }
 }
 
 impl TargetArgs {
@@ -315,7 +326,9 @@ impl TargetArgs {
     pub fn plan(&self, workload: &WorkloadArgs, load: Load) -> anyhow::Result<Plan> {
         Ok(Plan {
             transport: self.transport()?,
-            channels: self.connections.unwrap_or_else(default_channels),
+            channels: self
+                .connections
+                .unwrap_or_else(|| default_channels(self.transport == TransportKind::Udp)),
             load,
             warmup: Duration::from_secs(1),
             duration: Duration::from_secs(10),
