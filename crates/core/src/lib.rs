@@ -1,7 +1,8 @@
 //! The data model of idnode, shared by every other crate.
 //!
 //! This crate owns identifiers (parsing, normalization, the `0.NA/<prefix>`
-//! form), values and records as RFC 3651 defines them, the limits that every
+//! form), values and records as RFC 3651 defines them, what the store keeps
+//! about a prefix ([`PrefixInfo`]: homed or delegated), the limits that every
 //! entrance enforces, and the binary encoding of values (the Handle wire
 //! form, which the store also uses so that answers are cheap to build).
 //!
@@ -10,9 +11,11 @@
 mod error;
 mod identifier;
 pub mod limits;
+mod prefix_info;
 mod value;
 pub mod wire;
 
 pub use error::Error;
 pub use identifier::{Identifier, Prefix, normalize_into};
+pub use prefix_info::PrefixInfo;
 pub use value::{Permissions, Record, Reference, Ttl, Value};

@@ -62,7 +62,7 @@ use crate::query::{
 use crate::records::{self, PublicRecord, public_record};
 use crate::special::{self, Special};
 use hickory_proto::rr::{Name, Record, RecordType};
-use idnode_core::{Identifier, Prefix};
+use idnode_core::{Identifier, Prefix, PrefixInfo};
 use idnode_store::{Space, Store, StoreError};
 use std::sync::Arc;
 
@@ -431,8 +431,7 @@ impl DnsService {
         }
         for (i, key) in keys.iter().enumerate().rev() {
             if let Some(info) = self.store.get(Space::Prefixes, key.as_bytes())? {
-                // PrefixInfo's stored form: format byte 1, then homed (0/1).
-                let homed = info.get(1).is_some_and(|&h| h != 0);
+                let homed = PrefixInfo::homed_in(&info).unwrap_or(false);
                 return Ok((!homed).then(|| (key.clone(), i + 1)));
             }
         }

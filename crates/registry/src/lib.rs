@@ -24,9 +24,10 @@ mod validate;
 pub use batch::BatchItem;
 pub use error::{RegistryError, Result};
 pub use identifiers::Page;
+pub use idnode_core::PrefixInfo;
 pub use prefixes::{
-    ALL_ADMIN_PERMISSIONS, PREFIX_ADMIN_INDEX, PREFIX_ADMIN_KEY_INDEX, PrefixInfo,
-    SITE_PREFIX_TYPE, hs_admin_data,
+    ALL_ADMIN_PERMISSIONS, PREFIX_ADMIN_INDEX, PREFIX_ADMIN_KEY_INDEX, SITE_PREFIX_TYPE,
+    hs_admin_data,
 };
 
 use idnode_core::Record;

@@ -4,8 +4,8 @@ use crate::error::{RegistryError, Result};
 use crate::txn::Txn;
 use crate::{Registry, validate};
 use bytes::Bytes;
-use idnode_core::wire::{Reader, put_bytes, put_u32};
-use idnode_core::{Identifier, Prefix, Record, Value};
+use idnode_core::wire::{put_bytes, put_u32};
+use idnode_core::{Identifier, Prefix, PrefixInfo, Record, Value};
 use idnode_store::{Space, StoreError};
 
 /// Index of the HS_ADMIN value that [`Registry::create_prefix`] writes.
@@ -15,60 +15,12 @@ pub const PREFIX_ADMIN_KEY_INDEX: u32 = 200;
 /// Every HS_ADMIN permission bit (add handle 0x1 ... list 0x800).
 pub const ALL_ADMIN_PERMISSIONS: u16 = 0x0fff;
 
-const PREFIX_INFO_FORMAT: u8 = 1;
-
 /// The type of the values that delegate a prefix to a site.
 pub const SITE_PREFIX_TYPE: &str = "HS_SITE.PREFIX";
 
 /// The prefix under which prefixes are identifiers (`0.NA/88.100`); the
 /// same text as `idnode_core`'s private constant.
 pub(crate) const PREFIX_AUTHORITY: &str = "0.NA";
-
-/// What the store keeps about a prefix (in [`Space::Prefixes`], under
-/// [`Prefix::key`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrefixInfo {
-    /// The prefix as it was created.
-    pub prefix: String,
-    /// Whether this node homes the prefix.
-    pub homed: bool,
-    /// Unix seconds when it was created here.
-    pub created: u32,
-}
-
-impl PrefixInfo {
-    /// The stored form: format byte `1`, homed byte, created (u32), prefix
-    /// (length-prefixed string).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + 1 + 4 + 4 + self.prefix.len());
-        out.push(PREFIX_INFO_FORMAT);
-        out.push(u8::from(self.homed));
-        put_u32(&mut out, self.created);
-        put_bytes(&mut out, self.prefix.as_bytes());
-        out
-    }
-
-    /// Decodes the stored form; never panics.
-    pub fn decode(bytes: &[u8]) -> Result<Self, idnode_core::Error> {
-        let mut r = Reader::new(bytes);
-        let format = r.u8("prefix info format")?;
-        if format != PREFIX_INFO_FORMAT {
-            return Err(idnode_core::Error::UnknownTag(
-                "prefix info format",
-                format.into(),
-            ));
-        }
-        let homed = r.u8("prefix homed flag")? != 0;
-        let created = r.u32("prefix creation time")?;
-        let prefix = r.str("prefix")?.to_owned();
-        r.finish()?;
-        Ok(Self {
-            prefix,
-            homed,
-            created,
-        })
-    }
-}
 
 /// The binary HS_ADMIN data (permission mask, admin identifier, admin
 /// index), as specs/handle-protocol.md describes it.

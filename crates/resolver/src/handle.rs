@@ -1,6 +1,6 @@
 use crate::cache::{Entry, ResponseCache};
-use idnode_core::normalize_into;
 use idnode_core::wire::{Reader, RecordView, ValueView, encode_value};
+use idnode_core::{PrefixInfo, normalize_into};
 use idnode_handle::{
     DecodeError, ResolutionQuery, ResponseBuilder, ResponseContext, code, decode_request,
     encode_error_response, encode_resolution_response, encode_values_response, flags, opcode,
@@ -319,8 +319,7 @@ impl HandleService {
         let mut at = named;
         loop {
             if let Some(info) = self.store.get(Space::Prefixes, at)? {
-                // PrefixInfo's stored form: format byte 1, then homed (0/1).
-                let homed = info.get(1).is_some_and(|&h| h != 0);
+                let homed = PrefixInfo::homed_in(&info).unwrap_or(false);
                 let name = String::from_utf8_lossy(at).into_owned();
                 return Ok(match (homed, at.len() == named.len()) {
                     (true, true) => Disposition::Homed,

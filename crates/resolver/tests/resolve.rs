@@ -1,7 +1,7 @@
 //! The resolver against the in-memory store, through the codec both ways.
 #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
-use idnode_core::{Permissions, Record, Value};
+use idnode_core::{Permissions, PrefixInfo, Record, Value};
 use idnode_handle::{
     RequestParams, ResponseBody, code, decode_response, encode_resolution_request, flags,
 };
@@ -45,11 +45,13 @@ fn fill(store: &dyn Store) {
         version: 1,
     };
     let mut txn = store.begin().unwrap();
-    // The prefix, homed here (PrefixInfo's stored form: format 1, homed 1,
-    // created, name).
-    let mut info = vec![1u8, 1, 0, 0, 0, 0, 0, 0, 0, 8];
-    info.extend_from_slice(b"88.100.1");
-    txn.put(Space::Prefixes, b"88.100.1", info.into());
+    // The prefix, homed here.
+    let info = PrefixInfo {
+        prefix: "88.100.1".into(),
+        homed: true,
+        created: 0,
+    };
+    txn.put(Space::Prefixes, b"88.100.1", info.encode().into());
     txn.put(Space::Records, b"88.100.1/ABC-123", record.encode().into());
     txn.commit().unwrap();
 }

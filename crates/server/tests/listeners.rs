@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
 use idnode_client::{Client, Query, Transport};
-use idnode_core::{Record, Value};
+use idnode_core::{PrefixInfo, Record, Value};
 use idnode_handle::{ResponseBody, code};
 use idnode_resolver::HandleService;
 use idnode_server::{HandleListenerOptions, HandleListeners};
@@ -34,11 +34,13 @@ async fn start(max_connections: usize) -> (HandleListeners, CancellationToken) {
             r.encode().into(),
         );
     }
-    // Prefix 88.100.1 homed here (PrefixInfo's stored form: format 1,
-    // homed 1, created, name), so misses under it are HANDLE_NOT_FOUND.
-    let mut info = vec![1u8, 1, 0, 0, 0, 0, 0, 0, 0, 8];
-    info.extend_from_slice(b"88.100.1");
-    txn.put(Space::Prefixes, b"88.100.1", info.into());
+    // Prefix 88.100.1 homed here, so misses under it are HANDLE_NOT_FOUND.
+    let info = PrefixInfo {
+        prefix: "88.100.1".into(),
+        homed: true,
+        created: 0,
+    };
+    txn.put(Space::Prefixes, b"88.100.1", info.encode().into());
     txn.commit().unwrap();
     let shutdown = CancellationToken::new();
     let options = HandleListenerOptions {

@@ -5,7 +5,7 @@
 
 use crate::{check_report, plan};
 use idnode_bench::{Fingerprint, Load, Quic, Synthetic, TlsOptions, Transport, Udp, run};
-use idnode_core::Record;
+use idnode_core::{PrefixInfo, Record};
 use idnode_handle::code;
 use idnode_resolver::HandleService;
 use idnode_server::{
@@ -37,17 +37,16 @@ fn service_of(set: Synthetic) -> Arc<HandleService> {
             record.encode().into(),
         );
     }
-    // Its prefixes, homed here (PrefixInfo's stored form: format 1, homed
-    // 1, created, name), so that unknown identifiers are HANDLE_NOT_FOUND.
+    // Its prefixes, homed here, so that unknown identifiers are
+    // HANDLE_NOT_FOUND.
     for prefix in set.all_prefixes() {
-        let mut info = vec![1u8, 1, 0, 0, 0, 0];
-        info.extend_from_slice(&(prefix.len() as u32).to_be_bytes());
-        info.extend_from_slice(prefix.as_bytes());
-        txn.put(
-            Space::Prefixes,
-            prefix.to_ascii_uppercase().as_bytes(),
-            info.into(),
-        );
+        let key = prefix.to_ascii_uppercase();
+        let info = PrefixInfo {
+            prefix,
+            homed: true,
+            created: 0,
+        };
+        txn.put(Space::Prefixes, key.as_bytes(), info.encode().into());
     }
     txn.commit().unwrap();
     Arc::new(HandleService::new(Arc::new(store)))

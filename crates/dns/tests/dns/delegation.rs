@@ -36,10 +36,12 @@ fn delegate(store: &dyn Store, prefix: &str, sites: &[&[(u32, &str)]], ttl: Ttl)
         values,
         version: store.last_sequence() + 1,
     };
-    let mut info = vec![1u8, 0];
-    info.extend_from_slice(&0u32.to_be_bytes());
-    info.extend_from_slice(&(prefix.len() as u32).to_be_bytes());
-    info.extend_from_slice(prefix.as_bytes());
+    let info = idnode_core::PrefixInfo {
+        prefix: prefix.into(),
+        homed: false,
+        created: 0,
+    }
+    .encode();
     let mut txn = store.begin().unwrap();
     txn.put(
         Space::Prefixes,

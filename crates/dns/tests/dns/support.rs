@@ -124,7 +124,13 @@ pub fn home(store: &dyn Store, prefix: &str) {
     txn.put(
         Space::Prefixes,
         prefix.to_ascii_uppercase().as_bytes(),
-        b"homed"[..].into(),
+        idnode_core::PrefixInfo {
+            prefix: prefix.into(),
+            homed: true,
+            created: 0,
+        }
+        .encode()
+        .into(),
     );
     txn.commit().unwrap();
 }
