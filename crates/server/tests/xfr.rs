@@ -66,7 +66,12 @@ fn node(many: usize) -> Node {
     let store: Arc<dyn Store> =
         Arc::new(ObservedStore::new(Arc::new(MemoryStore::new()), observers));
     let mut txn = store.begin().unwrap();
-    txn.put(Space::Prefixes, b"88.100.1", b"homed"[..].into());
+    let info = idnode_core::PrefixInfo {
+        prefix: "88.100.1".into(),
+        homed: true,
+        created: 0,
+    };
+    txn.put(Space::Prefixes, b"88.100.1", info.encode().into());
     txn.commit().unwrap();
     let mut secret = Value::new(2, "costPrice", "12.00 CNY");
     secret.permissions = Permissions(Permissions::ADMIN_READ | Permissions::ADMIN_WRITE);
