@@ -25,6 +25,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 const GUARD: Duration = Duration::from_secs(30);
 const SHORT: Duration = Duration::from_millis(300);
+const PATIENT: Duration = Duration::from_secs(5);
 
 /// What a fake server answers to a RESOLUTION of a handle.
 #[derive(Debug, Clone)]
@@ -208,11 +209,22 @@ fn answers(ttl: u32) -> impl Fn(&str) -> Reply + Send + Sync + 'static {
     move |h| Reply::Values(vec![url(h, ttl)])
 }
 
+/// Options with a patient per-attempt timeout, so that a loaded machine
+/// does not make the client send a request again (the tests count requests
+/// at the fake servers).
 fn options(roots: Vec<SiteInfo>) -> RecursorOptions {
     RecursorOptions {
         roots,
-        timeout: SHORT,
+        timeout: PATIENT,
         ..RecursorOptions::default()
+    }
+}
+
+/// Options for the tests where a server is dead or silent: [`SHORT`].
+fn impatient(roots: Vec<SiteInfo>) -> RecursorOptions {
+    RecursorOptions {
+        timeout: SHORT,
+        ..options(roots)
     }
 }
 
@@ -397,7 +409,7 @@ async fn the_hash_picks_the_server_inside_a_site() {
                 .unwrap()
         };
         let (to_live, to_dead) = (pick(0), pick(1));
-        let r = Recursor::new(options(vec![site]));
+        let r = Recursor::new(impatient(vec![site]));
 
         let started = Instant::now();
         let (c, message) = failed(r.resolve(&to_dead).await);
@@ -425,7 +437,7 @@ async fn the_hash_picks_the_server_inside_a_site() {
 async fn falls_back_to_tcp_when_udp_is_silent() {
     guarded(async {
         let leaf = fake(answers(60), true, Duration::ZERO).await;
-        let r = Recursor::new(options(vec![leaf.site()]));
+        let r = Recursor::new(impatient(vec![leaf.site()]));
         assert_found(&r.resolve("88/over-tcp").await, "88/over-tcp");
         assert!(leaf.udp_hits.load(Ordering::SeqCst) >= 1);
         assert_eq!(leaf.tcp_hits.load(Ordering::SeqCst), 1);
@@ -444,7 +456,7 @@ async fn mirrors_are_tried_in_turn() {
         let dead = ServerInfo::from_urls(1, &format!("udp://127.0.0.1:{dead_port}")).unwrap();
         let live = fake(answers(0), false, Duration::ZERO).await;
         let sites = vec![SiteInfo::single(vec![dead], HashOption::Whole), live.site()];
-        let r = Recursor::new(options(sites));
+        let r = Recursor::new(impatient(sites));
         assert_found(&r.resolve("88/mirrored").await, "88/mirrored");
         assert_eq!(live.hits(), 1);
     })
