@@ -5,9 +5,10 @@
 //! - the column families: one per [`Space`](idnode_store::Space), named by
 //!   `Space::name()`, and [`CHANGELOG_CF`], keyed by the big-endian sequence
 //!   number, holding `idnode_store::encode_change` entries;
-//! - their tuning for point lookups (module `tuning`): one LRU block cache
-//!   shared by every column family, whole-key bloom filters, index and
-//!   filter blocks in the cache, hash-indexed data blocks, LZ4;
+//! - their tuning for point lookups (module `tuning`): one block cache
+//!   (HyperClockCache) shared by every column family, whole-key bloom
+//!   filters, index and filter blocks pinned in the cache at every level,
+//!   hash-indexed data blocks, LZ4;
 //! - the write path: one transaction at a time, committed as one WriteBatch
 //!   holding every change and its change-log entry, synced to the WAL
 //!   before `commit` returns (unless [`RocksOptions::sync`] is off).

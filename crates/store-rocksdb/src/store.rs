@@ -47,7 +47,7 @@ impl RocksStore {
             path: path.display().to_string(),
             reason,
         };
-        let cache = Cache::new_lru_cache(options.block_cache_bytes);
+        let cache = Cache::new_hyper_clock_cache(options.block_cache_bytes, 0);
         let db_options = tuning::db_options();
         let mut families: Vec<ColumnFamilyDescriptor> = Space::ALL
             .into_iter()

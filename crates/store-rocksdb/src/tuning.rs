@@ -7,13 +7,17 @@
 //! `OptimizeForPointLookup` does, done by hand because that call would give
 //! each column family its own block cache instead of the shared one.
 
-use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, DataBlockIndexType, Options};
+use rocksdb::{
+    BlockBasedOptions, BlockBasedTablePinningTier, Cache, DBCompressionType, DataBlockIndexType,
+    Options,
+};
 
 /// Settings of the RocksDB engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RocksOptions {
-    /// Size in bytes of the LRU block cache that every column family shares
-    /// (data, index and filter blocks). Default: 256 MiB.
+    /// Size in bytes of the block cache that every column family shares
+    /// (data, index and filter blocks): a HyperClockCache, whose lookups
+    /// take no lock. Default: 256 MiB.
     pub block_cache_bytes: usize,
     /// Whether every commit syncs the WAL to disk before returning.
     /// Default: true. When false, a commit survives a crash of the process
@@ -60,9 +64,10 @@ pub(crate) fn lookup_cf_options(cache: &Cache) -> Options {
     table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
     table.set_whole_key_filtering(true);
     // Index and filter blocks are charged to the shared cache (so its size
-    // bounds memory), and those of L0 files are pinned there.
+    // bounds memory) and pinned there for every level: a lookup then reads
+    // them without a cache lookup of its own.
     table.set_cache_index_and_filter_blocks(true);
-    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    table.set_unpartitioned_pinning_tier(BlockBasedTablePinningTier::All);
     // A hash index inside each data block: a lookup finds its key without a
     // binary search of the block.
     table.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
