@@ -1,10 +1,11 @@
 //! The response cache: the public part of each recently resolved record,
 //! kept in wire form, so a hit answers without touching the store.
 //!
-//! - Sharded by key hash; each shard is a mutex around a hash map, padded
-//!   to its own cache lines, so cores rarely meet on one lock.
+//! - Sharded by key hash; each shard is a mutex around a hash table, padded
+//!   to its own cache lines, so cores rarely meet on one lock. The key is
+//!   hashed once per request, for the shard and the table alike.
 //! - An entry holds the value count and the publicly readable values,
-//!   already encoded: an unfiltered answer is one copy of these bytes, a
+//!   already encoded, in one allocation with its key: an unfiltered answer is one copy of these bytes, a
 //!   filtered one walks them. Unknown identifiers are cached too (misses
 //!   are a load of their own).
 //! - Bounded by a byte budget split over the shards; a full shard evicts
@@ -15,33 +16,59 @@
 //!   the store, and [`ResponseCache::insert`] keeps the entry only if no
 //!   invalidation happened in that shard since.
 
+use hashbrown::HashTable;
 use idnode_store::{CommitObserver, Space};
 use rustc_hash::FxHasher;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 use std::sync::Mutex;
 
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// Bytes charged per entry besides its key and values (table slot,
+/// allocation header).
+const ENTRY_OVERHEAD: usize = 48;
 
-/// Bytes charged per entry besides its key and values (map slot, boxes).
-const ENTRY_OVERHEAD: usize = 64;
+/// `Slot::count` of an identifier known to have no record.
+const MISSING: u32 = u32::MAX;
 
-/// What the cache knows about one identifier.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
+/// What the cache knows about one identifier, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry<'a> {
     /// The record exists; `values` holds `count` publicly readable values
     /// in wire form.
-    Found { count: u32, values: Box<[u8]> },
+    Found { count: u32, values: &'a [u8] },
     /// No such record.
     Missing,
 }
 
-impl Entry {
-    fn size(&self) -> usize {
-        match self {
-            Entry::Found { values, .. } => values.len(),
-            Entry::Missing => 0,
+/// One cached identifier: its key and its values in one allocation (a hit
+/// touches one block of memory after the table), and the key's hash, so a
+/// probe compares keys only when the hashes match and a resize does not
+/// hash again.
+struct Slot {
+    hash: u64,
+    /// The key, then the values.
+    data: Box<[u8]>,
+    key_len: u32,
+    /// Value count, or [`MISSING`].
+    count: u32,
+}
+
+impl Slot {
+    fn key(&self) -> &[u8] {
+        &self.data[..self.key_len as usize]
+    }
+
+    fn entry(&self) -> Entry<'_> {
+        match self.count {
+            MISSING => Entry::Missing,
+            count => Entry::Found {
+                count,
+                values: &self.data[self.key_len as usize..],
+            },
         }
+    }
+
+    fn charge(&self) -> usize {
+        self.data.len() + ENTRY_OVERHEAD
     }
 }
 
@@ -54,12 +81,51 @@ pub struct Ticket {
 
 #[derive(Default)]
 struct Shard {
-    map: FxMap<Box<[u8]>, Entry>,
+    table: HashTable<Slot>,
     generation: u64,
     bytes: usize,
     // Counted under the shard lock, so the hot path touches no cache line
     // that other cores write.
     stats: CacheStats,
+}
+
+impl Shard {
+    fn find(&self, hash: u64, key: &[u8]) -> Option<&Slot> {
+        self.table.find(hash, |s| s.hash == hash && s.key() == key)
+    }
+
+    fn remove(&mut self, hash: u64, key: &[u8]) {
+        if let Ok(found) = self
+            .table
+            .find_entry(hash, |s| s.hash == hash && s.key() == key)
+        {
+            let (slot, _) = found.remove();
+            self.bytes -= slot.charge();
+        }
+    }
+
+    /// Evicts arbitrary entries (table order) until `size` more bytes fit
+    /// in `budget`.
+    fn make_room(&mut self, size: usize, budget: usize) {
+        if self.bytes + size <= budget {
+            return;
+        }
+        let mut victims = Vec::new();
+        let mut freed = 0;
+        for slot in self.table.iter() {
+            if self.bytes - freed + size <= budget {
+                break;
+            }
+            freed += slot.charge();
+            victims.push((slot.hash, slot.data.as_ptr()));
+        }
+        for (hash, data) in victims {
+            if let Ok(found) = self.table.find_entry(hash, |s| s.data.as_ptr() == data) {
+                found.remove();
+            }
+        }
+        self.bytes -= freed;
+    }
 }
 
 #[repr(align(128))]
@@ -79,6 +145,12 @@ pub struct ResponseCache {
     shard_budget: usize,
 }
 
+fn hash(key: &[u8]) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(key);
+    h.finish()
+}
+
 impl ResponseCache {
     /// A cache of at most about `budget_bytes`, over `shards` shards
     /// (rounded up to a power of two).
@@ -90,16 +162,15 @@ impl ResponseCache {
         }
     }
 
-    fn shard_index(&self, key: &[u8]) -> usize {
-        let mut h = FxHasher::default();
-        h.write(key);
-        // High bits: FxHash mixes them best.
-        (h.finish() >> 40) as usize & (self.shards.len() - 1)
+    fn shard_index(&self, hash: u64) -> usize {
+        // Bits the table does not use for its buckets (low bits) or its
+        // control bytes (top 7 bits).
+        (hash >> 40) as usize & (self.shards.len() - 1)
     }
 
     fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Shard> {
         // A poisoned shard only means a panic elsewhere mid-operation; the
-        // map itself is consistent, so keep using it.
+        // table itself is consistent, so keep using it.
         self.shards[shard]
             .0
             .lock()
@@ -109,14 +180,16 @@ impl ResponseCache {
     /// Runs `f` on the entry for `key` under its shard lock (so `f` can copy
     /// the bytes out without another allocation), or returns a ticket for
     /// filling it after a store read.
-    pub fn with<R>(&self, key: &[u8], f: impl FnOnce(&Entry) -> R) -> Result<R, Ticket> {
-        let shard = self.shard_index(key);
+    pub fn with<R>(&self, key: &[u8], f: impl FnOnce(Entry<'_>) -> R) -> Result<R, Ticket> {
+        let hash = hash(key);
+        let shard = self.shard_index(hash);
         let mut guard = self.lock(shard);
         let guard = &mut *guard;
-        match guard.map.get(key) {
-            Some(entry) => {
+        match guard.find(hash, key) {
+            Some(slot) => {
+                let r = f(slot.entry());
                 guard.stats.hits += 1;
-                Ok(f(entry))
+                Ok(r)
             }
             None => {
                 guard.stats.misses += 1;
@@ -128,52 +201,57 @@ impl ResponseCache {
         }
     }
 
-    /// Keeps `entry` unless the shard was invalidated since `ticket` was
-    /// taken, or the entry is too large for the budget.
-    pub fn insert(&self, key: &[u8], ticket: Ticket, entry: Entry) {
-        let size = key.len() + entry.size() + ENTRY_OVERHEAD;
+    /// Keeps a copy of `entry` unless the shard was invalidated since
+    /// `ticket` was taken, or the entry is too large for the budget.
+    pub fn insert(&self, key: &[u8], ticket: Ticket, entry: Entry<'_>) {
+        let (count, values) = match entry {
+            Entry::Found { count, values } => (count.min(MISSING - 1), values),
+            Entry::Missing => (MISSING, &[][..]),
+        };
+        let size = key.len() + values.len() + ENTRY_OVERHEAD;
+        let Ok(key_len) = u32::try_from(key.len()) else {
+            return;
+        };
         if size > self.shard_budget / 4 {
             return;
         }
+        let hash = hash(key);
+        if self.shard_index(hash) != ticket.shard {
+            return; // a ticket taken for another key
+        }
+        let mut data = Vec::with_capacity(key.len() + values.len());
+        data.extend_from_slice(key);
+        data.extend_from_slice(values);
+        let slot = Slot {
+            hash,
+            data: data.into_boxed_slice(),
+            key_len,
+            count,
+        };
         let mut shard = self.lock(ticket.shard);
         if shard.generation != ticket.generation {
             shard.stats.refused_fills += 1;
             return;
         }
-        if let Some(old) = shard.map.remove(key) {
-            shard.bytes -= key.len() + old.size() + ENTRY_OVERHEAD;
-        }
-        if shard.bytes + size > self.shard_budget {
-            let mut victims = Vec::new();
-            let mut freed = 0;
-            for (k, e) in shard.map.iter() {
-                if shard.bytes - freed + size <= self.shard_budget {
-                    break;
-                }
-                freed += k.len() + e.size() + ENTRY_OVERHEAD;
-                victims.push(k.clone());
-            }
-            for k in victims {
-                shard.map.remove(&k);
-            }
-            shard.bytes -= freed;
-        }
+        shard.remove(hash, key);
+        shard.make_room(size, self.shard_budget);
         shard.bytes += size;
-        shard.map.insert(key.into(), entry);
+        shard.table.insert_unique(hash, slot, |s| s.hash);
     }
 
     /// Forgets `key`, and refuses fills of its shard that began before.
     pub fn invalidate(&self, key: &[u8]) {
-        let mut shard = self.lock(self.shard_index(key));
+        let hash = hash(key);
+        let mut shard = self.lock(self.shard_index(hash));
         shard.generation += 1;
-        if let Some(old) = shard.map.remove(key) {
-            shard.bytes -= key.len() + old.size() + ENTRY_OVERHEAD;
-        }
+        shard.remove(hash, key);
     }
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        (0..self.shards.len()).map(|i| self.lock(i).map.len()).sum()
+        (0..self.shards.len())
+            .map(|i| self.lock(i).table.len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -212,10 +290,10 @@ impl CommitObserver for ResponseCache {
 mod tests {
     use super::*;
 
-    fn found(bytes: &[u8]) -> Entry {
+    fn found(bytes: &[u8]) -> Entry<'_> {
         Entry::Found {
             count: 1,
-            values: bytes.into(),
+            values: bytes,
         }
     }
 
@@ -224,7 +302,11 @@ mod tests {
         let cache = ResponseCache::new(1 << 20, 8);
         let ticket = cache.with(b"K", |_| ()).unwrap_err();
         cache.insert(b"K", ticket, found(b"abc"));
-        assert_eq!(cache.with(b"K", |e| e.clone()).unwrap(), found(b"abc"));
+        let copy = |e: Entry<'_>| match e {
+            Entry::Found { count, values } => (count, values.to_vec()),
+            Entry::Missing => (0, Vec::new()),
+        };
+        assert_eq!(cache.with(b"K", copy).unwrap(), (1, b"abc".to_vec()));
         cache.invalidate(b"K");
         assert!(cache.with(b"K", |_| ()).is_err());
         assert_eq!(cache.bytes(), 0);

@@ -57,25 +57,6 @@ pub struct Scratch {
     values: Vec<u8>,
 }
 
-/// The public projection of a record, borrowed from the cache or scratch.
-#[derive(Clone, Copy)]
-enum Public<'a> {
-    Found { count: u32, values: &'a [u8] },
-    Missing,
-}
-
-impl<'a> From<&'a Entry> for Public<'a> {
-    fn from(e: &'a Entry) -> Self {
-        match e {
-            Entry::Found { count, values } => Public::Found {
-                count: *count,
-                values,
-            },
-            Entry::Missing => Public::Missing,
-        }
-    }
-}
-
 /// Answers Handle protocol requests from a store, through a response cache
 /// when one is given.
 pub struct HandleService {
@@ -226,17 +207,16 @@ impl HandleService {
         }
         normalize_into(query.handle, &mut scratch.key);
         let loaded = match &self.cache {
-            Some(cache) => {
-                match cache.with(&scratch.key, |e| answer(out, &ctx, &query, e.into())) {
-                    Ok(true) => return reply,
-                    Ok(false) => Ok(false),
-                    Err(ticket) => self.load(&scratch.key).map(|entry| {
-                        let found = answer(out, &ctx, &query, (&entry).into());
+            Some(cache) => match cache.with(&scratch.key, |e| answer(out, &ctx, &query, e)) {
+                Ok(true) => return reply,
+                Ok(false) => Ok(false),
+                Err(ticket) => self
+                    .load_into(&scratch.key, &mut scratch.values)
+                    .map(|entry| {
                         cache.insert(&scratch.key, ticket, entry);
-                        found
+                        answer(out, &ctx, &query, entry)
                     }),
-                }
-            }
+            },
             None => self
                 .load_into(&scratch.key, &mut scratch.values)
                 .map(|public| answer(out, &ctx, &query, public)),
@@ -415,7 +395,7 @@ impl HandleService {
                     encode_value(&mut encoded, value);
                     count += 1;
                 }
-                let public = Public::Found {
+                let public = Entry::Found {
                     count,
                     values: &encoded,
                 };
@@ -427,24 +407,12 @@ impl HandleService {
         }
     }
 
-    /// Reads a record and keeps its public projection, owned, for the cache.
-    fn load(&self, key: &[u8]) -> Result<Entry, StoreError> {
-        let mut values = Vec::new();
-        Ok(match self.load_into(key, &mut values)? {
-            Public::Found { count, .. } => Entry::Found {
-                count,
-                values: values.into_boxed_slice(),
-            },
-            Public::Missing => Entry::Missing,
-        })
-    }
-
     /// Reads a record and writes the wire form of its publicly readable
     /// values into `values`.
-    fn load_into<'v>(&self, key: &[u8], values: &'v mut Vec<u8>) -> Result<Public<'v>, StoreError> {
+    fn load_into<'v>(&self, key: &[u8], values: &'v mut Vec<u8>) -> Result<Entry<'v>, StoreError> {
         values.clear();
         let Some(stored) = self.store.get(Space::Records, key)? else {
-            return Ok(Public::Missing);
+            return Ok(Entry::Missing);
         };
         let view = RecordView::parse(&stored)
             .map_err(|e| StoreError::Corrupt(format!("record does not decode: {e}")))?;
@@ -457,7 +425,7 @@ impl HandleService {
                 count += 1;
             }
         }
-        Ok(Public::Found { count, values })
+        Ok(Entry::Found { count, values })
     }
 }
 
@@ -468,11 +436,11 @@ fn answer(
     out: &mut Vec<u8>,
     ctx: &ResponseContext,
     query: &ResolutionQuery<'_>,
-    public: Public<'_>,
+    public: Entry<'_>,
 ) -> bool {
     let (count, values) = match public {
-        Public::Found { count, values } => (count, values),
-        Public::Missing => {
+        Entry::Found { count, values } => (count, values),
+        Entry::Missing => {
             let msg = "handle not found";
             encode_error_response(out, ctx, opcode::RESOLUTION, code::HANDLE_NOT_FOUND, msg);
             return false;
@@ -508,10 +476,13 @@ fn answer(
 }
 
 fn is_valid_handle(handle: &[u8]) -> bool {
-    std::str::from_utf8(handle).is_ok_and(|s| {
-        s.split_once('/')
-            .is_some_and(|(p, suffix)| !p.is_empty() && !suffix.is_empty())
-    })
+    // The first `/` byte is the first `/` character in UTF-8 too.
+    let Some(slash) = handle.iter().position(|&b| b == b'/') else {
+        return false;
+    };
+    slash > 0
+        && slash + 1 < handle.len()
+        && (handle.is_ascii() || std::str::from_utf8(handle).is_ok())
 }
 
 /// A request that does not decode gets PROTOCOL_ERROR when its envelope is
