@@ -70,12 +70,12 @@ pub struct TargetArgs {
     /// Transport.
     #[arg(long, short = 't', value_enum, default_value_t = TransportKind::Udp)]
     pub transport: TransportKind,
-    /// UDP sockets, TCP or QUIC connections [default: closed-loop UDP two
-    /// per core, 4 to 8; otherwise one per core, 2 to 4]. The server's SO_REUSEPORT
-    /// workers are picked by a hash of each socket's address, so two UDP
-    /// sockets land on the same worker half the time; four or more spread
-    /// over the workers. QUIC keeps the concurrency's share of each as
-    /// streams in flight.
+    /// UDP sockets, TCP or QUIC connections [default: closed-loop UDP and
+    /// QUIC two per core, 4 to 8; otherwise one per core, 2 to 4]. The
+    /// server's SO_REUSEPORT workers are picked by a hash of each socket's
+    /// address, so two sockets land on the same worker half the time; four
+    /// or more spread over the workers. QUIC keeps the concurrency's share
+    /// of each as streams in flight.
     #[arg(long)]
     pub connections: Option<usize>,
     /// A request unanswered this long counts as a timeout.
@@ -246,15 +246,15 @@ pub struct AdminTarget {
     pub token_file: PathBuf,
 }
 
-/// Sockets or connections when not given: for a closed-loop UDP run two
-/// per core, 4 to 8 (so that the server's SO_REUSEPORT hash spreads them
-/// over its workers); otherwise one per core, 2 to 4 (an open-loop run has
+/// Sockets or connections when not given: for a closed-loop UDP or QUIC
+/// run two per core, 4 to 8 (so that the server's SO_REUSEPORT hash spreads
+/// them over its workers); otherwise one per core, 2 to 4 (an open-loop run has
 /// a sender thread per socket, and on two cores four of them fall behind
 /// their schedule).
 fn default_channels(transport: TransportKind, load: &Load) -> usize {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     match (transport, load) {
-        (TransportKind::Udp, Load::Closed { .. }) => (2 * cores).clamp(4, 8),
+        (TransportKind::Udp | TransportKind::Quic, Load::Closed { .. }) => (2 * cores).clamp(4, 8),
         _ => cores.clamp(2, 4),
     }
 }
