@@ -180,11 +180,15 @@ impl Recursor {
                     in_flight.insert(key.clone(), rx.clone());
                     let inner = self.inner.clone();
                     tokio::spawn(async move {
-                        let _leave = Leave {
+                        let leave = Leave {
                             inner: &inner,
                             key: &key,
                         };
                         let answer = inner.walk(&identifier).await;
+                        // Out of `in_flight` before the answer is out: a
+                        // question asked once this one has its answer must
+                        // not be handed the same (maybe uncacheable) answer.
+                        drop(leave);
                         tx.send_replace(Some(answer));
                     });
                     rx
