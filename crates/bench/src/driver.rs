@@ -4,9 +4,11 @@
 //! - Closed loop: one thread a channel keeps its share of `concurrency`
 //!   requests outstanding: every answer (or timeout) sends the next request
 //!   at once. Latency is measured from the actual send.
-//! - Open loop: per channel, a sender thread sends on a fixed schedule
-//!   (`rate / channels` a second, the channels' schedules interleaved) and a
-//!   receiver thread matches answers by request id. Latency is measured
+//! - Open loop: per channel, requests are sent on a fixed schedule
+//!   (`rate / channels` a second, the channels' schedules interleaved) and
+//!   answers matched by request id; over UDP one thread a channel does
+//!   both (sends what is due, then `ppoll`s for answers until the next is
+//!   due), over TCP and QUIC a sender thread and a receiver thread. Latency is measured
 //!   from the *intended* send time, so a stalled server (or generator) is
 //!   charged for every request it delayed, not only the first (no
 //!   coordinated omission); the generator's own lateness is reported apart
@@ -198,6 +200,34 @@ pub fn run_blocking(plan: &Plan) -> anyhow::Result<Report> {
     let mut total = Tally::new();
     std::thread::scope(|s| -> anyhow::Result<()> {
         let mut threads = Vec::new();
+        let polled = opened.iter().all(|c| c.receiver.readiness().is_some());
+        if let (Load::Open { rate }, true) = (plan.load, polled) {
+            // One thread per core at most, each with its share of the
+            // sockets: many sockets spread over the node's SO_REUSEPORT
+            // workers (the kernel picks one by a hash of the address), few
+            // threads leave the cores to the node.
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let groups = channels.min(cores.clamp(1, 4));
+            let mut grouped: Vec<Vec<Channel>> = (0..groups).map(|_| Vec::new()).collect();
+            for (i, channel) in opened.into_iter().enumerate() {
+                grouped[i % groups].push(channel);
+            }
+            for (i, group) in grouped.into_iter().enumerate() {
+                let interval = groups as f64 * 1e9 / rate;
+                let schedule = Schedule {
+                    first: interval * i as f64 / groups as f64,
+                    interval,
+                };
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("bench-{i}"))
+                        .spawn_scoped(s, move || {
+                            open_loop_polled(plan, i, group, schedule, timeline)
+                        })?,
+                );
+            }
+            opened = Vec::new();
+        }
         for (i, channel) in opened.into_iter().enumerate() {
             match plan.load {
                 Load::Closed { concurrency } => {
@@ -330,6 +360,127 @@ fn closed_loop(plan: &Plan, i: usize, channel: Channel, window: usize, t: Timeli
     inflight.clear(|s| tally.timeouts += u64::from(s.measured));
     tally
 }
+
+/// When the requests of an open-loop channel are due: request `k` at
+/// `first + k * interval` nanoseconds.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    first: f64,
+    interval: f64,
+}
+
+impl Schedule {
+    fn due(&self, k: u64) -> u64 {
+        (self.first + k as f64 * self.interval) as u64
+    }
+}
+
+/// Open loop on one thread over a group of UDP sockets: sends every
+/// request that is due (round robin over the sockets), then waits in
+/// `ppoll` for answers until the next one is due, and reads what came.
+/// Half the threads of the two-thread form and no lock between them: on a
+/// machine the generator shares with the node, every runnable thread more
+/// is latency charged to the node.
+fn open_loop_polled(
+    plan: &Plan,
+    i: usize,
+    mut group: Vec<Channel>,
+    schedule: Schedule,
+    t: Timeline,
+) -> Tally {
+    use nix::poll::{PollFd, PollFlags, ppoll};
+    use nix::sys::time::TimeSpec;
+
+    let mut tally = Tally::new();
+    let mut requests = Requests::new(plan, i);
+    let mut inflight = InFlight::new();
+    let mut k: u64 = 0;
+    let mut unflushed = vec![false; group.len()];
+    // Wake on time: the default 50 us timer slack would be charged to
+    // every request as send lag.
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_timerslack(1);
+    loop {
+        let now = t.now();
+        // Send what is due.
+        loop {
+            let due = schedule.due(k);
+            if due >= t.end || due > now {
+                break;
+            }
+            let socket = (k % group.len() as u64) as usize;
+            k += 1;
+            let pick = requests.pick();
+            let measured = due >= t.measure_from;
+            if measured {
+                count_pick(&mut tally, pick);
+                tally.lag.saturating_record((now - due).max(1));
+            }
+            let id = inflight.push(Sent { at: due, measured });
+            if let Err(e) = group[socket].sender.send(requests.encode(id, pick)) {
+                // It (or its batch) times out.
+                tally.channel_error(|| format!("send failed: {e}"));
+            }
+            unflushed[socket] = true;
+        }
+        for (channel, unflushed) in group.iter_mut().zip(unflushed.iter_mut()) {
+            if std::mem::take(unflushed)
+                && let Err(e) = channel.sender.flush()
+            {
+                tally.channel_error(|| format!("send failed: {e}"));
+            }
+        }
+        let sending = schedule.due(k) < t.end;
+        if !sending && (inflight.is_empty() || now >= t.drain_until) {
+            break;
+        }
+        // Wait for answers until the next request is due (or, once all
+        // are sent, until the drain ends).
+        let until = if sending {
+            schedule.due(k)
+        } else {
+            t.drain_until
+        };
+        let wait = until.saturating_sub(t.now()).min(nanos(POLL_CAP));
+        let mut ready = vec![false; group.len()];
+        {
+            let mut fds: Vec<PollFd<'_>> = group
+                .iter()
+                .filter_map(|c| c.receiver.readiness())
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+                .collect();
+            let timeout = TimeSpec::from_duration(Duration::from_nanos(wait));
+            if ppoll(&mut fds, Some(timeout), None).is_ok_and(|n| n > 0) {
+                for (r, fd) in ready.iter_mut().zip(&fds) {
+                    *r = fd.revents().is_some_and(|e| !e.is_empty());
+                }
+            }
+        }
+        for (channel, _) in group.iter_mut().zip(&ready).filter(|(_, r)| **r) {
+            let answers = &mut |m: &[u8]| on_answer(m, &mut inflight, &mut tally, &t);
+            match channel.receiver.recv(answers) {
+                Ok(Recv::Messages(_) | Recv::Idle) => {}
+                Ok(Recv::Error(e)) => tally.channel_error(|| format!("receive failed: {e}")),
+                Ok(Recv::Failed { request_id, error }) => {
+                    on_failure(request_id, &error, &mut inflight, &mut tally);
+                }
+                Err(e) => {
+                    // A UDP socket does not close under us; count it and
+                    // let the outstanding requests time out.
+                    tally.channel_error(|| format!("receive failed: {e}"));
+                }
+            }
+        }
+        inflight.expire(t.now().saturating_sub(t.timeout), |s| {
+            tally.timeouts += u64::from(s.measured);
+        });
+    }
+    inflight.clear(|s| tally.timeouts += u64::from(s.measured));
+    tally
+}
+
+/// Longest single wait of [`open_loop_polled`], so timeouts are checked.
+const POLL_CAP: Duration = Duration::from_millis(5);
 
 /// What the two threads of an open-loop channel share.
 #[derive(Debug, Default)]

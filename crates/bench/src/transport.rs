@@ -87,6 +87,14 @@ pub trait RecvHalf: Send {
     /// with each whole message that arrived (multi-datagram UDP responses
     /// reassembled, TCP frames cut). `Err` means the channel is closed.
     fn recv(&mut self, on_message: &mut dyn FnMut(&[u8])) -> io::Result<Recv>;
+
+    /// A descriptor that polls readable when [`recv`](Self::recv) has a
+    /// datagram to return at once, for a generator that sends and receives
+    /// on one thread (the open loop over UDP). `None` when `recv` may wait
+    /// for more than what polled ready (stream framing, QUIC).
+    fn readiness(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 fn is_idle(e: &io::Error) -> bool {
@@ -204,6 +212,11 @@ struct UdpReceiver {
 }
 
 impl RecvHalf for UdpReceiver {
+    fn readiness(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.socket.as_fd())
+    }
+
     fn recv(&mut self, on_message: &mut dyn FnMut(&[u8])) -> io::Result<Recv> {
         let n = match self.batch.recv(&self.socket) {
             Ok(n) => n,
