@@ -71,11 +71,12 @@ pub struct TargetArgs {
     #[arg(long, short = 't', value_enum, default_value_t = TransportKind::Udp)]
     pub transport: TransportKind,
     /// UDP sockets, TCP or QUIC connections [default: closed-loop UDP and
-    /// QUIC two per core, 4 to 8; otherwise one per core, 2 to 4]. The
-    /// server's SO_REUSEPORT workers are picked by a hash of each socket's
-    /// address, so two sockets land on the same worker half the time; four
-    /// or more spread over the workers. QUIC keeps the concurrency's share
-    /// of each as streams in flight.
+    /// QUIC two per core, 4 to 8; otherwise one per core, 2 to 4]. A
+    /// server that picks its SO_REUSEPORT worker by a hash of each socket's
+    /// address (idnode's QUIC endpoints, other servers' UDP) puts two
+    /// sockets on the same worker half the time; four or more spread over
+    /// the workers. QUIC keeps the concurrency's share of each as streams
+    /// in flight.
     #[arg(long)]
     pub connections: Option<usize>,
     /// A request unanswered this long counts as a timeout.
@@ -247,10 +248,10 @@ pub struct AdminTarget {
 }
 
 /// Sockets or connections when not given: for a closed-loop UDP or QUIC
-/// run two per core, 4 to 8 (so that the server's SO_REUSEPORT hash spreads
-/// them over its workers); otherwise one per core, 2 to 4 (an open-loop run has
-/// a sender thread per socket, and on two cores four of them fall behind
-/// their schedule).
+/// run two per core, 4 to 8 (so that a server that picks its SO_REUSEPORT
+/// worker by a hash of the address sees them spread); otherwise one per
+/// core, 2 to 4 (an open-loop TCP or QUIC run has two threads per
+/// connection).
 fn default_channels(transport: TransportKind, load: &Load) -> usize {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     match (transport, load) {
