@@ -3,7 +3,9 @@
 //!
 //! - Closed loop: one thread a channel keeps its share of `concurrency`
 //!   requests outstanding: every answer (or timeout) sends the next request
-//!   at once. Latency is measured from the actual send.
+//!   at once. Latency is measured from the actual send. Over QUIC the
+//!   connections are driven on their own runtimes instead, one thread a
+//!   core, one question loop a stream in flight (`quic_closed_loop`).
 //! - Open loop: per channel, requests are sent on a fixed schedule
 //!   (`rate / channels` a second, the channels' schedules interleaved) and
 //!   answers matched by request id; over UDP one thread a channel does
@@ -19,6 +21,7 @@
 //! code).
 
 use crate::inflight::{InFlight, Sent};
+use crate::quic::{Quic, ask};
 use crate::report::{Load, Report, ReportHeader, Tally};
 use crate::transport::{Channel, Recv, Transport};
 use crate::workload::{Pick, Rng, Workload};
@@ -26,6 +29,7 @@ use anyhow::Context;
 use idnode_handle::{
     ENVELOPE_LEN, Envelope, Header, RequestParams, encode_resolution_request, flags,
 };
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -64,6 +68,19 @@ struct Timeline {
 }
 
 impl Timeline {
+    /// From now: `warmup`, then `duration`, then up to `timeout` to drain.
+    fn start(plan: &Plan) -> Self {
+        let warmup = nanos(plan.warmup);
+        let end = warmup.saturating_add(nanos(plan.duration));
+        Self {
+            base: Instant::now(),
+            measure_from: warmup,
+            end,
+            drain_until: end.saturating_add(nanos(plan.timeout)),
+            timeout: nanos(plan.timeout),
+        }
+    }
+
     fn now(&self) -> u64 {
         self.base.elapsed().as_nanos() as u64
     }
@@ -178,6 +195,31 @@ pub fn run_blocking(plan: &Plan) -> anyhow::Result<Report> {
         }
     };
     let server = plan.transport.server();
+    let total = match (plan.load, plan.transport.quic()) {
+        (Load::Closed { concurrency }, Some(quic)) => {
+            quic_closed_loop(plan, quic, channels, concurrency, Timeline::start(plan))?
+        }
+        _ => run_channels(plan, channels)?,
+    };
+    let header = ReportHeader {
+        transport: plan.transport.name().to_owned(),
+        server: server.to_string(),
+        load: plan.load,
+        channels,
+    };
+    Ok(Report::new(
+        header,
+        plan.duration,
+        plan.warmup,
+        plan.timeout,
+        total,
+    ))
+}
+
+/// Runs `plan` over `channels` [`Channel`]s of its transport, a thread (or
+/// two) each, or grouped on one thread a core for an open loop over UDP.
+fn run_channels(plan: &Plan, channels: usize) -> anyhow::Result<Tally> {
+    let server = plan.transport.server();
     let mut opened = Vec::with_capacity(channels);
     for _ in 0..channels {
         let channel = plan.transport.open().with_context(|| {
@@ -188,15 +230,7 @@ pub fn run_blocking(plan: &Plan) -> anyhow::Result<Report> {
         })?;
         opened.push(channel);
     }
-    let warmup = nanos(plan.warmup);
-    let end = warmup.saturating_add(nanos(plan.duration));
-    let timeline = Timeline {
-        base: Instant::now(),
-        measure_from: warmup,
-        end,
-        drain_until: end.saturating_add(nanos(plan.timeout)),
-        timeout: nanos(plan.timeout),
-    };
+    let timeline = Timeline::start(plan);
     let mut total = Tally::new();
     std::thread::scope(|s| -> anyhow::Result<()> {
         let mut threads = Vec::new();
@@ -277,19 +311,152 @@ pub fn run_blocking(plan: &Plan) -> anyhow::Result<Report> {
         }
         Ok(())
     })?;
-    let header = ReportHeader {
-        transport: plan.transport.name().to_owned(),
-        server: server.to_string(),
-        load: plan.load,
-        channels,
-    };
-    Ok(Report::new(
-        header,
-        plan.duration,
-        plan.warmup,
-        plan.timeout,
-        total,
-    ))
+    Ok(total)
+}
+
+/// Closed loop over QUIC without [`Channel`]s: one thread a core (at most)
+/// runs a single-threaded runtime with its share of the connections, and
+/// on each connection its share of `concurrency` loops, each asking one
+/// question per stream and the next as soon as the answer is in. The
+/// channel form (a driver thread and a connection thread per connection,
+/// a task and two channel hops per request) took as much CPU as the node.
+fn quic_closed_loop(
+    plan: &Plan,
+    quic: &Quic,
+    connections: usize,
+    concurrency: usize,
+    t: Timeline,
+) -> anyhow::Result<Tally> {
+    anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = connections.min(cores.clamp(1, 4));
+    let windows: Vec<usize> = (0..connections)
+        .map(|c| concurrency / connections + usize::from(c < concurrency % connections))
+        .collect();
+    let mut total = Tally::new();
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let mut handles = Vec::new();
+        for i in 0..threads {
+            let mine: Vec<usize> = windows.iter().copied().skip(i).step_by(threads).collect();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("bench-quic-{i}"))
+                    .spawn_scoped(s, move || quic_thread(plan, quic, i, &mine, t))?,
+            );
+        }
+        let mut failed = None;
+        for h in handles {
+            match h.join() {
+                Ok(Ok(tally)) => total.merge(tally),
+                Ok(Err(e)) => failed = Some(e),
+                Err(_) => anyhow::bail!("a load generator thread panicked"),
+            }
+        }
+        match failed {
+            Some(e) => {
+                Err(e).with_context(|| format!("cannot open a quic channel to {}", quic.server))
+            }
+            None => Ok(()),
+        }
+    })?;
+    Ok(total)
+}
+
+/// One thread of [`quic_closed_loop`]: a connection per entry of
+/// `windows`, that many question loops on it. Fails when a connection
+/// cannot be opened. A lost connection ends its loops (their requests
+/// count as errors); it is not reopened.
+fn quic_thread(
+    plan: &Plan,
+    quic: &Quic,
+    i: usize,
+    windows: &[usize],
+    t: Timeline,
+) -> std::io::Result<Tally> {
+    let tally = RefCell::new(Tally::new());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let requests = RefCell::new(Requests::new(plan, i));
+    runtime.block_on(async {
+        let mut open = Vec::new();
+        for _ in windows {
+            match quic.connect().await {
+                Ok(pair) => open.push(pair),
+                Err(e) => {
+                    for (endpoint, connection) in &open {
+                        Quic::close(endpoint, connection).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut loops = Vec::new();
+        for ((_, connection), &window) in open.iter().zip(windows) {
+            for _ in 0..window {
+                loops.push(ask_loop(connection.clone(), &requests, &tally, t));
+            }
+        }
+        futures_util::future::join_all(loops).await;
+        for (endpoint, connection) in &open {
+            Quic::close(endpoint, connection).await;
+        }
+        Ok(())
+    })?;
+    Ok(tally.into_inner())
+}
+
+/// Asks questions on `connection`, one stream each, one at a time, until
+/// the run ends or the connection is lost.
+async fn ask_loop(
+    connection: quinn::Connection,
+    requests: &RefCell<Requests<'_>>,
+    tally: &RefCell<Tally>,
+    t: Timeline,
+) {
+    let mut message = Vec::with_capacity(512);
+    let mut id: u32 = 0;
+    loop {
+        let sent = t.now();
+        if sent >= t.end {
+            return;
+        }
+        let measured = sent >= t.measure_from;
+        {
+            let mut requests = requests.borrow_mut();
+            let pick = requests.pick();
+            if measured {
+                count_pick(&mut tally.borrow_mut(), pick);
+            }
+            id = id.wrapping_add(1);
+            message.clear();
+            message.extend_from_slice(requests.encode(id, pick));
+        }
+        let asked =
+            tokio::time::timeout(Duration::from_nanos(t.timeout), ask(&connection, &message));
+        let answer = asked.await;
+        let mut tally = tally.borrow_mut();
+        match answer {
+            Ok(Ok(answer)) => match read_answer(&answer) {
+                Ok((answered, code)) if answered == id => {
+                    if measured {
+                        tally.answer(code, t.now().saturating_sub(sent));
+                    }
+                }
+                Ok(_) => tally.failed(measured, || "an answer to another request".to_owned()),
+                Err(e) => tally.failed(measured, || e),
+            },
+            Ok(Err(Some(error))) => tally.failed(measured, || format!("request failed: {error}")),
+            Ok(Err(None)) => {
+                tally.failed(measured, || match connection.close_reason() {
+                    Some(reason) => format!("QUIC connection closed: {reason}"),
+                    None => "QUIC connection closed".to_owned(),
+                });
+                return;
+            }
+            Err(_) => tally.timeouts += u64::from(measured),
+        }
+    }
 }
 
 /// Closed loop on one channel with `window` requests outstanding.

@@ -9,6 +9,10 @@
 //! the connections of a run come from different UDP ports and spread over
 //! the server's SO_REUSEPORT workers, as separate clients would.
 //!
+//! The closed loop drives connections on its own runtimes (the driver's
+//! `quic_closed_loop`, with [`Quic::connect`] and [`ask`]); the channel
+//! form below serves the open loop.
+//!
 //! quinn is async and the driver is not: each channel runs a
 //! single-threaded tokio runtime on a thread of its own (`bench-quic-<n>`).
 //! [`SendHalf::flush`] hands the requests queued since the last flush to it
@@ -82,6 +86,10 @@ impl Transport for Quic {
         true
     }
 
+    fn quic(&self) -> Option<&Quic> {
+        Some(self)
+    }
+
     fn open(&self) -> io::Result<Channel> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -129,6 +137,26 @@ enum Event {
 }
 
 impl Quic {
+    /// Connects (an endpoint of its own), within `timeout` (1 s at least).
+    pub(crate) async fn connect(&self) -> io::Result<(quinn::Endpoint, Connection)> {
+        let limit = self.timeout.max(MIN_CONNECT_TIMEOUT);
+        let connected = tokio::time::timeout(limit, connect_endpoint(self.server, &self.tls));
+        match connected.await {
+            Ok(Ok(pair)) => Ok(pair),
+            Ok(Err(e)) => Err(io::Error::new(ErrorKind::ConnectionRefused, e.to_string())),
+            Err(_) => Err(io::Error::new(
+                ErrorKind::TimedOut,
+                format!("no QUIC handshake with {} within {limit:?}", self.server),
+            )),
+        }
+    }
+
+    /// Closes a connection and gives the server a moment to hear it.
+    pub(crate) async fn close(endpoint: &quinn::Endpoint, connection: &Connection) {
+        connection.close(VarInt::from_u32(0), b"bench done");
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, endpoint.wait_idle()).await;
+    }
+
     /// The connection's thread: connects, reports on `ready`, then serves
     /// requests until the receiving half is dropped (`gone`).
     async fn serve(
@@ -138,22 +166,10 @@ impl Quic {
         mut gone: oneshot::Receiver<()>,
         ready: mpsc::SyncSender<io::Result<()>>,
     ) {
-        let limit = self.timeout.max(MIN_CONNECT_TIMEOUT);
-        let connected = tokio::time::timeout(limit, connect_endpoint(self.server, &self.tls));
-        let (endpoint, connection) = match connected.await {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => {
-                let _ = ready.send(Err(io::Error::new(
-                    ErrorKind::ConnectionRefused,
-                    e.to_string(),
-                )));
-                return;
-            }
-            Err(_) => {
-                let _ = ready.send(Err(io::Error::new(
-                    ErrorKind::TimedOut,
-                    format!("no QUIC handshake with {} within {limit:?}", self.server),
-                )));
+        let (endpoint, connection) = match self.connect().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                let _ = ready.send(Err(e));
                 return;
             }
         };
@@ -190,8 +206,7 @@ impl Quic {
                 },
             }
         }
-        connection.close(VarInt::from_u32(0), b"bench done");
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, endpoint.wait_idle()).await;
+        Self::close(&endpoint, &connection).await;
     }
 }
 
@@ -205,27 +220,7 @@ async fn exchange(
     events: mpsc::Sender<Event>,
     timeout: Duration,
 ) {
-    let work = async {
-        let (mut send, mut recv) = connection.open_bi().await.map_err(|_| None)?;
-        send.write_all(&message).await.map_err(|e| match e {
-            WriteError::ConnectionLost(_) => None,
-            WriteError::Stopped(code) => Some(format!(
-                "the server stopped the request stream (code {code})"
-            )),
-            other => Some(format!("cannot write the request: {other}")),
-        })?;
-        // Fails only when the stream is closed already: the read says why.
-        let _ = send.finish();
-        recv.read_to_end(ANSWER_LIMIT).await.map_err(|e| match e {
-            ReadToEndError::Read(ReadError::ConnectionLost(_)) => None,
-            ReadToEndError::Read(ReadError::Reset(code)) => {
-                Some(format!("the server reset the request stream (code {code})"))
-            }
-            ReadToEndError::TooLong => Some(format!("an answer longer than {ANSWER_LIMIT} bytes")),
-            other => Some(format!("cannot read the answer: {other}")),
-        })
-    };
-    let event = match tokio::time::timeout(timeout, work).await {
+    let event = match tokio::time::timeout(timeout, ask(&connection, &message)).await {
         Ok(Ok(answer)) => Event::Answer(answer),
         Ok(Err(Some(error))) => Event::Failed {
             // The driver encoded it: it decodes.
@@ -235,6 +230,32 @@ async fn exchange(
         Ok(Err(None)) | Err(_) => return,
     };
     let _ = events.send(event);
+}
+
+/// One request on a stream of its own: its answer, or why the server
+/// refused it (`Some`), or `None` when the connection is lost.
+pub(crate) async fn ask(
+    connection: &Connection,
+    message: &[u8],
+) -> Result<Vec<u8>, Option<String>> {
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|_| None)?;
+    send.write_all(message).await.map_err(|e| match e {
+        WriteError::ConnectionLost(_) => None,
+        WriteError::Stopped(code) => Some(format!(
+            "the server stopped the request stream (code {code})"
+        )),
+        other => Some(format!("cannot write the request: {other}")),
+    })?;
+    // Fails only when the stream is closed already: the read says why.
+    let _ = send.finish();
+    recv.read_to_end(ANSWER_LIMIT).await.map_err(|e| match e {
+        ReadToEndError::Read(ReadError::ConnectionLost(_)) => None,
+        ReadToEndError::Read(ReadError::Reset(code)) => {
+            Some(format!("the server reset the request stream (code {code})"))
+        }
+        ReadToEndError::TooLong => Some(format!("an answer longer than {ANSWER_LIMIT} bytes")),
+        other => Some(format!("cannot read the answer: {other}")),
+    })
 }
 
 /// Queues encoded requests until [`SendHalf::flush`] (or a full batch).

@@ -41,6 +41,11 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     }
     /// Opens one channel (a socket, a connection).
     fn open(&self) -> io::Result<Channel>;
+    /// The QUIC transport, which the closed loop drives on its own runtime
+    /// instead of through [`Channel`]s.
+    fn quic(&self) -> Option<&crate::quic::Quic> {
+        None
+    }
 }
 
 /// One socket or connection, split so that a sender thread and a receiver
