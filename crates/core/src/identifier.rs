@@ -200,10 +200,10 @@ fn check_prefix(prefix: &str) -> Result<(), Error> {
 
 /// Writes the normalized (ASCII upper-cased) form of `raw` into `out`,
 /// reusing its allocation: the hot path's way to build a lookup key.
+#[inline]
 pub fn normalize_into(raw: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    out.extend_from_slice(raw);
-    out.make_ascii_uppercase();
+    out.extend(raw.iter().map(u8::to_ascii_uppercase));
 }
 
 #[cfg(test)]

@@ -24,16 +24,19 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     pub fn new(bytes: &'a [u8]) -> Self {
         Self { bytes, at: 0 }
     }
 
     /// Bytes not yet read.
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.bytes.len() - self.at
     }
 
     /// Offset of the next byte.
+    #[inline]
     pub fn position(&self) -> usize {
         self.at
     }
@@ -43,6 +46,7 @@ impl<'a> Reader<'a> {
         self.bytes
     }
 
+    #[inline]
     pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], Error> {
         if n > self.remaining() {
             return Err(Error::Truncated(what));
@@ -52,6 +56,7 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    #[inline]
     pub fn u8(&mut self, what: &'static str) -> Result<u8, Error> {
         Ok(self.take(1, what)?[0])
     }
@@ -61,6 +66,7 @@ impl<'a> Reader<'a> {
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
+    #[inline]
     pub fn u32(&mut self, what: &'static str) -> Result<u32, Error> {
         let b = self.take(4, what)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
@@ -73,6 +79,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-prefixed byte string, its length bounded by what remains.
+    #[inline]
     pub fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], Error> {
         let len = self.u32(what)? as usize;
         if len > self.remaining() {
@@ -88,6 +95,7 @@ impl<'a> Reader<'a> {
 
     /// A count of items that each take at least `min_item` bytes, bounded
     /// by what remains, so that a caller may allocate `count` items.
+    #[inline]
     pub fn count(&mut self, what: &'static str, min_item: usize) -> Result<usize, Error> {
         let n = self.u32(what)? as usize;
         if n.saturating_mul(min_item.max(1)) > self.remaining() {
@@ -106,6 +114,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Appends a length-prefixed byte string.
+#[inline]
 pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
     out.extend_from_slice(bytes);

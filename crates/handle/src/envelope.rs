@@ -32,6 +32,7 @@ pub struct Envelope {
 
 /// Reads a big-endian u32; callers pass a slice already cut to the fixed
 /// envelope or header size, so `at + 3` is always in range.
+#[inline]
 fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
@@ -42,6 +43,7 @@ impl Envelope {
     /// Accepts major version 2 with minor 1..=11, any envelope flags and any
     /// suggested version; rejects a message length above
     /// [`MAX_MESSAGE_LEN`].
+    #[inline]
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let Some(b) = bytes.get(..ENVELOPE_LEN) else {
             return Err(DecodeError::Truncated("message envelope"));
@@ -133,6 +135,7 @@ pub struct Header {
 impl Header {
     /// Decodes the header at the start of `bytes` (which may go on). The
     /// reserved byte is ignored.
+    #[inline]
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let Some(b) = bytes.get(..HEADER_LEN) else {
             return Err(DecodeError::Truncated("message header"));

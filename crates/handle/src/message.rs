@@ -31,6 +31,7 @@ pub(crate) struct Parts<'a> {
 ///
 /// Like CNRI, a message that ends right after its body has no credential;
 /// otherwise the 4-byte credential length must account for every byte left.
+#[inline]
 pub(crate) fn split(message: &[u8]) -> Result<Parts<'_>, DecodeError> {
     let envelope = Envelope::decode(message)?;
     let rest = &message[ENVELOPE_LEN..];
@@ -76,6 +77,7 @@ pub(crate) fn split(message: &[u8]) -> Result<Parts<'_>, DecodeError> {
 /// messages whose response code is not 0 (responses must never be answered,
 /// or two nodes could bounce errors forever). Does not allocate; the body is
 /// left to the opcode's decoder ([`crate::ResolutionQuery::decode`]).
+#[inline]
 pub fn decode_request(message: &[u8]) -> Result<Request<'_>, DecodeError> {
     let parts = split(message)?;
     if parts.header.response_code != code::RESERVED {

@@ -31,6 +31,7 @@ impl<'a> ResolutionQuery<'a> {
     /// [`limits::MAX_IDENTIFIER_BYTES`]; list counts are bounded by the
     /// bytes that remain. Bytes after the type list are ignored, as CNRI
     /// ignores them. Does not allocate.
+    #[inline]
     pub fn decode(body: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body);
         let handle = r.bytes("handle")?;

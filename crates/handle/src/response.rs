@@ -37,6 +37,7 @@ const ECHOED_FLAGS: u32 = flags::CT | flags::ENC | flags::CA | flags::PO | flags
 /// (2.11). A suggestion below 2.1, which no client we accept makes, falls
 /// back to the envelope version, so that a response is always a version
 /// this crate decodes.
+#[inline]
 pub fn response_version(envelope: &Envelope) -> (u8, u8) {
     let suggested = envelope.suggested_version();
     if suggested > (VERSION_MAJOR, VERSION_MINOR) {
@@ -71,6 +72,7 @@ pub struct ResponseContext {
 impl ResponseContext {
     /// The context of a response to `req` (see the module documentation).
     /// Computes the request digest when RD is set; does not allocate.
+    #[inline]
     pub fn for_request(req: &Request<'_>, now: u32) -> Self {
         let (major, minor) = response_version(&req.envelope);
         let wants_digest = req.header.op_flags & flags::RD != 0;
@@ -125,6 +127,7 @@ pub struct ResponseBuilder<'o> {
 impl<'o> ResponseBuilder<'o> {
     /// Clears `out` (keeping its capacity) and writes the envelope, header
     /// and request digest.
+    #[inline]
     pub fn start(
         out: &'o mut Vec<u8>,
         ctx: &ResponseContext,
@@ -168,20 +171,24 @@ impl<'o> ResponseBuilder<'o> {
     /// to append body bytes to, for example with
     /// [`idnode_core::wire::encode_value`]. Append only: what is already
     /// there must stay.
+    #[inline]
     pub fn buffer(&mut self) -> &mut Vec<u8> {
         self.out
     }
 
+    #[inline]
     pub fn put_u32(&mut self, v: u32) {
         self.out.extend_from_slice(&v.to_be_bytes());
     }
 
     /// Appends a length-prefixed byte string.
+    #[inline]
     pub fn put_bytes(&mut self, bytes: &[u8]) {
         put_bytes(self.out, bytes);
     }
 
     /// Body bytes written so far (digest included).
+    #[inline]
     pub fn body_len(&self) -> usize {
         self.out.len() - ENVELOPE_LEN - HEADER_LEN
     }
@@ -192,6 +199,7 @@ impl<'o> ResponseBuilder<'o> {
     ///
     /// # Panics
     /// If the caller shortened [`buffer`](Self::buffer) below the header.
+    #[inline]
     pub fn finish(self) -> usize {
         let body_len = self.body_len() as u32;
         self.out.extend_from_slice(&0u32.to_be_bytes());
@@ -203,6 +211,7 @@ impl<'o> ResponseBuilder<'o> {
     }
 
     /// Whether the message, once finished, is within [`MAX_MESSAGE_LEN`].
+    #[inline]
     pub fn fits(&self) -> bool {
         self.out.len() + 4 - ENVELOPE_LEN <= MAX_MESSAGE_LEN
     }

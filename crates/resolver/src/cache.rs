@@ -53,10 +53,12 @@ struct Slot {
 }
 
 impl Slot {
+    #[inline]
     fn key(&self) -> &[u8] {
         &self.data[..self.key_len as usize]
     }
 
+    #[inline]
     fn entry(&self) -> Entry<'_> {
         match self.count {
             MISSING => Entry::Missing,
@@ -90,6 +92,7 @@ struct Shard {
 }
 
 impl Shard {
+    #[inline]
     fn find(&self, hash: u64, key: &[u8]) -> Option<&Slot> {
         self.table.find(hash, |s| s.hash == hash && s.key() == key)
     }
@@ -145,6 +148,7 @@ pub struct ResponseCache {
     shard_budget: usize,
 }
 
+#[inline]
 fn hash(key: &[u8]) -> u64 {
     let mut h = FxHasher::default();
     h.write(key);
@@ -162,12 +166,14 @@ impl ResponseCache {
         }
     }
 
+    #[inline]
     fn shard_index(&self, hash: u64) -> usize {
         // Bits the table does not use for its buckets (low bits) or its
         // control bytes (top 7 bits).
         (hash >> 40) as usize & (self.shards.len() - 1)
     }
 
+    #[inline]
     fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Shard> {
         // A poisoned shard only means a panic elsewhere mid-operation; the
         // table itself is consistent, so keep using it.

@@ -432,6 +432,7 @@ impl HandleService {
 /// Writes the answer to `query` from a record's public projection. False
 /// when there is no record (`out` then holds HANDLE_NOT_FOUND, which the
 /// caller may replace by a referral).
+#[inline]
 fn answer(
     out: &mut Vec<u8>,
     ctx: &ResponseContext,
@@ -475,6 +476,7 @@ fn answer(
     true
 }
 
+#[inline]
 fn is_valid_handle(handle: &[u8]) -> bool {
     // The first `/` byte is the first `/` character in UTF-8 too.
     let Some(slash) = handle.iter().position(|&b| b == b'/') else {
