@@ -397,3 +397,86 @@ fn reassemble(
         }
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+    use nix::unistd::Pid;
+
+    /// Answers every datagram with its worker's number.
+    struct Tag(u8);
+
+    impl Responder for Tag {
+        fn respond(
+            &mut self,
+            _datagram: &[u8],
+            _peer: &SockaddrStorage,
+            out: &mut Vec<u8>,
+            _socket: &UdpSocket,
+        ) -> bool {
+            out.clear();
+            out.push(self.0);
+            true
+        }
+    }
+
+    /// On loopback a datagram is received on the CPU that sent it, so a
+    /// client pinned to CPU `c` must be answered by worker `c % workers`
+    /// every time (with the kernel's address hash, a client socket sticks
+    /// to one worker whatever its CPU).
+    #[test]
+    fn each_datagram_goes_to_the_worker_of_its_cpu() {
+        let allowed = sched_getaffinity(Pid::from_raw(0)).unwrap();
+        let cpus: Vec<usize> = (0..CpuSet::count())
+            .filter(|&c| allowed.is_set(c).unwrap_or(false))
+            .take(2)
+            .collect();
+        if cpus.len() < 2 {
+            eprintln!("skipped: this process may run on one CPU only");
+            return;
+        }
+        let sockets = bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = sockets[0].local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut next = 0u8;
+        let make = || {
+            next += 1;
+            Tag(next - 1)
+        };
+        let workers = spawn(sockets, "test-steer", make, stop.clone()).unwrap();
+        // One client socket for both CPUs: only the CPU decides.
+        let client = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        for cpu in cpus {
+            let client = client.clone();
+            let answered_by = std::thread::spawn(move || {
+                let mut only = CpuSet::new();
+                only.set(cpu).unwrap();
+                sched_setaffinity(Pid::from_raw(0), &only).unwrap();
+                (0..20)
+                    .map(|_| {
+                        client.send_to(b"which", addr).unwrap();
+                        let mut answer = [0u8; 8];
+                        client.recv_from(&mut answer).unwrap();
+                        answer[0]
+                    })
+                    .collect::<Vec<u8>>()
+            })
+            .join()
+            .unwrap();
+            let expected = u8::try_from(cpu % 2).unwrap();
+            assert!(
+                answered_by.iter().all(|&w| w == expected),
+                "sent from CPU {cpu}, answered by workers {answered_by:?}"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.join().unwrap();
+        }
+    }
+}
