@@ -237,9 +237,9 @@ fn run_channels(plan: &Plan, channels: usize) -> anyhow::Result<Tally> {
         let polled = opened.iter().all(|c| c.receiver.readiness().is_some());
         if let (Load::Open { rate }, true) = (plan.load, polled) {
             // One thread per core at most, each with its share of the
-            // sockets: many sockets spread over the node's SO_REUSEPORT
-            // workers (the kernel picks one by a hash of the address), few
-            // threads leave the cores to the node.
+            // sockets: many sockets spread over the workers of a server
+            // that picks one by a hash of the address, few threads leave
+            // the cores to the server.
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
             let groups = channels.min(cores.clamp(1, 4));
             let mut grouped: Vec<Vec<Channel>> = (0..groups).map(|_| Vec::new()).collect();
@@ -247,11 +247,7 @@ fn run_channels(plan: &Plan, channels: usize) -> anyhow::Result<Tally> {
                 grouped[i % groups].push(channel);
             }
             for (i, group) in grouped.into_iter().enumerate() {
-                let interval = groups as f64 * 1e9 / rate;
-                let schedule = Schedule {
-                    first: interval * i as f64 / groups as f64,
-                    interval,
-                };
+                let schedule = Schedule::interleaved(rate, i, groups);
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("bench-{i}"))
@@ -275,8 +271,7 @@ fn run_channels(plan: &Plan, channels: usize) -> anyhow::Result<Tally> {
                     );
                 }
                 Load::Open { rate } => {
-                    let interval = channels as f64 * 1e9 / rate;
-                    let first = interval * i as f64 / channels as f64;
+                    let schedule = Schedule::interleaved(rate, i, channels);
                     let shared = Arc::new(Shared::default());
                     let Channel { sender, receiver } = channel;
                     let sender_shared = shared.clone();
@@ -284,15 +279,7 @@ fn run_channels(plan: &Plan, channels: usize) -> anyhow::Result<Tally> {
                         std::thread::Builder::new()
                             .name(format!("bench-send-{i}"))
                             .spawn_scoped(s, move || {
-                                open_sender(
-                                    plan,
-                                    i,
-                                    sender,
-                                    &sender_shared,
-                                    first,
-                                    interval,
-                                    timeline,
-                                )
+                                open_sender(plan, i, sender, &sender_shared, schedule, timeline)
                             })?,
                     );
                     threads.push(
@@ -537,6 +524,16 @@ struct Schedule {
 }
 
 impl Schedule {
+    /// The share of `rate` of sender `i` of `senders`, their requests
+    /// interleaved.
+    fn interleaved(rate: f64, i: usize, senders: usize) -> Self {
+        let interval = senders as f64 * 1e9 / rate;
+        Self {
+            first: interval * i as f64 / senders as f64,
+            interval,
+        }
+    }
+
     fn due(&self, k: u64) -> u64 {
         (self.first + k as f64 * self.interval) as u64
     }
@@ -666,14 +663,13 @@ impl Shared {
     }
 }
 
-/// Open loop, sending side: request `k` is due at `first + k * interval`.
+/// Open loop, sending side: request `k` is due at `schedule.due(k)`.
 fn open_sender(
     plan: &Plan,
     i: usize,
     mut sender: Box<dyn crate::transport::SendHalf>,
     shared: &Shared,
-    first: f64,
-    interval: f64,
+    schedule: Schedule,
     t: Timeline,
 ) -> Tally {
     let mut tally = Tally::new();
@@ -684,7 +680,7 @@ fn open_sender(
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_timerslack(1);
     loop {
-        let due = (first + k as f64 * interval) as u64;
+        let due = schedule.due(k);
         if due >= t.end {
             break;
         }
