@@ -203,13 +203,26 @@ fn check_prefix(prefix: &str) -> Result<(), Error> {
 #[inline]
 pub fn normalize_into(raw: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    out.extend(raw.iter().map(u8::to_ascii_uppercase));
+    out.resize(raw.len(), 0);
+    // Equal lengths and no branch per byte: the compiler vectorizes it.
+    for (o, &b) in out.iter_mut().zip(raw) {
+        *o = b.to_ascii_uppercase();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn normalize_into_upper_cases_ascii_only(raw in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let mut out = vec![1, 2, 3];
+            normalize_into(&raw, &mut out);
+            prop_assert_eq!(out, raw.to_ascii_uppercase());
+        }
+    }
 
     #[test]
     fn parses_parts_and_keeps_spelling() {
