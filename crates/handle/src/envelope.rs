@@ -73,6 +73,7 @@ impl Envelope {
     }
 
     /// Writes the envelope into `out`.
+    #[inline]
     pub fn encode(&self, out: &mut [u8; ENVELOPE_LEN]) {
         out[0] = self.major;
         out[1] = self.minor;
@@ -86,6 +87,7 @@ impl Envelope {
     }
 
     /// The encoded envelope.
+    #[inline]
     pub fn to_bytes(&self) -> [u8; ENVELOPE_LEN] {
         let mut out = [0; ENVELOPE_LEN];
         self.encode(&mut out);
@@ -94,6 +96,7 @@ impl Envelope {
 
     /// The version the sender suggests for the answer: the suggested bits,
     /// or the envelope version when they are 0 (as CNRI reads them).
+    #[inline]
     pub fn suggested_version(&self) -> (u8, u8) {
         if self.suggested_major == 0 {
             (self.major, self.minor)
@@ -152,6 +155,7 @@ impl Header {
     }
 
     /// Writes the header into `out` (reserved byte 0).
+    #[inline]
     pub fn encode(&self, out: &mut [u8; HEADER_LEN]) {
         out[0..4].copy_from_slice(&self.opcode.to_be_bytes());
         out[4..8].copy_from_slice(&self.response_code.to_be_bytes());
@@ -164,6 +168,7 @@ impl Header {
     }
 
     /// The encoded header.
+    #[inline]
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut out = [0; HEADER_LEN];
         self.encode(&mut out);
