@@ -4,6 +4,11 @@
 //! Run: `source scripts/env.sh && cargo bench --bench codec`
 //! Figures and the machine: PERFORMANCE.md.
 
+// The node's allocator (src/main.rs), so allocation and memory layout
+// are the node's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use idnode_core::{Value, normalize_into, wire};
 use idnode_handle::{

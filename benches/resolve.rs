@@ -12,6 +12,11 @@
 //! "warm" uses the default 256 MiB cache over a working set of 100,000
 //! identifiers read once beforehand. Figures and the machine: PERFORMANCE.md.
 
+// The node's allocator (src/main.rs), so allocation and memory layout
+// are the node's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use idnode_core::{Record, Value};
 use idnode_handle::{RequestParams, encode_resolution_request, flags};
