@@ -351,8 +351,8 @@ fn quic_closed_loop(
 
 /// One thread of [`quic_closed_loop`]: a connection per entry of
 /// `windows`, that many question loops on it. Fails when a connection
-/// cannot be opened. A lost connection ends its loops (their requests
-/// count as errors); it is not reopened.
+/// cannot be opened at the start; one lost later is opened again (the
+/// requests in flight on it count as errors).
 fn quic_thread(
     plan: &Plan,
     quic: &Quic,
@@ -378,19 +378,53 @@ fn quic_thread(
                 }
             }
         }
-        let mut loops = Vec::new();
-        for ((_, connection), &window) in open.iter().zip(windows) {
-            for _ in 0..window {
-                loops.push(ask_loop(connection.clone(), &requests, &tally, t));
-            }
-        }
-        futures_util::future::join_all(loops).await;
-        for (endpoint, connection) in &open {
-            Quic::close(endpoint, connection).await;
-        }
+        let drivers = open.into_iter().zip(windows).map(|(connected, &window)| {
+            drive_connection(quic, connected, window, &requests, &tally, t)
+        });
+        futures_util::future::join_all(drivers).await;
         Ok(())
     })?;
     Ok(tally.into_inner())
+}
+
+/// Runs `window` question loops on a connection until the run ends; when
+/// the connection is lost, opens a new one (after [`REOPEN_PAUSE`]) and
+/// goes on.
+async fn drive_connection(
+    quic: &Quic,
+    connected: (quinn::Endpoint, quinn::Connection),
+    window: usize,
+    requests: &RefCell<Requests<'_>>,
+    tally: &RefCell<Tally>,
+    t: Timeline,
+) {
+    let mut current = Some(connected);
+    loop {
+        let (endpoint, connection) = match current.take() {
+            Some(pair) => pair,
+            None => {
+                tokio::time::sleep(REOPEN_PAUSE).await;
+                if t.now() >= t.end {
+                    return;
+                }
+                match quic.connect().await {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tally
+                            .borrow_mut()
+                            .channel_error(|| format!("cannot reopen a channel: {e}"));
+                        continue;
+                    }
+                }
+            }
+        };
+        let loops = (0..window).map(|_| ask_loop(connection.clone(), requests, tally, t));
+        futures_util::future::join_all(loops).await;
+        Quic::close(&endpoint, &connection).await;
+        if t.now() >= t.end {
+            return;
+        }
+    }
 }
 
 /// Asks questions on `connection`, one stream each, one at a time, until

@@ -196,6 +196,56 @@ async fn a_closed_connection_counts_errors_and_the_run_ends() {
     );
 }
 
+/// The node restarts on the same port in the middle of a closed-loop run:
+/// the generator opens a new connection to it and goes on asking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_closed_loop_reopens_a_lost_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, shutdown) = start(dir.path()).await;
+    let addr = first.addr;
+    let pinned = TlsOptions::pinned(Fingerprint(first.fingerprint.0));
+    let mut p = plan(
+        quic(&first, pinned, Duration::from_secs(1)),
+        Load::Closed { concurrency: 4 },
+        Duration::from_secs(3),
+    );
+    p.timeout = Duration::from_secs(1);
+    let running = tokio::spawn(run(p));
+    while first.connections() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    shutdown.cancel();
+    first.join().await;
+    // The same port and data directory (so the same certificate).
+    let options = QuicOptions {
+        listen: addr,
+        ..quic_options()
+    };
+    let shutdown = CancellationToken::new();
+    let second = QuicListener::start(&options, service(), dir.path(), shutdown.clone())
+        .await
+        .unwrap();
+    let reconnected = async {
+        while second.connections() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), reconnected)
+        .await
+        .expect("the generator connected to the restarted node");
+    let report = running.await.unwrap().unwrap();
+    println!("{report}");
+    assert!(report.answered > 0, "{report}");
+    assert_eq!(
+        report.sent,
+        report.answered + report.timeouts + report.errors,
+        "{report}"
+    );
+    shutdown.cancel();
+    second.join().await;
+}
+
 /// Not a check: QUIC's closed-loop rate against UDP's on one in-process
 /// node (in-memory store, generator and node sharing the cores), 64
 /// requests outstanding each. Run it in release:
