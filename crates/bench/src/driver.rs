@@ -248,45 +248,31 @@ fn run_channels(plan: &Plan, channels: usize) -> anyhow::Result<Tally> {
             }
             for (i, group) in grouped.into_iter().enumerate() {
                 let schedule = Schedule::interleaved(rate, i, groups);
-                threads.push(
-                    std::thread::Builder::new()
-                        .name(format!("bench-{i}"))
-                        .spawn_scoped(s, move || {
-                            open_loop_polled(plan, i, group, schedule, timeline)
-                        })?,
-                );
+                threads.push(spawn_in(s, format!("bench-{i}"), move || {
+                    open_loop_polled(plan, i, group, schedule, timeline)
+                })?);
             }
             opened = Vec::new();
         }
         for (i, channel) in opened.into_iter().enumerate() {
             match plan.load {
                 Load::Closed { concurrency } => {
-                    let window = concurrency / channels + usize::from(i < concurrency % channels);
-                    threads.push(
-                        std::thread::Builder::new()
-                            .name(format!("bench-{i}"))
-                            .spawn_scoped(s, move || {
-                                closed_loop(plan, i, channel, window, timeline)
-                            })?,
-                    );
+                    let window = share(concurrency, channels, i);
+                    threads.push(spawn_in(s, format!("bench-{i}"), move || {
+                        closed_loop(plan, i, channel, window, timeline)
+                    })?);
                 }
                 Load::Open { rate } => {
                     let schedule = Schedule::interleaved(rate, i, channels);
                     let shared = Arc::new(Shared::default());
                     let Channel { sender, receiver } = channel;
                     let sender_shared = shared.clone();
-                    threads.push(
-                        std::thread::Builder::new()
-                            .name(format!("bench-send-{i}"))
-                            .spawn_scoped(s, move || {
-                                open_sender(plan, i, sender, &sender_shared, schedule, timeline)
-                            })?,
-                    );
-                    threads.push(
-                        std::thread::Builder::new()
-                            .name(format!("bench-recv-{i}"))
-                            .spawn_scoped(s, move || open_receiver(receiver, &shared, timeline))?,
-                    );
+                    threads.push(spawn_in(s, format!("bench-send-{i}"), move || {
+                        open_sender(plan, i, sender, &sender_shared, schedule, timeline)
+                    })?);
+                    threads.push(spawn_in(s, format!("bench-recv-{i}"), move || {
+                        open_receiver(receiver, &shared, timeline)
+                    })?);
                 }
             }
         }
@@ -318,18 +304,16 @@ fn quic_closed_loop(
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let threads = connections.min(cores.clamp(1, 4));
     let windows: Vec<usize> = (0..connections)
-        .map(|c| concurrency / connections + usize::from(c < concurrency % connections))
+        .map(|c| share(concurrency, connections, c))
         .collect();
     let mut total = Tally::new();
     std::thread::scope(|s| -> anyhow::Result<()> {
         let mut handles = Vec::new();
         for i in 0..threads {
             let mine: Vec<usize> = windows.iter().copied().skip(i).step_by(threads).collect();
-            handles.push(
-                std::thread::Builder::new()
-                    .name(format!("bench-quic-{i}"))
-                    .spawn_scoped(s, move || quic_thread(plan, quic, i, &mine, t))?,
-            );
+            handles.push(spawn_in(s, format!("bench-quic-{i}"), move || {
+                quic_thread(plan, quic, i, &mine, t)
+            })?);
         }
         let mut failed = None;
         for h in handles {
@@ -480,6 +464,23 @@ async fn ask_loop(
     }
 }
 
+/// Starts a named generator thread in `scope`.
+fn spawn_in<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: String,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::io::Result<std::thread::ScopedJoinHandle<'scope, T>> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn_scoped(scope, f)
+}
+
+/// Part `i` of `total` split over `n` parts (the first `total % n` parts
+/// get one more).
+fn share(total: usize, n: usize, i: usize) -> usize {
+    total / n + usize::from(i < total % n)
+}
+
 /// Closed loop on one channel with `window` requests outstanding.
 fn closed_loop(plan: &Plan, i: usize, channel: Channel, window: usize, t: Timeline) -> Tally {
     let mut tally = Tally::new();
@@ -594,6 +595,7 @@ fn open_loop_polled(
     let mut inflight = InFlight::new();
     let mut k: u64 = 0;
     let mut unflushed = vec![false; group.len()];
+    let mut ready = vec![false; group.len()];
     // Wake on time: the default 50 us timer slack would be charged to
     // every request as send lag.
     #[cfg(target_os = "linux")]
@@ -640,7 +642,7 @@ fn open_loop_polled(
             t.drain_until
         };
         let wait = until.saturating_sub(t.now()).min(nanos(POLL_CAP));
-        let mut ready = vec![false; group.len()];
+        ready.fill(false);
         {
             let mut fds: Vec<PollFd<'_>> = group
                 .iter()
