@@ -104,15 +104,26 @@ pub struct ServeArgs {
     pub roots: Vec<String>,
 }
 
+impl ResolveArgs {
+    /// `--server`, or the node's default port of the transport on loopback.
+    pub fn server(&self) -> &str {
+        match (&self.server, self.transport) {
+            (Some(server), _) => server,
+            (None, idnode_client::Transport::Quic) => "127.0.0.1:2642",
+            (None, _) => "127.0.0.1:2641",
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ResolveArgs {
     /// The identifier, e.g. 88.100.1/CNC-LATHE-202600000.
     pub identifier: String,
-    /// Handle server address (host:port).
-    #[arg(long, short, env = "IDNODE_SERVER", default_value = "127.0.0.1:2641")]
-    pub server: String,
-    /// udp, tcp or quic (QUIC needs --pin, --ca-file or --insecure; its
-    /// default port is 2642).
+    /// Handle server address (host:port) [default: 127.0.0.1:2641, with
+    /// -t quic 127.0.0.1:2642].
+    #[arg(long, short, env = "IDNODE_SERVER")]
+    pub server: Option<String>,
+    /// udp, tcp or quic (QUIC needs --pin, --ca-file or --insecure).
     #[arg(long, short, default_value = "udp")]
     pub transport: idnode_client::Transport,
     /// QUIC: the server certificate's SHA-256 fingerprint, as `idnode serve` prints it.
@@ -211,4 +222,31 @@ pub struct ImportArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn resolve(args: &[&str]) -> ResolveArgs {
+        let argv = ["idnode", "resolve"].iter().chain(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Resolve(r) => r,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn resolve_defaults_to_the_transports_port() {
+        assert_eq!(resolve(&["88.1/a"]).server(), "127.0.0.1:2641");
+        assert_eq!(resolve(&["-t", "tcp", "88.1/a"]).server(), "127.0.0.1:2641");
+        assert_eq!(
+            resolve(&["-t", "quic", "88.1/a"]).server(),
+            "127.0.0.1:2642"
+        );
+        let given = resolve(&["-t", "quic", "--server", "10.0.0.1:9", "88.1/a"]);
+        assert_eq!(given.server(), "10.0.0.1:9");
+    }
 }

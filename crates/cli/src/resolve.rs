@@ -14,12 +14,12 @@ pub async fn run(args: ResolveArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = Identifier::parse(&args.identifier) {
         usage!("`{}` is not an identifier: {e}", args.identifier);
     }
-    let server = match tokio::net::lookup_host(&args.server).await {
+    let server = match tokio::net::lookup_host(args.server()).await {
         Ok(mut addrs) => match addrs.next() {
             Some(a) => a,
-            None => usage!("server `{}` has no address", args.server),
+            None => usage!("server `{}` has no address", args.server()),
         },
-        Err(e) => usage!("server `{}` is not host:port: {e}", args.server),
+        Err(e) => usage!("server `{}` is not host:port: {e}", args.server()),
     };
     let mut client = Client::new(server, args.transport);
     client.timeout = Duration::from_secs(args.timeout.max(1));
