@@ -20,7 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use idnode_core::{Record, Value};
 use idnode_handle::{RequestParams, encode_resolution_request, flags};
-use idnode_resolver::{HandleService, ResponseCache, Scratch};
+use idnode_resolver::{Batch, HandleService, Outcome, ResponseCache, Scratch};
 use idnode_store::{Space, Store};
 use idnode_store_rocksdb::{RocksOptions, RocksStore};
 use std::hint::black_box;
@@ -39,6 +39,9 @@ fn key(n: usize) -> Vec<u8> {
 }
 
 fn data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("IDNODE_BENCH_DATA") {
+        return PathBuf::from(dir);
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target"));
@@ -138,6 +141,28 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    g.throughput(Throughput::Elements(32));
+    let mut j = 0;
+    g.bench_function("store multi-get of 32, warm", |b| {
+        b.iter(|| {
+            j = next(j, keys.len() / 32);
+            let batch: Vec<&[u8]> = keys[j * 32..j * 32 + 32]
+                .iter()
+                .map(Vec::as_slice)
+                .collect();
+            black_box(store.multi_get(Space::Records, &batch).expect("get"))
+        })
+    });
+    g.bench_function("store 32 gets, warm", |b| {
+        b.iter(|| {
+            j = next(j, keys.len() / 32);
+            for k in &keys[j * 32..j * 32 + 32] {
+                black_box(store.get(Space::Records, k).expect("get"));
+            }
+        })
+    });
+    g.throughput(Throughput::Elements(1));
+
     let requests: Vec<Vec<u8>> = working.iter().take(10_000).map(|&n| request(n)).collect();
     let mut out = Vec::with_capacity(4096);
     let mut scratch = Scratch::default();
@@ -151,6 +176,32 @@ fn bench(c: &mut Criterion) {
             })
         },
     );
+
+    // The UDP workers' way: a received batch answered together, the
+    // records read with one multi-get; the figure is per resolution.
+    let slices: Vec<&[u8]> = requests.iter().map(Vec::as_slice).collect();
+    let mut outs: Vec<Vec<u8>> = (0..32).map(|_| Vec::with_capacity(4096)).collect();
+    let mut outcomes = vec![Outcome::Drop; 32];
+    let mut batch = Batch::default();
+    g.throughput(Throughput::Elements(32));
+    g.bench_function(
+        "resolution, no response cache, batches of 32 (one multi-get)",
+        |b| {
+            b.iter(|| {
+                j = next(j, slices.len() / 32);
+                let batch_of = &slices[j * 32..j * 32 + 32];
+                uncached.respond_batch(
+                    batch_of,
+                    1_800_000_000,
+                    &mut outs,
+                    &mut outcomes,
+                    &mut batch,
+                );
+                black_box(&outs);
+            })
+        },
+    );
+    g.throughput(Throughput::Elements(1));
 
     let cache = Arc::new(ResponseCache::new(64 << 20, 64));
     let cached = HandleService::with_cache(store.clone(), cache);

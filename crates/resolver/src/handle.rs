@@ -1,4 +1,4 @@
-use crate::cache::{Entry, ResponseCache};
+use crate::cache::{Entry, ResponseCache, Ticket};
 use idnode_core::wire::{Reader, RecordView, ValueView, encode_value};
 use idnode_core::{PrefixInfo, normalize_into};
 use idnode_handle::{
@@ -55,6 +55,27 @@ pub const MAX_RECURSION: u8 = 10;
 pub struct Scratch {
     key: Vec<u8>,
     values: Vec<u8>,
+}
+
+/// Per-worker buffers of [`HandleService::respond_batch`]: the messages of
+/// a batch waiting for their records, and their keys.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// `keys[k]` is the key of `waiting[k]`; longer than `waiting` when an
+    /// earlier batch waited for more.
+    keys: Vec<Vec<u8>>,
+    /// (index in the batch, cache ticket)
+    waiting: Vec<(usize, Option<Ticket>)>,
+    values: Vec<u8>,
+}
+
+/// How far [`HandleService::begin`] got.
+enum Step {
+    /// The answer is in `out`.
+    Answered(Outcome),
+    /// The answer needs the record of the key: read it, then
+    /// [`HandleService::finish`] with the ticket for filling the cache.
+    Load(Option<Ticket>),
 }
 
 /// Answers Handle protocol requests from a store, through a response cache
@@ -163,10 +184,132 @@ impl HandleService {
         out: &mut Vec<u8>,
         scratch: &mut Scratch,
     ) -> Outcome {
+        match self.begin(message, now, out, &mut scratch.key) {
+            Step::Answered(outcome) => outcome,
+            Step::Load(ticket) => {
+                let stored = self.store.get(Space::Records, &scratch.key);
+                let stored = stored.as_ref().map(Option::as_deref);
+                self.finish(
+                    message,
+                    now,
+                    ticket,
+                    stored,
+                    &scratch.key,
+                    out,
+                    &mut scratch.values,
+                )
+            }
+        }
+    }
+
+    /// Answers several complete request messages at once: `outs[i]` and
+    /// `outcomes[i]` get the answer to `messages[i]`, as from
+    /// [`respond`](Self::respond). The records of the questions the
+    /// response cache cannot answer are read with one multi-get (RocksDB
+    /// then shares one snapshot and its filter and index probes between
+    /// them). Slices shorter than `messages` leave the rest unanswered.
+    pub fn respond_batch(
+        &self,
+        messages: &[&[u8]],
+        now: u32,
+        outs: &mut [Vec<u8>],
+        outcomes: &mut [Outcome],
+        batch: &mut Batch,
+    ) {
+        for (i, ((message, out), outcome)) in messages
+            .iter()
+            .zip(outs.iter_mut())
+            .zip(outcomes.iter_mut())
+            .enumerate()
+        {
+            if let Some(answered) = self.begin_in(batch, i, message, now, out) {
+                *outcome = answered;
+            }
+        }
+        self.finish_batch(batch, messages, now, outs, outcomes);
+    }
+
+    /// The first pass over `messages[i]` of a batch (for transports that
+    /// answer some messages of a batch on their own): its outcome when it
+    /// is answered already (from the response cache, or an error), or
+    /// `None` when it waits in `batch` for
+    /// [`finish_batch`](Self::finish_batch), which writes its outcome.
+    pub fn begin_in(
+        &self,
+        batch: &mut Batch,
+        i: usize,
+        message: &[u8],
+        now: u32,
+        out: &mut Vec<u8>,
+    ) -> Option<Outcome> {
+        if batch.keys.len() <= batch.waiting.len() {
+            batch.keys.push(Vec::new());
+        }
+        let key = &mut batch.keys[batch.waiting.len()];
+        match self.begin(message, now, out, key) {
+            Step::Answered(outcome) => Some(outcome),
+            Step::Load(ticket) => {
+                batch.waiting.push((i, ticket));
+                None
+            }
+        }
+    }
+
+    /// Reads the records of the messages waiting in `batch` with one
+    /// multi-get and answers each (`outs[i]`, `outcomes[i]`); `batch` is
+    /// empty again after.
+    pub fn finish_batch(
+        &self,
+        batch: &mut Batch,
+        messages: &[&[u8]],
+        now: u32,
+        outs: &mut [Vec<u8>],
+        outcomes: &mut [Outcome],
+    ) {
+        if batch.waiting.is_empty() {
+            return;
+        }
+        let waiting = std::mem::take(&mut batch.waiting);
+        let keys: Vec<&[u8]> = batch.keys[..waiting.len()]
+            .iter()
+            .map(Vec::as_slice)
+            .collect();
+        let stored = self.store.multi_get(Space::Records, &keys);
+        for (k, &(i, ticket)) in waiting.iter().enumerate() {
+            let (Some(message), Some(out), Some(outcome)) =
+                (messages.get(i), outs.get_mut(i), outcomes.get_mut(i))
+            else {
+                continue;
+            };
+            let record = match &stored {
+                Ok(records) => Ok(records.get(k).and_then(Option::as_deref)),
+                Err(e) => Err(e),
+            };
+            *outcome = self.finish(
+                message,
+                now,
+                ticket,
+                record,
+                keys[k],
+                out,
+                &mut batch.values,
+            );
+        }
+        // Keep the allocation for the next batch.
+        batch.waiting = waiting;
+        batch.waiting.clear();
+    }
+
+    /// Everything of an answer that needs no store read: a decoded request
+    /// whose answer is in the response cache, or that cannot be answered
+    /// (an error), is answered into `out`; otherwise `key` holds the
+    /// normalized identifier whose record [`finish`](Self::finish) needs.
+    #[inline]
+    fn begin(&self, message: &[u8], now: u32, out: &mut Vec<u8>, key: &mut Vec<u8>) -> Step {
         out.clear();
         let request = match decode_request(message) {
             Ok(r) => r,
-            Err(e) => return protocol_error(message, e, now, out),
+            Err(e) => return Step::Answered(protocol_error(message, e, now, out)),
         };
         let ctx = ResponseContext::for_request(&request, now);
         let reply = Outcome::Reply {
@@ -185,53 +328,103 @@ impl HandleService {
                     encode_error_response(out, &ctx, op, code::OPERATION_NOT_SUPPORTED, msg);
                 }
             }
-            return reply;
+            return Step::Answered(reply);
         }
         if op != opcode::RESOLUTION {
             let msg = format!("operation {op} is not supported by this node");
             encode_error_response(out, &ctx, op, code::OPERATION_NOT_SUPPORTED, &msg);
-            return reply;
+            return Step::Answered(reply);
         }
         let query = match ResolutionQuery::decode(request.body) {
             Ok(q) => q,
             Err(e) => {
                 let msg = format!("malformed resolution request: {e}");
                 encode_error_response(out, &ctx, op, code::PROTOCOL_ERROR, &msg);
-                return reply;
+                return Step::Answered(reply);
             }
         };
         if !is_valid_handle(query.handle) {
             let msg = "handle must be UTF-8 `prefix/suffix`";
             encode_error_response(out, &ctx, op, code::INVALID_HANDLE, msg);
-            return reply;
+            return Step::Answered(reply);
         }
-        normalize_into(query.handle, &mut scratch.key);
-        let loaded = match &self.cache {
-            Some(cache) => match cache.with(&scratch.key, |e| answer(out, &ctx, &query, e)) {
-                Ok(true) => return reply,
-                Ok(false) => Ok(false),
-                Err(ticket) => self
-                    .load_into(&scratch.key, &mut scratch.values)
-                    .map(|entry| {
-                        cache.insert(&scratch.key, ticket, entry);
-                        answer(out, &ctx, &query, entry)
-                    }),
+        normalize_into(query.handle, key);
+        match &self.cache {
+            Some(cache) => match cache.with(key, |e| answer(out, &ctx, &query, e)) {
+                Ok(true) => Step::Answered(reply),
+                // A cached "no such record": answer by where it belongs.
+                Ok(false) => {
+                    Step::Answered(self.or_not_here(Ok(false), &request.header, &ctx, key, out))
+                }
+                Err(ticket) => Step::Load(Some(ticket)),
             },
-            None => self
-                .load_into(&scratch.key, &mut scratch.values)
-                .map(|public| answer(out, &ctx, &query, public)),
+            None => Step::Load(None),
+        }
+    }
+
+    /// Answers `message`, which [`begin`](Self::begin) left waiting for the
+    /// record of `key`, from `stored` (the store's answer), and fills the
+    /// response cache with it under `ticket`.
+    #[allow(clippy::too_many_arguments)] // the two halves of one answer
+    fn finish(
+        &self,
+        message: &[u8],
+        now: u32,
+        ticket: Option<Ticket>,
+        stored: Result<Option<&[u8]>, &StoreError>,
+        key: &[u8],
+        out: &mut Vec<u8>,
+        values: &mut Vec<u8>,
+    ) -> Outcome {
+        // `begin` decoded this message already; decoding again (a few
+        // nanoseconds) is cheaper than carrying its borrowed parts.
+        let request = match decode_request(message) {
+            Ok(r) => r,
+            Err(e) => return protocol_error(message, e, now, out),
         };
+        let ctx = ResponseContext::for_request(&request, now);
+        let query = match ResolutionQuery::decode(request.body) {
+            Ok(q) => q,
+            Err(e) => {
+                let msg = format!("malformed resolution request: {e}");
+                encode_error_response(out, &ctx, opcode::RESOLUTION, code::PROTOCOL_ERROR, &msg);
+                return Outcome::Reply {
+                    keep_open: request.header.op_flags & flags::KC != 0,
+                };
+            }
+        };
+        let loaded = match stored {
+            Ok(record) => project(record, values).map(|entry| {
+                if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
+                    cache.insert(key, ticket, entry);
+                }
+                answer(out, &ctx, &query, entry)
+            }),
+            Err(e) => return internal_error(e, &request.header, &ctx, out),
+        };
+        self.or_not_here(loaded, &request.header, &ctx, key, out)
+    }
+
+    /// The outcome once the record was looked for: a reply when it was
+    /// found (`Ok(true)`), the answer by where the identifier belongs when
+    /// it does not exist, an internal error when the store failed.
+    fn or_not_here(
+        &self,
+        loaded: Result<bool, StoreError>,
+        header: &idnode_handle::Header,
+        ctx: &ResponseContext,
+        key: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         let outcome = match loaded {
-            Ok(true) => Ok(reply),
+            Ok(true) => Ok(Outcome::Reply {
+                keep_open: header.op_flags & flags::KC != 0,
+            }),
             // No record here: answer by where the identifier belongs.
-            Ok(false) => self.not_here(&request.header, &ctx, &scratch.key, out),
+            Ok(false) => self.not_here(header, ctx, key, out),
             Err(e) => Err(e),
         };
-        outcome.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "store read failed");
-            encode_error_response(out, &ctx, op, code::ERROR, "internal error");
-            reply
-        })
+        outcome.unwrap_or_else(|e| internal_error(&e, header, ctx, out))
     }
 
     /// The answer for a question with no record here: 100 under a prefix
@@ -406,27 +599,27 @@ impl HandleService {
             }
         }
     }
+}
 
-    /// Reads a record and writes the wire form of its publicly readable
-    /// values into `values`.
-    fn load_into<'v>(&self, key: &[u8], values: &'v mut Vec<u8>) -> Result<Entry<'v>, StoreError> {
-        values.clear();
-        let Some(stored) = self.store.get(Space::Records, key)? else {
-            return Ok(Entry::Missing);
-        };
-        let view = RecordView::parse(&stored)
-            .map_err(|e| StoreError::Corrupt(format!("record does not decode: {e}")))?;
-        let mut count = 0;
-        for value in view.values() {
-            let value =
-                value.map_err(|e| StoreError::Corrupt(format!("value does not decode: {e}")))?;
-            if value.permissions.public_read() {
-                values.extend_from_slice(value.raw);
-                count += 1;
-            }
+/// The public projection of a stored record (`None`: there is none): the
+/// wire form of its publicly readable values, written into `values`.
+fn project<'v>(stored: Option<&[u8]>, values: &'v mut Vec<u8>) -> Result<Entry<'v>, StoreError> {
+    values.clear();
+    let Some(stored) = stored else {
+        return Ok(Entry::Missing);
+    };
+    let view = RecordView::parse(stored)
+        .map_err(|e| StoreError::Corrupt(format!("record does not decode: {e}")))?;
+    let mut count = 0;
+    for value in view.values() {
+        let value =
+            value.map_err(|e| StoreError::Corrupt(format!("value does not decode: {e}")))?;
+        if value.permissions.public_read() {
+            values.extend_from_slice(value.raw);
+            count += 1;
         }
-        Ok(Entry::Found { count, values })
     }
+    Ok(Entry::Found { count, values })
 }
 
 /// Writes the answer to `query` from a record's public projection. False
@@ -485,6 +678,21 @@ fn is_valid_handle(handle: &[u8]) -> bool {
     slash > 0
         && slash + 1 < handle.len()
         && (handle.is_ascii() || std::str::from_utf8(handle).is_ok())
+}
+
+/// The answer when the store failed: logged here, the client learns only
+/// that it was an internal error.
+fn internal_error(
+    error: &StoreError,
+    header: &idnode_handle::Header,
+    ctx: &ResponseContext,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    tracing::error!(%error, "store read failed");
+    encode_error_response(out, ctx, header.opcode, code::ERROR, "internal error");
+    Outcome::Reply {
+        keep_open: header.op_flags & flags::KC != 0,
+    }
 }
 
 /// A request that does not decode gets PROTOCOL_ERROR when its envelope is

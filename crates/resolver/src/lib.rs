@@ -17,5 +17,5 @@ mod handle;
 
 pub use cache::ResponseCache;
 pub use handle::{
-    HandleService, MAX_RECURSION, Outcome, Recursed, Scratch, Upstream, UpstreamAnswer,
+    Batch, HandleService, MAX_RECURSION, Outcome, Recursed, Scratch, Upstream, UpstreamAnswer,
 };

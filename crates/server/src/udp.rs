@@ -12,7 +12,7 @@
 
 use crate::unix_now;
 use idnode_handle::{ENVELOPE_LEN, Envelope, MAX_DATAGRAM, Reassembly, for_each_datagram};
-use idnode_resolver::{HandleService, Outcome, Scratch};
+use idnode_resolver::{Batch, HandleService, Outcome, Scratch};
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
@@ -127,6 +127,27 @@ pub(crate) trait Responder: Send + 'static {
         out: &mut Vec<u8>,
         socket: &UdpSocket,
     ) -> bool;
+
+    /// Answers a received batch: `ready[i]` tells whether `outs[i]` holds
+    /// the one datagram answering `datagrams[i]` (from `peers[i]`; `None`:
+    /// nothing to answer). By default each in turn through
+    /// [`respond`](Self::respond); a responder whose answers read a store
+    /// can read the records of the whole batch at once.
+    fn respond_all(
+        &mut self,
+        datagrams: &[&[u8]],
+        peers: &[Option<SockaddrStorage>],
+        outs: &mut [Vec<u8>],
+        ready: &mut [bool],
+        socket: &UdpSocket,
+    ) {
+        for (((datagram, peer), out), ready) in datagrams.iter().zip(peers).zip(outs).zip(ready) {
+            *ready = match peer {
+                Some(peer) => self.respond(datagram, peer, out, socket),
+                None => false,
+            };
+        }
+    }
 }
 
 /// Starts one worker thread per socket, named `<name>-<n>`, each with the
@@ -205,16 +226,20 @@ impl<R: Responder> Worker<R> {
                     }
                 }
             };
-            // Answer each, collecting the one-datagram answers for one
+            // Answer them, collecting the one-datagram answers for one
             // sendmmsg.
             let mut ready = [false; BATCH];
-            for i in 0..n {
-                let Some(peer) = &peers[i] else { continue };
-                let datagram = &self.inputs[i][..lens[i].min(RECV_BUF)];
-                ready[i] =
-                    self.responder
-                        .respond(datagram, peer, &mut self.outputs[i], &self.socket);
+            let mut datagrams: [&[u8]; BATCH] = [&[]; BATCH];
+            for (i, datagram) in datagrams.iter_mut().enumerate().take(n) {
+                *datagram = &self.inputs[i][..lens[i].min(RECV_BUF)];
             }
+            self.responder.respond_all(
+                &datagrams[..n],
+                &peers[..n],
+                &mut self.outputs[..n],
+                &mut ready[..n],
+                &self.socket,
+            );
             self.send_batch(fd, &mut send_headers, &ready[..n], &peers[..n]);
         }
     }
@@ -266,6 +291,11 @@ pub(crate) struct HandleDatagrams {
     /// this worker's socket for sending their answers.
     runtime: tokio::runtime::Handle,
     socket: Option<Arc<UdpSocket>>,
+    /// A received batch's whole messages (answered together) and their
+    /// outcomes; kept to reuse the allocations.
+    batch: Batch,
+    whole: Vec<bool>,
+    outcomes: Vec<Outcome>,
 }
 
 impl HandleDatagrams {
@@ -276,6 +306,9 @@ impl HandleDatagrams {
             pending: HashMap::new(),
             runtime,
             socket: None,
+            batch: Batch::default(),
+            whole: Vec::new(),
+            outcomes: Vec::new(),
         }
     }
 
@@ -306,6 +339,46 @@ impl HandleDatagrams {
     }
 }
 
+impl HandleDatagrams {
+    /// What to do with the service's answer to `message` from `peer`:
+    /// true when `out` holds one datagram for the batch's send; answers
+    /// longer than a datagram are sent here, one datagram after another,
+    /// and questions for another node are resolved upstream.
+    fn deliver(
+        &mut self,
+        outcome: Outcome,
+        message: &[u8],
+        peer: &SockaddrStorage,
+        out: &[u8],
+        socket: &UdpSocket,
+    ) -> bool {
+        match outcome {
+            Outcome::Recurse { .. } => {
+                self.recurse(message, peer, socket);
+                return false;
+            }
+            Outcome::Drop => return false,
+            Outcome::Reply { .. } if out.is_empty() => return false,
+            Outcome::Reply { .. } if out.len() <= MAX_DATAGRAM => return true,
+            Outcome::Reply { .. } => {}
+        }
+        if let Some(addr) = to_std(peer) {
+            for_each_datagram(out, |d| {
+                if let Err(e) = socket.send_to(d, addr) {
+                    tracing::debug!(error = %e, %addr, "udp send failed");
+                }
+            });
+        }
+        false
+    }
+}
+
+/// Whether `datagram` holds a whole message (`None`: not even an envelope).
+fn is_whole(datagram: &[u8]) -> Option<bool> {
+    let envelope = Envelope::decode(datagram).ok()?;
+    Some(ENVELOPE_LEN + envelope.message_length as usize <= datagram.len())
+}
+
 impl Responder for HandleDatagrams {
     fn respond(
         &mut self,
@@ -317,46 +390,79 @@ impl Responder for HandleDatagrams {
         let Ok(envelope) = Envelope::decode(datagram) else {
             return false; // Not even an envelope: drop silently.
         };
-        let whole = ENVELOPE_LEN + envelope.message_length as usize;
-        let outcome = if whole <= datagram.len() {
-            let outcome = self
-                .service
-                .respond(datagram, unix_now(), out, &mut self.scratch);
-            if let Outcome::Recurse { .. } = outcome {
-                self.recurse(datagram, peer, socket);
-            }
-            outcome
+        let message = if ENVELOPE_LEN + envelope.message_length as usize <= datagram.len() {
+            std::borrow::Cow::Borrowed(datagram)
         } else {
             let Some(addr) = to_std(peer) else {
                 return false;
             };
             match reassemble(&mut self.pending, addr, &envelope, datagram) {
-                Some(message) => {
-                    let outcome =
-                        self.service
-                            .respond(&message, unix_now(), out, &mut self.scratch);
-                    if let Outcome::Recurse { .. } = outcome {
-                        self.recurse(&message, peer, socket);
-                    }
-                    outcome
-                }
+                Some(message) => std::borrow::Cow::Owned(message),
                 None => return false,
             }
         };
-        if matches!(outcome, Outcome::Drop | Outcome::Recurse { .. }) || out.is_empty() {
-            return false;
-        }
-        if out.len() <= MAX_DATAGRAM {
-            return true;
-        }
-        if let Some(addr) = to_std(peer) {
-            for_each_datagram(out, |d| {
-                if let Err(e) = socket.send_to(d, addr) {
-                    tracing::debug!(error = %e, %addr, "udp send failed");
+        let outcome = self
+            .service
+            .respond(&message, unix_now(), out, &mut self.scratch);
+        self.deliver(outcome, &message, peer, out, socket)
+    }
+
+    /// Whole messages are answered together, their records read with one
+    /// multi-get; the parts of multi-datagram requests one by one.
+    fn respond_all(
+        &mut self,
+        datagrams: &[&[u8]],
+        peers: &[Option<SockaddrStorage>],
+        outs: &mut [Vec<u8>],
+        ready: &mut [bool],
+        socket: &UdpSocket,
+    ) {
+        let now = unix_now();
+        let n = datagrams.len();
+        let (mut outcomes, mut whole) = (
+            std::mem::take(&mut self.outcomes),
+            std::mem::take(&mut self.whole),
+        );
+        outcomes.clear();
+        outcomes.resize(n, Outcome::Drop);
+        whole.clear();
+        whole.resize(n, false);
+        for (i, ((datagram, peer), out)) in
+            datagrams.iter().zip(peers).zip(outs.iter_mut()).enumerate()
+        {
+            let (Some(peer), Some(ready)) = (peer, ready.get_mut(i)) else {
+                continue;
+            };
+            *ready = false;
+            match is_whole(datagram) {
+                Some(true) => {
+                    whole[i] = true;
+                    // Answered now, or by `finish_batch` below.
+                    if let Some(outcome) =
+                        self.service
+                            .begin_in(&mut self.batch, i, datagram, now, out)
+                    {
+                        outcomes[i] = outcome;
+                    }
                 }
-            });
+                Some(false) => *ready = self.respond(datagram, peer, out, socket),
+                None => {}
+            }
         }
-        false
+        self.service
+            .finish_batch(&mut self.batch, datagrams, now, outs, &mut outcomes);
+        for i in (0..n).filter(|&i| whole[i]) {
+            let (Some(Some(peer)), Some(out), Some(datagram)) =
+                (peers.get(i), outs.get(i), datagrams.get(i))
+            else {
+                continue;
+            };
+            let sent = self.deliver(outcomes[i], datagram, peer, out, socket);
+            if let Some(ready) = ready.get_mut(i) {
+                *ready = sent;
+            }
+        }
+        (self.outcomes, self.whole) = (outcomes, whole);
     }
 }
 

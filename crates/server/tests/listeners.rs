@@ -99,6 +99,35 @@ async fn resolves_over_udp_and_tcp_including_multi_datagram_answers() {
     l.join().await;
 }
 
+/// Many requests in flight at once arrive at a worker together and are
+/// answered as one batch (their records read with one multi-get); each
+/// answer must still be the one to its own request, whatever else was in
+/// the batch: records, misses, answers and requests over one datagram.
+#[tokio::test]
+async fn requests_answered_in_one_batch_each_get_their_own_answer() {
+    let (l, shutdown) = start(16).await;
+    let long = format!("88.100.1/{}", "L".repeat(700));
+    let kinds = ["88.100.1/small", "88.100.1/NONE", "88.100.1/BIG", &long];
+    let queries: Vec<Query> = (0..400).map(|n| query(kinds[n % kinds.len()])).collect();
+    let mut client = Client::new(l.udp, Transport::Udp);
+    client.max_in_flight = 64;
+    let answers = client.resolve_many(&queries).await;
+    for (n, answer) in answers.into_iter().enumerate() {
+        let r = answer.unwrap_or_else(|e| panic!("query {n}: {e}"));
+        match n % kinds.len() {
+            0 => assert_eq!(
+                values(r.body)[0].data.as_ref(),
+                b"https://example.com/small",
+                "query {n}"
+            ),
+            2 => assert_eq!(values(r.body).len(), 8, "query {n}"),
+            _ => assert_eq!(r.header.response_code, code::HANDLE_NOT_FOUND, "query {n}"),
+        }
+    }
+    shutdown.cancel();
+    l.join().await;
+}
+
 #[tokio::test]
 async fn connection_cap_and_slow_requests_are_enforced() {
     let (l, shutdown) = start(1).await;
