@@ -84,10 +84,17 @@ impl HandleListeners {
         let stop = Arc::new(AtomicBool::new(false));
         let udp_service = service.clone();
         let runtime = tokio::runtime::Handle::current();
+        let reassemblies = udp::Reassemblies::default();
         let udp_threads = udp::spawn(
             sockets,
             "idnode-udp",
-            || udp::HandleDatagrams::new(udp_service.clone(), runtime.clone()),
+            || {
+                udp::HandleDatagrams::new(
+                    udp_service.clone(),
+                    runtime.clone(),
+                    reassemblies.clone(),
+                )
+            },
             stop.clone(),
         )?;
         let udp_shutdown = shutdown.clone();

@@ -5,10 +5,12 @@
 //! other workers, and buffers allocated once per worker
 //! (performance-critical path).
 //!
-//! [`HandleDatagrams`] answers the Handle protocol: multi-packet requests
-//! (rare: a request over 512 bytes) are reassembled in a small per-worker
-//! map; answers over 512 bytes are split into datagrams and sent one by
-//! one. The DNS responder lives in `dns.rs`.
+//! [`HandleDatagrams`] answers the Handle protocol: the whole messages of a
+//! batch together (the records the response cache lacks read with one
+//! multi-get); multi-packet requests (rare: a request over 512 bytes) are
+//! reassembled in a small map the workers share (the one lock they share);
+//! answers over 512 bytes are split into datagrams and sent one by one. The
+//! DNS responder lives in `dns.rs`.
 
 use crate::unix_now;
 use idnode_handle::{ENVELOPE_LEN, Envelope, MAX_DATAGRAM, Reassembly, for_each_datagram};
@@ -29,8 +31,8 @@ const BATCH: usize = 32;
 const RECV_BUF: usize = 2048;
 /// How often a blocked worker wakes to look at the shutdown flag.
 const WAKE: Duration = Duration::from_millis(100);
-/// Multi-packet requests being reassembled, per worker.
-const MAX_PENDING: usize = 1024;
+/// Multi-packet requests being reassembled, all workers together.
+const MAX_PENDING: usize = 4096;
 const PENDING_TTL: Duration = Duration::from_secs(5);
 
 pub(crate) fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<UdpSocket>> {
@@ -63,8 +65,9 @@ pub(crate) fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<UdpS
 /// it the kernel picks the worker by a hash of the peer's address, and a
 /// few busy clients can all land on one worker while the other idles.
 /// Workers index the group in the order their sockets were bound. The
-/// datagrams of one multi-packet request normally come from one CPU; one
-/// whose sender moved between them is not reassembled and times out.
+/// datagrams of one multi-packet request can so reach different workers
+/// (a sender that moved between CPUs): the workers share their reassembly
+/// map.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)] // one setsockopt that neither nix nor socket2 wraps
 fn steer_by_cpu(socket: &UdpSocket, workers: usize) -> std::io::Result<()> {
@@ -281,12 +284,20 @@ impl<R: Responder> Worker<R> {
     }
 }
 
-/// The Handle protocol over UDP, with this worker's reassembly map and
-/// scratch buffers.
+/// Multi-packet requests being reassembled, by sender and request id:
+/// shared by the workers, since the datagrams of one request can reach
+/// different workers (they go to the worker of the CPU that received them,
+/// and a sender can move between CPUs). Touched only by multi-packet
+/// requests, which are rare.
+pub(crate) type Reassemblies = Arc<std::sync::Mutex<Pending>>;
+type Pending = HashMap<(SocketAddr, u32), (Reassembly, Instant)>;
+
+/// The Handle protocol over UDP, with this worker's scratch buffers and the
+/// workers' shared reassembly map.
 pub(crate) struct HandleDatagrams {
     service: Arc<HandleService>,
     scratch: Scratch,
-    pending: HashMap<(SocketAddr, u32), (Reassembly, Instant)>,
+    pending: Reassemblies,
     /// Where questions resolved upstream run (recursion is async), and
     /// this worker's socket for sending their answers.
     runtime: tokio::runtime::Handle,
@@ -299,11 +310,15 @@ pub(crate) struct HandleDatagrams {
 }
 
 impl HandleDatagrams {
-    pub(crate) fn new(service: Arc<HandleService>, runtime: tokio::runtime::Handle) -> Self {
+    pub(crate) fn new(
+        service: Arc<HandleService>,
+        runtime: tokio::runtime::Handle,
+        pending: Reassemblies,
+    ) -> Self {
         Self {
             service,
             scratch: Scratch::default(),
-            pending: HashMap::new(),
+            pending,
             runtime,
             socket: None,
             batch: Batch::default(),
@@ -396,7 +411,13 @@ impl Responder for HandleDatagrams {
             let Some(addr) = to_std(peer) else {
                 return false;
             };
-            match reassemble(&mut self.pending, addr, &envelope, datagram) {
+            // A poisoned lock only means another worker panicked while
+            // holding it; the map is still a valid map.
+            let mut pending = self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match reassemble(&mut pending, addr, &envelope, datagram) {
                 Some(message) => std::borrow::Cow::Owned(message),
                 None => return false,
             }
@@ -475,7 +496,7 @@ fn to_std(addr: &SockaddrStorage) -> Option<SocketAddr> {
 }
 
 fn reassemble(
-    pending: &mut HashMap<(SocketAddr, u32), (Reassembly, Instant)>,
+    pending: &mut Pending,
     peer: SocketAddr,
     envelope: &Envelope,
     datagram: &[u8],
@@ -532,17 +553,34 @@ mod tests {
     /// client pinned to CPU `c` must be answered by worker `c % workers`
     /// every time (with the kernel's address hash, a client socket sticks
     /// to one worker whatever its CPU).
-    #[test]
-    fn each_datagram_goes_to_the_worker_of_its_cpu() {
+    /// Two CPUs this process may run on (`None`: only one).
+    fn two_cpus() -> Option<Vec<usize>> {
         let allowed = sched_getaffinity(Pid::from_raw(0)).unwrap();
         let cpus: Vec<usize> = (0..CpuSet::count())
             .filter(|&c| allowed.is_set(c).unwrap_or(false))
             .take(2)
             .collect();
-        if cpus.len() < 2 {
+        (cpus.len() == 2).then_some(cpus)
+    }
+
+    /// Runs `f` on a thread that may run on `cpu` only.
+    fn on_cpu<T: Send + 'static>(cpu: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            let mut only = CpuSet::new();
+            only.set(cpu).unwrap();
+            sched_setaffinity(Pid::from_raw(0), &only).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn each_datagram_goes_to_the_worker_of_its_cpu() {
+        let Some(cpus) = two_cpus() else {
             eprintln!("skipped: this process may run on one CPU only");
             return;
-        }
+        };
         let sockets = bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
         let addr = sockets[0].local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -559,10 +597,7 @@ mod tests {
             .unwrap();
         for cpu in cpus {
             let client = client.clone();
-            let answered_by = std::thread::spawn(move || {
-                let mut only = CpuSet::new();
-                only.set(cpu).unwrap();
-                sched_setaffinity(Pid::from_raw(0), &only).unwrap();
+            let answered_by = on_cpu(cpu, move || {
                 (0..20)
                     .map(|_| {
                         client.send_to(b"which", addr).unwrap();
@@ -571,15 +606,85 @@ mod tests {
                         answer[0]
                     })
                     .collect::<Vec<u8>>()
-            })
-            .join()
-            .unwrap();
+            });
             let expected = u8::try_from(cpu % 2).unwrap();
             assert!(
                 answered_by.iter().all(|&w| w == expected),
                 "sent from CPU {cpu}, answered by workers {answered_by:?}"
             );
         }
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.join().unwrap();
+        }
+    }
+
+    /// The datagrams of one request sent from two CPUs reach two workers
+    /// (the test above), and the request must still be reassembled and
+    /// answered.
+    #[test]
+    fn a_request_whose_datagrams_reach_two_workers_is_answered() {
+        use idnode_core::PrefixInfo;
+        use idnode_handle::{RequestParams, decode_response, encode_resolution_request};
+        use idnode_store::{MemoryStore, Space, Store};
+
+        let Some(cpus) = two_cpus() else {
+            eprintln!("skipped: this process may run on one CPU only");
+            return;
+        };
+        let store = MemoryStore::new();
+        let mut txn = store.begin().unwrap();
+        let info = PrefixInfo {
+            prefix: "88.100.1".into(),
+            homed: true,
+            created: 0,
+        };
+        txn.put(Space::Prefixes, b"88.100.1", info.encode().into());
+        txn.commit().unwrap();
+        let service = Arc::new(HandleService::new(Arc::new(store)));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let sockets = bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = sockets[0].local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let pending = Reassemblies::default();
+        let make =
+            || HandleDatagrams::new(service.clone(), runtime.handle().clone(), pending.clone());
+        let workers = spawn(sockets, "test-reassemble", make, stop.clone()).unwrap();
+
+        // A handle long enough for a request of two datagrams.
+        let handle = format!("88.100.1/{}", "L".repeat(700));
+        let mut request = Vec::new();
+        encode_resolution_request(
+            &mut request,
+            &RequestParams {
+                request_id: 77,
+                handle: handle.as_bytes(),
+                ..Default::default()
+            },
+        );
+        let mut datagrams = Vec::new();
+        for_each_datagram(&request, |d| datagrams.push(d.to_vec()));
+        assert_eq!(datagrams.len(), 2);
+        let client = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        for (cpu, datagram) in cpus.into_iter().zip(datagrams) {
+            let client = client.clone();
+            on_cpu(cpu, move || client.send_to(&datagram, addr).unwrap());
+        }
+        let mut answer = vec![0u8; 2048];
+        let (len, _) = client
+            .recv_from(&mut answer)
+            .expect("no answer: the request was not reassembled");
+        let response = decode_response(&answer[..len]).unwrap();
+        assert_eq!(response.envelope.request_id, 77);
+        assert_eq!(
+            response.header.response_code,
+            idnode_handle::code::HANDLE_NOT_FOUND
+        );
         stop.store(true, Ordering::Relaxed);
         for w in workers {
             w.join().unwrap();
