@@ -72,10 +72,10 @@ pub struct TargetArgs {
     pub transport: TransportKind,
     /// UDP sockets, TCP or QUIC connections [default: closed-loop UDP and
     /// QUIC two per core, 4 to 8; otherwise one per core, 2 to 4]. A
-    /// server that picks its SO_REUSEPORT worker by a hash of each socket's
-    /// address (idnode's QUIC endpoints, other servers' UDP) puts two
-    /// sockets on the same worker half the time; four or more spread over
-    /// the workers. QUIC keeps the concurrency's share of each as streams
+    /// server that picks its SO_REUSEPORT worker at random per connection
+    /// or by a hash of each socket's address (idnode's QUIC endpoints,
+    /// other servers' UDP) puts two on the same worker half the time; four
+    /// or more spread over the workers. QUIC keeps the concurrency's share of each as streams
     /// in flight.
     #[arg(long)]
     pub connections: Option<usize>,

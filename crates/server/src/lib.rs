@@ -21,6 +21,7 @@ pub mod dns;
 pub mod notify;
 pub mod quic;
 pub mod recursion;
+mod steer;
 mod tcp;
 pub mod tls;
 pub mod tsig;

@@ -10,10 +10,11 @@
 //! Several quinn endpoints share the port through SO_REUSEPORT sockets, one
 //! per worker, so QUIC packet processing is not bound to one core; each
 //! worker is a thread with a single-threaded runtime of its own (see
-//! `Worker`), like the UDP workers. The
-//! kernel picks a socket by hashing the peer's address, so a connection
-//! stays on its endpoint; connection migration is therefore turned off (a
-//! client whose address changes reconnects).
+//! `Worker`), like the UDP workers. A packet goes to the endpoint that
+//! issued its destination connection ID (a BPF program on the group reads
+//! it, see `steer.rs`), not by the peer's address, so a connection keeps
+//! its endpoint when the client's address changes: connection migration
+//! is on (NAT rebinding, a client moving between networks).
 //!
 //! Per stream (performance-critical path): read the request to the end of
 //! the stream (at most one whole Handle message), answer it with
@@ -38,6 +39,7 @@
 //!   [`RESPONDERS_PER_CONNECTION`] answers of one connection are being
 //!   built or written at once.
 
+use crate::steer::{self, EndpointCids};
 use crate::tls::{CERT_FILE, CertificateSource, Fingerprint, TLS_DIR, TlsIdentity};
 use crate::unix_now;
 use idnode_handle::{ENVELOPE_LEN, MAX_MESSAGE_LEN};
@@ -257,9 +259,8 @@ impl QuicListener {
         let crypto = QuicServerConfig::try_from(tls).map_err(io::Error::other)?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server_config.transport_config(Arc::new(transport_config(options, P::REQUEST_LIMIT)?));
-        server_config.migration(false);
-        // One endpoint configuration (and so one stateless-reset key) for
-        // every worker.
+        // One stateless-reset key for every worker; each issues connection
+        // IDs that name it.
         let endpoint_config = EndpointConfig::default();
 
         let workers = match options.workers {
@@ -277,11 +278,32 @@ impl QuicListener {
         let stop = shutdown.child_token();
         let mut endpoints = Vec::with_capacity(workers);
         let mut done = Vec::with_capacity(workers);
-        for (index, socket) in bind(options.listen, workers)?.into_iter().enumerate() {
+        let sockets = bind(options.listen, workers)?;
+        // Packets follow their connection ID to its endpoint whatever
+        // address they come from, so clients may move. Where the program
+        // cannot be attached the kernel's address hash places them, and a
+        // client that moved would reach another endpoint: no migration.
+        let steered = match sockets.first() {
+            Some(first) if sockets.len() > 1 => steer::by_connection_id(first, sockets.len())
+                .map_err(|e| tracing::warn!(error = %e, "QUIC endpoints chosen by the address hash; connection migration off"))
+                .is_ok(),
+            _ => true,
+        };
+        server_config.migration(steered);
+        for (index, socket) in sockets.into_iter().enumerate() {
+            let mut endpoint_config = endpoint_config.clone();
+            if workers > 1 {
+                let ids = EndpointCids::new(index, workers).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "at most 256 QUIC workers")
+                })?;
+                endpoint_config.cid_generator(move || -> Box<dyn quinn::ConnectionIdGenerator> {
+                    Box::new(ids)
+                });
+            }
             let worker = Worker {
                 index,
                 socket,
-                endpoint_config: endpoint_config.clone(),
+                endpoint_config,
                 server_config: server_config.clone(),
                 shared: shared.clone(),
                 stop: stop.clone(),

@@ -52,68 +52,11 @@ pub(crate) fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<UdpS
     }
     if let Some(first) = sockets.first()
         && sockets.len() > 1
-        && let Err(e) = steer_by_cpu(first, sockets.len())
+        && let Err(e) = crate::steer::by_cpu(first, sockets.len())
     {
         tracing::debug!(error = %e, "UDP workers chosen by the kernel's address hash");
     }
     Ok(sockets)
-}
-
-/// Hands each datagram to worker `cpu % workers`, where `cpu` is the CPU
-/// that received it (the sender's on loopback, the receive queue's on a
-/// network card): a classic BPF program on the SO_REUSEPORT group. Without
-/// it the kernel picks the worker by a hash of the peer's address, and a
-/// few busy clients can all land on one worker while the other idles.
-/// Workers index the group in the order their sockets were bound. The
-/// datagrams of one multi-packet request can so reach different workers
-/// (a sender that moved between CPUs): the workers share their reassembly
-/// map.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)] // one setsockopt that neither nix nor socket2 wraps
-fn steer_by_cpu(socket: &UdpSocket, workers: usize) -> std::io::Result<()> {
-    let workers = u32::try_from(workers).map_err(std::io::Error::other)?;
-    let op = |code: u32, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let mut program = [
-        // A = the receiving CPU
-        op(
-            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
-            (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32,
-        ),
-        // A = A % workers
-        op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, workers),
-        // the socket at index A
-        op(libc::BPF_RET | libc::BPF_A, 0),
-    ];
-    let fprog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_mut_ptr(),
-    };
-    // SAFETY: `fprog` points at `program`, alive for the call; the kernel
-    // copies the program.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_REUSEPORT_CBPF,
-            std::ptr::from_ref(&fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn steer_by_cpu(_socket: &UdpSocket, _workers: usize) -> std::io::Result<()> {
-    Ok(())
 }
 
 /// What a worker does with each datagram it receives.

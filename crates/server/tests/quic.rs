@@ -480,3 +480,35 @@ async fn a_second_connection_resumes_the_tls_session() {
     shutdown.cancel();
     guard("join", l.join()).await;
 }
+
+/// A client whose address changes (NAT rebinding, a scanner moving between
+/// networks) keeps its connection: its packets reach the endpoint that
+/// owns the connection by their connection ID, whichever of the node's
+/// endpoints the new address would hash to. Eight moves over two
+/// endpoints: with the address hash each would go astray half the time.
+#[tokio::test]
+async fn a_client_that_moves_keeps_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, shutdown) = start(&options(), dir.path()).await;
+    let (endpoint, _) = raw_endpoint(&l);
+    let conn = raw_connect(&endpoint, &l).await;
+    let first = raw_resolve(&conn, 1, "88.100.1/SMALL").await;
+    assert_eq!(first.header.response_code, code::SUCCESS);
+    for n in 0..8u32 {
+        let moved = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = moved.local_addr().unwrap().port();
+        endpoint.rebind(moved).unwrap();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            raw_resolve(&conn, 2 + n, &format!("88.100.1/ITEM-{n}")),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no answer after move {n} (to port {port})"));
+        assert_eq!(answer.header.response_code, code::SUCCESS, "move {n}");
+        let url = format!("https://example.com/item/{n}");
+        assert_eq!(values(answer.body)[0].data.as_ref(), url.as_bytes());
+        assert!(conn.close_reason().is_none(), "move {n}");
+    }
+    shutdown.cancel();
+    l.join().await;
+}
