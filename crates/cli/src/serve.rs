@@ -145,6 +145,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Err(e) => anyhow::bail!("invalid [recursion] configuration: {e}"),
     };
     let service = Arc::new(service);
+    if config.cache.prewarm && cache.is_some() {
+        // In the background: the node answers meanwhile, from the store.
+        let (service, shutdown) = (service.clone(), shutdown.clone());
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            match service.prewarm(|| !shutdown.is_cancelled()) {
+                Ok(done) => tracing::info!(
+                    records = done.records,
+                    cached = done.cached,
+                    seconds = started.elapsed().as_secs_f32(),
+                    "response cache prewarmed"
+                ),
+                Err(e) => tracing::warn!(error = %e, "response cache prewarm stopped"),
+            }
+        });
+    }
     let listeners = HandleListeners::start(
         &config.handle.listener_options(),
         service.clone(),

@@ -74,6 +74,11 @@ impl Slot {
     }
 }
 
+/// The generations of all shards at one moment, for
+/// [`ResponseCache::fill`].
+#[derive(Debug, Clone)]
+pub struct Generations(Box<[u64]>);
+
 /// Proof of the shard's state before a store read; see the module docs.
 #[derive(Debug, Clone, Copy)]
 pub struct Ticket {
@@ -210,39 +215,77 @@ impl ResponseCache {
     /// Keeps a copy of `entry` unless the shard was invalidated since
     /// `ticket` was taken, or the entry is too large for the budget.
     pub fn insert(&self, key: &[u8], ticket: Ticket, entry: Entry<'_>) {
-        let (count, values) = match entry {
-            Entry::Found { count, values } => (count.min(MISSING - 1), values),
-            Entry::Missing => (MISSING, &[][..]),
-        };
-        let size = key.len() + values.len() + ENTRY_OVERHEAD;
-        let Ok(key_len) = u32::try_from(key.len()) else {
+        let Some((slot, size)) = self.slot(key, entry) else {
             return;
         };
-        if size > self.shard_budget / 4 {
-            return;
-        }
-        let hash = hash(key);
-        if self.shard_index(hash) != ticket.shard {
+        if self.shard_index(slot.hash) != ticket.shard {
             return; // a ticket taken for another key
         }
-        let mut data = Vec::with_capacity(key.len() + values.len());
-        data.extend_from_slice(key);
-        data.extend_from_slice(values);
-        let slot = Slot {
-            hash,
-            data: data.into_boxed_slice(),
-            key_len,
-            count,
-        };
         let mut shard = self.lock(ticket.shard);
         if shard.generation != ticket.generation {
             shard.stats.refused_fills += 1;
             return;
         }
-        shard.remove(hash, key);
+        shard.remove(slot.hash, key);
         shard.make_room(size, self.shard_budget);
         shard.bytes += size;
-        shard.table.insert_unique(hash, slot, |s| s.hash);
+        shard.table.insert_unique(slot.hash, slot, |s| s.hash);
+    }
+
+    /// The generation of every shard now: taken before reading many
+    /// records from the store, for [`fill`](Self::fill).
+    pub fn generations(&self) -> Generations {
+        Generations(
+            (0..self.shards.len())
+                .map(|i| self.lock(i).generation)
+                .collect(),
+        )
+    }
+
+    /// Adds `entry` for `key`, read from the store after `seen` was taken,
+    /// where there is room for it: unlike [`insert`](Self::insert) it
+    /// evicts nothing and replaces nothing, and it refuses the entry when
+    /// the shard was invalidated since `seen`. True when kept.
+    pub fn fill(&self, seen: &Generations, key: &[u8], entry: Entry<'_>) -> bool {
+        let Some((slot, size)) = self.slot(key, entry) else {
+            return false;
+        };
+        let index = self.shard_index(slot.hash);
+        let mut shard = self.lock(index);
+        if seen.0.get(index) != Some(&shard.generation) {
+            shard.stats.refused_fills += 1;
+            return false;
+        }
+        if shard.bytes + size > self.shard_budget || shard.find(slot.hash, key).is_some() {
+            return false;
+        }
+        shard.bytes += size;
+        shard.table.insert_unique(slot.hash, slot, |s| s.hash);
+        true
+    }
+
+    /// The slot holding `entry` for `key`, and what it is charged; `None`
+    /// when it is too large for the budget.
+    fn slot(&self, key: &[u8], entry: Entry<'_>) -> Option<(Slot, usize)> {
+        let (count, values) = match entry {
+            Entry::Found { count, values } => (count.min(MISSING - 1), values),
+            Entry::Missing => (MISSING, &[][..]),
+        };
+        let size = key.len() + values.len() + ENTRY_OVERHEAD;
+        let key_len = u32::try_from(key.len()).ok()?;
+        if size > self.shard_budget / 4 {
+            return None;
+        }
+        let mut data = Vec::with_capacity(key.len() + values.len());
+        data.extend_from_slice(key);
+        data.extend_from_slice(values);
+        let slot = Slot {
+            hash: hash(key),
+            data: data.into_boxed_slice(),
+            key_len,
+            count,
+        };
+        Some((slot, size))
     }
 
     /// Forgets `key`, and refuses fills of its shard that began before.
@@ -328,6 +371,37 @@ mod tests {
         cache.insert(b"K", ticket, found(b"old"));
         assert!(cache.with(b"K", |_| ()).is_err());
         assert_eq!(cache.stats().refused_fills, 1);
+    }
+
+    #[test]
+    fn a_bulk_fill_refuses_what_a_write_touched_and_evicts_nothing() {
+        let cache = ResponseCache::new(1 << 20, 1);
+        let seen = cache.generations();
+        assert!(cache.fill(&seen, b"A", found(b"a")));
+        // Already there: not replaced.
+        assert!(!cache.fill(&seen, b"A", found(b"other")));
+        // A write commits after the generations were taken and before the
+        // fill: the bytes read may be the old record.
+        cache.invalidate(b"B");
+        assert!(!cache.fill(&seen, b"B", found(b"old")));
+        assert!(cache.with(b"B", |_| ()).is_err());
+        // Taken again after the write: kept.
+        assert!(cache.fill(&cache.generations(), b"B", found(b"new")));
+        let copy = |e: Entry<'_>| match e {
+            Entry::Found { values, .. } => values.to_vec(),
+            Entry::Missing => Vec::new(),
+        };
+        assert_eq!(cache.with(b"B", copy).unwrap(), b"new");
+
+        // A full cache takes no more, and keeps what it has.
+        let small = ResponseCache::new(4096, 1);
+        let seen = small.generations();
+        let kept = (0..100u32)
+            .filter(|i| small.fill(&seen, &i.to_be_bytes(), found(&[7u8; 100])))
+            .count();
+        assert!(kept > 0 && kept < 100, "{kept}");
+        assert!(small.bytes() <= 4096);
+        assert_eq!(small.len(), kept);
     }
 
     #[test]

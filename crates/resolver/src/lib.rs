@@ -17,5 +17,6 @@ mod handle;
 
 pub use cache::ResponseCache;
 pub use handle::{
-    Batch, HandleService, MAX_RECURSION, Outcome, Recursed, Scratch, Upstream, UpstreamAnswer,
+    Batch, HandleService, MAX_RECURSION, Outcome, Prewarmed, Recursed, Scratch, Upstream,
+    UpstreamAnswer,
 };

@@ -1,11 +1,13 @@
-//! Answering a batch of requests at once (`respond_batch`): the same bytes
-//! as answering them one by one, the records read with one multi-get.
+//! Answering without a store read per request: a batch of requests at once
+//! (`respond_batch`: the same bytes as one by one, the records read with
+//! one multi-get), and a response cache filled before the first request
+//! (`prewarm`).
 #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
 use bytes::Bytes;
 use idnode_core::{PrefixInfo, Record, Value};
 use idnode_handle::{RequestParams, code, decode_response, encode_resolution_request, flags};
-use idnode_resolver::{Batch, HandleService, Outcome, ResponseCache, Scratch};
+use idnode_resolver::{Batch, HandleService, Outcome, Prewarmed, ResponseCache, Scratch};
 use idnode_store::{
     Change, CommitObserver, MemoryStore, ObservedStore, Space, Store, StoreError, WriteTxn,
 };
@@ -255,4 +257,35 @@ fn a_failed_read_answers_each_waiting_request_with_an_error() {
     let got = batched(&service, &messages, &mut batch);
     let first = decode_response(&got[0].1).unwrap();
     assert_eq!(first.header.response_code, code::SUCCESS);
+}
+
+#[test]
+fn a_prewarmed_cache_answers_without_reading_the_store() {
+    let (counting, service) = setup(true);
+    let (_, uncached) = setup(false);
+    let done = service.prewarm(|| true).unwrap();
+    assert_eq!(
+        done,
+        Prewarmed {
+            records: 4,
+            cached: 4
+        }
+    );
+    let messages: Vec<Vec<u8>> = (0..4)
+        .map(|n| request(n, &format!("88.100.1/p-{n}"), &[]))
+        .collect();
+    let reads = counting.gets.load(Ordering::Relaxed);
+    let answers = one_by_one(&service, &messages);
+    assert_eq!(
+        counting.gets.load(Ordering::Relaxed),
+        reads,
+        "read the store"
+    );
+    assert_eq!(answers, one_by_one(&uncached, &messages));
+    // A second pass finds everything cached and adds nothing.
+    let again = service.prewarm(|| true).unwrap();
+    assert_eq!(again.cached, 0);
+    // Told to stop: reads nothing.
+    let (_, fresh) = setup(true);
+    assert_eq!(fresh.prewarm(|| false).unwrap(), Prewarmed::default());
 }

@@ -260,6 +260,9 @@ pub struct CacheConfig {
     pub budget_mb: usize,
     /// Shards (locks); rounded up to a power of two.
     pub shards: usize,
+    /// Fill the cache from the stored records when the node starts (in the
+    /// background, while it already answers), up to the budget.
+    pub prewarm: bool,
 }
 
 impl Default for CacheConfig {
@@ -267,6 +270,7 @@ impl Default for CacheConfig {
         Self {
             budget_mb: 512,
             shards: 64,
+            prewarm: true,
         }
     }
 }
