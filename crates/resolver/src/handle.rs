@@ -568,8 +568,9 @@ impl HandleService {
     /// restarts under load) then answers from memory within seconds
     /// instead of paying a store read for each identifier's first question.
     /// Evicts nothing; stops at the end of the records, when a page of them
-    /// adds nothing (the cache is full), or when `keep_going` says so
-    /// (checked between pages). Safe while writes go on: each page is read
+    /// adds nothing (the cache is full, or writes touched every shard while
+    /// the page was read: best effort, the cache then fills as questions
+    /// come), or when `keep_going` says so (checked between pages). Safe while writes go on: each page is read
     /// after the cache's generations were taken, so an entry whose record a
     /// write changed meanwhile is refused, as for any fill.
     pub fn prewarm(&self, keep_going: impl Fn() -> bool) -> Result<Prewarmed, StoreError> {
