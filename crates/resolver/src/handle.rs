@@ -321,9 +321,7 @@ impl HandleService {
             Err(e) => return Step::Answered(protocol_error(message, e, now, out)),
         };
         let ctx = ResponseContext::for_request(&request, now);
-        let reply = Outcome::Reply {
-            keep_open: request.header.op_flags & flags::KC != 0,
-        };
+        let reply = reply_to(&request.header);
         let op = request.header.opcode;
         if op == opcode::GET_SITE_INFO {
             match self.site_info.get() {
@@ -344,13 +342,9 @@ impl HandleService {
             encode_error_response(out, &ctx, op, code::OPERATION_NOT_SUPPORTED, &msg);
             return Step::Answered(reply);
         }
-        let query = match ResolutionQuery::decode(request.body) {
+        let query = match question(&request, &ctx, out) {
             Ok(q) => q,
-            Err(e) => {
-                let msg = format!("malformed resolution request: {e}");
-                encode_error_response(out, &ctx, op, code::PROTOCOL_ERROR, &msg);
-                return Step::Answered(reply);
-            }
+            Err(refused) => return Step::Answered(refused),
         };
         if !is_valid_handle(query.handle) {
             let msg = "handle must be UTF-8 `prefix/suffix`";
@@ -392,15 +386,9 @@ impl HandleService {
             Err(e) => return protocol_error(message, e, now, out),
         };
         let ctx = ResponseContext::for_request(&request, now);
-        let query = match ResolutionQuery::decode(request.body) {
+        let query = match question(&request, &ctx, out) {
             Ok(q) => q,
-            Err(e) => {
-                let msg = format!("malformed resolution request: {e}");
-                encode_error_response(out, &ctx, opcode::RESOLUTION, code::PROTOCOL_ERROR, &msg);
-                return Outcome::Reply {
-                    keep_open: request.header.op_flags & flags::KC != 0,
-                };
-            }
+            Err(refused) => return refused,
         };
         let loaded = match stored {
             Ok(record) => project(record, values).map(|entry| {
@@ -426,9 +414,7 @@ impl HandleService {
         out: &mut Vec<u8>,
     ) -> Outcome {
         let outcome = match loaded {
-            Ok(true) => Ok(Outcome::Reply {
-                keep_open: header.op_flags & flags::KC != 0,
-            }),
+            Ok(true) => Ok(reply_to(header)),
             // No record here: answer by where the identifier belongs.
             Ok(false) => self.not_here(header, ctx, key, out),
             Err(e) => Err(e),
@@ -446,8 +432,7 @@ impl HandleService {
         key: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StoreError> {
-        let keep_open = header.op_flags & flags::KC != 0;
-        let reply = Outcome::Reply { keep_open };
+        let reply = reply_to(header);
         let op = opcode::RESOLUTION;
         let disposition = self.disposition(key)?;
         if disposition != Disposition::Homed
@@ -460,7 +445,9 @@ impl HandleService {
                 return Ok(reply);
             }
             out.clear();
-            return Ok(Outcome::Recurse { keep_open });
+            return Ok(Outcome::Recurse {
+                keep_open: header.op_flags & flags::KC != 0,
+            });
         }
         match disposition {
             // The answer (HANDLE_NOT_FOUND) is already in `out`.
@@ -742,9 +729,31 @@ fn internal_error(
 ) -> Outcome {
     tracing::error!(%error, "store read failed");
     encode_error_response(out, ctx, header.opcode, code::ERROR, "internal error");
+    reply_to(header)
+}
+
+/// Send the answer, keeping the connection open if the request asked to
+/// (KC).
+#[inline]
+fn reply_to(header: &idnode_handle::Header) -> Outcome {
     Outcome::Reply {
         keep_open: header.op_flags & flags::KC != 0,
     }
+}
+
+/// The question of a RESOLUTION request, or PROTOCOL_ERROR written into
+/// `out` (and the outcome to return) when its body does not decode.
+#[inline]
+fn question<'m>(
+    request: &idnode_handle::Request<'m>,
+    ctx: &ResponseContext,
+    out: &mut Vec<u8>,
+) -> Result<ResolutionQuery<'m>, Outcome> {
+    ResolutionQuery::decode(request.body).map_err(|e| {
+        let msg = format!("malformed resolution request: {e}");
+        encode_error_response(out, ctx, opcode::RESOLUTION, code::PROTOCOL_ERROR, &msg);
+        reply_to(&request.header)
+    })
 }
 
 /// A request that does not decode gets PROTOCOL_ERROR when its envelope is
