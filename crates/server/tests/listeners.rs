@@ -109,8 +109,11 @@ async fn requests_answered_in_one_batch_each_get_their_own_answer() {
     let long = format!("88.100.1/{}", "L".repeat(700));
     let kinds = ["88.100.1/small", "88.100.1/NONE", "88.100.1/BIG", &long];
     let queries: Vec<Query> = (0..400).map(|n| query(kinds[n % kinds.len()])).collect();
+    // 16 in flight: batches still form, and the answers of the large
+    // records in flight at once (about 16 KB each, in 33 datagrams) fit the
+    // client's default receive buffer: UDP drops what overflows it.
     let mut client = Client::new(l.udp, Transport::Udp);
-    client.max_in_flight = 64;
+    client.max_in_flight = 16;
     let answers = client.resolve_many(&queries).await;
     for (n, answer) in answers.into_iter().enumerate() {
         let r = answer.unwrap_or_else(|e| panic!("query {n}: {e}"));
