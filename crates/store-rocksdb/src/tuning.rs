@@ -69,9 +69,18 @@ pub(crate) fn lookup_cf_options(cache: &Cache) -> Options {
     table.set_cache_index_and_filter_blocks(true);
     table.set_unpartitioned_pinning_tier(BlockBasedTablePinningTier::All);
     // A hash index inside each data block: a lookup finds its key without a
-    // binary search of the block.
+    // binary search of the block. It points at a restart point, so with a
+    // restart at every key (no key delta encoding; LZ4 still compresses the
+    // repeated prefixes) it points at the key itself instead of at the
+    // start of up to 16 entries to decode and compare.
     table.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
     table.set_data_block_hash_ratio(0.75);
+    table.set_block_restart_interval(1);
+    // 16 KiB data blocks (about 55 records each) make the index a quarter
+    // of its size with 4 KiB ones, so its binary search has fewer steps
+    // (cache misses) and the pinned index takes less memory; the hash index
+    // makes the larger block no slower to search.
+    table.set_block_size(16 << 10);
 
     let mut opts = Options::default();
     opts.set_block_based_table_factory(&table);
