@@ -6,8 +6,8 @@ use idnode_store::{
     Change, Result, Space, Staged, Store, StoreError, WriteTxn, decode_change, encode_change,
 };
 use rocksdb::{
-    Cache, ColumnFamily, ColumnFamilyDescriptor, DB, ErrorKind, Options, PrefixRange, ReadOptions,
-    WriteBatch, WriteOptions,
+    Cache, ColumnFamily, ColumnFamilyDescriptor, CompactOptions, DB, ErrorKind, Options,
+    PrefixRange, ReadOptions, WriteBatch, WriteOptions,
 };
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -83,6 +83,38 @@ impl RocksStore {
             write,
             sync: options.sync,
         })
+    }
+
+    /// Writes every column family's memtable to an SST file (on disk, out
+    /// of the WAL), waiting until that is done.
+    pub fn flush(&self) -> Result<()> {
+        for name in Space::ALL
+            .map(Space::name)
+            .into_iter()
+            .chain([CHANGELOG_CF])
+        {
+            self.db.flush_cf(self.family(name)?).map_err(engine_error)?;
+        }
+        Ok(())
+    }
+
+    /// How many sorted runs a lookup in `space` may have to search: the SST
+    /// files of level 0 (each its own run) plus every deeper level that
+    /// holds files. Memtables are not counted.
+    pub fn sorted_runs(&self, space: Space) -> Result<u64> {
+        let family = self.family(space.name())?;
+        let level = |n: u32| -> Result<u64> {
+            let property = format!("rocksdb.num-files-at-level{n}");
+            self.db
+                .property_int_value_cf(family, property.as_str())
+                .map_err(engine_error)
+                .map(|files| files.unwrap_or(0))
+        };
+        let mut runs = level(0)?;
+        for n in 1..7 {
+            runs += u64::from(level(n)? > 0);
+        }
+        Ok(runs)
     }
 
     /// The directory the store lives in.
@@ -200,6 +232,21 @@ impl Store for RocksStore {
                     .map_err(engine_error)
             })
             .collect()
+    }
+
+    // A manual compaction of each lookup family over its whole key range:
+    // memtable and every level merged into the last level. Other
+    // compactions keep running (not exclusive), so writes are not stalled.
+    fn compact(&self) -> Result<()> {
+        let mut options = CompactOptions::default();
+        options.set_exclusive_manual_compaction(false);
+        for space in Space::ALL {
+            let family = self.family(space.name())?;
+            self.db.flush_cf(family).map_err(engine_error)?;
+            self.db
+                .compact_range_cf_opt(family, None::<&[u8]>, None::<&[u8]>, &options);
+        }
+        Ok(())
     }
 
     fn scan(

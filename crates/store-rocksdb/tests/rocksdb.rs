@@ -110,6 +110,61 @@ fn check_some(store: &RocksStore) {
 }
 
 #[test]
+fn compaction_merges_the_records_into_one_sorted_run_and_keeps_the_latest_of_each() {
+    let dir = TempDir::new().unwrap();
+    let store = RocksStore::open(dir.path(), &small()).unwrap();
+    // Three flushed generations (three level-0 files: below RocksDB's
+    // trigger of four, so no compaction of its own merges them), each
+    // rewriting part of the previous one, then a fourth left in the
+    // memtable with a delete.
+    for round in 0..3u32 {
+        let mut txn = store.begin().unwrap();
+        for n in (round * 100)..(round * 100 + 200) {
+            txn.put(
+                Space::Records,
+                format!("88.1/K{n:04}").as_bytes(),
+                b(&format!("v{round}")),
+            );
+        }
+        txn.commit().unwrap();
+        store.flush().unwrap();
+    }
+    assert_eq!(store.sorted_runs(Space::Records).unwrap(), 3);
+    let mut txn = store.begin().unwrap();
+    txn.put(Space::Records, b"88.1/K0000", b("last"));
+    txn.delete(Space::Records, b"88.1/K0399");
+    txn.commit().unwrap();
+    let before = store.changes_since(0, 10_000).unwrap();
+
+    store.compact().unwrap();
+
+    assert_eq!(store.sorted_runs(Space::Records).unwrap(), 1);
+    let expected = |n: u32| match n {
+        0 => Some(b("last")),
+        1..=99 => Some(b("v0")),
+        100..=199 => Some(b("v1")),
+        399 => None,
+        _ => Some(b("v2")),
+    };
+    for n in 0..400 {
+        let key = format!("88.1/K{n:04}");
+        assert_eq!(
+            store.get(Space::Records, key.as_bytes()).unwrap(),
+            expected(n),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        store
+            .scan(Space::Records, b"88.1/", None, 1000)
+            .unwrap()
+            .len(),
+        399
+    );
+    assert_eq!(store.changes_since(0, 10_000).unwrap(), before);
+}
+
+#[test]
 fn commits_survive_reopen() {
     let dir = TempDir::new().unwrap();
     write_some(dir.path(), &small());

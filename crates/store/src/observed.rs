@@ -36,6 +36,10 @@ impl Store for ObservedStore {
         self.inner.multi_get(space, keys)
     }
 
+    fn compact(&self) -> Result<()> {
+        self.inner.compact()
+    }
+
     fn scan(
         &self,
         space: Space,
