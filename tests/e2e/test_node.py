@@ -238,6 +238,40 @@ def test_cli_register_resolve_and_import(node, tmp_path):
     assert hc.udp_resolve(node.udp, "88.100.2/IMP-2999").values[0]["data"] == b"https://imp/2999"
 
 
+def test_compaction_after_an_import_keeps_every_record(node, pb, tmp_path):
+    pb2, ids, _ = stub(node, pb)
+    lines = [json.dumps({"identifier": f"88.100.2/CMP-{n}",
+                         "values": [{"index": 1, "type": "URL", "data": f"https://cmp/{n}"}]})
+             for n in range(2000)]
+    path = tmp_path / "compact.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    r = node.cli("import", "--quiet", "--compact", str(path))
+    assert "imported 2000 identifiers" in r.stdout
+    assert "compacted the store in" in r.stdout, r.stdout
+    # The same identifiers again with new data, then a compaction on its own:
+    # the newer records must win.
+    newer = [line.replace("https://cmp/", "https://cmp2/") for line in lines[:100]]
+    path.write_text("\n".join(newer) + "\n")
+    node.cli("import", "--quiet", "--overwrite", str(path))
+    r = node.cli("compact")
+    assert "compacted the store in" in r.stdout
+
+    for n in list(range(0, 2000, 37)) + [99, 100, 1999]:
+        want = f"https://cmp{'2' if n < 100 else ''}/{n}".encode()
+        got = hc.udp_resolve(node.udp, f"88.100.2/CMP-{n}")
+        assert got.code == hc.SUCCESS and got.values[0]["data"] == want, n
+    for seed in SEEDS[:20]:
+        assert hc.udp_resolve(node.udp, seed["identifier"]).code == hc.SUCCESS
+
+    done = ids.Compact(pb2.CompactRequest(), metadata=auth(node))
+    assert done.duration_ms < 60_000
+    with pytest.raises(grpc.RpcError) as e:
+        ids.Compact(pb2.CompactRequest())
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    r = node.cli("compact", "--token-file", str(tmp_path / "missing.token"), check=False)
+    assert r.returncode == 2 and "admin token" in r.stderr
+
+
 def test_restart_keeps_everything(tmp_path, pb):
     node = Node(tmp_path / "n").start()
     try:

@@ -169,6 +169,18 @@ impl Identifiers for IdentifiersService {
         }))
     }
 
+    async fn compact(
+        &self,
+        request: Request<proto::CompactRequest>,
+    ) -> Result<Response<proto::CompactResponse>, Status> {
+        self.auth.require_admin(request.metadata())?;
+        let started = std::time::Instant::now();
+        blocking(&self.registry, |r| Ok(r.store().compact()?)).await?;
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(duration_ms, "store compacted");
+        Ok(Response::new(proto::CompactResponse { duration_ms }))
+    }
+
     type BatchCreateStream = BatchStream;
 
     async fn batch_create(

@@ -57,6 +57,10 @@ pub enum Command {
     Id(IdCommand),
     /// Register identifiers from a JSONL file (one identifier a line).
     Import(ImportArgs),
+    /// Compact the node's store (through the gRPC API): its records merged
+    /// into one sorted run, so a lookup searches one file. Worth it after a
+    /// bulk load; the node keeps answering meanwhile.
+    Compact,
     /// Load generator: drive a Handle server (UDP/TCP, closed or open loop),
     /// load a synthetic data set, sweep rates into an SVG, run the echo server.
     Bench(idnode_bench::BenchArgs),
@@ -222,6 +226,11 @@ pub struct ImportArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Compact the node's store once the import is done (as `idnode
+    /// compact`): lookups then search one sorted run. It rewrites all the
+    /// stored records, so it takes longer the larger the store is.
+    #[arg(long)]
+    pub compact: bool,
 }
 
 #[cfg(test)]

@@ -71,6 +71,7 @@ async fn run(cli: args::Cli) -> anyhow::Result<ExitCode> {
         Command::Prefix(a) => manage::prefix(&cli.admin, a).await,
         Command::Id(a) => manage::identifier(&cli.admin, a).await,
         Command::Import(a) => manage::import(&cli.admin, a).await,
+        Command::Compact => manage::compact(&cli.admin).await,
         Command::Bench(a) => {
             let admin = idnode_bench::AdminTarget {
                 grpc: cli.admin.grpc.clone(),

@@ -449,9 +449,34 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
     if failures.len() > 50 {
         println!("  ... and {} more", failures.len() - 50);
     }
+    if import.compact {
+        compact_with(&admin).await?;
+    }
     Ok(if failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
     })
+}
+
+/// `idnode compact`.
+pub async fn compact(args: &AdminArgs) -> anyhow::Result<ExitCode> {
+    let admin = Admin::connect(args, true).await?;
+    compact_with(&admin).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn compact_with(admin: &Admin) -> anyhow::Result<()> {
+    println!("compacting the node's store (its records merged into one sorted run)...");
+    let done = admin
+        .identifiers()
+        .compact(admin.request(proto::CompactRequest {})?)
+        .await
+        .map_err(status)?
+        .into_inner();
+    println!(
+        "compacted the store in {:.2}s",
+        done.duration_ms as f64 / 1000.0
+    );
+    Ok(())
 }
