@@ -8,10 +8,12 @@
 //! - their tuning for point lookups (module `tuning`): one block cache
 //!   (HyperClockCache) shared by every column family, whole-key bloom
 //!   filters, index and filter blocks pinned in the cache at every level,
-//!   hash-indexed data blocks, LZ4;
+//!   16 KiB data blocks hash-indexed down to each key, LZ4;
 //! - the write path: one transaction at a time, committed as one WriteBatch
 //!   holding every change and its change-log entry, synced to the WAL
-//!   before `commit` returns (unless [`RocksOptions::sync`] is off).
+//!   before `commit` returns (unless [`RocksOptions::sync`] is off);
+//! - compaction on request (`Store::compact`, after a bulk load): the
+//!   lookup families merged into one sorted run each.
 //!
 //! Nothing above the store trait may depend on this crate: the resolver,
 //! the servers and the admin service see `dyn Store`, and only the wiring
