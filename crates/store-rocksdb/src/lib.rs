@@ -8,7 +8,7 @@
 //! - their tuning for point lookups (module `tuning`): one block cache
 //!   (HyperClockCache) shared by every column family, whole-key bloom
 //!   filters, index and filter blocks pinned in the cache at every level,
-//!   16 KiB data blocks hash-indexed down to each key, LZ4;
+//!   8 KiB data blocks hash-indexed down to each key, LZ4;
 //! - the write path: one transaction at a time, committed as one WriteBatch
 //!   holding every change and its change-log entry, synced to the WAL
 //!   before `commit` returns (unless [`RocksOptions::sync`] is off);
