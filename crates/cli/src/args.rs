@@ -57,9 +57,11 @@ pub enum Command {
     Id(IdCommand),
     /// Register identifiers from a JSONL file (one identifier a line).
     Import(ImportArgs),
-    /// Compact the node's store (through the gRPC API): its records merged
-    /// into one sorted run, so a lookup searches one file. Worth it after a
-    /// bulk load; the node keeps answering meanwhile.
+    /// Compact the node's store after a bulk load (through the gRPC API).
+    ///
+    /// Merges its records into one sorted run, so that a lookup searches one
+    /// file; the node keeps answering meanwhile. On a site of several
+    /// servers, compacts the one that --grpc names.
     Compact,
     /// Load generator: drive a Handle server (UDP/TCP, closed or open loop),
     /// load a synthetic data set, sweep rates into an SVG, run the echo server.
