@@ -21,6 +21,15 @@ pub struct PrefixInfo {
 }
 
 impl PrefixInfo {
+    /// A prefix homed on this node, created at `created` (Unix seconds).
+    pub fn homed_here(prefix: impl Into<String>, created: u32) -> Self {
+        Self {
+            prefix: prefix.into(),
+            homed: true,
+            created,
+        }
+    }
+
     /// The stored form: format byte `1`, homed byte, created (u32), prefix
     /// (length-prefixed string).
     pub fn encode(&self) -> Vec<u8> {

@@ -106,11 +106,7 @@ impl Registry {
                  {prefix}"
             )));
         }
-        let info = PrefixInfo {
-            prefix: prefix.as_str().to_owned(),
-            homed: true,
-            created: now,
-        };
+        let info = PrefixInfo::homed_here(prefix.as_str(), now);
         let data = hs_admin_data(
             ALL_ADMIN_PERMISSIONS,
             record_id.as_str(),
@@ -280,11 +276,7 @@ mod tests {
 
     #[test]
     fn prefix_info_round_trips_and_rejects_garbage() {
-        let info = PrefixInfo {
-            prefix: "88.100.1".into(),
-            homed: true,
-            created: 1_700_000_000,
-        };
+        let info = PrefixInfo::homed_here("88.100.1", 1_700_000_000);
         assert_eq!(PrefixInfo::decode(&info.encode()).unwrap(), info);
         let bytes = info.encode();
         for cut in 0..bytes.len() {

@@ -82,11 +82,7 @@ fn setup(cached: bool) -> (Arc<Counting>, HandleService) {
     let observers: Vec<Arc<dyn CommitObserver>> = vec![cache.clone()];
     let store: Arc<dyn Store> = Arc::new(ObservedStore::new(counting.clone(), observers));
     let mut txn = store.begin().unwrap();
-    let info = PrefixInfo {
-        prefix: "88.100.1".into(),
-        homed: true,
-        created: 0,
-    };
+    let info = PrefixInfo::homed_here("88.100.1", 0);
     txn.put(Space::Prefixes, b"88.100.1", info.encode().into());
     for n in 0..4 {
         let record = Record {

@@ -46,11 +46,7 @@ fn fill(store: &dyn Store) {
     };
     let mut txn = store.begin().unwrap();
     // The prefix, homed here.
-    let info = PrefixInfo {
-        prefix: "88.100.1".into(),
-        homed: true,
-        created: 0,
-    };
+    let info = PrefixInfo::homed_here("88.100.1", 0);
     txn.put(Space::Prefixes, b"88.100.1", info.encode().into());
     txn.put(Space::Records, b"88.100.1/ABC-123", record.encode().into());
     txn.commit().unwrap();

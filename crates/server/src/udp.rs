@@ -577,11 +577,7 @@ mod tests {
         };
         let store = MemoryStore::new();
         let mut txn = store.begin().unwrap();
-        let info = PrefixInfo {
-            prefix: "88.100.1".into(),
-            homed: true,
-            created: 0,
-        };
+        let info = PrefixInfo::homed_here("88.100.1", 0);
         txn.put(Space::Prefixes, b"88.100.1", info.encode().into());
         txn.commit().unwrap();
         let service = Arc::new(HandleService::new(Arc::new(store)));

@@ -35,11 +35,7 @@ async fn start(max_connections: usize) -> (HandleListeners, CancellationToken) {
         );
     }
     // Prefix 88.100.1 homed here, so misses under it are HANDLE_NOT_FOUND.
-    let info = PrefixInfo {
-        prefix: "88.100.1".into(),
-        homed: true,
-        created: 0,
-    };
+    let info = PrefixInfo::homed_here("88.100.1", 0);
     txn.put(Space::Prefixes, b"88.100.1", info.encode().into());
     txn.commit().unwrap();
     let shutdown = CancellationToken::new();

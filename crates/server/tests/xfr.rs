@@ -66,11 +66,7 @@ fn node(many: usize) -> Node {
     let store: Arc<dyn Store> =
         Arc::new(ObservedStore::new(Arc::new(MemoryStore::new()), observers));
     let mut txn = store.begin().unwrap();
-    let info = idnode_core::PrefixInfo {
-        prefix: "88.100.1".into(),
-        homed: true,
-        created: 0,
-    };
+    let info = idnode_core::PrefixInfo::homed_here("88.100.1", 0);
     txn.put(Space::Prefixes, b"88.100.1", info.encode().into());
     txn.commit().unwrap();
     let mut secret = Value::new(2, "costPrice", "12.00 CNY");

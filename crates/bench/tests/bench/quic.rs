@@ -41,11 +41,7 @@ fn service_of(set: Synthetic) -> Arc<HandleService> {
     // HANDLE_NOT_FOUND.
     for prefix in set.all_prefixes() {
         let key = prefix.to_ascii_uppercase();
-        let info = PrefixInfo {
-            prefix,
-            homed: true,
-            created: 0,
-        };
+        let info = PrefixInfo::homed_here(prefix, 0);
         txn.put(Space::Prefixes, key.as_bytes(), info.encode().into());
     }
     txn.commit().unwrap();

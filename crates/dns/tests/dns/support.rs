@@ -124,13 +124,9 @@ pub fn home(store: &dyn Store, prefix: &str) {
     txn.put(
         Space::Prefixes,
         prefix.to_ascii_uppercase().as_bytes(),
-        idnode_core::PrefixInfo {
-            prefix: prefix.into(),
-            homed: true,
-            created: 0,
-        }
-        .encode()
-        .into(),
+        idnode_core::PrefixInfo::homed_here(prefix, 0)
+            .encode()
+            .into(),
     );
     txn.commit().unwrap();
 }
