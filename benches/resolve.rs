@@ -11,7 +11,8 @@
 //! leaves a node's store). "cold" opens that store with a 1 MiB block
 //! cache and reads random identifiers, so most reads go to the page cache
 //! and decompress a block; "warm" uses the default 256 MiB cache over a
-//! working set of 100,000 identifiers read once beforehand. Figures and the machine: PERFORMANCE.md.
+//! working set of 100,000 identifiers read once beforehand. Figures and
+//! the machine: PERFORMANCE.md.
 
 // The node's allocator (src/main.rs), so allocation and memory layout
 // are the node's.
@@ -56,43 +57,50 @@ fn open(cache_bytes: usize) -> RocksStore {
         ..RocksOptions::default()
     };
     let store = RocksStore::open(&data_dir(), &options).expect("open bench store");
-    if store.get(Space::Meta, LOADED).expect("read").is_none() {
-        eprintln!(
-            "loading {RECORDS} records into {} (once)",
-            data_dir().display()
-        );
-        for start in (0..RECORDS).step_by(20_000) {
-            let mut txn = store.begin().expect("begin");
-            for n in start..(start + 20_000).min(RECORDS) {
-                let record = Record {
-                    identifier: identifier(n),
-                    values: vec![
-                        Value::new(1, "URL", format!("https://example.com/p/{n}")),
-                        Value::new(2, "productName", "Servo motor 200 series"),
-                        Value::new(3, "manufacturer", "Huaxin Precision Machinery Co., Ltd."),
-                        Value::new(4, "batch", "B260324-26"),
-                        Value::new(5, "productionDate", "2026-03-24"),
-                    ],
-                    version: 0,
-                };
-                txn.put(Space::Records, &key(n), record.encode().into());
+    once(
+        &store,
+        LOADED,
+        &format!("loading {RECORDS} records into"),
+        |store| {
+            for start in (0..RECORDS).step_by(20_000) {
+                let mut txn = store.begin().expect("begin");
+                for n in start..(start + 20_000).min(RECORDS) {
+                    let record = Record {
+                        identifier: identifier(n),
+                        values: vec![
+                            Value::new(1, "URL", format!("https://example.com/p/{n}")),
+                            Value::new(2, "productName", "Servo motor 200 series"),
+                            Value::new(3, "manufacturer", "Huaxin Precision Machinery Co., Ltd."),
+                            Value::new(4, "batch", "B260324-26"),
+                            Value::new(5, "productionDate", "2026-03-24"),
+                        ],
+                        version: 0,
+                    };
+                    txn.put(Space::Records, &key(n), record.encode().into());
+                }
+                txn.commit().expect("commit");
             }
-            txn.commit().expect("commit");
-        }
-        let mut txn = store.begin().expect("begin");
-        txn.put(Space::Meta, LOADED, bytes::Bytes::from_static(b"1"));
-        txn.commit().expect("commit");
-    }
+        },
+    );
     // What an operator does after a bulk load (`idnode import --compact`,
     // `idnode compact`): the records in one sorted run.
-    if store.get(Space::Meta, COMPACTED).expect("read").is_none() {
-        eprintln!("compacting {} (once)", data_dir().display());
-        store.compact().expect("compact");
-        let mut txn = store.begin().expect("begin");
-        txn.put(Space::Meta, COMPACTED, bytes::Bytes::from_static(b"1"));
-        txn.commit().expect("commit");
-    }
+    once(&store, COMPACTED, "compacting", |store| {
+        store.compact().expect("compact")
+    });
     store
+}
+
+/// Runs `step` on the bench store unless an earlier run did (the store
+/// then holds `marker` in its meta space).
+fn once(store: &RocksStore, marker: &[u8], what: &str, step: impl FnOnce(&RocksStore)) {
+    if store.get(Space::Meta, marker).expect("read").is_some() {
+        return;
+    }
+    eprintln!("{what} {} (once)", data_dir().display());
+    step(store);
+    let mut txn = store.begin().expect("begin");
+    txn.put(Space::Meta, marker, bytes::Bytes::from_static(b"1"));
+    txn.commit().expect("commit");
 }
 
 fn request(n: usize) -> Vec<u8> {
