@@ -239,14 +239,21 @@ fn a_failed_read_answers_each_waiting_request_with_an_error() {
             (r.envelope.request_id, r.header.response_code)
         })
         .collect();
-    assert_eq!(
-        answers,
-        [
-            (1, code::ERROR),
-            (2, code::ERROR),
-            (3, code::INVALID_HANDLE)
-        ]
-    );
+    let expected = [
+        (1, code::ERROR),
+        (2, code::ERROR),
+        (3, code::INVALID_HANDLE),
+    ];
+    assert_eq!(answers, expected);
+    // One at a time (`respond`, the store's `get_with`): the same.
+    let single: Vec<(u32, u32)> = one_by_one(&service, &messages)
+        .iter()
+        .map(|(_, out)| {
+            let r = decode_response(out).unwrap();
+            (r.envelope.request_id, r.header.response_code)
+        })
+        .collect();
+    assert_eq!(single, expected);
     // Nothing was cached from the failure: once the store reads again,
     // the records are there.
     counting.fail.store(false, Ordering::Relaxed);
