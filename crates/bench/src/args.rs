@@ -218,6 +218,11 @@ pub struct LoadArgs {
     /// No progress line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Compact the node's store once the data set is in (as `idnode
+    /// compact`): lookups then search one sorted run, as on a node in
+    /// service. It rewrites all the stored records.
+    #[arg(long, conflicts_with = "jsonl")]
+    pub compact: bool,
 }
 
 /// The echo server.

@@ -152,6 +152,11 @@ pub async fn load_command(args: LoadArgs, admin: &AdminTarget) -> anyhow::Result
         "{} identifiers failed to register",
         summary.failed
     );
+    if args.compact {
+        println!("compacting the node's store (its records merged into one sorted run)...");
+        let took = load::compact(admin).await?;
+        println!("compacted the store in {:.2} s", took.as_secs_f64());
+    }
     Ok(())
 }
 

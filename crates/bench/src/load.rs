@@ -209,6 +209,21 @@ pub async fn register(
     Ok(summary)
 }
 
+/// Asks the node to compact its store (`bench load --compact`, the
+/// `Compact` call of `idnode compact`) and returns how long it took.
+pub async fn compact(admin: &AdminTarget) -> anyhow::Result<Duration> {
+    let token = token(admin)?;
+    let (_, mut identifiers) = idnode_admin::connect(&admin.grpc, Some(token))
+        .await
+        .with_context(|| format!("cannot reach the node's gRPC API at {}", admin.grpc))?;
+    let done = identifiers
+        .compact(proto::CompactRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("Compact: {:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    Ok(Duration::from_millis(done.duration_ms))
+}
+
 #[derive(Serialize)]
 struct Line<'a> {
     identifier: &'a str,

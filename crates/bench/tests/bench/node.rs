@@ -62,6 +62,17 @@ async fn load_then_resolve_over_udp_and_tcp() {
     };
     let e = load::register(set, &anonymous, true).await.unwrap_err();
     assert!(format!("{e:#}").contains("admin token"), "{e:#}");
+    // `bench load --compact`: the node compacts (in memory: nothing to
+    // merge) when asked with the token, and refuses without it.
+    load::compact(&target).await.unwrap();
+    let e = load::compact(&anonymous).await.unwrap_err();
+    assert!(format!("{e:#}").contains("admin token"), "{e:#}");
+    let wrong = AdminTarget {
+        token: Some("not-the-token".into()),
+        ..target.clone()
+    };
+    let e = load::compact(&wrong).await.unwrap_err();
+    assert!(format!("{e:#}").contains("Unauthenticated"), "{e:#}");
 
     let runs = [
         (udp(listeners.udp), Load::Closed { concurrency: 8 }),
