@@ -15,6 +15,11 @@
 //!   charged for every request it delayed, not only the first (no
 //!   coordinated omission); the generator's own lateness is reported apart
 //!   as send lag.
+//! - Latency ends when the answer arrived: over UDP at the kernel's
+//!   receive timestamp of its datagram (`SO_TIMESTAMPNS`), so the time a
+//!   generator thread waits for a core (shared with the server on a small
+//!   machine) before reading it is not charged to the server; over TCP
+//!   and QUIC when the generator reads it.
 //!
 //! Requests are encoded with `idnode-handle` into a reused buffer; answers
 //! are read only as far as the envelope and header (request id, response
@@ -23,7 +28,7 @@
 use crate::inflight::{InFlight, Sent};
 use crate::quic::{Quic, ask};
 use crate::report::{Load, Report, ReportHeader, Tally};
-use crate::transport::{Channel, Recv, Transport};
+use crate::transport::{Arrival, Channel, Recv, Transport};
 use crate::workload::{Pick, Rng, Workload};
 use anyhow::Context;
 use idnode_handle::{
@@ -58,6 +63,9 @@ const REOPEN_PAUSE: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, Copy)]
 struct Timeline {
     base: Instant,
+    /// `base` in nanoseconds since the Unix epoch, to place the kernel's
+    /// receive timestamps ([`Arrival`]) on this timeline.
+    epoch_base: u64,
     /// Requests from here on are counted.
     measure_from: u64,
     /// No request is sent from here on.
@@ -72,8 +80,13 @@ impl Timeline {
     fn start(plan: &Plan) -> Self {
         let warmup = nanos(plan.warmup);
         let end = warmup.saturating_add(nanos(plan.duration));
+        let base = Instant::now();
+        let epoch_base = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, nanos);
         Self {
-            base: Instant::now(),
+            base,
+            epoch_base,
             measure_from: warmup,
             end,
             drain_until: end.saturating_add(nanos(plan.timeout)),
@@ -83,6 +96,16 @@ impl Timeline {
 
     fn now(&self) -> u64 {
         self.base.elapsed().as_nanos() as u64
+    }
+
+    /// When a message read at `now` arrived: its kernel timestamp on this
+    /// timeline, or `now` when there is none or it does not fit (before
+    /// the start, or after `now`: the wall clock was stepped).
+    fn arrived(&self, arrival: Arrival, now: u64) -> u64 {
+        arrival
+            .and_then(|a| a.checked_sub(self.epoch_base))
+            .filter(|&a| a <= now)
+            .unwrap_or(now)
     }
 }
 
@@ -150,11 +173,19 @@ fn read_answer(message: &[u8]) -> Result<(u32, u32), String> {
 }
 
 /// Counts one received message against the requests in flight.
-fn on_answer(message: &[u8], inflight: &mut InFlight, tally: &mut Tally, timeline: &Timeline) {
+fn on_answer(
+    message: &[u8],
+    arrival: Arrival,
+    inflight: &mut InFlight,
+    tally: &mut Tally,
+    timeline: &Timeline,
+) {
     match read_answer(message) {
         Ok((id, code)) => match inflight.answer(id) {
             Some(sent) if sent.measured => {
-                let latency = timeline.now().saturating_sub(sent.at);
+                let latency = timeline
+                    .arrived(arrival, timeline.now())
+                    .saturating_sub(sent.at);
                 tally.answer(code, latency);
             }
             Some(_) => {}
@@ -527,7 +558,7 @@ fn closed_loop(plan: &Plan, i: usize, channel: Channel, window: usize, t: Timeli
             }
         }
         if broken.is_none() {
-            match receiver.recv(&mut |m| on_answer(m, &mut inflight, &mut tally, &t)) {
+            match receiver.recv(&mut |m, a| on_answer(m, a, &mut inflight, &mut tally, &t)) {
                 Ok(Recv::Messages(_) | Recv::Idle) => {}
                 Ok(Recv::Error(e)) => tally.channel_error(|| format!("receive failed: {e}")),
                 Ok(Recv::Failed { request_id, error }) => {
@@ -657,7 +688,7 @@ fn open_loop_polled(
             }
         }
         for (channel, _) in group.iter_mut().zip(&ready).filter(|(_, r)| **r) {
-            let answers = &mut |m: &[u8]| on_answer(m, &mut inflight, &mut tally, &t);
+            let answers = &mut |m: &[u8], a| on_answer(m, a, &mut inflight, &mut tally, &t);
             match channel.receiver.recv(answers) {
                 Ok(Recv::Messages(_) | Recv::Idle) => {}
                 Ok(Recv::Error(e)) => tally.channel_error(|| format!("receive failed: {e}")),
@@ -761,7 +792,8 @@ fn open_receiver(
 ) -> Tally {
     let mut tally = Tally::new();
     loop {
-        let result = receiver.recv(&mut |m| on_answer(m, &mut shared.inflight(), &mut tally, &t));
+        let result =
+            receiver.recv(&mut |m, a| on_answer(m, a, &mut shared.inflight(), &mut tally, &t));
         match result {
             Ok(Recv::Messages(_) | Recv::Idle) => {}
             Ok(Recv::Error(e)) => tally.channel_error(|| format!("receive failed: {e}")),
@@ -794,4 +826,28 @@ fn open_receiver(
         }
     }
     tally
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_arrival_is_placed_on_the_timeline_or_the_reading_time_is_taken() {
+        let t = Timeline {
+            base: Instant::now(),
+            epoch_base: 1_000_000,
+            measure_from: 0,
+            end: 10_000,
+            drain_until: 20_000,
+            timeout: 10_000,
+        };
+        assert_eq!(t.arrived(Some(1_000_500), 900), 500);
+        assert_eq!(t.arrived(Some(1_000_900), 900), 900);
+        assert_eq!(t.arrived(None, 900), 900);
+        // Before the run started, or after the reading: the wall clock
+        // was stepped; the reading time is all there is.
+        assert_eq!(t.arrived(Some(999_999), 900), 900);
+        assert_eq!(t.arrived(Some(1_000_901), 900), 900);
+    }
 }

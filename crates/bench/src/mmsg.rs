@@ -6,7 +6,10 @@
 //! threads; each thread keeps its own in a thread-local, which lets the
 //! socket halves that own the buffers be handed to driver threads.
 
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg,
+};
+use nix::sys::time::TimeSpec;
 use std::cell::RefCell;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::UdpSocket;
@@ -34,6 +37,7 @@ pub struct RecvBatch {
     inputs: Vec<[u8; RECV_BUF]>,
     lens: [usize; BATCH],
     peers: [Option<SockaddrStorage>; BATCH],
+    arrivals: [Option<u64>; BATCH],
 }
 
 impl Default for RecvBatch {
@@ -48,6 +52,7 @@ impl RecvBatch {
             inputs: vec![[0u8; RECV_BUF]; BATCH],
             lens: [0; BATCH],
             peers: [None; BATCH],
+            arrivals: [None; BATCH],
         }
     }
 
@@ -55,10 +60,19 @@ impl RecvBatch {
     /// `WouldBlock`) and takes what else is queued; returns how many.
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         let fd = socket.as_raw_fd();
-        let (inputs, lens, peers) = (&mut self.inputs, &mut self.lens, &mut self.peers);
+        let (inputs, lens, peers, arrivals) = (
+            &mut self.inputs,
+            &mut self.lens,
+            &mut self.peers,
+            &mut self.arrivals,
+        );
         let n = RECV_HEADERS.with(|cell| {
             let mut cell = cell.borrow_mut();
-            let headers = cell.get_or_insert_with(|| MultiHeaders::preallocate(BATCH, None));
+            // Room for a receive timestamp per datagram, on sockets that
+            // ask for one (`SO_TIMESTAMPNS`).
+            let headers = cell.get_or_insert_with(|| {
+                MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(TimeSpec)))
+            });
             let mut buffers = inputs.iter_mut();
             let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
                 [IoSliceMut::new(
@@ -77,6 +91,12 @@ impl RecvBatch {
             for (i, msg) in results.enumerate() {
                 lens[i] = msg.bytes.min(RECV_BUF);
                 peers[i] = msg.address;
+                arrivals[i] = msg.cmsgs().ok().and_then(|mut c| {
+                    c.find_map(|m| match m {
+                        ControlMessageOwned::ScmTimestampns(t) => epoch_nanos(t),
+                        _ => None,
+                    })
+                });
                 n = i + 1;
             }
             Ok::<usize, io::Error>(n)
@@ -93,6 +113,25 @@ impl RecvBatch {
     pub fn peer(&self, i: usize) -> Option<SockaddrStorage> {
         self.peers[i]
     }
+
+    /// When the kernel received datagram `i`, in nanoseconds since the
+    /// Unix epoch: on a socket with [`stamp_arrivals`] on, else `None`.
+    pub fn arrival(&self, i: usize) -> Option<u64> {
+        self.arrivals[i]
+    }
+}
+
+/// Has the kernel stamp each datagram `socket` receives with the time it
+/// arrived (`SO_TIMESTAMPNS`), which [`RecvBatch::arrival`] then returns.
+pub fn stamp_arrivals(socket: &UdpSocket) -> io::Result<()> {
+    nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
+        .map_err(io_error)
+}
+
+fn epoch_nanos(t: TimeSpec) -> Option<u64> {
+    let secs = u64::try_from(t.tv_sec()).ok()?;
+    let nanos = u64::try_from(t.tv_nsec()).ok()?;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
 /// Sends `messages` (each one datagram) to `addrs` (`None` on a connected

@@ -24,7 +24,7 @@
 //! resets fails that request alone ([`Recv::Failed`]); a closed connection
 //! closes the channel, and the driver reopens it (closed loop).
 
-use crate::transport::{Channel, POLL, Recv, RecvHalf, SendHalf, Transport};
+use crate::transport::{Arrival, Channel, POLL, Recv, RecvHalf, SendHalf, Transport};
 use idnode_client::TlsOptions;
 use idnode_client::quic::{ANSWER_LIMIT, connect_endpoint};
 use idnode_handle::Envelope;
@@ -295,7 +295,7 @@ struct QuicReceiver {
 }
 
 impl RecvHalf for QuicReceiver {
-    fn recv(&mut self, on_message: &mut dyn FnMut(&[u8])) -> io::Result<Recv> {
+    fn recv(&mut self, on_message: &mut dyn FnMut(&[u8], Arrival)) -> io::Result<Recv> {
         let mut event = match self.events.recv_timeout(POLL) {
             Ok(e) => e,
             Err(mpsc::RecvTimeoutError::Timeout) => return Ok(Recv::Idle),
@@ -310,7 +310,7 @@ impl RecvHalf for QuicReceiver {
         loop {
             match event {
                 Event::Answer(message) => {
-                    on_message(&message);
+                    on_message(&message, None);
                     whole += 1;
                 }
                 // Answers before it were counted; those after it wait for
@@ -365,7 +365,7 @@ mod tests {
 
     fn recv(r: &mut QuicReceiver) -> (io::Result<Recv>, Vec<Vec<u8>>) {
         let mut got = Vec::new();
-        let result = r.recv(&mut |m| got.push(m.to_vec()));
+        let result = r.recv(&mut |m, _| got.push(m.to_vec()));
         (result, got)
     }
 

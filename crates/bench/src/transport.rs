@@ -8,7 +8,7 @@
 //! since the driver only needs whole response messages and a bounded wait
 //! (see [`crate::quic`]).
 
-use crate::mmsg::{BATCH, RecvBatch, send_all};
+use crate::mmsg::{BATCH, RecvBatch, send_all, stamp_arrivals};
 use idnode_handle::{
     ENVELOPE_LEN, Envelope, MAX_DATAGRAM, Reassembly, flags, for_each_datagram, frame_len,
 };
@@ -87,11 +87,19 @@ pub enum Recv {
     Failed { request_id: u32, error: io::Error },
 }
 
+/// When a message reached this machine, in nanoseconds since the Unix
+/// epoch, as the kernel stamped it (UDP: `SO_TIMESTAMPNS`; a
+/// multi-datagram response: its last datagram); `None` where the
+/// transport cannot tell (TCP, QUIC), and the driver then takes the time
+/// it reads the message.
+pub type Arrival = Option<u64>;
+
 pub trait RecvHalf: Send {
     /// Waits at most about [`POLL`] for responses and calls `on_message`
     /// with each whole message that arrived (multi-datagram UDP responses
-    /// reassembled, TCP frames cut). `Err` means the channel is closed.
-    fn recv(&mut self, on_message: &mut dyn FnMut(&[u8])) -> io::Result<Recv>;
+    /// reassembled, TCP frames cut) and its [`Arrival`]. `Err` means the
+    /// channel is closed.
+    fn recv(&mut self, on_message: &mut dyn FnMut(&[u8], Arrival)) -> io::Result<Recv>;
 
     /// A descriptor that polls readable when [`recv`](Self::recv) has a
     /// datagram to return at once, for a generator that sends and receives
@@ -140,6 +148,10 @@ impl Transport for Udp {
         socket.connect(&self.server.into())?;
         socket.set_read_timeout(Some(POLL))?;
         let socket: UdpSocket = socket.into();
+        // Latency ends when the answer reaches the machine, not when this
+        // generator (sharing the cores with the server) gets to read it;
+        // without stamps, the driver takes its own reading time.
+        let _ = stamp_arrivals(&socket);
         let sender = UdpSender {
             socket: socket.try_clone()?,
             queue: Vec::with_capacity(BATCH * MAX_DATAGRAM),
@@ -222,7 +234,7 @@ impl RecvHalf for UdpReceiver {
         Some(self.socket.as_fd())
     }
 
-    fn recv(&mut self, on_message: &mut dyn FnMut(&[u8])) -> io::Result<Recv> {
+    fn recv(&mut self, on_message: &mut dyn FnMut(&[u8], Arrival)) -> io::Result<Recv> {
         let n = match self.batch.recv(&self.socket) {
             Ok(n) => n,
             Err(e) if is_idle(&e) => return Ok(Recv::Idle),
@@ -233,7 +245,10 @@ impl RecvHalf for UdpReceiver {
         let mut failure = None;
         for i in 0..n {
             let datagram = self.batch.datagram(i);
-            match take_datagram(&mut self.pending, datagram, on_message) {
+            let arrival = self.batch.arrival(i);
+            match take_datagram(&mut self.pending, datagram, &mut |m| {
+                on_message(m, arrival);
+            }) {
                 Ok(true) => whole += 1,
                 Ok(false) => {}
                 Err(e) => failure = Some(e),
@@ -375,7 +390,7 @@ struct TcpReceiver {
 }
 
 impl RecvHalf for TcpReceiver {
-    fn recv(&mut self, on_message: &mut dyn FnMut(&[u8])) -> io::Result<Recv> {
+    fn recv(&mut self, on_message: &mut dyn FnMut(&[u8], Arrival)) -> io::Result<Recv> {
         let n = match self.stream.read(&mut self.chunk) {
             Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
             Ok(n) => n,
@@ -388,7 +403,7 @@ impl RecvHalf for TcpReceiver {
         loop {
             match frame_len(&self.buf[at..]) {
                 Ok(Some(len)) => {
-                    on_message(&self.buf[at..at + len]);
+                    on_message(&self.buf[at..at + len], None);
                     at += len;
                     count += 1;
                 }

@@ -145,3 +145,64 @@ fn echo_answers_are_idnode_sized() {
     assert_eq!(server.workers(), 2);
     server.stop();
 }
+
+fn epoch_nanos() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    u64::try_from(since.as_nanos()).unwrap()
+}
+
+/// Over UDP an answer's latency ends when the kernel received it: the
+/// receiving half hands each answer over with that timestamp, taken
+/// between the send and the read.
+#[test]
+fn udp_answers_carry_the_time_the_kernel_received_them() {
+    use idnode_bench::transport::Channel;
+    use idnode_bench::{Transport, Udp};
+    use idnode_handle::{RequestParams, encode_resolution_request};
+
+    let server = echo();
+    let Channel {
+        mut sender,
+        mut receiver,
+    } = Udp {
+        server: server.local_addr(),
+    }
+    .open()
+    .unwrap();
+    let mut request = Vec::new();
+    encode_resolution_request(
+        &mut request,
+        &RequestParams {
+            request_id: 7,
+            handle: b"88.100.1/BENCH-00000001",
+            ..Default::default()
+        },
+    );
+    let before = epoch_nanos();
+    sender.send(&request).unwrap();
+    sender.flush().unwrap();
+    let mut got = Vec::new();
+    // Up to about 5 s (each recv waits up to 5 ms).
+    for _ in 0..1000 {
+        receiver
+            .recv(&mut |m, arrival| got.push((m.to_vec(), arrival)))
+            .unwrap();
+        if !got.is_empty() {
+            break;
+        }
+    }
+    let read = epoch_nanos();
+    assert_eq!(got.len(), 1, "one answer");
+    assert_eq!(
+        got[0].0[8..12],
+        7u32.to_be_bytes(),
+        "the answer's request id"
+    );
+    let arrival = got[0].1.expect("the kernel's receive timestamp");
+    assert!(
+        before <= arrival && arrival <= read,
+        "arrived at {arrival}, sent after {before}, read at {read}"
+    );
+}
