@@ -1,7 +1,8 @@
 //! The resolution hot path in process, against RocksDB holding 1,000,000
 //! identifiers: store point lookups (block cache cold and warm), a cache
 //! hit, and whole resolutions (decode, lookup, filter, encode) with and
-//! without the response cache.
+//! without the response cache, and with every identifier cached (as on a
+//! node in service) and the questions spread over all of them.
 //!
 //! Run: `source scripts/env.sh && cargo bench --bench resolve`
 //!
@@ -233,6 +234,44 @@ fn bench(c: &mut Criterion) {
             black_box(cached.respond(&requests[i], 1_800_000_000, &mut out, &mut scratch))
         })
     });
+    drop(cached);
+
+    // As on a node in service: every identifier cached (the node's default
+    // budget and shards, filled by the start-up prewarm), questions spread
+    // over all of them, so a hit finds its slot and entry in memory, not in
+    // the CPU caches.
+    let full =
+        HandleService::with_cache(store.clone(), Arc::new(ResponseCache::new(512 << 20, 64)));
+    let warmed = full.prewarm(|| true).expect("prewarm");
+    assert_eq!(warmed.cached, RECORDS, "every record cached: {warmed:?}");
+    let spread_requests: Vec<Vec<u8>> = (0..65_536).map(|i| request(spread(i, RECORDS))).collect();
+    g.bench_function(
+        "resolution, response cache hit, all 1M cached, random",
+        |b| {
+            b.iter(|| {
+                i = next(i, spread_requests.len());
+                black_box(full.respond(&spread_requests[i], 1_800_000_000, &mut out, &mut scratch))
+            })
+        },
+    );
+    let spread_slices: Vec<&[u8]> = spread_requests.iter().map(Vec::as_slice).collect();
+    g.throughput(Throughput::Elements(32));
+    g.bench_function(
+        "resolution, response cache hit, all 1M cached, random, batches of 32",
+        |b| {
+            b.iter(|| {
+                j = next(j, spread_slices.len() / 32);
+                full.respond_batch(
+                    &spread_slices[j * 32..j * 32 + 32],
+                    1_800_000_000,
+                    &mut outs,
+                    &mut outcomes,
+                    &mut batch,
+                );
+                black_box(&outs);
+            })
+        },
+    );
     g.finish();
 }
 
