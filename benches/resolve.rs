@@ -20,7 +20,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use idnode_core::{Record, Value};
 use idnode_handle::{RequestParams, encode_resolution_request, flags};
 use idnode_resolver::{Batch, HandleService, Outcome, ResponseCache, Scratch};
@@ -184,56 +185,29 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
 
     let requests: Vec<Vec<u8>> = working.iter().take(10_000).map(|&n| request(n)).collect();
-    let mut out = Vec::with_capacity(4096);
-    let mut scratch = Scratch::default();
     let uncached = HandleService::new(store.clone());
-    g.bench_function(
+    one_at_a_time(
+        &mut g,
         "resolution, no response cache (decode+rocksdb+encode)",
-        |b| {
-            b.iter(|| {
-                i = next(i, requests.len());
-                black_box(uncached.respond(&requests[i], 1_800_000_000, &mut out, &mut scratch))
-            })
-        },
+        &uncached,
+        &requests,
     );
-
     // The UDP workers' way: a received batch answered together, the
-    // records read with one multi-get; the figure is per resolution.
-    let slices: Vec<&[u8]> = requests.iter().map(Vec::as_slice).collect();
-    let mut outs: Vec<Vec<u8>> = (0..32).map(|_| Vec::with_capacity(4096)).collect();
-    let mut outcomes = vec![Outcome::Drop; 32];
-    let mut batch = Batch::default();
-    g.throughput(Throughput::Elements(32));
-    g.bench_function(
+    // records read with one multi-get.
+    in_batches(
+        &mut g,
         "resolution, no response cache, batches of 32 (one multi-get)",
-        |b| {
-            b.iter(|| {
-                j = next(j, slices.len() / 32);
-                let batch_of = &slices[j * 32..j * 32 + 32];
-                uncached.respond_batch(
-                    batch_of,
-                    1_800_000_000,
-                    &mut outs,
-                    &mut outcomes,
-                    &mut batch,
-                );
-                black_box(&outs);
-            })
-        },
+        &uncached,
+        &requests,
     );
-    g.throughput(Throughput::Elements(1));
 
-    let cache = Arc::new(ResponseCache::new(64 << 20, 64));
-    let cached = HandleService::with_cache(store.clone(), cache);
+    let cached =
+        HandleService::with_cache(store.clone(), Arc::new(ResponseCache::new(64 << 20, 64)));
+    let (mut out, mut scratch) = (Vec::with_capacity(4096), Scratch::default());
     for r in &requests {
-        cached.respond(r, 1_800_000_000, &mut out, &mut scratch);
+        cached.respond(r, NOW, &mut out, &mut scratch);
     }
-    g.bench_function("resolution, response cache hit", |b| {
-        b.iter(|| {
-            i = next(i, requests.len());
-            black_box(cached.respond(&requests[i], 1_800_000_000, &mut out, &mut scratch))
-        })
-    });
+    one_at_a_time(&mut g, "resolution, response cache hit", &cached, &requests);
     drop(cached);
 
     // As on a node in service: every identifier cached (the node's default
@@ -245,34 +219,70 @@ fn bench(c: &mut Criterion) {
     let warmed = full.prewarm(|| true).expect("prewarm");
     assert_eq!(warmed.cached, RECORDS, "every record cached: {warmed:?}");
     let spread_requests: Vec<Vec<u8>> = (0..65_536).map(|i| request(spread(i, RECORDS))).collect();
-    g.bench_function(
+    one_at_a_time(
+        &mut g,
         "resolution, response cache hit, all 1M cached, random",
-        |b| {
-            b.iter(|| {
-                i = next(i, spread_requests.len());
-                black_box(full.respond(&spread_requests[i], 1_800_000_000, &mut out, &mut scratch))
-            })
-        },
+        &full,
+        &spread_requests,
     );
-    let spread_slices: Vec<&[u8]> = spread_requests.iter().map(Vec::as_slice).collect();
-    g.throughput(Throughput::Elements(32));
-    g.bench_function(
+    in_batches(
+        &mut g,
         "resolution, response cache hit, all 1M cached, random, batches of 32",
-        |b| {
-            b.iter(|| {
-                j = next(j, spread_slices.len() / 32);
-                full.respond_batch(
-                    &spread_slices[j * 32..j * 32 + 32],
-                    1_800_000_000,
-                    &mut outs,
-                    &mut outcomes,
-                    &mut batch,
-                );
-                black_box(&outs);
-            })
-        },
+        &full,
+        &spread_requests,
     );
     g.finish();
+}
+
+/// The clock the resolutions answer at (Unix seconds).
+const NOW: u32 = 1_800_000_000;
+
+/// `service` answering `requests` one after another (TCP, QUIC).
+fn one_at_a_time(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    service: &HandleService,
+    requests: &[Vec<u8>],
+) {
+    let (mut out, mut scratch) = (Vec::with_capacity(4096), Scratch::default());
+    let mut i = 0;
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            i = next(i, requests.len());
+            black_box(service.respond(&requests[i], NOW, &mut out, &mut scratch))
+        })
+    });
+}
+
+/// `service` answering `requests` 32 at a time, as a UDP worker answers a
+/// received batch; the figure is per resolution.
+fn in_batches(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    service: &HandleService,
+    requests: &[Vec<u8>],
+) {
+    let slices: Vec<&[u8]> = requests.iter().map(Vec::as_slice).collect();
+    let mut outs: Vec<Vec<u8>> = (0..32).map(|_| Vec::with_capacity(4096)).collect();
+    let mut outcomes = vec![Outcome::Drop; 32];
+    let mut batch = Batch::default();
+    let mut j = 0;
+    g.throughput(Throughput::Elements(32));
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            j = next(j, slices.len() / 32);
+            service.respond_batch(
+                &slices[j * 32..j * 32 + 32],
+                NOW,
+                &mut outs,
+                &mut outcomes,
+                &mut batch,
+            );
+            black_box(&outs);
+        })
+    });
+    g.throughput(Throughput::Elements(1));
 }
 
 criterion_group! {
