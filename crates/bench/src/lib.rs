@@ -155,7 +155,7 @@ pub async fn load_command(args: LoadArgs, admin: &AdminTarget) -> anyhow::Result
     if args.compact {
         println!("compacting the node's store (its records merged into one sorted run)...");
         let took = load::compact(admin).await?;
-        println!("compacted the store in {:.2} s", took.as_secs_f64());
+        println!("compacted the store in {:.2}s", took.as_secs_f64());
     }
     Ok(())
 }
