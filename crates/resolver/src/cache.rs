@@ -421,6 +421,93 @@ mod tests {
         assert!(cache.with(b"big", |_| ()).is_err());
     }
 
+    fn values_of(cache: &ResponseCache, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        cache
+            .with(key, |e| match e {
+                Entry::Found { values, .. } => Some(values.to_vec()),
+                Entry::Missing => None,
+            })
+            .ok()
+    }
+
+    /// Inserts, replacements and invalidations of entries of many sizes,
+    /// against a map of what each key was last given: whatever the cache
+    /// still holds is exactly that, what was just inserted is there, and
+    /// the bytes stay within the budget.
+    #[test]
+    fn agrees_with_a_model_through_evictions_and_replacements() {
+        let budget = 16 * 1024;
+        let cache = ResponseCache::new(budget, 2);
+        let mut model: std::collections::HashMap<Vec<u8>, Option<Vec<u8>>> =
+            std::collections::HashMap::new();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for step in 0..20_000u32 {
+            let r = next();
+            let key = format!("88.100.{}/K{}", r % 7, (r >> 8) % 300).into_bytes();
+            match (r >> 20) % 8 {
+                0 => {
+                    cache.invalidate(&key);
+                    model.remove(&key);
+                }
+                1 => {
+                    let ticket = cache.with(&key, |_| ()).map(|_| ());
+                    let ticket = match ticket {
+                        Err(t) => t,
+                        Ok(()) => {
+                            cache.invalidate(&key);
+                            cache.with(&key, |_| ()).unwrap_err()
+                        }
+                    };
+                    cache.insert(&key, ticket, Entry::Missing);
+                    model.insert(key.clone(), None);
+                }
+                _ => {
+                    let len = ((r >> 32) % 600) as usize;
+                    let values = vec![(step % 251) as u8; len];
+                    let ticket = match cache.with(&key, |_| ()) {
+                        Err(t) => t,
+                        Ok(()) => {
+                            cache.invalidate(&key);
+                            cache.with(&key, |_| ()).unwrap_err()
+                        }
+                    };
+                    cache.insert(&key, ticket, found(&values));
+                    // Sometimes a second reader that missed at the same
+                    // time fills too, with its own (later) read: it
+                    // replaces the first.
+                    let values = if r & 3 == 0 {
+                        let later = vec![(step % 251) as u8 ^ 0xff; len / 2];
+                        cache.insert(&key, ticket, found(&later));
+                        later
+                    } else {
+                        values
+                    };
+                    model.insert(key.clone(), Some(values));
+                }
+            }
+            if let Some(expected) = model.get(&key) {
+                assert_eq!(values_of(&cache, &key).as_ref(), Some(expected), "{step}");
+            }
+            if step % 500 == 0 {
+                let mut held = 0;
+                for (k, v) in &model {
+                    if let Some(got) = values_of(&cache, k) {
+                        assert_eq!(&got, v, "{step}");
+                        held += 1;
+                    }
+                }
+                assert_eq!(cache.len(), held, "{step}");
+                assert!(cache.bytes() <= budget, "{step}: {}", cache.bytes());
+            }
+        }
+    }
+
     #[test]
     fn observer_invalidates_records_only() {
         let cache = ResponseCache::new(1 << 20, 2);
