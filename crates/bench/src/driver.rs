@@ -226,6 +226,7 @@ pub fn run_blocking(plan: &Plan) -> anyhow::Result<Report> {
         }
     };
     let server = plan.transport.server();
+    let meter = crate::cpu::CpuMeter::start();
     let total = match (plan.load, plan.transport.quic()) {
         (Load::Closed { concurrency }, Some(quic)) => {
             quic_closed_loop(plan, quic, channels, concurrency, Timeline::start(plan))?
@@ -244,6 +245,7 @@ pub fn run_blocking(plan: &Plan) -> anyhow::Result<Report> {
         plan.warmup,
         plan.timeout,
         total,
+        meter.stop(),
     ))
 }
 

@@ -26,6 +26,7 @@
 //! its answer are each one allocation.
 
 pub mod args;
+pub mod cpu;
 pub mod driver;
 pub mod echo;
 pub mod inflight;
@@ -41,6 +42,7 @@ pub mod workload;
 pub use args::{
     AdminTarget, BenchArgs, BenchCommand, EchoArgs, LoadArgs, RunArgs, SweepArgs, TransportKind,
 };
+pub use cpu::CpuUse;
 pub use driver::{Plan, run_blocking};
 pub use echo::{EchoOptions, EchoServer};
 pub use idnode_client::{Fingerprint, TlsOptions};

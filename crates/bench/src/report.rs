@@ -2,6 +2,7 @@
 //! the end) and the [`Report`] it turns into: text for a person, JSON for a
 //! script.
 
+use crate::cpu::CpuUse;
 use hdrhistogram::Histogram;
 use idnode_handle::code;
 use serde::Serialize;
@@ -201,6 +202,8 @@ pub struct Report {
     /// Open loop: how late requests went out after their intended time
     /// (the generator's own scheduling; it is part of `latency`).
     pub send_lag: Option<Latency>,
+    /// The generator's CPU time and the machine's idle time over the run.
+    pub cpu: Option<CpuUse>,
     pub error_samples: Vec<String>,
 }
 
@@ -211,6 +214,7 @@ impl Report {
         warmup: Duration,
         timeout: Duration,
         mut tally: Tally,
+        cpu: Option<CpuUse>,
     ) -> Self {
         tally.codes.sort_unstable();
         let secs = duration.as_secs_f64();
@@ -249,6 +253,7 @@ impl Report {
                 Load::Open { .. } => Latency::from_histogram(&tally.lag),
                 Load::Closed { .. } => None,
             },
+            cpu,
             error_samples: tally.error_samples,
         }
     }
@@ -344,6 +349,23 @@ impl fmt::Display for Report {
         if let Some(lag) = &self.send_lag {
             percentiles(f, "send lag", lag)?;
         }
+        if let Some(cpu) = &self.cpu {
+            let idle = cpu
+                .machine_idle
+                .map(|idle| format!(", machine idle {:.1}%", 100.0 * idle))
+                .unwrap_or_default();
+            writeln!(
+                f,
+                "cpu        generator {:.2} of {} cores{idle}",
+                cpu.generator_cores, cpu.cores
+            )?;
+            if cpu.saturated() {
+                writeln!(
+                    f,
+                    "note       the cores had almost no idle time: the latency includes waiting for one (generator and server share them)"
+                )?;
+            }
+        }
         for e in &self.error_samples {
             writeln!(f, "error      {e}")?;
         }
@@ -380,6 +402,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_saturated_machine_is_named_in_the_report() {
+        let header = ReportHeader {
+            transport: "udp".into(),
+            server: "127.0.0.1:1".into(),
+            load: Load::Open { rate: 1000.0 },
+            channels: 1,
+        };
+        let d = Duration::from_secs(1);
+        let report = |idle: Option<f64>| {
+            let cpu = CpuUse {
+                generator_cores: 1.25,
+                machine_idle: idle,
+                cores: 2,
+            };
+            Report::new(header.clone(), d, d, d, Tally::new(), Some(cpu)).to_string()
+        };
+        let busy = report(Some(0.004));
+        assert!(
+            busy.contains("generator 1.25 of 2 cores, machine idle 0.4%"),
+            "{busy}"
+        );
+        assert!(busy.contains("almost no idle time"), "{busy}");
+        let quiet = report(Some(0.4));
+        assert!(quiet.contains("machine idle 40.0%"), "{quiet}");
+        assert!(!quiet.contains("almost no idle time"), "{quiet}");
+        let unknown = report(None);
+        assert!(unknown.contains("generator 1.25 of 2 cores\n"), "{unknown}");
+        assert!(!unknown.contains("almost no idle time"), "{unknown}");
+    }
+
+    #[test]
     fn tallies_merge_and_report() {
         let mut a = Tally::new();
         a.sent = 3;
@@ -400,7 +453,7 @@ mod tests {
             channels: 1,
         };
         let d = Duration::from_secs(2);
-        let r = Report::new(header, d, d, d, a);
+        let r = Report::new(header, d, d, d, a, None);
         assert_eq!((r.sent, r.answered, r.errors), (5, 3, 2));
         assert_eq!(r.error_samples, ["boom", "refused", "warmup"]);
         assert_eq!(r.channel_errors, 1);

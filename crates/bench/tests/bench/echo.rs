@@ -57,12 +57,25 @@ async fn closed_loop_udp_against_echo() {
         assert!(json["latency"][p].as_f64().unwrap() > 0.0, "{p}: {json}");
     }
     assert_eq!(json["answered"].as_u64(), Some(report.answered));
+    // The generator's own CPU time was measured (it sent and read every
+    // datagram), and the machine's idle share where Linux says it.
+    let cpu = report.cpu.expect("cpu use measured");
+    assert!(cpu.generator_cores > 0.0, "{cpu:?}");
+    assert!(
+        json["cpu"]["generator_cores"].as_f64().unwrap() > 0.0,
+        "{json}"
+    );
+    if cfg!(target_os = "linux") {
+        let idle = cpu.machine_idle.expect("/proc/stat read");
+        assert!((0.0..=1.0).contains(&idle), "{cpu:?}");
+    }
 
     let text = report.to_string();
     for part in [
         "throughput",
         "SUCCESS (1)",
         "p99.9",
+        "cpu        generator",
         "closed loop, 8 outstanding",
     ] {
         assert!(text.contains(part), "{part}: {text}");
