@@ -4,7 +4,8 @@
 //! loop with a fixed number of requests outstanding, open loop at a fixed
 //! rate with latency counted from the intended send time), the question mix
 //! (synthetic identifiers or a file, unknown names, type filters), the
-//! reports (HdrHistogram percentiles, responses by code, text and JSON),
+//! reports (HdrHistogram percentiles, responses by code, what the run cost
+//! the machine in CPU, text and JSON),
 //! rate sweeps drawn as SVG, registering the synthetic data set through the
 //! gRPC API, and the echo server that measures the ceiling of loopback UDP
 //! request/response with idnode's worker model.
