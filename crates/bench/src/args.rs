@@ -171,6 +171,12 @@ pub struct RunArgs {
     /// do; latency counts from the intended send time.
     #[arg(long, short = 'r')]
     pub rate: Option<f64>,
+    /// Open loop over UDP: send on a clock of this period (e.g. 50us)
+    /// instead of at each request's own time. The generator wakes once a
+    /// period, so it takes less of a machine it shares with the server; a
+    /// request waits up to a period to go out, counted in its latency.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, requires = "rate")]
+    pub pace: Duration,
     /// How long to measure.
     #[arg(long, short = 'd', default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
@@ -198,6 +204,9 @@ pub struct SweepArgs {
     /// Load before each step's measurement.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
+    /// Over UDP: send on a clock of this period (see `idnode bench --pace`).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub pace: Duration,
     /// Write latency (p50, p99) against achieved throughput here.
     #[arg(long)]
     pub svg: Option<PathBuf>,
@@ -342,6 +351,7 @@ impl TargetArgs {
             timeout: self.timeout,
             workload: workload.workload()?,
             seed: workload.seed,
+            pace: Duration::ZERO,
         })
     }
 }
@@ -357,6 +367,7 @@ impl RunArgs {
         let mut plan = self.target.plan(&self.workload, load)?;
         plan.warmup = self.warmup;
         plan.duration = self.duration;
+        plan.pace = self.pace;
         Ok(plan)
     }
 }

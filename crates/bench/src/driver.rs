@@ -54,6 +54,9 @@ pub struct Plan {
     pub workload: Workload,
     /// Seed of the question stream (channel `i` uses `seed + i`).
     pub seed: u64,
+    /// Open loop over UDP: send on a clock of this period instead of at
+    /// each request's own time (zero). See [`open_loop_polled`].
+    pub pace: Duration,
 }
 
 /// Pause before reopening a closed channel.
@@ -225,6 +228,11 @@ pub fn run_blocking(plan: &Plan) -> anyhow::Result<Report> {
             plan.channels
         }
     };
+    anyhow::ensure!(
+        plan.pace.is_zero()
+            || (matches!(plan.load, Load::Open { .. }) && plan.transport.name() == "udp"),
+        "--pace is for an open loop (--rate) over UDP"
+    );
     let server = plan.transport.server();
     let meter = crate::cpu::CpuMeter::start();
     let total = match (plan.load, plan.transport.quic()) {
@@ -238,6 +246,7 @@ pub fn run_blocking(plan: &Plan) -> anyhow::Result<Report> {
         server: server.to_string(),
         load: plan.load,
         channels,
+        pace: plan.pace,
     };
     Ok(Report::new(
         header,
@@ -613,6 +622,13 @@ impl Schedule {
 /// Half the threads of the two-thread form and no lock between them: on a
 /// machine the generator shares with the node, every runnable thread more
 /// is latency charged to the node.
+///
+/// With a pace (`plan.pace`), it sleeps instead until the next multiple of
+/// the pace on the run's clock, then reads what came (each answer's
+/// latency ends at its kernel receive timestamp, not when it is read) and
+/// sends what is due: a wake-up a period rather than one or two a request,
+/// and the requests of a period in one `sendmmsg`. A request waits up to a
+/// period for its send; that wait is in its send lag and its latency.
 fn open_loop_polled(
     plan: &Plan,
     i: usize,
@@ -633,12 +649,14 @@ fn open_loop_polled(
     // every request as send lag.
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_timerslack(1);
+    let pace = nanos(plan.pace);
     loop {
         let now = t.now();
-        // Send what is due.
+        // Send what is due: paced, what was due by the last tick.
+        let horizon = now.checked_div(pace).map_or(now, |ticks| ticks * pace);
         loop {
             let due = schedule.due(k);
-            if due >= t.end || due > now {
+            if due >= t.end || due > horizon {
                 break;
             }
             let socket = (k % group.len() as u64) as usize;
@@ -674,7 +692,16 @@ fn open_loop_polled(
         } else {
             t.drain_until
         };
-        let wait = until.saturating_sub(t.now()).min(nanos(POLL_CAP));
+        let until = if pace > 0 {
+            until.div_ceil(pace) * pace
+        } else {
+            until
+        };
+        let mut wait = until.saturating_sub(t.now()).min(nanos(POLL_CAP));
+        if pace > 0 {
+            std::thread::sleep(Duration::from_nanos(wait));
+            wait = 0; // just look at what came
+        }
         ready.fill(false);
         {
             let mut fds: Vec<PollFd<'_>> = group

@@ -92,6 +92,7 @@ pub async fn sweep_command(args: SweepArgs) -> anyhow::Result<Vec<Report>> {
         let mut plan = args.target.plan(&args.workload, Load::Open { rate: 1.0 })?;
         plan.warmup = args.warmup;
         plan.duration = args.duration;
+        plan.pace = args.pace;
         plan
     };
     warn_if_remote(&plan);

@@ -176,6 +176,9 @@ pub struct Report {
     pub load: Load,
     /// UDP sockets, TCP or QUIC connections.
     pub channels: usize,
+    /// Open loop over UDP: the period the generator sent on (0: each
+    /// request at its own time).
+    pub pace_secs: f64,
     pub warmup_secs: f64,
     pub duration_secs: f64,
     pub timeout_secs: f64,
@@ -223,6 +226,7 @@ impl Report {
             server: header.server,
             load: header.load,
             channels: header.channels,
+            pace_secs: header.pace.as_secs_f64(),
             warmup_secs: warmup.as_secs_f64(),
             duration_secs: secs,
             timeout_secs: timeout.as_secs_f64(),
@@ -272,6 +276,7 @@ pub(crate) struct ReportHeader {
     pub server: String,
     pub load: Load,
     pub channels: usize,
+    pub pace: Duration,
 }
 
 /// A latency in a unit a person reads at a glance.
@@ -302,6 +307,10 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let load = match self.load {
             Load::Closed { concurrency } => format!("closed loop, {concurrency} outstanding"),
+            Load::Open { rate } if self.pace_secs > 0.0 => format!(
+                "open loop, {rate:.0} queries/s offered, sent every {}",
+                human_us(self.pace_secs * 1e6)
+            ),
             Load::Open { rate } => format!("open loop, {rate:.0} queries/s offered"),
         };
         let what = if self.transport == "udp" {
@@ -408,6 +417,7 @@ mod tests {
             server: "127.0.0.1:1".into(),
             load: Load::Open { rate: 1000.0 },
             channels: 1,
+            pace: Duration::ZERO,
         };
         let d = Duration::from_secs(1);
         let report = |idle: Option<f64>| {
@@ -451,6 +461,7 @@ mod tests {
             server: "127.0.0.1:1".into(),
             load: Load::Closed { concurrency: 2 },
             channels: 1,
+            pace: Duration::ZERO,
         };
         let d = Duration::from_secs(2);
         let r = Report::new(header, d, d, d, a, None);

@@ -73,6 +73,10 @@ fn plain_bench_is_a_closed_loop_run() {
     assert_eq!(plan.warmup, Duration::ZERO);
     assert_eq!(plan.workload.miss_ratio, 0.1);
     assert_eq!(plan.transport.name(), "tcp");
+    assert_eq!(plan.pace, Duration::ZERO);
+
+    let (_, args) = bench("idnode bench --rate 108000 --pace 50us").unwrap();
+    assert_eq!(args.run.plan().unwrap().pace, Duration::from_micros(50));
 }
 
 #[test]
@@ -130,6 +134,8 @@ fn bad_combinations_are_refused() {
         "idnode bench --duration 10",
         "idnode bench sweep",
         "idnode bench --rate 10 load",
+        "idnode bench --pace 50us",
+        "idnode bench --rate 10 --pace fast",
     ] {
         assert!(bench(line).is_err(), "{line}");
     }
@@ -156,6 +162,12 @@ fn subcommands_parse_with_the_global_options() {
     };
     assert_eq!(sweep.rates, [10000.0, 20000.0, 40000.0]);
     assert_eq!(sweep.svg, Some(PathBuf::from("out.svg")));
+    assert_eq!(sweep.pace, Duration::ZERO);
+    let (_, args) = bench("idnode bench sweep --rates 1000 --pace 100us").unwrap();
+    let Some(BenchCommand::Sweep(sweep)) = args.command else {
+        panic!("not sweep");
+    };
+    assert_eq!(sweep.pace, Duration::from_micros(100));
 
     let (_, args) = bench("idnode bench echo-server --listen 127.0.0.1:0 --workers 2").unwrap();
     let Some(BenchCommand::EchoServer(echo)) = args.command else {

@@ -109,6 +109,44 @@ async fn open_loop_udp_against_echo() {
         .unwrap();
 }
 
+/// With a pace the schedule still decides what is sent, but nothing goes
+/// out before the tick at or after its time: at a 20 ms pace the mean send
+/// lag is about 10 ms, whatever the machine (a slow one only adds to it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_open_loop_sends_on_its_clock() {
+    let server = echo();
+    let mut p = plan(
+        udp(server.local_addr()),
+        Load::Open { rate: 2000.0 },
+        Duration::from_millis(300),
+    );
+    p.pace = Duration::from_millis(20);
+    let report = run(p.clone()).await.unwrap();
+    check_report(&report);
+    assert!((598..=602).contains(&report.sent), "{report}");
+    assert_eq!(
+        report.answered + report.timeouts + report.errors,
+        report.sent
+    );
+    let lag = report.send_lag.unwrap();
+    assert!(lag.mean_us > 5_000.0, "{report}");
+    // Latency counts from the intended time, so it holds the lag.
+    assert!(report.latency.unwrap().mean_us >= lag.mean_us, "{report}");
+    assert_eq!(report.pace_secs, 0.02);
+    assert!(
+        report.to_string().contains("sent every 20.00 ms"),
+        "{report}"
+    );
+
+    // Only for an open loop over UDP.
+    p.load = Load::Closed { concurrency: 4 };
+    let err = run(p).await.unwrap_err().to_string();
+    assert!(err.contains("--pace"), "{err}");
+    tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_draws_one_point_per_step() {
     let server = echo();

@@ -30,6 +30,7 @@ pub fn plan(transport: Arc<dyn Transport>, load: Load, duration: Duration) -> Pl
             ..Workload::new(Identifiers::Synthetic(Synthetic::new(1000, 10).unwrap()))
         },
         seed: 7,
+        pace: Duration::ZERO,
     }
 }
 
