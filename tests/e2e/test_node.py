@@ -3,6 +3,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import grpc
 import pytest
 
 import handle_client as hc
-from conftest import ROOT, Node
+from conftest import ROOT, Node, idnode_bin
 
 SEEDS = [json.loads(l) for l in (ROOT / "seeds/identifiers.jsonl").read_text().splitlines() if l]
 
@@ -345,3 +346,44 @@ def test_no_stale_answer_after_a_grpc_write_is_acknowledged(node, pb):
     assert not problems, problems[:5]
     assert checked[0] >= 100
     assert int(hc.udp_resolve(node.udp, name).values[0]["data"]) == version
+
+
+def test_bench_refuses_bad_options_with_exit_code_2_and_drives_the_node(node, tmp_path):
+    """`idnode bench` as an operator runs it: bad options or files are
+    refused before anything is sent (exit code 2, a message naming the
+    option), and a short paced open loop against the node reports its
+    answers and what it cost the machine."""
+    binary = idnode_bin()
+    server = ["--server", f"127.0.0.1:{node.udp[1]}"]
+    for args, says in [
+        ([*server, "--miss-ratio", "2"], "--miss-ratio"),
+        ([*server, "-t", "tcp", "--rate", "100", "--pace", "1ms"], "--pace"),
+        ([*server, "--pace", "1ms"], "--rate"),
+        ([*server, "--ids", str(tmp_path / "missing.txt")], "missing.txt"),
+        (["sweep", *server, "--rates", "0"], "--rate"),
+        (["load", "--count", "0"], "--count"),
+    ]:
+        r = subprocess.run([binary, "bench", *args],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert says in r.stderr, (args, r.stderr)
+
+    r = subprocess.run([binary, "bench", *server,
+                        "--ids", str(write_ids(tmp_path)), "--rate", "600", "--pace", "5ms",
+                        "--duration", "1s", "--warmup", "200ms", "--json"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["answered"] == report["sent"] > 500, report
+    assert report["pace_secs"] == 0.005
+    assert report["cpu"]["generator_cores"] > 0, report
+    # Nothing goes out before its tick: at a 5 ms pace a request (due
+    # every 3.3 ms on each socket, off the ticks) waits about 2.5 ms on
+    # average.
+    assert report["send_lag"]["mean_us"] > 1000, report
+
+
+def write_ids(tmp_path):
+    path = tmp_path / "ids.txt"
+    path.write_text("88.100.1/CNC-LATHE-202600000\n")
+    return path

@@ -59,6 +59,31 @@ pub struct Plan {
     pub pace: Duration,
 }
 
+impl Plan {
+    /// Whether the plan can run: what the options say, checked before
+    /// anything is sent.
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.workload.check()?;
+        anyhow::ensure!(self.channels > 0, "at least one socket or connection");
+        anyhow::ensure!(!self.duration.is_zero(), "--duration must be more than 0");
+        anyhow::ensure!(!self.timeout.is_zero(), "--timeout must be more than 0");
+        match self.load {
+            Load::Closed { concurrency } => {
+                anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
+            }
+            Load::Open { rate } => {
+                anyhow::ensure!(rate.is_finite() && rate > 0.0, "--rate must be more than 0");
+            }
+        }
+        anyhow::ensure!(
+            self.pace.is_zero()
+                || (matches!(self.load, Load::Open { .. }) && self.transport.name() == "udp"),
+            "--pace is for an open loop (--rate) over UDP"
+        );
+        Ok(())
+    }
+}
+
 /// Pause before reopening a closed channel.
 const REOPEN_PAUSE: Duration = Duration::from_millis(100);
 
@@ -214,25 +239,11 @@ fn count_pick(tally: &mut Tally, pick: Pick) {
 /// Runs `plan` on blocking threads and returns when every thread is done:
 /// after warmup + duration, plus up to `timeout` for the last answers.
 pub fn run_blocking(plan: &Plan) -> anyhow::Result<Report> {
-    plan.workload.check()?;
-    anyhow::ensure!(plan.channels > 0, "at least one socket or connection");
-    anyhow::ensure!(!plan.duration.is_zero(), "--duration must be more than 0");
-    anyhow::ensure!(!plan.timeout.is_zero(), "--timeout must be more than 0");
+    plan.check()?;
     let channels = match plan.load {
-        Load::Closed { concurrency } => {
-            anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
-            plan.channels.min(concurrency)
-        }
-        Load::Open { rate } => {
-            anyhow::ensure!(rate.is_finite() && rate > 0.0, "--rate must be more than 0");
-            plan.channels
-        }
+        Load::Closed { concurrency } => plan.channels.min(concurrency),
+        Load::Open { .. } => plan.channels,
     };
-    anyhow::ensure!(
-        plan.pace.is_zero()
-            || (matches!(plan.load, Load::Open { .. }) && plan.transport.name() == "udp"),
-        "--pace is for an open loop (--rate) over UDP"
-    );
     let server = plan.transport.server();
     let meter = crate::cpu::CpuMeter::start();
     let total = match (plan.load, plan.transport.quic()) {

@@ -57,6 +57,23 @@ pub use workload::{Identifiers, Synthetic, Workload};
 use anyhow::Context;
 use std::process::ExitCode;
 
+/// A failure caused by what the user gave (options, files): `idnode`
+/// exits with 2 for it, as for its own bad input.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+fn bad_input(e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(BadInput(format!("{e:#}")))
+}
+
 /// Runs `plan` on its own threads without blocking the async runtime.
 pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     tokio::task::spawn_blocking(move || run_blocking(&plan))
@@ -66,7 +83,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
 
 /// `idnode bench [OPTIONS]`: one run, its report printed.
 pub async fn run_command(args: RunArgs) -> anyhow::Result<Report> {
-    let plan = args.plan()?;
+    let plan = args.plan().and_then(|p| p.check().map(|()| p));
+    let plan = plan.map_err(bad_input)?;
     warn_if_remote(&plan);
     if !args.json {
         eprintln!(
@@ -88,13 +106,23 @@ pub async fn run_command(args: RunArgs) -> anyhow::Result<Report> {
 
 /// `idnode bench sweep`: the steps' table (or JSON), and the SVG.
 pub async fn sweep_command(args: SweepArgs) -> anyhow::Result<Vec<Report>> {
-    let plan = {
-        let mut plan = args.target.plan(&args.workload, Load::Open { rate: 1.0 })?;
-        plan.warmup = args.warmup;
-        plan.duration = args.duration;
-        plan.pace = args.pace;
-        plan
-    };
+    let plan = args
+        .target
+        .plan(&args.workload, Load::Open { rate: 1.0 })
+        .and_then(|mut plan| {
+            plan.warmup = args.warmup;
+            plan.duration = args.duration;
+            plan.pace = args.pace;
+            for &rate in &args.rates {
+                Plan {
+                    load: Load::Open { rate },
+                    ..plan.clone()
+                }
+                .check()?;
+            }
+            Ok(plan)
+        })
+        .map_err(bad_input)?;
     warn_if_remote(&plan);
     let json = args.json;
     let rates = args.rates.clone();
@@ -134,7 +162,7 @@ pub async fn sweep_command(args: SweepArgs) -> anyhow::Result<Vec<Report>> {
 
 /// `idnode bench load`.
 pub async fn load_command(args: LoadArgs, admin: &AdminTarget) -> anyhow::Result<()> {
-    let set = args.data_set.synthetic()?;
+    let set = args.data_set.synthetic().map_err(bad_input)?;
     if let Some(path) = &args.jsonl {
         let prefixes = load::write_files(&set, path)?;
         println!(
@@ -169,7 +197,7 @@ pub async fn echo_command(args: EchoArgs) -> anyhow::Result<()> {
     let options = EchoOptions {
         listen: args.listen,
         workers: args.workers,
-        data_set: args.data_set.synthetic()?,
+        data_set: args.data_set.synthetic().map_err(bad_input)?,
     };
     let server = EchoServer::start(&options)
         .with_context(|| format!("cannot listen on udp {}", args.listen))?;

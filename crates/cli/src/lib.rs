@@ -54,7 +54,9 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<UsageError>().is_some() {
+            if e.downcast_ref::<UsageError>().is_some()
+                || e.downcast_ref::<idnode_bench::BadInput>().is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
