@@ -410,15 +410,20 @@ pub fn code_name(c: u32) -> &'static str {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_saturated_machine_is_named_in_the_report() {
-        let header = ReportHeader {
+    /// A one-socket UDP run's header.
+    fn header(load: Load) -> ReportHeader {
+        ReportHeader {
             transport: "udp".into(),
             server: "127.0.0.1:1".into(),
-            load: Load::Open { rate: 1000.0 },
+            load,
             channels: 1,
             pace: Duration::ZERO,
-        };
+        }
+    }
+
+    #[test]
+    fn a_saturated_machine_is_named_in_the_report() {
+        let header = header(Load::Open { rate: 1000.0 });
         let d = Duration::from_secs(1);
         let report = |idle: Option<f64>| {
             let cpu = CpuUse {
@@ -456,13 +461,7 @@ mod tests {
         b.failed(true, || "boom".into());
         b.failed(false, || "warmup".into());
         a.merge(b);
-        let header = ReportHeader {
-            transport: "udp".into(),
-            server: "127.0.0.1:1".into(),
-            load: Load::Closed { concurrency: 2 },
-            channels: 1,
-            pace: Duration::ZERO,
-        };
+        let header = header(Load::Closed { concurrency: 2 });
         let d = Duration::from_secs(2);
         let r = Report::new(header, d, d, d, a, None);
         assert_eq!((r.sent, r.answered, r.errors), (5, 3, 2));
