@@ -713,33 +713,41 @@ fn open_loop_polled(
             std::thread::sleep(Duration::from_nanos(wait));
             wait = 0; // just look at what came
         }
-        ready.fill(false);
-        {
-            let mut fds: Vec<PollFd<'_>> = group
-                .iter()
-                .filter_map(|c| c.receiver.readiness())
-                .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
-                .collect();
-            let timeout = TimeSpec::from_duration(Duration::from_nanos(wait));
-            if ppoll(&mut fds, Some(timeout), None).is_ok_and(|n| n > 0) {
-                for (r, fd) in ready.iter_mut().zip(&fds) {
-                    *r = fd.revents().is_some_and(|e| !e.is_empty());
+        // Paced, answers are read once a period: read until none is left
+        // (a period can bring more than one receive batch a socket).
+        for _ in 0..DRAIN_PASSES {
+            ready.fill(false);
+            {
+                let mut fds: Vec<PollFd<'_>> = group
+                    .iter()
+                    .filter_map(|c| c.receiver.readiness())
+                    .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+                    .collect();
+                let timeout = TimeSpec::from_duration(Duration::from_nanos(wait));
+                if ppoll(&mut fds, Some(timeout), None).is_ok_and(|n| n > 0) {
+                    for (r, fd) in ready.iter_mut().zip(&fds) {
+                        *r = fd.revents().is_some_and(|e| !e.is_empty());
+                    }
                 }
             }
-        }
-        for (channel, _) in group.iter_mut().zip(&ready).filter(|(_, r)| **r) {
-            let answers = &mut |m: &[u8], a| on_answer(m, a, &mut inflight, &mut tally, &t);
-            match channel.receiver.recv(answers) {
-                Ok(Recv::Messages(_) | Recv::Idle) => {}
-                Ok(Recv::Error(e)) => tally.channel_error(|| format!("receive failed: {e}")),
-                Ok(Recv::Failed { request_id, error }) => {
-                    on_failure(request_id, &error, &mut inflight, &mut tally);
+            for (channel, _) in group.iter_mut().zip(&ready).filter(|(_, r)| **r) {
+                let answers = &mut |m: &[u8], a| on_answer(m, a, &mut inflight, &mut tally, &t);
+                match channel.receiver.recv(answers) {
+                    Ok(Recv::Messages(_) | Recv::Idle) => {}
+                    Ok(Recv::Error(e)) => tally.channel_error(|| format!("receive failed: {e}")),
+                    Ok(Recv::Failed { request_id, error }) => {
+                        on_failure(request_id, &error, &mut inflight, &mut tally);
+                    }
+                    Err(e) => {
+                        // A UDP socket does not close under us; count it and
+                        // let the outstanding requests time out.
+                        tally.channel_error(|| format!("receive failed: {e}"));
+                    }
                 }
-                Err(e) => {
-                    // A UDP socket does not close under us; count it and
-                    // let the outstanding requests time out.
-                    tally.channel_error(|| format!("receive failed: {e}"));
-                }
+            }
+            // (Paced, `wait` is already 0: each pass only looks.)
+            if pace == 0 || !ready.contains(&true) {
+                break;
             }
         }
         inflight.expire(t.now().saturating_sub(t.timeout), |s| {
@@ -749,6 +757,9 @@ fn open_loop_polled(
     inflight.clear(|s| tally.timeouts += u64::from(s.measured));
     tally
 }
+
+/// Paced, the most receive passes over the sockets in one period.
+const DRAIN_PASSES: usize = 64;
 
 /// Longest single wait of [`open_loop_polled`], so timeouts are checked.
 const POLL_CAP: Duration = Duration::from_millis(5);
