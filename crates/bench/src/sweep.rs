@@ -57,8 +57,7 @@ pub fn chart(steps: &[Report]) -> String {
 }
 
 /// The header of [`table_row`].
-pub const TABLE_HEADER: &str =
-    "   offered  achieved       p50       p90       p99     p99.9       max  timeouts  errors";
+pub const TABLE_HEADER: &str = "   offered  achieved       p50       p90       p99     p99.9       max  timeouts  errors  gen cpu  idle";
 
 /// One line of the sweep table.
 pub fn table_row(r: &Report) -> String {
@@ -80,5 +79,18 @@ pub fn table_row(r: &Report) -> String {
         }
     }
     let _ = write!(row, "{:>10}{:>8}", r.timeouts, r.errors);
+    // Where the machine runs out: the generator's cores and the idle share.
+    match r.cpu {
+        Some(cpu) => {
+            let _ = write!(row, "{:>9.2}", cpu.generator_cores);
+            match cpu.machine_idle {
+                Some(idle) => {
+                    let _ = write!(row, "{:>5.0}%", 100.0 * idle);
+                }
+                None => row.push_str("     -"),
+            }
+        }
+        None => row.push_str("        -     -"),
+    }
     row
 }

@@ -179,7 +179,13 @@ async fn sweep_draws_one_point_per_step() {
     for (s, rate) in steps.iter().zip(rates) {
         check_report(s);
         assert_eq!(s.load, Load::Open { rate });
-        assert!(!sweep::table_row(s).is_empty());
+        let row = sweep::table_row(s);
+        // The last two columns: the generator's cores, the idle share.
+        let mut cells = row.split_whitespace().rev();
+        let idle = cells.next().and_then(|c| c.strip_suffix('%'));
+        assert!(idle.is_some_and(|c| c.parse::<f64>().is_ok()), "{row}");
+        let cores = cells.next().map(str::parse::<f64>);
+        assert!(cores.is_some_and(|c| c.is_ok_and(|c| c >= 0.0)), "{row}");
     }
     let svg = sweep::chart(&steps);
     xml::check_well_formed(&svg).unwrap();
