@@ -1,32 +1,46 @@
 //! The response cache: the public part of each recently resolved record,
 //! kept in wire form, so a hit answers without touching the store.
 //!
-//! - Sharded by key hash; each shard is a mutex around a hash table, padded
-//!   to its own cache lines, so cores rarely meet on one lock. The key is
-//!   hashed once per request, for the shard and the table alike.
-//! - An entry holds the value count and the publicly readable values,
-//!   already encoded, in one allocation with its key: an unfiltered answer is one copy of these bytes, a
-//!   filtered one walks them. Unknown identifiers are cached too (misses
-//!   are a load of their own).
-//! - Bounded by a byte budget split over the shards; a full shard evicts
-//!   arbitrary entries (hash order) until the new one fits.
+//! - Sharded by key hash; each shard is a mutex around an index and a log,
+//!   padded to its own cache lines, so cores rarely meet on one lock. The
+//!   key is hashed once per request, for the shard and the index alike.
+//! - A hit touches two places in memory: one bucket of the index (a cache
+//!   line of eight words, each a tag of the key's hash and an offset in
+//!   the log), then the entry in the log (a header with the whole hash,
+//!   the key, the value count and the publicly readable values, already
+//!   encoded). An unfiltered answer is one copy of those bytes, a filtered
+//!   one walks them. Unknown identifiers are cached too (misses are a load
+//!   of their own).
+//! - A batch can ask for its lines ahead ([`ResponseCache::prefetch`]):
+//!   every question's bucket, then every entry those point to, so the
+//!   batch's memory misses overlap instead of following one another.
+//! - Bounded by a byte budget split over the shards: each shard's log is a
+//!   ring of at most its share, grown as it fills; when full, the oldest
+//!   entries make room (first in, first out). The index adds about 16
+//!   bytes an entry on top.
 //! - Invalidated by every committed write ([`CommitObserver`]), before the
 //!   write is acknowledged. A fill that raced with a write is refused: each
 //!   shard counts invalidations, a reader takes a [`Ticket`] before it reads
 //!   the store, and [`ResponseCache::insert`] keeps the entry only if no
 //!   invalidation happened in that shard since.
 
-use hashbrown::HashTable;
 use idnode_store::{CommitObserver, Space};
 use rustc_hash::FxHasher;
 use std::hash::Hasher;
 use std::sync::Mutex;
 
-/// Bytes charged per entry besides its key and values (table slot,
-/// allocation header).
-const ENTRY_OVERHEAD: usize = 48;
+/// Bytes of an entry's header in the log: the key's hash (8), the entry's
+/// length with its padding (4), the key's length with the live bit on top
+/// (4), the values' length (4), the value count (4).
+const HEADER: usize = 24;
 
-/// `Slot::count` of an identifier known to have no record.
+/// The live bit of the key's length in an entry's header.
+const LIVE: u32 = 1 << 31;
+
+/// Entries start at multiples of this.
+const ALIGN: usize = 16;
+
+/// The value count of an identifier known to have no record.
 const MISSING: u32 = u32::MAX;
 
 /// What the cache knows about one identifier, borrowed.
@@ -37,41 +51,6 @@ pub enum Entry<'a> {
     Found { count: u32, values: &'a [u8] },
     /// No such record.
     Missing,
-}
-
-/// One cached identifier: its key and its values in one allocation (a hit
-/// touches one block of memory after the table), and the key's hash, so a
-/// probe compares keys only when the hashes match and a resize does not
-/// hash again.
-struct Slot {
-    hash: u64,
-    /// The key, then the values.
-    data: Box<[u8]>,
-    key_len: u32,
-    /// Value count, or [`MISSING`].
-    count: u32,
-}
-
-impl Slot {
-    #[inline]
-    fn key(&self) -> &[u8] {
-        &self.data[..self.key_len as usize]
-    }
-
-    #[inline]
-    fn entry(&self) -> Entry<'_> {
-        match self.count {
-            MISSING => Entry::Missing,
-            count => Entry::Found {
-                count,
-                values: &self.data[self.key_len as usize..],
-            },
-        }
-    }
-
-    fn charge(&self) -> usize {
-        self.data.len() + ENTRY_OVERHEAD
-    }
 }
 
 /// The generations of all shards at one moment, for
@@ -86,54 +65,403 @@ pub struct Ticket {
     generation: u64,
 }
 
-#[derive(Default)]
+#[inline]
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+/// An entry's header, read from the log.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    hash: u64,
+    len: usize,
+    key_len: usize,
+    values_len: usize,
+    count: u32,
+    live: bool,
+}
+
+impl Header {
+    #[inline]
+    fn read(bytes: &[u8], at: usize) -> Self {
+        let h: &[u8; HEADER] = bytes[at..at + HEADER].try_into().unwrap_or(&[0; HEADER]);
+        let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        let key = word(12);
+        Self {
+            hash: u64::from(word(0)) | u64::from(word(4)) << 32,
+            len: word(8) as usize,
+            key_len: (key & !LIVE) as usize,
+            values_len: word(16) as usize,
+            count: word(20),
+            live: key & LIVE != 0,
+        }
+    }
+}
+
+/// The entries of one shard, oldest first, in a ring of `cap` bytes:
+/// unwrapped they fill `[0, head)`; once wrapped (`wrap` is the end of the
+/// older part) they fill `[tail, wrap)` and then `[0, head)`, with room
+/// between `head` and `tail`. Forgotten entries stay (marked not live)
+/// until the ring comes round to them.
+struct Log {
+    bytes: Vec<u8>,
+    cap: usize,
+    head: usize,
+    tail: usize,
+    wrap: Option<usize>,
+}
+
+impl Log {
+    fn new(cap: usize) -> Self {
+        Self {
+            bytes: Vec::new(),
+            cap,
+            head: 0,
+            tail: 0,
+            wrap: None,
+        }
+    }
+
+    /// Whether `size` bytes fit without overwriting any entry.
+    fn has_room(&self, size: usize) -> bool {
+        match self.wrap {
+            None => self.head + size <= self.cap,
+            Some(_) => self.head + size <= self.tail,
+        }
+    }
+
+    /// The offset of `size` free bytes (`size` a multiple of [`ALIGN`], at
+    /// most `cap`), overwriting the oldest entries where needed: `evicted`
+    /// sees each one's header and offset first.
+    fn reserve(&mut self, size: usize, mut evicted: impl FnMut(Header, usize)) -> usize {
+        loop {
+            match self.wrap {
+                None if self.head + size <= self.cap => {
+                    let at = self.head;
+                    self.head += size;
+                    self.grow_to(self.head);
+                    return at;
+                }
+                None => {
+                    // Go round: everything is older than what comes next.
+                    self.wrap = Some(self.head);
+                    self.head = 0;
+                    self.tail = 0;
+                }
+                Some(_) if self.head + size <= self.tail => {
+                    let at = self.head;
+                    self.head += size;
+                    return at;
+                }
+                Some(end) => {
+                    if self.tail < end {
+                        let header = Header::read(&self.bytes, self.tail);
+                        evicted(header, self.tail);
+                        // (Never 0; were it, the ring would still move on.)
+                        self.tail += header.len.max(ALIGN);
+                    }
+                    if self.tail >= end {
+                        // The older part is gone: unwrapped again.
+                        self.wrap = None;
+                        self.tail = 0;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes `[0, len)` addressable, growing the allocation by doubling up
+    /// to `cap` (never beyond it).
+    fn grow_to(&mut self, len: usize) {
+        if len <= self.bytes.len() {
+            return;
+        }
+        if len > self.bytes.capacity() {
+            let target = (self.bytes.capacity() * 2).clamp(len, self.cap.max(len));
+            self.bytes.reserve_exact(target - self.bytes.len());
+        }
+        self.bytes.resize(len, 0);
+    }
+
+    fn write(&mut self, at: usize, header: Header, key: &[u8], values: &[u8]) {
+        let b = &mut self.bytes[at..at + header.len];
+        b[0..8].copy_from_slice(&header.hash.to_le_bytes());
+        b[8..12].copy_from_slice(&(header.len as u32).to_le_bytes());
+        let live = if header.live { LIVE } else { 0 };
+        b[12..16].copy_from_slice(&(header.key_len as u32 | live).to_le_bytes());
+        b[16..20].copy_from_slice(&(header.values_len as u32).to_le_bytes());
+        b[20..24].copy_from_slice(&header.count.to_le_bytes());
+        b[HEADER..HEADER + key.len()].copy_from_slice(key);
+        let v = values_at(key.len());
+        b[v..v + values.len()].copy_from_slice(values);
+    }
+
+    fn forget(&mut self, at: usize) {
+        let key = u32_at(&self.bytes, at + 12) & !LIVE;
+        self.bytes[at + 12..at + 16].copy_from_slice(&key.to_le_bytes());
+    }
+
+    #[inline]
+    fn key(&self, at: usize, header: &Header) -> &[u8] {
+        &self.bytes[at + HEADER..at + HEADER + header.key_len]
+    }
+
+    #[inline]
+    fn entry(&self, at: usize, header: &Header) -> Entry<'_> {
+        match header.count {
+            MISSING => Entry::Missing,
+            count => {
+                let start = at + values_at(header.key_len);
+                Entry::Found {
+                    count,
+                    values: &self.bytes[start..start + header.values_len],
+                }
+            }
+        }
+    }
+}
+
+/// Index words a bucket: one cache line.
+const WAYS: usize = 8;
+/// An index word never used: a probe stops there.
+const EMPTY: u64 = 0;
+/// An index word whose entry was removed: a probe goes on past it.
+const TOMBSTONE: u64 = 1;
+/// Buckets of a new shard's index.
+const MIN_BUCKETS: usize = 8;
+
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Bucket([u64; WAYS]);
+
+/// The tag of a hash in an index word: its top half, never 0 (so never
+/// [`EMPTY`] or [`TOMBSTONE`]).
+#[inline]
+fn tag(hash: u64) -> u32 {
+    (hash >> 32) as u32 | 1
+}
+
+/// Open addressing over buckets of [`WAYS`] words, each a tag (high half)
+/// and an offset in the log (low half); linear probing bucket by bucket,
+/// at most three quarters full counting tombstones.
+struct Index {
+    buckets: Vec<Bucket>,
+    live: usize,
+    tombstones: usize,
+}
+
+impl Index {
+    fn new(buckets: usize) -> Self {
+        Self {
+            buckets: vec![Bucket::default(); buckets.next_power_of_two()],
+            live: 0,
+            tombstones: 0,
+        }
+    }
+
+    /// The position of the word for `hash` whose offset `matches`.
+    #[inline]
+    fn find(&self, hash: u64, mut matches: impl FnMut(usize) -> bool) -> Option<(usize, usize)> {
+        let (tag, mask) = (tag(hash), self.buckets.len() - 1);
+        let mut b = hash as usize & mask;
+        for _ in 0..self.buckets.len() {
+            for (w, &word) in self.buckets[b].0.iter().enumerate() {
+                if word == EMPTY {
+                    return None;
+                }
+                if (word >> 32) as u32 == tag && matches(word as u32 as usize) {
+                    return Some((b, w));
+                }
+            }
+            b = (b + 1) & mask;
+        }
+        None
+    }
+
+    /// Whether one more word keeps the index at most three quarters full.
+    fn has_room(&self) -> bool {
+        (self.live + self.tombstones + 1) * 4 <= self.buckets.len() * WAYS * 3
+    }
+
+    /// Adds the word for an entry known not to be indexed; the index must
+    /// have room.
+    fn insert(&mut self, hash: u64, at: usize) {
+        let mask = self.buckets.len() - 1;
+        let mut b = hash as usize & mask;
+        loop {
+            for word in self.buckets[b].0.iter_mut() {
+                if *word == EMPTY || *word == TOMBSTONE {
+                    if *word == TOMBSTONE {
+                        self.tombstones -= 1;
+                    }
+                    *word = u64::from(tag(hash)) << 32 | at as u64;
+                    self.live += 1;
+                    return;
+                }
+            }
+            b = (b + 1) & mask;
+        }
+    }
+
+    fn remove(&mut self, (b, w): (usize, usize)) {
+        self.buckets[b].0[w] = TOMBSTONE;
+        self.live -= 1;
+        self.tombstones += 1;
+    }
+
+    /// The first line of the probe for `hash`.
+    #[inline]
+    fn bucket(&self, hash: u64) -> *const u8 {
+        let b = &self.buckets[hash as usize & (self.buckets.len() - 1)];
+        (b as *const Bucket).cast()
+    }
+
+    /// The offset of the first entry whose tag matches `hash`'s, if any.
+    #[inline]
+    fn candidate(&self, hash: u64) -> Option<usize> {
+        let (b, w) = self.find(hash, |_| true)?;
+        Some(self.buckets[b].0[w] as u32 as usize)
+    }
+
+    /// The offsets of all indexed entries.
+    fn offsets(&self) -> impl Iterator<Item = usize> + '_ {
+        self.buckets
+            .iter()
+            .flat_map(|b| b.0.iter())
+            .filter(|&&w| w != EMPTY && w != TOMBSTONE)
+            .map(|&w| w as u32 as usize)
+    }
+}
+
 struct Shard {
-    table: HashTable<Slot>,
+    index: Index,
+    log: Log,
     generation: u64,
+    /// Bytes of the live entries in the log.
     bytes: usize,
     // Counted under the shard lock, so the hot path touches no cache line
     // that other cores write.
     stats: CacheStats,
 }
 
+/// A found entry: its index word's position, its offset in the log and
+/// its header.
+type Found = ((usize, usize), usize, Header);
+
 impl Shard {
+    fn new(cap: usize) -> Self {
+        Self {
+            index: Index::new(MIN_BUCKETS),
+            log: Log::new(cap),
+            generation: 0,
+            bytes: 0,
+            stats: CacheStats::default(),
+        }
+    }
+
     #[inline]
-    fn find(&self, hash: u64, key: &[u8]) -> Option<&Slot> {
-        self.table.find(hash, |s| s.hash == hash && s.key() == key)
+    fn find(&self, hash: u64, key: &[u8]) -> Option<Found> {
+        let log = &self.log;
+        let mut found = None;
+        let position = self.index.find(hash, |at| {
+            let header = Header::read(&log.bytes, at);
+            let hit = header.hash == hash && log.key(at, &header) == key;
+            if hit {
+                found = Some((at, header));
+            }
+            hit
+        })?;
+        let (at, header) = found?;
+        Some((position, at, header))
     }
 
     fn remove(&mut self, hash: u64, key: &[u8]) {
-        if let Ok(found) = self
-            .table
-            .find_entry(hash, |s| s.hash == hash && s.key() == key)
-        {
-            let (slot, _) = found.remove();
-            self.bytes -= slot.charge();
+        if let Some((position, at, header)) = self.find(hash, key) {
+            self.index.remove(position);
+            self.log.forget(at);
+            self.bytes -= header.len;
         }
     }
 
-    /// Evicts arbitrary entries (table order) until `size` more bytes fit
-    /// in `budget`.
-    fn make_room(&mut self, size: usize, budget: usize) {
-        if self.bytes + size <= budget {
-            return;
+    /// Adds the entry for `key`, which is not in the shard: overwriting the
+    /// oldest entries where needed when `evict`, else only where there is
+    /// room. True when added.
+    fn add(&mut self, hash: u64, key: &[u8], count: u32, values: &[u8], evict: bool) -> bool {
+        let len = entry_len(key, values);
+        if !evict && !self.log.has_room(len) {
+            return false;
         }
-        let mut victims = Vec::new();
-        let mut freed = 0;
-        for slot in self.table.iter() {
-            if self.bytes - freed + size <= budget {
-                break;
+        if !self.index.has_room() {
+            self.rebuild_index();
+        }
+        let Self {
+            index, log, bytes, ..
+        } = self;
+        let at = log.reserve(len, |old, at| {
+            if old.live {
+                if let Some(position) = index.find(old.hash, |o| o == at) {
+                    index.remove(position);
+                }
+                *bytes -= old.len;
             }
-            freed += slot.charge();
-            victims.push((slot.hash, slot.data.as_ptr()));
-        }
-        for (hash, data) in victims {
-            if let Ok(found) = self.table.find_entry(hash, |s| s.data.as_ptr() == data) {
-                found.remove();
-            }
-        }
-        self.bytes -= freed;
+        });
+        let header = Header {
+            hash,
+            len,
+            key_len: key.len(),
+            values_len: values.len(),
+            count,
+            live: true,
+        };
+        log.write(at, header, key, values);
+        index.insert(hash, at);
+        *bytes += len;
+        true
     }
+
+    /// A new index without tombstones, twice as large when more than half
+    /// full of live entries.
+    fn rebuild_index(&mut self) {
+        let buckets = self.index.buckets.len();
+        let grow = (self.index.live + 1) * 2 > buckets * WAYS;
+        let mut index = Index::new(if grow { buckets * 2 } else { buckets });
+        for at in self.index.offsets() {
+            index.insert(Header::read(&self.log.bytes, at).hash, at);
+        }
+        self.index = index;
+    }
+}
+
+/// How much of an entry [`ResponseCache::prefetch`] asks for.
+const PREFETCH_BYTES: usize = 384;
+
+/// Asks the CPU to bring the cache line at `p` closer.
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    // SAFETY: PREFETCHT0 is a hint: it reads nothing into the program and
+    // never faults, whatever the address; SSE, which has it, is part of
+    // every x86_64 CPU.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// The bytes an entry takes in the log.
+fn entry_len(key: &[u8], values: &[u8]) -> usize {
+    (values_at(key.len()) + values.len()).next_multiple_of(ALIGN)
+}
+
+/// Where an entry's values start, from the entry's start: aligned, as a
+/// separate allocation's would be, for the copy into an answer.
+#[inline]
+fn values_at(key_len: usize) -> usize {
+    (HEADER + key_len).next_multiple_of(ALIGN)
 }
 
 #[repr(align(128))]
@@ -150,6 +478,7 @@ pub struct CacheStats {
 /// See the module docs.
 pub struct ResponseCache {
     shards: Box<[Padded]>,
+    /// Each shard's log, in bytes: offsets in the index are 32 bits.
     shard_budget: usize,
 }
 
@@ -160,21 +489,31 @@ fn hash(key: &[u8]) -> u64 {
     h.finish()
 }
 
+/// An entry's value count and values.
+fn parts(entry: Entry<'_>) -> (u32, &[u8]) {
+    match entry {
+        Entry::Found { count, values } => (count.min(MISSING - 1), values),
+        Entry::Missing => (MISSING, &[][..]),
+    }
+}
+
 impl ResponseCache {
-    /// A cache of at most about `budget_bytes`, over `shards` shards
-    /// (rounded up to a power of two).
+    /// A cache of at most about `budget_bytes` (up to 4 GiB a shard), over
+    /// `shards` shards (rounded up to a power of two).
     pub fn new(budget_bytes: usize, shards: usize) -> Self {
         let n = shards.max(1).next_power_of_two();
+        let shard_budget = (budget_bytes / n).min(u32::MAX as usize) / ALIGN * ALIGN;
         Self {
-            shards: (0..n).map(|_| Padded(Mutex::default())).collect(),
-            shard_budget: budget_bytes / n,
+            shards: (0..n)
+                .map(|_| Padded(Mutex::new(Shard::new(shard_budget))))
+                .collect(),
+            shard_budget,
         }
     }
 
     #[inline]
     fn shard_index(&self, hash: u64) -> usize {
-        // Bits the table does not use for its buckets (low bits) or its
-        // control bytes (top 7 bits).
+        // Bits the index does not use for its buckets (low bits).
         (hash >> 40) as usize & (self.shards.len() - 1)
     }
 
@@ -188,6 +527,12 @@ impl ResponseCache {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether an entry of `key` and `values` may be kept: at most a
+    /// quarter of a shard.
+    fn fits(&self, key: &[u8], values: &[u8]) -> bool {
+        entry_len(key, values) <= self.shard_budget / 4
+    }
+
     /// Runs `f` on the entry for `key` under its shard lock (so `f` can copy
     /// the bytes out without another allocation), or returns a ticket for
     /// filling it after a store read.
@@ -197,8 +542,8 @@ impl ResponseCache {
         let mut guard = self.lock(shard);
         let guard = &mut *guard;
         match guard.find(hash, key) {
-            Some(slot) => {
-                let r = f(slot.entry());
+            Some((_, at, header)) => {
+                let r = f(guard.log.entry(at, &header));
                 guard.stats.hits += 1;
                 Ok(r)
             }
@@ -215,10 +560,12 @@ impl ResponseCache {
     /// Keeps a copy of `entry` unless the shard was invalidated since
     /// `ticket` was taken, or the entry is too large for the budget.
     pub fn insert(&self, key: &[u8], ticket: Ticket, entry: Entry<'_>) {
-        let Some((slot, size)) = self.slot(key, entry) else {
+        let (count, values) = parts(entry);
+        if !self.fits(key, values) {
             return;
-        };
-        if self.shard_index(slot.hash) != ticket.shard {
+        }
+        let hash = hash(key);
+        if self.shard_index(hash) != ticket.shard {
             return; // a ticket taken for another key
         }
         let mut shard = self.lock(ticket.shard);
@@ -226,10 +573,8 @@ impl ResponseCache {
             shard.stats.refused_fills += 1;
             return;
         }
-        shard.remove(slot.hash, key);
-        shard.make_room(size, self.shard_budget);
-        shard.bytes += size;
-        shard.table.insert_unique(slot.hash, slot, |s| s.hash);
+        shard.remove(hash, key);
+        shard.add(hash, key, count, values, true);
     }
 
     /// The generation of every shard now: taken before reading many
@@ -247,45 +592,42 @@ impl ResponseCache {
     /// evicts nothing and replaces nothing, and it refuses the entry when
     /// the shard was invalidated since `seen`. True when kept.
     pub fn fill(&self, seen: &Generations, key: &[u8], entry: Entry<'_>) -> bool {
-        let Some((slot, size)) = self.slot(key, entry) else {
+        let (count, values) = parts(entry);
+        if !self.fits(key, values) {
             return false;
-        };
-        let index = self.shard_index(slot.hash);
+        }
+        let hash = hash(key);
+        let index = self.shard_index(hash);
         let mut shard = self.lock(index);
         if seen.0.get(index) != Some(&shard.generation) {
             shard.stats.refused_fills += 1;
             return false;
         }
-        if shard.bytes + size > self.shard_budget || shard.find(slot.hash, key).is_some() {
+        if shard.find(hash, key).is_some() {
             return false;
         }
-        shard.bytes += size;
-        shard.table.insert_unique(slot.hash, slot, |s| s.hash);
-        true
+        shard.add(hash, key, count, values, false)
     }
 
-    /// The slot holding `entry` for `key`, and what it is charged; `None`
-    /// when it is too large for the budget.
-    fn slot(&self, key: &[u8], entry: Entry<'_>) -> Option<(Slot, usize)> {
-        let (count, values) = match entry {
-            Entry::Found { count, values } => (count.min(MISSING - 1), values),
-            Entry::Missing => (MISSING, &[][..]),
-        };
-        let size = key.len() + values.len() + ENTRY_OVERHEAD;
-        let key_len = u32::try_from(key.len()).ok()?;
-        if size > self.shard_budget / 4 {
-            return None;
+    /// Starts loading into the CPU caches what looking up `keys` will
+    /// touch: their index buckets, then the entries those point to. A
+    /// batch's lookups then wait on memory together rather than one after
+    /// another. `hashes` is scratch.
+    pub fn prefetch<'k>(&self, keys: impl Iterator<Item = &'k [u8]>, hashes: &mut Vec<u64>) {
+        hashes.clear();
+        hashes.extend(keys.map(hash));
+        for &h in hashes.iter() {
+            prefetch(self.lock(self.shard_index(h)).index.bucket(h));
         }
-        let mut data = Vec::with_capacity(key.len() + values.len());
-        data.extend_from_slice(key);
-        data.extend_from_slice(values);
-        let slot = Slot {
-            hash: hash(key),
-            data: data.into_boxed_slice(),
-            key_len,
-            count,
-        };
-        Some((slot, size))
+        for &h in hashes.iter() {
+            let shard = self.lock(self.shard_index(h));
+            if let Some(at) = shard.index.candidate(h) {
+                let bytes = &shard.log.bytes[at..];
+                for line in (0..bytes.len().min(PREFETCH_BYTES)).step_by(64) {
+                    prefetch(bytes[line..].as_ptr());
+                }
+            }
+        }
     }
 
     /// Forgets `key`, and refuses fills of its shard that began before.
@@ -299,7 +641,7 @@ impl ResponseCache {
     /// Entries held.
     pub fn len(&self) -> usize {
         (0..self.shards.len())
-            .map(|i| self.lock(i).table.len())
+            .map(|i| self.lock(i).index.live)
             .sum()
     }
 
@@ -319,7 +661,7 @@ impl ResponseCache {
         })
     }
 
-    /// Bytes charged against the budget.
+    /// Bytes of the entries held (the index not counted).
     pub fn bytes(&self) -> usize {
         (0..self.shards.len()).map(|i| self.lock(i).bytes).sum()
     }
@@ -430,6 +772,67 @@ mod tests {
             .ok()
     }
 
+    #[test]
+    fn a_full_shard_overwrites_its_oldest_entries_first() {
+        let cache = ResponseCache::new(4096, 1);
+        let put = |i: u32| {
+            let key = i.to_be_bytes();
+            let ticket = cache.with(&key, |_| ()).unwrap_err();
+            cache.insert(&key, ticket, found(&[i as u8; 100]));
+        };
+        // Header, key, values, padding.
+        let fit = (4096 / entry_len(&[0; 4], &[0; 100])) as u32;
+        assert!(fit > 10, "{fit}");
+        for i in 0..fit {
+            put(i);
+        }
+        assert_eq!(cache.len(), fit as usize);
+        put(fit);
+        assert!(
+            values_of(&cache, &0u32.to_be_bytes()).is_none(),
+            "oldest gone"
+        );
+        for i in 1..=fit {
+            assert_eq!(
+                values_of(&cache, &i.to_be_bytes()),
+                Some(Some(vec![i as u8; 100])),
+                "{i}"
+            );
+        }
+        // Round and round: always the last `fit`, each with its own bytes.
+        for i in fit + 1..1000 {
+            put(i);
+        }
+        assert_eq!(cache.len(), fit as usize);
+        for i in 1000 - fit..1000 {
+            assert_eq!(
+                values_of(&cache, &i.to_be_bytes()),
+                Some(Some(vec![i as u8; 100]))
+            );
+        }
+        assert!(cache.bytes() <= 4096);
+    }
+
+    #[test]
+    fn prefetching_changes_no_answer() {
+        let cache = ResponseCache::new(1 << 20, 4);
+        let seen = cache.generations();
+        for i in 0..1000u32 {
+            assert!(cache.fill(&seen, &i.to_be_bytes(), found(&i.to_le_bytes())));
+        }
+        let keys: Vec<[u8; 4]> = (990..1010u32).map(u32::to_be_bytes).collect();
+        let mut hashes = Vec::new();
+        cache.prefetch(keys.iter().map(|k| &k[..]), &mut hashes);
+        assert_eq!(hashes.len(), 20);
+        for i in 990..1010u32 {
+            let expected = (i < 1000).then(|| Some(i.to_le_bytes().to_vec()));
+            assert_eq!(values_of(&cache, &i.to_be_bytes()), expected, "{i}");
+        }
+        // Nothing to prefetch: nothing happens.
+        cache.prefetch(std::iter::empty(), &mut hashes);
+        assert!(hashes.is_empty());
+    }
+
     /// Inserts, replacements and invalidations of entries of many sizes,
     /// against a map of what each key was last given: whatever the cache
     /// still holds is exactly that, what was just inserted is there, and
@@ -506,6 +909,20 @@ mod tests {
                 assert!(cache.bytes() <= budget, "{step}: {}", cache.bytes());
             }
         }
+    }
+
+    #[test]
+    fn many_small_entries_grow_the_index_and_all_stay_found() {
+        let cache = ResponseCache::new(64 << 20, 1);
+        let seen = cache.generations();
+        for i in 0..50_000u32 {
+            assert!(cache.fill(&seen, &i.to_be_bytes(), Entry::Missing), "{i}");
+        }
+        assert_eq!(cache.len(), 50_000);
+        for i in 0..50_000u32 {
+            assert_eq!(values_of(&cache, &i.to_be_bytes()), Some(None), "{i}");
+        }
+        assert!(values_of(&cache, &50_000u32.to_be_bytes()).is_none());
     }
 
     #[test]

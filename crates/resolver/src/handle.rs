@@ -67,6 +67,9 @@ pub struct Batch {
     /// (index in the batch, cache ticket)
     waiting: Vec<(usize, Option<Ticket>)>,
     values: Vec<u8>,
+    /// The keys of a batch's questions, and their hashes, for prefetching.
+    ahead: Vec<Vec<u8>>,
+    hashes: Vec<u64>,
 }
 
 /// What [`HandleService::prewarm`] did.
@@ -225,6 +228,7 @@ impl HandleService {
         outcomes: &mut [Outcome],
         batch: &mut Batch,
     ) {
+        self.prefetch(messages, batch);
         for (i, ((message, out), outcome)) in messages
             .iter()
             .zip(outs.iter_mut())
@@ -236,6 +240,35 @@ impl HandleService {
             }
         }
         self.finish_batch(batch, messages, now, outs, outcomes);
+    }
+
+    /// Starts loading the response cache's memory for the resolution
+    /// questions of `messages` (see [`ResponseCache::prefetch`]), before a
+    /// batch is answered: their lookups then wait on memory together.
+    /// Messages that do not decode are skipped (answering them says why).
+    pub fn prefetch(&self, messages: &[&[u8]], batch: &mut Batch) {
+        let Some(cache) = self.cache.as_deref().filter(|_| messages.len() > 1) else {
+            return;
+        };
+        let mut n = 0;
+        for message in messages {
+            let Ok(request) = decode_request(message) else {
+                continue;
+            };
+            if request.header.opcode != opcode::RESOLUTION {
+                continue;
+            }
+            let Ok(query) = ResolutionQuery::decode(request.body) else {
+                continue;
+            };
+            if batch.ahead.len() <= n {
+                batch.ahead.push(Vec::new());
+            }
+            normalize_into(query.handle, &mut batch.ahead[n]);
+            n += 1;
+        }
+        let keys = batch.ahead[..n].iter().map(Vec::as_slice);
+        cache.prefetch(keys, &mut batch.hashes);
     }
 
     /// The first pass over `messages[i]` of a batch (for transports that

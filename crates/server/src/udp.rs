@@ -391,6 +391,7 @@ impl Responder for HandleDatagrams {
         outcomes.resize(n, Outcome::Drop);
         whole.clear();
         whole.resize(n, false);
+        self.service.prefetch(datagrams, &mut self.batch);
         for (i, ((datagram, peer), out)) in
             datagrams.iter().zip(peers).zip(outs.iter_mut()).enumerate()
         {
