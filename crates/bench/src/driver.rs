@@ -55,7 +55,7 @@ pub struct Plan {
     /// Seed of the question stream (channel `i` uses `seed + i`).
     pub seed: u64,
     /// Open loop over UDP: send on a clock of this period instead of at
-    /// each request's own time (zero). See [`open_loop_polled`].
+    /// each request's own time (zero): see `idnode bench --pace`.
     pub pace: Duration,
 }
 

@@ -10,7 +10,7 @@
 //! the server's SO_REUSEPORT workers, as separate clients would.
 //!
 //! The closed loop drives connections on its own runtimes (the driver's
-//! `quic_closed_loop`, with [`Quic::connect`] and [`ask`]); the channel
+//! `quic_closed_loop`, with `Quic::connect` and `ask`); the channel
 //! form below serves the open loop.
 //!
 //! quinn is async and the driver is not: each channel runs a
