@@ -3,7 +3,7 @@
 //! many streams in flight on one connection.
 //!
 //! The machinery (endpoints, limits, stream tasks) is generic over a
-//! [`StreamProtocol`]: one request read to the end of its stream, one answer
+//! `StreamProtocol`: one request read to the end of its stream, one answer
 //! written, the stream finished. DNS over QUIC (RFC 9250, `dns.rs`) is the
 //! other protocol served this way.
 //!
