@@ -65,13 +65,6 @@ pub struct Ticket {
     generation: u64,
 }
 
-#[inline]
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(word)
-}
-
 /// An entry's header, read from the log.
 #[derive(Debug, Clone, Copy)]
 struct Header {
@@ -205,9 +198,10 @@ impl Log {
         b[v..v + values.len()].copy_from_slice(values);
     }
 
+    /// Marks the entry at `at` not live (its key length without the bit).
     fn forget(&mut self, at: usize) {
-        let key = u32_at(&self.bytes, at + 12) & !LIVE;
-        self.bytes[at + 12..at + 16].copy_from_slice(&key.to_le_bytes());
+        let key_len = Header::read(&self.bytes, at).key_len as u32;
+        self.bytes[at + 12..at + 16].copy_from_slice(&key_len.to_le_bytes());
     }
 
     #[inline]
