@@ -387,3 +387,51 @@ def write_ids(tmp_path):
     path = tmp_path / "ids.txt"
     path.write_text("88.100.1/CNC-LATHE-202600000\n")
     return path
+
+
+def thread_cpus(pid, prefix):
+    """The CPUs each of a process's threads named `prefix`* may run on."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        name = (task / "comm").read_text().strip()
+        if name.startswith(prefix):
+            status = (task / "status").read_text()
+            mask = next(l for l in status.splitlines() if l.startswith("Cpus_allowed_list"))
+            found[name] = cpu_list(mask.split(":", 1)[1].strip())
+    return found
+
+
+def cpu_list(text):
+    cpus = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def test_udp_workers_are_pinned_to_the_cpus_steered_to_them(tmp_path):
+    """Each UDP worker (Handle and DNS) runs only on the CPUs whose
+    datagrams the SO_REUSEPORT steering hands it (`cpu % workers`), and
+    answers; `--no-udp-pin` leaves them where the scheduler puts them."""
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2:
+        pytest.skip("this process may run on one CPU only")
+    n = Node(tmp_path / "pinned").start()
+    try:
+        for prefix in ("idnode-udp-", "idnode-dns-"):
+            workers = thread_cpus(n.proc.pid, prefix)
+            assert sorted(workers) == [f"{prefix}0", f"{prefix}1"], workers
+            for w in range(2):
+                want = {c for c in allowed if c % 2 == w}
+                assert workers[f"{prefix}{w}"] == want, (prefix, workers)
+        answer = hc.udp_resolve(n.udp, SEEDS[0]["identifier"])
+        assert answer.code == hc.SUCCESS, answer.message
+        assert answer.handle.decode() == SEEDS[0]["identifier"]
+    finally:
+        n.stop()
+    n = Node(tmp_path / "unpinned", extra=["--no-udp-pin"]).start()
+    try:
+        workers = thread_cpus(n.proc.pid, "idnode-udp-")
+        assert len(workers) == 2 and all(c == allowed for c in workers.values()), workers
+    finally:
+        n.stop()

@@ -10,7 +10,7 @@
 //! loop reaches is what loopback UDP request/response allows on the machine
 //! with this socket model. Keep the worker model in step with the server's
 //! when that one changes (batching, threads, the CPU steering of the
-//! SO_REUSEPORT group).
+//! SO_REUSEPORT group, each worker pinned to the CPUs steered to it).
 
 use crate::mmsg::{BATCH, RecvBatch, send_all};
 use crate::workload::Synthetic;
@@ -36,6 +36,9 @@ pub struct EchoOptions {
     pub listen: SocketAddr,
     /// Worker sockets; 0 means one per core (idnode's default).
     pub workers: usize,
+    /// Whether each worker runs only on the CPUs whose datagrams it
+    /// receives (idnode's default, `pin_udp_workers`).
+    pub pin: bool,
     /// The data set whose typical answer the response imitates.
     pub data_set: Synthetic,
 }
@@ -99,13 +102,27 @@ impl EchoServer {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(workers);
         let mut answered = Vec::with_capacity(workers);
+        let allowed = if options.pin {
+            allowed_cpus()
+        } else {
+            Vec::new()
+        };
+        let n = sockets.len();
         for (i, socket) in sockets.into_iter().enumerate() {
             let counter = Arc::new(AtomicU64::new(0));
             answered.push(counter.clone());
             let (response, worker_stop) = (response.clone(), stop.clone());
+            // The CPUs steered to this worker (`cpu % workers`).
+            let cpus: Vec<usize> = allowed.iter().copied().filter(|c| c % n == i).collect();
             let spawned = std::thread::Builder::new()
                 .name(format!("bench-echo-{i}"))
-                .spawn(move || serve(&socket, &response, &counter, &worker_stop));
+                .spawn(move || {
+                    if !cpus.is_empty() {
+                        // Unpinned, the worker still answers.
+                        let _ = pin_current_thread(&cpus);
+                    }
+                    serve(&socket, &response, &counter, &worker_stop)
+                });
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -251,6 +268,40 @@ fn steer_by_cpu(_socket: &UdpSocket, _workers: usize) -> std::io::Result<()> {
 
 /// One worker: a batch in (`recvmmsg`), the template patched per request
 /// into preallocated buffers, the batch out (`sendmmsg`).
+/// The CPUs this process may run on; empty where that cannot be read.
+#[cfg(target_os = "linux")]
+fn allowed_cpus() -> Vec<usize> {
+    use nix::sched::{CpuSet, sched_getaffinity};
+    sched_getaffinity(nix::unistd::Pid::from_raw(0)).map_or_else(
+        |_| Vec::new(),
+        |set| {
+            (0..CpuSet::count())
+                .filter(|&c| set.is_set(c).unwrap_or(false))
+                .collect()
+        },
+    )
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allowed_cpus() -> Vec<usize> {
+    Vec::new()
+}
+
+#[cfg(target_os = "linux")]
+fn pin_current_thread(cpus: &[usize]) -> nix::Result<()> {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    let mut set = CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu)?;
+    }
+    sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_current_thread(_cpus: &[usize]) -> Result<(), ()> {
+    Ok(())
+}
+
 fn serve(socket: &UdpSocket, response: &[u8], answered: &AtomicU64, stop: &AtomicBool) {
     let mut batch = RecvBatch::new();
     let mut outputs: Vec<Vec<u8>> = (0..BATCH).map(|_| response.to_vec()).collect();

@@ -83,6 +83,10 @@ pub struct HandleConfig {
     pub listen: SocketAddr,
     /// UDP worker sockets (SO_REUSEPORT); 0 means one per core.
     pub udp_workers: usize,
+    /// Run each UDP worker only on the CPUs whose datagrams it receives
+    /// (datagrams go to worker `cpu % workers`), so it is woken where its
+    /// datagram arrived. Off: the scheduler places the workers.
+    pub pin_udp_workers: bool,
     /// Most TCP connections at once; further ones are closed at accept.
     pub tcp_max_connections: usize,
     /// Seconds a TCP connection may stay silent before it is closed.
@@ -96,6 +100,7 @@ impl Default for HandleConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 2641)),
             udp_workers: 0,
+            pin_udp_workers: true,
             tcp_max_connections: 1024,
             tcp_idle_timeout_secs: 30,
             request_timeout_secs: 10,
@@ -108,6 +113,7 @@ impl HandleConfig {
         crate::HandleListenerOptions {
             listen: self.listen,
             udp_workers: self.udp_workers,
+            pin_udp_workers: self.pin_udp_workers,
             tcp_max_connections: self.tcp_max_connections,
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout_secs.max(1)),
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
@@ -297,6 +303,9 @@ pub struct DnsServerConfig {
     /// UDP worker sockets and QUIC endpoints (SO_REUSEPORT); 0 means one
     /// per core.
     pub workers: usize,
+    /// Run each UDP worker only on the CPUs whose datagrams it receives,
+    /// as `[handle] pin_udp_workers`.
+    pub pin_udp_workers: bool,
     /// Most TCP connections at once; further ones are closed at accept.
     pub tcp_max_connections: usize,
     /// Seconds a TCP connection may stay silent, or take to deliver a
@@ -352,6 +361,7 @@ impl Default for DnsServerConfig {
             apexes: dns.apexes,
             udp_max_payload: dns.max_udp_payload,
             workers: 0,
+            pin_udp_workers: true,
             tcp_max_connections: 1024,
             tcp_idle_timeout_secs: 10,
             cache_mb: 64,
@@ -442,6 +452,7 @@ impl DnsServerConfig {
         Ok(crate::DnsListenerOptions {
             listen: self.listen,
             udp_workers: self.workers,
+            pin_udp_workers: self.pin_udp_workers,
             tcp_max_connections: self.tcp_max_connections,
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout_secs.max(1)),
             allow_transfer: self.allow_transfer.clone(),

@@ -69,6 +69,9 @@ pub struct DnsListenerOptions {
     pub listen: SocketAddr,
     /// UDP worker sockets; 0 means one per core.
     pub udp_workers: usize,
+    /// Whether each UDP worker runs only on the CPUs whose datagrams it
+    /// receives.
+    pub pin_udp_workers: bool,
     pub tcp_max_connections: usize,
     /// Silence allowed between queries on a TCP connection, and time
     /// allowed for one query to arrive or its answer to be taken.
@@ -117,11 +120,15 @@ impl DnsListeners {
         let udp_service = service.clone();
         let udp_threads = udp::spawn(
             sockets,
-            "idnode-dns-udp",
+            // `idnode-dns-<n>`: Linux keeps 15 bytes of a thread's name
+            // (top -H, /proc), which `idnode-dns-udp-<n>` would lose the
+            // worker's number to.
+            "idnode-dns",
             || DnsDatagrams {
                 service: udp_service.clone(),
             },
             stop.clone(),
+            options.pin_udp_workers,
         )?;
         let mut tasks = JoinSet::new();
         let udp_shutdown = shutdown.clone();

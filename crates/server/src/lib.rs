@@ -54,6 +54,9 @@ pub struct HandleListenerOptions {
     pub listen: SocketAddr,
     /// UDP worker sockets; 0 means one per core.
     pub udp_workers: usize,
+    /// Whether each UDP worker runs only on the CPUs whose datagrams it
+    /// receives (see `steer`).
+    pub pin_udp_workers: bool,
     pub tcp_max_connections: usize,
     pub tcp_idle_timeout: Duration,
     pub request_timeout: Duration,
@@ -97,6 +100,7 @@ impl HandleListeners {
                 )
             },
             stop.clone(),
+            options.pin_udp_workers,
         )?;
         let udp_shutdown = shutdown.clone();
         tasks.spawn(async move {

@@ -97,21 +97,40 @@ pub(crate) trait Responder: Send + 'static {
 }
 
 /// Starts one worker thread per socket, named `<name>-<n>`, each with the
-/// responder `make` gives it; they stop when `stop` is set.
+/// responder `make` gives it; they stop when `stop` is set. With `pin`,
+/// worker `n` runs only on the CPUs whose datagrams [`bind`]'s steering
+/// hands it (`steer::worker_cpus`); a worker that would get no CPU, or
+/// whose pinning fails, runs where the scheduler puts it.
 pub(crate) fn spawn<R: Responder>(
     sockets: Vec<UdpSocket>,
     name: &str,
     mut make: impl FnMut() -> R,
     stop: Arc<AtomicBool>,
+    pin: bool,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut cpus = if pin {
+        crate::steer::worker_cpus(&crate::steer::allowed_cpus(), sockets.len())
+    } else {
+        Vec::new()
+    }
+    .into_iter();
     sockets
         .into_iter()
         .enumerate()
         .map(|(i, socket)| {
             let (responder, stop) = (make(), stop.clone());
+            let cpus = cpus.next().unwrap_or_default();
+            let thread = format!("{name}-{i}");
             std::thread::Builder::new()
-                .name(format!("{name}-{i}"))
-                .spawn(move || Worker::new(socket, responder).run(&stop))
+                .name(thread.clone())
+                .spawn(move || {
+                    if !cpus.is_empty()
+                        && let Err(e) = crate::steer::pin_current_thread(&cpus)
+                    {
+                        tracing::debug!(thread, error = %e, "UDP worker not pinned");
+                    }
+                    Worker::new(socket, responder).run(&stop)
+                })
         })
         .collect()
 }
@@ -533,7 +552,7 @@ mod tests {
             next += 1;
             Tag(next - 1)
         };
-        let workers = spawn(sockets, "test-steer", make, stop.clone()).unwrap();
+        let workers = spawn(sockets, "test-steer", make, stop.clone(), false).unwrap();
         // One client socket for both CPUs: only the CPU decides.
         let client = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         client
@@ -556,6 +575,67 @@ mod tests {
                 answered_by.iter().all(|&w| w == expected),
                 "sent from CPU {cpu}, answered by workers {answered_by:?}"
             );
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.join().unwrap();
+        }
+    }
+
+    /// Answers every datagram with the CPUs its worker may run on (u16 each).
+    struct Affinity;
+
+    impl Responder for Affinity {
+        fn respond(
+            &mut self,
+            _datagram: &[u8],
+            _peer: &SockaddrStorage,
+            out: &mut Vec<u8>,
+            _socket: &UdpSocket,
+        ) -> bool {
+            out.clear();
+            for cpu in crate::steer::allowed_cpus() {
+                out.extend_from_slice(&u16::try_from(cpu).unwrap().to_le_bytes());
+            }
+            true
+        }
+    }
+
+    /// Pinned, the worker that answers a datagram sent from CPU `c` may run
+    /// only on the CPUs steered to it, `c`'s among them.
+    #[test]
+    fn pinned_workers_run_on_the_cpus_whose_datagrams_they_receive() {
+        let Some(cpus) = two_cpus() else {
+            eprintln!("skipped: this process may run on one CPU only");
+            return;
+        };
+        let allowed = crate::steer::allowed_cpus();
+        let sockets = bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = sockets[0].local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = spawn(sockets, "test-pin", || Affinity, stop.clone(), true).unwrap();
+        let client = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        for cpu in cpus {
+            let client = client.clone();
+            let runs_on = on_cpu(cpu, move || {
+                client.send_to(b"where", addr).unwrap();
+                let mut answer = [0u8; 2048];
+                let (n, _) = client.recv_from(&mut answer).unwrap();
+                answer[..n]
+                    .chunks_exact(2)
+                    .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+                    .collect::<Vec<usize>>()
+            });
+            let expected: Vec<usize> = allowed
+                .iter()
+                .copied()
+                .filter(|c| c % 2 == cpu % 2)
+                .collect();
+            assert!(runs_on.contains(&cpu), "{runs_on:?} lacks CPU {cpu}");
+            assert_eq!(runs_on, expected, "the worker of CPU {cpu}");
         }
         stop.store(true, Ordering::Relaxed);
         for w in workers {
@@ -591,7 +671,7 @@ mod tests {
         let pending = Reassemblies::default();
         let make =
             || HandleDatagrams::new(service.clone(), runtime.handle().clone(), pending.clone());
-        let workers = spawn(sockets, "test-reassemble", make, stop.clone()).unwrap();
+        let workers = spawn(sockets, "test-reassemble", make, stop.clone(), true).unwrap();
 
         // A handle long enough for a request of two datagrams.
         let handle = format!("88.100.1/{}", "L".repeat(700));

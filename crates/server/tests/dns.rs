@@ -95,6 +95,7 @@ async fn start_udp_tcp(
     let options = DnsListenerOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         udp_workers: 2,
+        pin_udp_workers: true,
         tcp_max_connections: max_connections,
         tcp_idle_timeout: Duration::from_secs(30),
         allow_transfer: vec!["127.0.0.1".parse().unwrap()],

@@ -42,6 +42,7 @@ async fn start(max_connections: usize) -> (HandleListeners, CancellationToken) {
     let options = HandleListenerOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         udp_workers: 2,
+        pin_udp_workers: true,
         tcp_max_connections: max_connections,
         tcp_idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_millis(300),

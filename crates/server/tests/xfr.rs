@@ -96,6 +96,7 @@ async fn start(
     let options = DnsListenerOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         udp_workers: 1,
+        pin_udp_workers: true,
         tcp_max_connections: 16,
         tcp_idle_timeout: Duration::from_secs(30),
         allow_transfer: allow.iter().map(|a| a.parse::<IpAddr>().unwrap()).collect(),

@@ -10,6 +10,7 @@ fn echo() -> EchoServer {
     EchoServer::start(&EchoOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         workers: 2,
+        pin: true,
         data_set: Synthetic::new(1000, 10).unwrap(),
     })
     .unwrap()

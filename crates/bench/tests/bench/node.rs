@@ -32,6 +32,7 @@ async fn load_then_resolve_over_udp_and_tcp() {
     let options = HandleListenerOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         udp_workers: 2,
+        pin_udp_workers: true,
         tcp_max_connections: 16,
         tcp_idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(5),

@@ -256,6 +256,7 @@ async fn quic_against_udp() {
     let options = HandleListenerOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         udp_workers: 0,
+        pin_udp_workers: true,
         tcp_max_connections: 16,
         tcp_idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(5),
