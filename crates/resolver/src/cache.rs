@@ -28,6 +28,7 @@ use idnode_store::{CommitObserver, Space};
 use rustc_hash::FxHasher;
 use std::hash::Hasher;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 /// Bytes of an entry's header in the log: the key's hash (8), the entry's
 /// length with its padding (4), the key's length with the live bit on top
@@ -312,13 +313,6 @@ impl Index {
         self.tombstones += 1;
     }
 
-    /// The first line of the probe for `hash`.
-    #[inline]
-    fn bucket(&self, hash: u64) -> *const u8 {
-        let b = &self.buckets[hash as usize & (self.buckets.len() - 1)];
-        (b as *const Bucket).cast()
-    }
-
     /// The offset of the first entry whose tag matches `hash`'s, if any.
     #[inline]
     fn candidate(&self, hash: u64) -> Option<usize> {
@@ -465,8 +459,59 @@ fn values_at(key_len: usize) -> usize {
     (HEADER + key_len).next_multiple_of(ALIGN)
 }
 
+/// A shard, on cache lines of its own.
 #[repr(align(128))]
-struct Padded(Mutex<Shard>);
+struct Padded {
+    shard: Mutex<Shard>,
+    /// Where the shard's index buckets are and their count less one, for
+    /// the first stage of [`ResponseCache::prefetch`], which computes a
+    /// bucket's address without taking the lock. Stored under the lock
+    /// whenever the index may have been replaced; a stale pair (an index
+    /// replaced meanwhile) only makes a prefetch of a useless line, which
+    /// never faults.
+    buckets: AtomicPtr<Bucket>,
+    mask: AtomicUsize,
+}
+
+impl Padded {
+    fn new(shard: Shard) -> Self {
+        let padded = Self {
+            buckets: AtomicPtr::new(std::ptr::null_mut()),
+            mask: AtomicUsize::new(0),
+            shard: Mutex::new(shard),
+        };
+        padded.publish(&padded.lock());
+        padded
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shard> {
+        // A poisoned shard only means a panic elsewhere mid-operation; the
+        // table itself is consistent, so keep using it.
+        self.shard.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records where `shard`'s (this shard's, locked) buckets are now.
+    fn publish(&self, shard: &Shard) {
+        let buckets = &shard.index.buckets;
+        self.buckets
+            .store(buckets.as_ptr().cast_mut(), Ordering::Relaxed);
+        self.mask.store(buckets.len() - 1, Ordering::Relaxed);
+    }
+
+    /// The address of the first bucket of `hash`'s probe, as last
+    /// published (possibly of an index replaced since).
+    #[inline]
+    fn bucket_hint(&self, hash: u64) -> *const u8 {
+        let (buckets, mask) = (
+            self.buckets.load(Ordering::Relaxed),
+            self.mask.load(Ordering::Relaxed),
+        );
+        buckets
+            .wrapping_add(hash as usize & mask)
+            .cast_const()
+            .cast()
+    }
+}
 
 /// Counters, read by metrics and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -506,7 +551,7 @@ impl ResponseCache {
         let shard_budget = (budget_bytes / n).min(u32::MAX as usize) / ALIGN * ALIGN;
         Self {
             shards: (0..n)
-                .map(|_| Padded(Mutex::new(Shard::new(shard_budget))))
+                .map(|_| Padded::new(Shard::new(shard_budget)))
                 .collect(),
             shard_budget,
         }
@@ -520,12 +565,7 @@ impl ResponseCache {
 
     #[inline]
     fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Shard> {
-        // A poisoned shard only means a panic elsewhere mid-operation; the
-        // table itself is consistent, so keep using it.
-        self.shards[shard]
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.shards[shard].lock()
     }
 
     /// Whether an entry of `key` and `values` may be kept: at most a
@@ -569,13 +609,15 @@ impl ResponseCache {
         if self.shard_index(hash) != ticket.shard {
             return; // a ticket taken for another key
         }
-        let mut shard = self.lock(ticket.shard);
+        let padded = &self.shards[ticket.shard];
+        let mut shard = padded.lock();
         if shard.generation != ticket.generation {
             shard.stats.refused_fills += 1;
             return;
         }
         shard.remove(hash, key);
         shard.add(hash, key, count, values, true);
+        padded.publish(&shard);
     }
 
     /// The generation of every shard now: taken before reading many
@@ -599,7 +641,8 @@ impl ResponseCache {
         }
         let hash = hash(key);
         let index = self.shard_index(hash);
-        let mut shard = self.lock(index);
+        let padded = &self.shards[index];
+        let mut shard = padded.lock();
         if seen.0.get(index) != Some(&shard.generation) {
             shard.stats.refused_fills += 1;
             return false;
@@ -607,7 +650,9 @@ impl ResponseCache {
         if shard.find(hash, key).is_some() {
             return false;
         }
-        shard.add(hash, key, count, values, false)
+        let added = shard.add(hash, key, count, values, false);
+        padded.publish(&shard);
+        added
     }
 
     /// Starts loading into the CPU caches what looking up `keys` will
@@ -618,7 +663,7 @@ impl ResponseCache {
         hashes.clear();
         hashes.extend(keys.map(hash));
         for &h in hashes.iter() {
-            prefetch(self.lock(self.shard_index(h)).index.bucket(h));
+            prefetch(self.shards[self.shard_index(h)].bucket_hint(h));
         }
         for &h in hashes.iter() {
             let shard = self.lock(self.shard_index(h));
@@ -924,6 +969,18 @@ mod tests {
             assert_eq!(values_of(&cache, &i.to_be_bytes()), Some(None), "{i}");
         }
         assert!(values_of(&cache, &50_000u32.to_be_bytes()).is_none());
+        // The prefetch's lock-free bucket address follows the grown index.
+        let padded = &cache.shards[0];
+        let shard = padded.lock();
+        assert!(shard.index.buckets.len() > MIN_BUCKETS);
+        for i in 0..1000u32 {
+            let h = hash(&i.to_be_bytes());
+            let bucket = &shard.index.buckets[h as usize & (shard.index.buckets.len() - 1)];
+            assert_eq!(
+                padded.bucket_hint(h),
+                (bucket as *const Bucket).cast::<u8>()
+            );
+        }
     }
 
     #[test]
