@@ -495,7 +495,8 @@ mod tests {
     use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
     use nix::unistd::Pid;
 
-    /// Answers every datagram with its worker's number.
+    /// Answers every datagram with its worker's number, then the CPUs the
+    /// worker may run on (u16 each).
     struct Tag(u8);
 
     impl Responder for Tag {
@@ -508,6 +509,9 @@ mod tests {
         ) -> bool {
             out.clear();
             out.push(self.0);
+            for cpu in crate::steer::allowed_cpus() {
+                out.extend_from_slice(&u16::try_from(cpu).unwrap().to_le_bytes());
+            }
             true
         }
     }
@@ -582,25 +586,6 @@ mod tests {
         }
     }
 
-    /// Answers every datagram with the CPUs its worker may run on (u16 each).
-    struct Affinity;
-
-    impl Responder for Affinity {
-        fn respond(
-            &mut self,
-            _datagram: &[u8],
-            _peer: &SockaddrStorage,
-            out: &mut Vec<u8>,
-            _socket: &UdpSocket,
-        ) -> bool {
-            out.clear();
-            for cpu in crate::steer::allowed_cpus() {
-                out.extend_from_slice(&u16::try_from(cpu).unwrap().to_le_bytes());
-            }
-            true
-        }
-    }
-
     /// Pinned, the worker that answers a datagram sent from CPU `c` may run
     /// only on the CPUs steered to it, `c`'s among them.
     #[test]
@@ -613,7 +598,7 @@ mod tests {
         let sockets = bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
         let addr = sockets[0].local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let workers = spawn(sockets, "test-pin", || Affinity, stop.clone(), true).unwrap();
+        let workers = spawn(sockets, "test-pin", || Tag(0), stop.clone(), true).unwrap();
         let client = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         client
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -624,7 +609,7 @@ mod tests {
                 client.send_to(b"where", addr).unwrap();
                 let mut answer = [0u8; 2048];
                 let (n, _) = client.recv_from(&mut answer).unwrap();
-                answer[..n]
+                answer[1..n]
                     .chunks_exact(2)
                     .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
                     .collect::<Vec<usize>>()
