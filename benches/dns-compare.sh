@@ -15,6 +15,7 @@
 #          [--warmup S] [--clients C] [--threads T] [--outstanding Q]
 #          [--queries Q (default: max(count, 200000))] [--miss-ratio R] [--p99-rate QPS] [--seed N]
 #          [--servers idnode,nsd,knot] [--dns-cache-mb M (idnode, default 768)] [--keep]
+#          [--idnode-arg ARG (one more argument of `idnode serve`; repeat)]
 # Needs: the release idnode ($CARGO_TARGET_DIR/release/idnode), dig,
 # dnsperf; nsd and knot are installed with apt-get when missing (a server
 # that cannot be installed is skipped with a message).
@@ -28,7 +29,7 @@ count=100000 prefixes=100 duration=10 warmup=30 clients=4 threads=1
 # the Handle response cache is off (this node serves the DNS only).
 dns_cache_mb=768
 outstanding=64 nqueries="" miss_ratio=0.1 p99_rate=20000 seed=1
-servers="idnode,nsd,knot" keep=0
+servers="idnode,nsd,knot" keep=0 idnode_args=()
 while (($#)); do
   case "$1" in
     --count) count="$2"; shift 2 ;;
@@ -45,6 +46,7 @@ while (($#)); do
     --dns-cache-mb) dns_cache_mb="$2"; shift 2 ;;
     --servers) servers="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
+    --idnode-arg) idnode_args+=("$2"); shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "dns-compare: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -127,7 +129,7 @@ printf '[dns]\ncache_mb = %s\n[cache]\nbudget_mb = 0\n' "$dns_cache_mb" >"$work/
   --handle-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 \
   --grpc-listen "127.0.0.1:$idn_grpc" \
   --dns-listen "127.0.0.1:$idn_dns" --dns-quic-listen 127.0.0.1:0 \
-  >"$work/idnode.log" 2>&1 &
+  ${idnode_args[@]+"${idnode_args[@]}"} >"$work/idnode.log" 2>&1 &
 idn_pid=$!
 pids+=("$idn_pid")
 for ((i = 0; i < 300; i++)); do

@@ -410,13 +410,13 @@ def cpu_list(text):
 
 
 def test_udp_workers_are_pinned_to_the_cpus_steered_to_them(tmp_path):
-    """Each UDP worker (Handle and DNS) runs only on the CPUs whose
-    datagrams the SO_REUSEPORT steering hands it (`cpu % workers`), and
-    answers; `--no-udp-pin` leaves them where the scheduler puts them."""
+    """With `--udp-pin` each UDP worker (Handle and DNS) runs only on the
+    CPUs whose datagrams the SO_REUSEPORT steering hands it
+    (`cpu % workers`), and answers; by default the scheduler places them."""
     allowed = os.sched_getaffinity(0)
     if len(allowed) < 2:
         pytest.skip("this process may run on one CPU only")
-    n = Node(tmp_path / "pinned").start()
+    n = Node(tmp_path / "pinned", extra=["--udp-pin"]).start()
     try:
         for prefix in ("idnode-udp-", "idnode-dns-"):
             workers = thread_cpus(n.proc.pid, prefix)
@@ -429,7 +429,7 @@ def test_udp_workers_are_pinned_to_the_cpus_steered_to_them(tmp_path):
         assert answer.handle.decode() == SEEDS[0]["identifier"]
     finally:
         n.stop()
-    n = Node(tmp_path / "unpinned", extra=["--no-udp-pin"]).start()
+    n = Node(tmp_path / "unpinned").start()
     try:
         workers = thread_cpus(n.proc.pid, "idnode-udp-")
         assert len(workers) == 2 and all(c == allowed for c in workers.values()), workers

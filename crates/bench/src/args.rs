@@ -243,10 +243,10 @@ pub struct EchoArgs {
     /// Worker sockets (0 = one per core, as idnode).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
-    /// Let the scheduler place the workers instead of running each on the
-    /// CPUs whose datagrams it receives (as `idnode serve --no-udp-pin`).
+    /// Run each worker only on the CPUs whose datagrams it receives (as
+    /// `idnode serve --udp-pin`).
     #[arg(long)]
-    pub no_pin: bool,
+    pub pin_workers: bool,
     /// Answer for this long, then stop [default: until Ctrl-C].
     #[arg(long, short = 'd', value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,

@@ -37,7 +37,7 @@ pub struct EchoOptions {
     /// Worker sockets; 0 means one per core (idnode's default).
     pub workers: usize,
     /// Whether each worker runs only on the CPUs whose datagrams it
-    /// receives (idnode's default, `pin_udp_workers`).
+    /// receives (idnode's `pin_udp_workers`).
     pub pin: bool,
     /// The data set whose typical answer the response imitates.
     pub data_set: Synthetic,

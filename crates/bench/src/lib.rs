@@ -197,7 +197,7 @@ pub async fn echo_command(args: EchoArgs) -> anyhow::Result<()> {
     let options = EchoOptions {
         listen: args.listen,
         workers: args.workers,
-        pin: !args.no_pin,
+        pin: args.pin_workers,
         data_set: args.data_set.synthetic().map_err(bad_input)?,
     };
     let server = EchoServer::start(&options)

@@ -85,10 +85,11 @@ pub struct ServeArgs {
     /// UDP worker sockets (0 = one per core).
     #[arg(long)]
     pub udp_workers: Option<usize>,
-    /// Let the scheduler place the UDP workers (Handle and DNS) instead of
-    /// running each on the CPUs whose datagrams it receives.
+    /// Run each UDP worker (Handle and DNS) only on the CPUs whose
+    /// datagrams it receives (`pin_udp_workers` in the config; see
+    /// deploy/idnode.toml for when it pays).
     #[arg(long)]
-    pub no_udp_pin: bool,
+    pub udp_pin: bool,
     /// Handle over QUIC address (port 0 picks a free port).
     #[arg(long)]
     pub quic_listen: Option<SocketAddr>,

@@ -34,9 +34,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(n) = args.udp_workers {
         config.handle.udp_workers = n;
     }
-    if args.no_udp_pin {
-        config.handle.pin_udp_workers = false;
-        config.dns.pin_udp_workers = false;
+    if args.udp_pin {
+        config.handle.pin_udp_workers = true;
+        config.dns.pin_udp_workers = true;
     }
     if let Some(addr) = args.quic_listen {
         config.quic.listen = addr;

@@ -85,7 +85,9 @@ pub struct HandleConfig {
     pub udp_workers: usize,
     /// Run each UDP worker only on the CPUs whose datagrams it receives
     /// (datagrams go to worker `cpu % workers`), so it is woken where its
-    /// datagram arrived. Off: the scheduler places the workers.
+    /// datagram arrived. Off (the default): the scheduler places the
+    /// workers, and a worker whose CPU is busy receiving can run on
+    /// another.
     pub pin_udp_workers: bool,
     /// Most TCP connections at once; further ones are closed at accept.
     pub tcp_max_connections: usize,
@@ -100,7 +102,7 @@ impl Default for HandleConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 2641)),
             udp_workers: 0,
-            pin_udp_workers: true,
+            pin_udp_workers: false,
             tcp_max_connections: 1024,
             tcp_idle_timeout_secs: 30,
             request_timeout_secs: 10,
@@ -361,7 +363,7 @@ impl Default for DnsServerConfig {
             apexes: dns.apexes,
             udp_max_payload: dns.max_udp_payload,
             workers: 0,
-            pin_udp_workers: true,
+            pin_udp_workers: false,
             tcp_max_connections: 1024,
             tcp_idle_timeout_secs: 10,
             cache_mb: 64,
