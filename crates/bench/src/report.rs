@@ -373,6 +373,15 @@ impl fmt::Display for Report {
                     f,
                     "note       the cores had almost no idle time: the latency includes waiting for one (generator and server share them)"
                 )?;
+                if matches!(self.load, Load::Open { .. })
+                    && self.transport == "udp"
+                    && self.pace_secs == 0.0
+                {
+                    writeln!(
+                        f,
+                        "note       --pace 50us sends on a coarser clock, with fewer wake-ups of the generator"
+                    )?;
+                }
             }
         }
         for e in &self.error_samples {
@@ -439,12 +448,24 @@ mod tests {
             "{busy}"
         );
         assert!(busy.contains("almost no idle time"), "{busy}");
+        assert!(busy.contains("--pace 50us"), "{busy}");
         let quiet = report(Some(0.4));
         assert!(quiet.contains("machine idle 40.0%"), "{quiet}");
         assert!(!quiet.contains("almost no idle time"), "{quiet}");
         let unknown = report(None);
         assert!(unknown.contains("generator 1.25 of 2 cores\n"), "{unknown}");
         assert!(!unknown.contains("almost no idle time"), "{unknown}");
+        // A paced run is not told to pace.
+        let mut paced = header.clone();
+        paced.pace = Duration::from_micros(50);
+        let cpu = CpuUse {
+            generator_cores: 1.0,
+            machine_idle: Some(0.01),
+            cores: 2,
+        };
+        let paced = Report::new(paced, d, d, d, Tally::new(), Some(cpu)).to_string();
+        assert!(paced.contains("almost no idle time"), "{paced}");
+        assert!(!paced.contains("--pace 50us"), "{paced}");
     }
 
     #[test]
