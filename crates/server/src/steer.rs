@@ -14,10 +14,13 @@
 //! the index. When a program cannot read the bytes it needs (a datagram too
 //! short), the kernel takes index 0.
 //!
-//! [`worker_cpus`] and [`pin_current_thread`] complete [`by_cpu`]: each UDP
-//! worker thread runs on the CPUs whose datagrams it receives, so the
-//! worker is woken on the CPU where its datagram arrived, with the datagram
-//! in that CPU's caches, rather than on whichever CPU the scheduler picks.
+//! [`worker_cpus`] and [`pin_current_thread`] complete [`by_cpu`] where the
+//! operator asks for it (`pin_udp_workers`): each UDP worker thread then
+//! runs on the CPUs whose datagrams it receives, so it is woken on the CPU
+//! where its datagram arrived, with the datagram in that CPU's caches,
+//! rather than on whichever CPU the scheduler picks. Off by default: where
+//! one CPU receives most datagrams, its worker would share that CPU with
+//! the receiving while the others idle.
 
 use std::net::UdpSocket;
 

@@ -492,7 +492,7 @@ fn reassemble(
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
-    use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+    use nix::sched::{CpuSet, sched_setaffinity};
     use nix::unistd::Pid;
 
     /// Answers every datagram with its worker's number, then the CPUs the
@@ -522,11 +522,7 @@ mod tests {
     /// to one worker whatever its CPU).
     /// Two CPUs this process may run on (`None`: only one).
     fn two_cpus() -> Option<Vec<usize>> {
-        let allowed = sched_getaffinity(Pid::from_raw(0)).unwrap();
-        let cpus: Vec<usize> = (0..CpuSet::count())
-            .filter(|&c| allowed.is_set(c).unwrap_or(false))
-            .take(2)
-            .collect();
+        let cpus: Vec<usize> = crate::steer::allowed_cpus().into_iter().take(2).collect();
         (cpus.len() == 2).then_some(cpus)
     }
 
