@@ -247,7 +247,11 @@ impl HandleService {
     /// batch is answered: their lookups then wait on memory together.
     /// Messages that do not decode are skipped (answering them says why).
     pub fn prefetch(&self, messages: &[&[u8]], batch: &mut Batch) {
-        let Some(cache) = self.cache.as_deref().filter(|_| messages.len() > 1) else {
+        let Some(cache) = self
+            .cache
+            .as_deref()
+            .filter(|c| messages.len() > 1 && c.worth_prefetching())
+        else {
             return;
         };
         let mut n = 0;
