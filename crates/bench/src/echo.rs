@@ -9,8 +9,9 @@
 //! encoding the answer) is the difference between the two runs; what this
 //! loop reaches is what loopback UDP request/response allows on the machine
 //! with this socket model. Keep the worker model in step with the server's
-//! when that one changes (batching, threads, the CPU steering of the
-//! SO_REUSEPORT group, each worker pinned to the CPUs steered to it).
+//! when that one changes (batching, threads); the CPU steering of the
+//! SO_REUSEPORT group and the optional pinning of each worker to the CPUs
+//! steered to it are the node's own code (`idnode-reuseport`).
 
 use crate::mmsg::{BATCH, RecvBatch, send_all};
 use crate::workload::Synthetic;
@@ -20,12 +21,11 @@ use idnode_handle::{
     VERSION_MAJOR, VERSION_MINOR, encode_resolution_response, flags, for_each_datagram,
     is_fragment,
 };
+use idnode_reuseport::{allowed_cpus, by_cpu, pin_current_thread, worker_cpus};
 use nix::sys::socket::SockaddrStorage;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::IoSlice;
 use std::net::{SocketAddr, UdpSocket};
-#[cfg(target_os = "linux")]
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -102,18 +102,17 @@ impl EchoServer {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(workers);
         let mut answered = Vec::with_capacity(workers);
-        let allowed = if options.pin {
-            allowed_cpus()
+        let mut cpus = if options.pin {
+            worker_cpus(&allowed_cpus(), sockets.len())
         } else {
             Vec::new()
-        };
-        let n = sockets.len();
+        }
+        .into_iter();
         for (i, socket) in sockets.into_iter().enumerate() {
             let counter = Arc::new(AtomicU64::new(0));
             answered.push(counter.clone());
             let (response, worker_stop) = (response.clone(), stop.clone());
-            // The CPUs steered to this worker (`cpu % workers`).
-            let cpus: Vec<usize> = allowed.iter().copied().filter(|c| c % n == i).collect();
+            let cpus = cpus.next().unwrap_or_default();
             let spawned = std::thread::Builder::new()
                 .name(format!("bench-echo-{i}"))
                 .spawn(move || {
@@ -200,108 +199,18 @@ fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<UdpSocket>> {
         addr = socket.local_addr()?;
         sockets.push(socket);
     }
-    // As the node's UDP listener does (`idnode-server`'s `udp.rs`, which
-    // this crate may not depend on): each datagram to the worker of its CPU.
+    // As the node's UDP listener does: each datagram to the worker of its
+    // CPU.
     if let Some(first) = sockets.first()
         && sockets.len() > 1
     {
-        let _ = steer_by_cpu(first, sockets.len());
+        let _ = by_cpu(first, sockets.len());
     }
     Ok(sockets)
 }
 
-/// The same program as the node's: hands each datagram to worker `cpu % workers`, where `cpu` is the CPU
-/// that received it (the sender's on loopback, the receive queue's on a
-/// network card): a classic BPF program on the SO_REUSEPORT group. Without
-/// it the kernel picks the worker by a hash of the peer's address, and a
-/// few busy clients can all land on one worker while the other idles.
-/// Workers index the group in the order their sockets were bound. The
-/// datagrams of one multi-packet request normally come from one CPU; one
-/// whose sender moved between them is not reassembled and times out.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)] // one setsockopt that neither nix nor socket2 wraps
-fn steer_by_cpu(socket: &UdpSocket, workers: usize) -> std::io::Result<()> {
-    let workers = u32::try_from(workers).map_err(std::io::Error::other)?;
-    let op = |code: u32, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let mut program = [
-        // A = the receiving CPU
-        op(
-            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
-            (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32,
-        ),
-        // A = A % workers
-        op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, workers),
-        // the socket at index A
-        op(libc::BPF_RET | libc::BPF_A, 0),
-    ];
-    let fprog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_mut_ptr(),
-    };
-    // SAFETY: `fprog` points at `program`, alive for the call; the kernel
-    // copies the program.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_REUSEPORT_CBPF,
-            std::ptr::from_ref(&fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn steer_by_cpu(_socket: &UdpSocket, _workers: usize) -> std::io::Result<()> {
-    Ok(())
-}
-
 /// One worker: a batch in (`recvmmsg`), the template patched per request
 /// into preallocated buffers, the batch out (`sendmmsg`).
-/// The CPUs this process may run on; empty where that cannot be read.
-#[cfg(target_os = "linux")]
-fn allowed_cpus() -> Vec<usize> {
-    use nix::sched::{CpuSet, sched_getaffinity};
-    sched_getaffinity(nix::unistd::Pid::from_raw(0)).map_or_else(
-        |_| Vec::new(),
-        |set| {
-            (0..CpuSet::count())
-                .filter(|&c| set.is_set(c).unwrap_or(false))
-                .collect()
-        },
-    )
-}
-
-#[cfg(not(target_os = "linux"))]
-fn allowed_cpus() -> Vec<usize> {
-    Vec::new()
-}
-
-#[cfg(target_os = "linux")]
-fn pin_current_thread(cpus: &[usize]) -> nix::Result<()> {
-    use nix::sched::{CpuSet, sched_setaffinity};
-    let mut set = CpuSet::new();
-    for &cpu in cpus {
-        set.set(cpu)?;
-    }
-    sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn pin_current_thread(_cpus: &[usize]) -> Result<(), ()> {
-    Ok(())
-}
-
 fn serve(socket: &UdpSocket, response: &[u8], answered: &AtomicU64, stop: &AtomicBool) {
     let mut batch = RecvBatch::new();
     let mut outputs: Vec<Vec<u8>> = (0..BATCH).map(|_| response.to_vec()).collect();
