@@ -538,11 +538,18 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn each_datagram_goes_to_the_worker_of_its_cpu() {
+    /// A worker's answer: its number and the CPUs it may run on.
+    type Answer = (u8, Vec<usize>);
+
+    /// Starts two workers (`Tag(0)`, `Tag(1)`), pinned or not, and from
+    /// each of two CPUs sends 20 datagrams on one client socket (so only
+    /// the CPU decides): for each CPU, what answered (the worker's number
+    /// and the CPUs it may run on). `None` where this process may run on one
+    /// CPU only.
+    fn answers_from_each_cpu(name: &str, pin: bool) -> Option<Vec<(usize, Vec<Answer>)>> {
         let Some(cpus) = two_cpus() else {
             eprintln!("skipped: this process may run on one CPU only");
-            return;
+            return None;
         };
         let sockets = bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
         let addr = sockets[0].local_addr().unwrap();
@@ -552,33 +559,50 @@ mod tests {
             next += 1;
             Tag(next - 1)
         };
-        let workers = spawn(sockets, "test-steer", make, stop.clone(), false).unwrap();
-        // One client socket for both CPUs: only the CPU decides.
+        let workers = spawn(sockets, name, make, stop.clone(), pin).unwrap();
         let client = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         client
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
-        for cpu in cpus {
-            let client = client.clone();
-            let answered_by = on_cpu(cpu, move || {
-                (0..20)
-                    .map(|_| {
-                        client.send_to(b"which", addr).unwrap();
-                        let mut answer = [0u8; 8];
-                        client.recv_from(&mut answer).unwrap();
-                        answer[0]
-                    })
-                    .collect::<Vec<u8>>()
-            });
-            let expected = u8::try_from(cpu % 2).unwrap();
-            assert!(
-                answered_by.iter().all(|&w| w == expected),
-                "sent from CPU {cpu}, answered by workers {answered_by:?}"
-            );
-        }
+        let answers = cpus
+            .into_iter()
+            .map(|cpu| {
+                let client = client.clone();
+                let answered_by = on_cpu(cpu, move || {
+                    (0..20)
+                        .map(|_| {
+                            client.send_to(b"which", addr).unwrap();
+                            let mut answer = [0u8; 2048];
+                            let (n, _) = client.recv_from(&mut answer).unwrap();
+                            let runs_on = answer[1..n]
+                                .chunks_exact(2)
+                                .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+                                .collect();
+                            (answer[0], runs_on)
+                        })
+                        .collect()
+                });
+                (cpu, answered_by)
+            })
+            .collect();
         stop.store(true, Ordering::Relaxed);
         for w in workers {
             w.join().unwrap();
+        }
+        Some(answers)
+    }
+
+    #[test]
+    fn each_datagram_goes_to_the_worker_of_its_cpu() {
+        let Some(answers) = answers_from_each_cpu("test-steer", false) else {
+            return;
+        };
+        for (cpu, answered_by) in answers {
+            let expected = u8::try_from(cpu % 2).unwrap();
+            assert!(
+                answered_by.iter().all(|(w, _)| *w == expected),
+                "sent from CPU {cpu}, answered by workers {answered_by:?}"
+            );
         }
     }
 
@@ -586,41 +610,21 @@ mod tests {
     /// only on the CPUs steered to it, `c`'s among them.
     #[test]
     fn pinned_workers_run_on_the_cpus_whose_datagrams_they_receive() {
-        let Some(cpus) = two_cpus() else {
-            eprintln!("skipped: this process may run on one CPU only");
+        let Some(answers) = answers_from_each_cpu("test-pin", true) else {
             return;
         };
         let allowed = crate::steer::allowed_cpus();
-        let sockets = bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
-        let addr = sockets[0].local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers = spawn(sockets, "test-pin", || Tag(0), stop.clone(), true).unwrap();
-        let client = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        for cpu in cpus {
-            let client = client.clone();
-            let runs_on = on_cpu(cpu, move || {
-                client.send_to(b"where", addr).unwrap();
-                let mut answer = [0u8; 2048];
-                let (n, _) = client.recv_from(&mut answer).unwrap();
-                answer[1..n]
-                    .chunks_exact(2)
-                    .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
-                    .collect::<Vec<usize>>()
-            });
+        for (cpu, answered_by) in answers {
             let expected: Vec<usize> = allowed
                 .iter()
                 .copied()
                 .filter(|c| c % 2 == cpu % 2)
                 .collect();
-            assert!(runs_on.contains(&cpu), "{runs_on:?} lacks CPU {cpu}");
-            assert_eq!(runs_on, expected, "the worker of CPU {cpu}");
-        }
-        stop.store(true, Ordering::Relaxed);
-        for w in workers {
-            w.join().unwrap();
+            for (worker, runs_on) in answered_by {
+                assert_eq!(usize::from(worker), cpu % 2, "sent from CPU {cpu}");
+                assert!(runs_on.contains(&cpu), "{runs_on:?} lacks CPU {cpu}");
+                assert_eq!(runs_on, expected, "the worker of CPU {cpu}");
+            }
         }
     }
 
