@@ -23,9 +23,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use idnode_authority::{Batch, HandleService, Outcome, ResponseCache, Scratch};
 use idnode_core::{Record, Value};
 use idnode_handle::{RequestParams, encode_resolution_request, flags};
-use idnode_resolver::{Batch, HandleService, Outcome, ResponseCache, Scratch};
 use idnode_store::{Space, Store};
 use idnode_store_rocksdb::{RocksOptions, RocksStore};
 use std::hint::black_box;

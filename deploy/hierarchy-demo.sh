@@ -48,7 +48,7 @@ start() {
   shift 2
   local dir="$demo_dir/$name"
   mkdir -p "$dir"
-  RUST_LOG="${RUST_LOG:-warn}" "$bin" serve --no-seed --data-dir "$dir" \
+  RUST_LOG="${RUST_LOG:-warn}" "$bin" serve --data-dir "$dir" \
     --handle-listen "127.0.0.1:$port" --grpc-listen "127.0.0.1:$((port + 1))" \
     --quic-listen "127.0.0.1:$((port + 2))" --dns-listen "127.0.0.1:$((port + 3))" \
     --dns-quic-listen "127.0.0.1:$((port + 4))" --udp-workers 1 "$@" \

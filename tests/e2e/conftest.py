@@ -1,7 +1,7 @@
 """Fixtures: start the real idnode binary on free loopback ports, and the
 Python gRPC client generated from proto/ (grpcio, not ours)."""
+import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,18 +22,25 @@ def idnode_bin():
 
 
 class Node:
-    """One idnode process; `start` waits for its `ready` line."""
+    """One idnode process; `start` waits for its `ready` line, then reads
+    where it listens from the JSON of `--ready-file`. `demo` loads the demo
+    data into a new node."""
 
     def __init__(self, data_dir, extra=(), handle_listen="127.0.0.1:0",
-                 grpc_listen="127.0.0.1:0"):
+                 grpc_listen="127.0.0.1:0", demo=True):
         self.data_dir = Path(data_dir)
-        self.extra = list(extra)
+        self.extra = (["--demo"] if demo else []) + list(extra)
         self.handle_listen, self.grpc_listen = handle_listen, grpc_listen
         self.proc = None
         self.lines = []
 
     def start(self, timeout=120):
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ready_file = self.data_dir.parent / f"{self.data_dir.name}.ready.json"
+        if ready_file.exists():
+            ready_file.unlink()
         cmd = [idnode_bin(), "serve", "--data-dir", str(self.data_dir),
+               "--ready-file", str(ready_file),
                "--handle-listen", self.handle_listen, "--grpc-listen", self.grpc_listen,
                "--udp-workers", "2", "--dns-listen", "127.0.0.1:0",
                "--dns-quic-listen", "127.0.0.1:0", *self.extra]
@@ -53,20 +60,24 @@ class Node:
         if not ready.wait(timeout) or self.proc.poll() is not None:
             err = self.proc.stderr.read() if self.proc.poll() is not None else ""
             raise RuntimeError(f"idnode did not start: {self.lines} {err}")
-        text = "\n".join(self.lines)
-        udp = re.search(r"handle udp\s+(\S+):(\d+)", text)
-        tcp = re.search(r"handle tcp\s+(\S+):(\d+)", text)
-        grpc = re.search(r"grpc\s+http://(\S+)", text)
-        self.udp = (udp.group(1), int(udp.group(2)))
-        self.tcp = (tcp.group(1), int(tcp.group(2)))
-        self.grpc = grpc.group(1)
+        # The ready file is written before `ready` is printed.
+        addresses = json.loads(ready_file.read_text())
+        self.addresses = addresses
+
+        def host_port(key):
+            value = addresses.get(key)
+            if value is None:
+                return None
+            host, port = value.rsplit(":", 1)
+            return (host.strip("[]"), int(port))
+
+        self.udp = host_port("handle_udp")
+        self.tcp = host_port("handle_tcp")
+        self.grpc = addresses["grpc"]
         # DNS listeners, absent with --no-dns (then None).
-        dns_udp = re.search(r"dns udp\s+(\S+):(\d+)", text)
-        dns_tcp = re.search(r"dns tcp\s+(\S+):(\d+)", text)
-        dns_quic = re.search(r"dns quic\s+(\S+):(\d+) \(ALPN doq\)", text)
-        self.dns_udp = (dns_udp.group(1), int(dns_udp.group(2))) if dns_udp else None
-        self.dns_tcp = (dns_tcp.group(1), int(dns_tcp.group(2))) if dns_tcp else None
-        self.dns_quic = (dns_quic.group(1), int(dns_quic.group(2))) if dns_quic else None
+        self.dns_udp = host_port("dns_udp")
+        self.dns_tcp = host_port("dns_tcp")
+        self.dns_quic = host_port("dns_quic")
         self.token = (self.data_dir / "admin.token").read_text().strip()
         return self
 

@@ -1,4 +1,4 @@
-"""End-to-end: identifiers in the DNS (specs/dns-mapping.md), asked of the
+"""End-to-end: identifiers in the DNS (docs/dns-mapping.md), asked of the
 real idnode binary by DNS clients that are not ours: dig (BIND's) over UDP
 and TCP, dnspython over UDP, TCP and QUIC (RFC 9250, through aioquic)."""
 import base64
@@ -414,7 +414,7 @@ def test_hostile_datagrams_and_streams_do_not_stop_the_node(node):
 
 def test_a_node_without_dns(tmp_path):
     from conftest import Node
-    n = Node(tmp_path / "n", extra=["--no-dns", "--no-seed"]).start()
+    n = Node(tmp_path / "n", demo=False, extra=["--no-dns"]).start()
     try:
         assert n.dns_udp is None and n.dns_tcp is None and n.dns_quic is None
         assert not [l for l in n.lines if re.match(r"\s+dns ", l)]

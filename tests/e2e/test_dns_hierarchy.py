@@ -1,5 +1,5 @@
 """End-to-end: a delegated prefix is a zone cut in the DNS
-(specs/dns-mapping.md, "A prefix homed on another node is a zone cut").
+(docs/dns-mapping.md, "Zone cuts: delegated prefixes").
 
 A top-level node homes `88` and delegates `88.100` to an enterprise node;
 each serves the DNS on port 53 of its own loopback address, as referrals
@@ -117,12 +117,12 @@ def hierarchy(tmp_path):
         enterprise = ListenNode(tmp_path / "enterprise", {
             "--handle-listen": f"{ENTERPRISE_IP}:0",
             "--dns-listen": f"{ENTERPRISE_IP}:53",
-        }, extra=["--no-seed", "--no-quic"]).start()
+        }, demo=False, extra=["--no-quic"]).start()
         nodes.append(enterprise)
         top = ListenNode(tmp_path / "top", {
             "--handle-listen": f"{TOP_IP}:0",
             "--dns-listen": f"{TOP_IP}:53",
-        }, extra=["--no-seed", "--no-quic"]).start()
+        }, demo=False, extra=["--no-quic"]).start()
         nodes.append(top)
         assert enterprise.dns_udp == (ENTERPRISE_IP, 53) and top.dns_udp == (TOP_IP, 53)
         assert enterprise.udp[0] == ENTERPRISE_IP

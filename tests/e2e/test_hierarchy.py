@@ -148,8 +148,8 @@ def test_updates_are_seen_through_the_recursive_node_by_ttl(hierarchy, pb):
 def test_a_site_of_two_servers_with_one_stopped(hierarchy, tmp_path):
     """88.100.9 is served by a site of two nodes, hashed by suffix; with one
     stopped, its identifiers fail with a clear error, the others resolve."""
-    a = Node(tmp_path / "a", extra=["--no-seed", "--no-dns", "--no-quic"]).start()
-    b = Node(tmp_path / "b", extra=["--no-seed", "--no-dns", "--no-quic"]).start()
+    a = Node(tmp_path / "a", demo=False, extra=["--no-dns", "--no-quic"]).start()
+    b = Node(tmp_path / "b", demo=False, extra=["--no-dns", "--no-quic"]).start()
     try:
         servers = [a, b]
         for n in servers:
@@ -195,15 +195,15 @@ def test_a_site_of_two_servers_with_one_stopped(hierarchy, tmp_path):
 def test_a_referral_loop_ends_with_an_error(tmp_path):
     """Two nodes that each delegate 77.1 to the other: a recursive node
     asking them gets an error, not a hang."""
-    x = Node(tmp_path / "x", extra=["--no-seed", "--no-dns", "--no-quic"]).start()
-    y = Node(tmp_path / "y", extra=["--no-seed", "--no-dns", "--no-quic"]).start()
+    x = Node(tmp_path / "x", demo=False, extra=["--no-dns", "--no-quic"]).start()
+    y = Node(tmp_path / "y", demo=False, extra=["--no-dns", "--no-quic"]).start()
     rec = None
     try:
         urls = {n: f"udp://{n.udp[0]}:{n.udp[1]},tcp://{n.tcp[0]}:{n.tcp[1]}" for n in (x, y)}
         for n, other in ((x, y), (y, x)):
             n.cli("prefix", "home", "77")
             n.cli("prefix", "delegate", "77.1", "--to", urls[other])
-        rec = Node(tmp_path / "rec", extra=["--no-seed", "--no-dns", "--no-quic",
+        rec = Node(tmp_path / "rec", demo=False, extra=["--no-dns", "--no-quic",
                                             "--root", urls[x]]).start()
         start = time.monotonic()
         r = hc.udp_resolve(rec.udp, "77.1/ANYTHING", timeout=10)
@@ -242,7 +242,7 @@ def test_registrations_reach_the_server_that_owns_them(tmp_path, pb):
             for j, (h, g) in enumerate(ports))
         config = tmp_path / f"n{i}.toml"
         config.write_text(f'[site]\nserver_id = {i + 1}\nhash = "suffix"\n{servers}')
-        nodes.append(Node(tmp_path / f"n{i}", extra=["--no-seed", "--no-dns", "--no-quic",
+        nodes.append(Node(tmp_path / f"n{i}", demo=False, extra=["--no-dns", "--no-quic",
                                                     "--config", str(config)],
                           handle_listen=f"127.0.0.1:{ports[i][0]}",
                           grpc_listen=f"127.0.0.1:{ports[i][1]}"))

@@ -1,7 +1,7 @@
 //! A site of several servers: each identifier lives on the server the
-//! site's hash picks (specs/handle-protocol.md, "Choosing a server inside a
-//! site"); a registration that reaches another server of the site is
-//! forwarded to the owner over its gRPC API.
+//! site's hash picks (docs/hierarchy.md, "Sites of several servers"); a
+//! registration that reaches another server of the site is forwarded to
+//! the owner over its gRPC API.
 
 use crate::client::{AdminChannel, connect};
 use crate::proto::identifiers_client::IdentifiersClient;

@@ -11,9 +11,8 @@
 //! with this socket model. Keep the worker model in step with the server's
 //! when that one changes (batching, threads); the CPU steering of the
 //! SO_REUSEPORT group and the optional pinning of each worker to the CPUs
-//! steered to it are the node's own code (`idnode-reuseport`).
+//! steered to it are the node's own code (`idnode-udp`).
 
-use crate::mmsg::{BATCH, RecvBatch, send_all};
 use crate::workload::Synthetic;
 use idnode_core::wire::encode_value;
 use idnode_handle::{
@@ -21,9 +20,9 @@ use idnode_handle::{
     VERSION_MAJOR, VERSION_MINOR, encode_resolution_response, flags, for_each_datagram,
     is_fragment,
 };
-use idnode_reuseport::{allowed_cpus, by_cpu, pin_current_thread, worker_cpus};
+use idnode_udp::mmsg::{BATCH, RecvBatch, send_all};
+use idnode_udp::{allowed_cpus, by_cpu, pin_current_thread, worker_cpus};
 use nix::sys::socket::SockaddrStorage;
-use socket2::{Domain, Protocol, Socket, Type};
 use std::io::IoSlice;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -183,24 +182,10 @@ impl Drop for EchoServer {
 /// How often a blocked worker wakes to look at the stop flag.
 pub const WAKE: Duration = Duration::from_millis(100);
 
-/// One socket a worker, all on the same port (SO_REUSEPORT), with the
-/// buffer sizes idnode's UDP listener asks for.
+/// One socket a worker, all on the same port (SO_REUSEPORT), as idnode's
+/// UDP listener binds them: each datagram to the worker of its CPU.
 fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<UdpSocket>> {
-    let mut sockets = Vec::with_capacity(workers);
-    let mut addr = addr;
-    for _ in 0..workers.max(1) {
-        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        socket.set_reuse_port(true)?;
-        let _ = socket.set_recv_buffer_size(4 << 20);
-        let _ = socket.set_send_buffer_size(4 << 20);
-        socket.set_read_timeout(Some(WAKE))?;
-        socket.bind(&addr.into())?;
-        let socket: UdpSocket = socket.into();
-        addr = socket.local_addr()?;
-        sockets.push(socket);
-    }
-    // As the node's UDP listener does: each datagram to the worker of its
-    // CPU.
+    let sockets = idnode_udp::bind(addr, workers, Some(WAKE))?;
     if let Some(first) = sockets.first()
         && sockets.len() > 1
     {

@@ -32,7 +32,6 @@ pub mod driver;
 pub mod echo;
 pub mod inflight;
 pub mod load;
-mod mmsg;
 pub mod quic;
 pub mod report;
 pub mod svg;

@@ -8,10 +8,10 @@
 //! since the driver only needs whole response messages and a bounded wait
 //! (see [`crate::quic`]).
 
-use crate::mmsg::{BATCH, RecvBatch, send_all, stamp_arrivals};
 use idnode_handle::{
     ENVELOPE_LEN, Envelope, MAX_DATAGRAM, Reassembly, flags, for_each_datagram, frame_len,
 };
+use idnode_udp::mmsg::{BATCH, RecvBatch, send_all, stamp_arrivals};
 use nix::sys::socket::SockaddrStorage;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
     name = "idnode",
     version,
     about = "Resolution node for industrial-internet identifiers (Handle protocol, gRPC management)",
-    after_help = "Start a node with demo data: `idnode serve`. Then: `idnode resolve 88.100.1/CNC-LATHE-202600000`."
+    after_help = "Start a node with demo data: `idnode serve --demo`. Then: `idnode resolve 88.100.1/CNC-LATHE-202600000`."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -105,9 +105,15 @@ pub struct ServeArgs {
     /// Do not serve the DNS (UDP, TCP or QUIC).
     #[arg(long)]
     pub no_dns: bool,
-    /// Do not load the demo data into a new node.
+    /// Load the demo data (seeds/) into a new, empty node (`demo` in the
+    /// config). A node starts empty otherwise.
     #[arg(long)]
-    pub no_seed: bool,
+    pub demo: bool,
+    /// Once every listener is bound, write their addresses (and the data
+    /// directory, the admin token file, the TLS fingerprint) to this file as
+    /// one JSON object; useful with port 0.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<std::path::PathBuf>,
     /// Resolve for clients (the recursive role): a server of the root node
     /// as `udp://IP:PORT,tcp://IP:PORT`; repeat for mirrors. Replaces the
     /// config's `[recursion] roots`.

@@ -1,16 +1,13 @@
 //! The `idnode` command line: one binary for every role.
 //!
-//! `serve` wires the layers together (RocksDB store, registry, resolver,
-//! Handle listeners, gRPC management API) and seeds a new node; the other
-//! commands are clients: `resolve` speaks the Handle protocol, `prefix`,
-//! `id` and `import` call the gRPC management API. This is the only crate
-//! that knows the store is RocksDB.
+//! `serve` reads the configuration and flags and runs the node that
+//! `idnode-node` assembles; the other commands are clients: `resolve`
+//! speaks the Handle protocol, `prefix`, `id`, `import` and `compact` call
+//! the gRPC management API, `bench` is the load generator.
 
 mod args;
-mod jsonl;
 mod manage;
 mod resolve;
-mod seed;
 mod serve;
 
 use clap::Parser;

@@ -2,7 +2,7 @@
 //! management API.
 
 use crate::args::{AdminArgs, IdCommand, ImportArgs, PrefixCommand};
-use crate::{jsonl, usage};
+use crate::usage;
 use anyhow::Context;
 use idnode_admin::proto;
 use idnode_core::{Permissions, Ttl, Value};
@@ -380,7 +380,7 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
             Ok(t) => t,
             Err(e) => usage!("{}: line {line_no}: {e}", import.file.display()),
         };
-        match jsonl::parse_line(&text) {
+        match idnode_node::jsonl::parse_line(&text) {
             Ok(None) => {}
             Ok(Some((parsed, values))) => items.push(Item {
                 line: line_no,

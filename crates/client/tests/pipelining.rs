@@ -5,10 +5,10 @@
 //! No assertion here depends on timing: timeouts only guard against hangs.
 #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
+use idnode_authority::{HandleService, Outcome, Scratch};
 use idnode_client::{Client, ClientError, ClientOptions, Query, Transport};
 use idnode_core::{Record, Value};
 use idnode_handle::{ResponseBody, code, flags, for_each_datagram, frame_len};
-use idnode_resolver::{HandleService, Outcome, Scratch};
 use idnode_store::{MemoryStore, Space, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -2,11 +2,11 @@
 //! the site's hash gives it: every identifier must reach its own server.
 #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
+use idnode_authority::{HandleService, Outcome, Scratch};
 use idnode_client::{Query, SiteClient, Transport};
 use idnode_core::{Record, Value};
 use idnode_handle::code;
 use idnode_handle::site::{HashOption, ServerInfo, SiteInfo, server_index};
-use idnode_resolver::{HandleService, Outcome, Scratch};
 use idnode_store::{MemoryStore, Space, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;

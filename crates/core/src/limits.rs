@@ -1,4 +1,4 @@
-//! Limits enforced at every entrance (DESIGN.md, "Data model").
+//! Limits enforced at every entrance (docs/handle-protocol.md, "Values").
 
 /// Longest identifier, in bytes of UTF-8.
 pub const MAX_IDENTIFIER_BYTES: usize = 2048;

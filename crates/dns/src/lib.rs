@@ -1,5 +1,6 @@
-//! Identifiers in the DNS (specs/dns-mapping.md): the name mapping and the
-//! answers, from the store, to DNS queries.
+//! Identifiers in the DNS (docs/dns-mapping.md at the root of the
+//! repository): the name mapping and the answers, from the store, to DNS
+//! queries and zone transfers.
 //!
 //! This crate owns:
 //! - the name mapping ([`name`]): an identifier `88.100.1/ABC-123` is the
@@ -14,13 +15,14 @@
 //!   (NXDOMAIN, NODATA, REFUSED, FORMERR, EDNS(0), truncation, RFC 8482
 //!   ANY, referrals at the zone cuts of delegated prefixes), through an [`AnswerCache`] of encoded answers that commits
 //!   invalidate;
-//! - what zone transfers need: [`DnsService::soa_serial`],
-//!   [`DnsService::zone`] (every record of an apex zone, for AXFR) and
-//!   [`DnsService::record_set`] (the records of one stored record, for IXFR
-//!   differences).
+//! - zone transfers ([`transfer`]): [`transfer::transfer`] turns an AXFR
+//!   or IXFR query from a peer into the answer messages (the zone from
+//!   [`DnsService::zone`], differences from the store's change log through
+//!   [`DnsService::record_set`]), signed with TSIG ([`tsig`]) when the
+//!   query was; the listener only frames them.
 //!
 //! It is sans-IO: no sockets, no tokio, no clock (callers pass `now`).
-//! Listeners (UDP, TCP, QUIC) and zone transfers live above it; it must
+//! Listeners (UDP, TCP, QUIC) live above it; it must
 //! not depend on a storage engine (only on the `Store` trait) nor on a
 //! transport. Messages are parsed by [`query`] (header and question only,
 //! bounds-checked, never following compression pointers) and answers are
@@ -40,6 +42,8 @@ pub mod query;
 pub mod records;
 mod service;
 pub mod special;
+pub mod transfer;
+pub mod tsig;
 mod zone;
 
 pub use cache::AnswerCache;

@@ -1,4 +1,4 @@
-//! The name mapping (specs/dns-mapping.md, "Names").
+//! The name mapping (docs/dns-mapping.md, "Names").
 //!
 //! - A prefix `88.100.1` is its segments reversed under the apex:
 //!   `1.100.88.<apex>`.

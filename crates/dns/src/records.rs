@@ -1,4 +1,4 @@
-//! The records of specs/dns-mapping.md ("Records"): what an identifier's
+//! The records of docs/dns-mapping.md ("Records"): what an identifier's
 //! publicly readable values become, and the apex's SOA, NS and glue.
 //!
 //! - TXT, one per value: `idx=<index>`, `type=<type>`, then

@@ -1,5 +1,5 @@
 //! GS1 ONS 2.0 and OID ORS (ITU-T X.672) names, answered through the same
-//! store (specs/dns-mapping.md, "GS1 and OID").
+//! store (docs/dns-mapping.md, "GS1 ONS and OID ORS names").
 //!
 //! GS1: a GTIN is registered as an identifier under the configured GS1
 //! prefix, its suffix the 14 digits of the GTIN-14 (shorter GTINs padded

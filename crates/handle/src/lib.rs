@@ -4,7 +4,7 @@
 //! the 24-byte header, resolution requests and responses, error responses,
 //! the request digest (RD flag), the split of a message into UDP datagrams
 //! and their reassembly, and the completeness check of a TCP frame. The
-//! facts it follows are in `specs/handle-protocol.md`; where that page is
+//! facts it follows are in `docs/handle-protocol.md`; where that page is
 //! silent, it follows what CNRI's Handle.Net 9.x library (`hdllib`) does.
 //!
 //! It must not depend on anything that does I/O or keeps time: no tokio, no

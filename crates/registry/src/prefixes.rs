@@ -23,7 +23,7 @@ pub const SITE_PREFIX_TYPE: &str = "HS_SITE.PREFIX";
 pub(crate) const PREFIX_AUTHORITY: &str = "0.NA";
 
 /// The binary HS_ADMIN data (permission mask, admin identifier, admin
-/// index), as specs/handle-protocol.md describes it.
+/// index), as docs/handle-protocol.md ("HS_ADMIN") describes it.
 pub fn hs_admin_data(permissions: u16, admin: &str, admin_index: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + 4 + admin.len() + 4);
     out.extend_from_slice(&permissions.to_be_bytes());

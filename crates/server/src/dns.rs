@@ -1,4 +1,4 @@
-//! The DNS on the network (specs/dns-mapping.md, "Transports"): answers
+//! The DNS on the network (docs/dns-mapping.md, "Transports"): answers
 //! from [`DnsService::respond`] over UDP, TCP and QUIC.
 //!
 //! - UDP (RFC 1035): the worker threads of the Handle fast path (`udp.rs`),
@@ -22,7 +22,7 @@
 //!   `DOQ_REQUEST_CANCELLED`.
 //!
 //! Zone transfers (AXFR, IXFR) are served over TCP to the peers of
-//! `allow_transfer` ([`crate::xfr`]); over UDP and QUIC,
+//! `allow_transfer` ([`idnode_dns::transfer`]); over UDP and QUIC,
 //! [`Outcome::Transfer`] sends the NOTIMP answer the service wrote. After
 //! writes, NOTIFY goes to the `notify` targets ([`crate::notify`]).
 
@@ -79,7 +79,7 @@ pub struct DnsListenerOptions {
     /// Peers allowed to transfer zones (AXFR, IXFR) over TCP.
     pub allow_transfer: Vec<IpAddr>,
     /// TSIG keys; when there are any, a transfer must be signed with one.
-    pub tsig_keys: Vec<crate::tsig::TsigKey>,
+    pub tsig_keys: Vec<idnode_dns::tsig::TsigKey>,
     /// Secondaries sent a NOTIFY (UDP) after writes.
     pub notify: Vec<SocketAddr>,
 }
@@ -146,7 +146,7 @@ impl DnsListeners {
         }
         let idle = options.tcp_idle_timeout;
         let max_connections = options.tcp_max_connections;
-        let allow = Arc::new(crate::xfr::TransferPolicy {
+        let allow = Arc::new(idnode_dns::transfer::TransferPolicy {
             allow: options.allow_transfer.clone(),
             keys: options.tsig_keys.clone(),
         });
@@ -217,7 +217,7 @@ async fn tcp_connection(
     mut stream: TcpStream,
     service: Arc<DnsService>,
     idle: Duration,
-    allow: Arc<crate::xfr::TransferPolicy>,
+    allow: Arc<idnode_dns::transfer::TransferPolicy>,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr()?.ip();
@@ -256,7 +256,7 @@ async fn tcp_connection(
                         out.clone(),
                     );
                     let messages = tokio::task::spawn_blocking(move || {
-                        crate::xfr::transfer(
+                        idnode_dns::transfer::transfer(
                             &service,
                             &query,
                             apex,
@@ -268,7 +268,7 @@ async fn tcp_connection(
                     })
                     .await
                     .map_err(io::Error::other)?;
-                    // Each within 65535 octets (`xfr::transfer` sees to it).
+                    // Each within 65535 octets (`idnode_dns::transfer::transfer` sees to it).
                     for m in messages {
                         let Ok(len) = u16::try_from(m.len()) else {
                             close = true;

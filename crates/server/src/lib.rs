@@ -1,39 +1,33 @@
 //! Listeners and runtime wiring.
 //!
-//! Transports are thin: bytes in, [`idnode_resolver::HandleService`] or
+//! Transports are thin: bytes in, [`idnode_authority::HandleService`] or
 //! [`idnode_dns::DnsService`] out, bytes back. This crate owns the sockets
 //! (UDP worker threads on SO_REUSEPORT sockets with batched receive and
 //! send, a TCP acceptor with a connection cap, QUIC endpoints), multi-packet
-//! UDP reassembly state, timeouts, the [`Config`] and graceful shutdown. It
-//! does not know which storage engine is behind the services.
+//! UDP reassembly state, timeouts and graceful shutdown. It does not know
+//! which storage engine is behind the services, nor the configuration file
+//! (`idnode-node` turns that into the listeners' options).
 //!
 //! Handle: [`HandleListeners`] (UDP, TCP) and [`QuicListener::start`]
-//! (ALPN `hdl`); on [`idnode_resolver::Outcome::Recurse`] each transport
+//! (ALPN `hdl`); on [`idnode_authority::Outcome::Recurse`] each transport
 //! awaits the upstream resolution (UDP hands it to a task and sends the
-//! answer from the worker's socket). The node's place in the hierarchy:
-//! its own HS_SITE and the recursor behind `[recursion] roots`
-//! ([`recursion`]). DNS: [`DnsListeners`] (UDP, TCP) and
-//! [`QuicListener::start_dns`] (ALPN `doq`), zone transfers ([`xfr`]) with
-//! TSIG ([`tsig`]) and NOTIFY ([`notify`]).
+//! answer from the worker's socket). DNS: [`DnsListeners`] (UDP, TCP) and
+//! [`QuicListener::start_dns`] (ALPN `doq`), zone transfers over TCP (the
+//! messages from [`idnode_dns::transfer`]) and NOTIFY ([`notify`]).
 
-pub mod config;
+mod cids;
 pub mod dns;
 pub mod notify;
 pub mod quic;
-pub mod recursion;
-mod steer;
 mod tcp;
 pub mod tls;
-pub mod tsig;
 mod udp;
-pub mod xfr;
 
-pub use config::Config;
 pub use dns::{DnsListenerOptions, DnsListeners};
 pub use quic::{QuicListener, QuicOptions};
 pub use tls::{CertificateSource, Fingerprint, TlsIdentity};
 
-use idnode_resolver::HandleService;
+use idnode_authority::HandleService;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +49,7 @@ pub struct HandleListenerOptions {
     /// UDP worker sockets; 0 means one per core.
     pub udp_workers: usize,
     /// Whether each UDP worker runs only on the CPUs whose datagrams it
-    /// receives (see `steer`).
+    /// receives (see `idnode_udp::pin`).
     pub pin_udp_workers: bool,
     pub tcp_max_connections: usize,
     pub tcp_idle_timeout: Duration,
@@ -170,38 +164,6 @@ pub(crate) fn bind_udp_and_tcp(
                 attempts += 1;
             }
             Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Listens for SIGINT and SIGTERM from now on (the handlers are installed
-/// before this returns, so a signal that arrives before the returned
-/// future is awaited is not lost, nor does it kill the process), and
-/// resolves when one arrives.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate());
-        let int = signal(SignalKind::interrupt());
-        async move {
-            match (term, int) {
-                (Ok(mut term), Ok(mut int)) => {
-                    tokio::select! {
-                        _ = term.recv() => {},
-                        _ = int.recv() => {},
-                    }
-                }
-                _ => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -12,7 +12,7 @@
 //! worker is a thread with a single-threaded runtime of its own (see
 //! `Worker`), like the UDP workers. A packet goes to the endpoint that
 //! issued its destination connection ID (a BPF program on the group reads
-//! it, see `steer.rs`), not by the peer's address, so a connection keeps
+//! it, see `cids.rs` and `idnode_udp::steer`), not by the peer's address, so a connection keeps
 //! its endpoint when the client's address changes: connection migration
 //! is on (NAT rebinding, a client moving between networks).
 //!
@@ -39,14 +39,13 @@
 //!   [`RESPONDERS_PER_CONNECTION`] answers of one connection are being
 //!   built or written at once.
 
-use crate::steer::{self, EndpointCids};
+use crate::cids::EndpointCids;
 use crate::tls::{CERT_FILE, CertificateSource, Fingerprint, TLS_DIR, TlsIdentity};
 use crate::unix_now;
+use idnode_authority::{HandleService, Outcome, Scratch};
 use idnode_handle::{ENVELOPE_LEN, MAX_MESSAGE_LEN};
-use idnode_resolver::{HandleService, Outcome, Scratch};
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Endpoint, EndpointConfig, IdleTimeout, Incoming, ReadToEndError, VarInt};
-use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -278,13 +277,13 @@ impl QuicListener {
         let stop = shutdown.child_token();
         let mut endpoints = Vec::with_capacity(workers);
         let mut done = Vec::with_capacity(workers);
-        let sockets = bind(options.listen, workers)?;
+        let sockets = idnode_udp::bind(options.listen, workers, None)?;
         // Packets follow their connection ID to its endpoint whatever
         // address they come from, so clients may move. Where the program
         // cannot be attached the kernel's address hash places them, and a
         // client that moved would reach another endpoint: no migration.
         let steered = match sockets.first() {
-            Some(first) if sockets.len() > 1 => steer::by_connection_id(first, sockets.len())
+            Some(first) if sockets.len() > 1 => idnode_udp::by_quic_connection_id(first, sockets.len())
                 .map_err(|e| tracing::warn!(error = %e, "QUIC endpoints chosen by the address hash; connection migration off"))
                 .is_ok(),
             _ => true,
@@ -431,23 +430,6 @@ fn transport_config(
         .send_window(CONNECTION_SEND_WINDOW)
         .datagram_receive_buffer_size(None);
     Ok(transport)
-}
-
-fn bind(addr: SocketAddr, workers: usize) -> io::Result<Vec<std::net::UdpSocket>> {
-    let mut sockets = Vec::with_capacity(workers);
-    let mut addr = addr;
-    for _ in 0..workers.max(1) {
-        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        socket.set_reuse_port(true)?;
-        let _ = socket.set_recv_buffer_size(4 << 20);
-        let _ = socket.set_send_buffer_size(4 << 20);
-        socket.bind(&addr.into())?;
-        let socket: std::net::UdpSocket = socket.into();
-        // Later workers join the port the first one got (for port 0).
-        addr = socket.local_addr()?;
-        sockets.push(socket);
-    }
-    Ok(sockets)
 }
 
 async fn accept_loop<P: StreamProtocol>(

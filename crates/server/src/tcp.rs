@@ -3,8 +3,8 @@
 //! loop with its connection cap ([`accept_loop`]) serves DNS over TCP too.
 
 use crate::unix_now;
+use idnode_authority::{HandleService, Outcome, Scratch};
 use idnode_handle::{MAX_MESSAGE_LEN, frame_len};
-use idnode_resolver::{HandleService, Outcome, Scratch};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::future::Future;
 use std::net::SocketAddr;

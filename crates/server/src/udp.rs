@@ -13,46 +13,30 @@
 //! DNS responder lives in `dns.rs`.
 
 use crate::unix_now;
+use idnode_authority::{Batch, HandleService, Outcome, Scratch};
 use idnode_handle::{ENVELOPE_LEN, Envelope, MAX_DATAGRAM, Reassembly, for_each_datagram};
-use idnode_resolver::{Batch, HandleService, Outcome, Scratch};
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
-use socket2::{Domain, Protocol, Socket, Type};
+use idnode_udp::{BATCH, RecvBatch, send_all};
+use nix::sys::socket::SockaddrStorage;
 use std::collections::HashMap;
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Datagrams taken per system call.
-const BATCH: usize = 32;
-/// Largest datagram read; longer ones are truncated and fail to decode.
-const RECV_BUF: usize = 2048;
 /// How often a blocked worker wakes to look at the shutdown flag.
 const WAKE: Duration = Duration::from_millis(100);
 /// Multi-packet requests being reassembled, all workers together.
 const MAX_PENDING: usize = 4096;
 const PENDING_TTL: Duration = Duration::from_secs(5);
 
+/// One socket a worker on `addr` (SO_REUSEPORT), each datagram steered to
+/// the worker of the CPU that received it.
 pub(crate) fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<UdpSocket>> {
-    let mut sockets = Vec::with_capacity(workers);
-    let mut addr = addr;
-    for _ in 0..workers.max(1) {
-        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        socket.set_reuse_port(true)?;
-        let _ = socket.set_recv_buffer_size(4 << 20);
-        let _ = socket.set_send_buffer_size(4 << 20);
-        socket.set_read_timeout(Some(WAKE))?;
-        socket.bind(&addr.into())?;
-        let std_socket: UdpSocket = socket.into();
-        // Later workers join the port the first one got (for port 0).
-        addr = std_socket.local_addr()?;
-        sockets.push(std_socket);
-    }
+    let sockets = idnode_udp::bind(addr, workers, Some(WAKE))?;
     if let Some(first) = sockets.first()
         && sockets.len() > 1
-        && let Err(e) = crate::steer::by_cpu(first, sockets.len())
+        && let Err(e) = idnode_udp::by_cpu(first, sockets.len())
     {
         tracing::debug!(error = %e, "UDP workers chosen by the kernel's address hash");
     }
@@ -99,7 +83,7 @@ pub(crate) trait Responder: Send + 'static {
 /// Starts one worker thread per socket, named `<name>-<n>`, each with the
 /// responder `make` gives it; they stop when `stop` is set. With `pin`,
 /// worker `n` runs only on the CPUs whose datagrams [`bind`]'s steering
-/// hands it (`steer::worker_cpus`); a worker that would get no CPU, or
+/// hands it (`idnode_udp::worker_cpus`); a worker that would get no CPU, or
 /// whose pinning fails, runs where the scheduler puts it.
 pub(crate) fn spawn<R: Responder>(
     sockets: Vec<UdpSocket>,
@@ -109,7 +93,7 @@ pub(crate) fn spawn<R: Responder>(
     pin: bool,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let mut cpus = if pin {
-        crate::steer::worker_cpus(&crate::steer::allowed_cpus(), sockets.len())
+        idnode_udp::worker_cpus(&idnode_udp::allowed_cpus(), sockets.len())
     } else {
         Vec::new()
     }
@@ -125,7 +109,7 @@ pub(crate) fn spawn<R: Responder>(
                 .name(thread.clone())
                 .spawn(move || {
                     if !cpus.is_empty()
-                        && let Err(e) = crate::steer::pin_current_thread(&cpus)
+                        && let Err(e) = idnode_udp::pin_current_thread(&cpus)
                     {
                         tracing::debug!(thread, error = %e, "UDP worker not pinned");
                     }
@@ -138,7 +122,7 @@ pub(crate) fn spawn<R: Responder>(
 struct Worker<R> {
     socket: UdpSocket,
     responder: R,
-    inputs: Vec<[u8; RECV_BUF]>,
+    received: RecvBatch,
     outputs: Vec<Vec<u8>>,
 }
 
@@ -147,48 +131,30 @@ impl<R: Responder> Worker<R> {
         Self {
             socket,
             responder,
-            inputs: vec![[0u8; RECV_BUF]; BATCH],
+            received: RecvBatch::new(),
             outputs: (0..BATCH).map(|_| Vec::with_capacity(1024)).collect(),
         }
     }
 
     fn run(mut self, stop: &AtomicBool) {
-        let fd = self.socket.as_raw_fd();
-        let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-        let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-        let mut lens = [0usize; BATCH];
-        let mut peers: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
         while !stop.load(Ordering::Relaxed) {
-            // Receive a batch: block for the first datagram, take what else
-            // is already queued.
-            let n = {
-                let mut inputs = self.inputs.iter_mut();
-                let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
-                    [IoSliceMut::new(
-                        inputs.next().map_or(&mut [][..], |b| &mut b[..]),
-                    )]
-                });
-                match recvmmsg(
-                    fd,
-                    &mut recv_headers,
-                    slices.iter_mut(),
-                    MsgFlags::MSG_WAITFORONE,
-                    None,
-                ) {
-                    Ok(results) => {
-                        let mut n = 0;
-                        for (i, msg) in results.enumerate() {
-                            lens[i] = msg.bytes;
-                            peers[i] = msg.address;
-                            n = i + 1;
-                        }
-                        n
-                    }
-                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "udp receive failed");
-                        continue;
-                    }
+            // Receive a batch: block for the first datagram (up to the
+            // socket's read timeout), take what else is already queued.
+            let n = match self.received.recv(&self.socket) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "udp receive failed");
+                    continue;
                 }
             };
             // Answer them, collecting the one-datagram answers for one
@@ -196,52 +162,33 @@ impl<R: Responder> Worker<R> {
             let mut ready = [false; BATCH];
             let mut datagrams: [&[u8]; BATCH] = [&[]; BATCH];
             for (i, datagram) in datagrams.iter_mut().enumerate().take(n) {
-                *datagram = &self.inputs[i][..lens[i].min(RECV_BUF)];
+                *datagram = self.received.datagram(i);
             }
+            let peers = self.received.peers(n);
             self.responder.respond_all(
                 &datagrams[..n],
-                &peers[..n],
+                peers,
                 &mut self.outputs[..n],
                 &mut ready[..n],
                 &self.socket,
             );
-            self.send_batch(fd, &mut send_headers, &ready[..n], &peers[..n]);
+            self.send_batch(&ready[..n], peers);
         }
     }
 
-    fn send_batch(
-        &self,
-        fd: i32,
-        headers: &mut MultiHeaders<SockaddrStorage>,
-        ready: &[bool],
-        peers: &[Option<SockaddrStorage>],
-    ) {
-        let mut slices: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|_| [IoSlice::new(&[])]);
+    /// Sends the ready answers of a batch with as few `sendmmsg` as the
+    /// kernel allows; a datagram it refuses is skipped.
+    fn send_batch(&self, ready: &[bool], peers: &[Option<SockaddrStorage>]) {
+        let mut slices: [IoSlice<'_>; BATCH] = [IoSlice::new(&[]); BATCH];
         let mut addrs: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
         let mut count = 0;
         for (i, _) in ready.iter().enumerate().filter(|(_, r)| **r) {
-            slices[count] = [IoSlice::new(&self.outputs[i])];
+            slices[count] = IoSlice::new(&self.outputs[i]);
             addrs[count] = peers[i];
             count += 1;
         }
-        let mut offset = 0;
-        while offset < count {
-            let (batch, to) = (&slices[offset..count], &addrs[offset..count]);
-            match sendmmsg(fd, headers, batch.iter(), to, [], MsgFlags::empty()) {
-                Ok(results) => {
-                    let sent = results.count();
-                    if sent == 0 {
-                        return;
-                    }
-                    offset += sent;
-                }
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "udp send failed");
-                    // Skip the datagram that failed; send the rest.
-                    offset += 1;
-                }
-            }
+        if let Err(e) = send_all(&self.socket, &slices[..count], &addrs[..count]) {
+            tracing::debug!(error = %e, "udp send failed");
         }
     }
 }
@@ -509,7 +456,7 @@ mod tests {
         ) -> bool {
             out.clear();
             out.push(self.0);
-            for cpu in crate::steer::allowed_cpus() {
+            for cpu in idnode_udp::allowed_cpus() {
                 out.extend_from_slice(&u16::try_from(cpu).unwrap().to_le_bytes());
             }
             true
@@ -522,7 +469,7 @@ mod tests {
     /// to one worker whatever its CPU).
     /// Two CPUs this process may run on (`None`: only one).
     fn two_cpus() -> Option<Vec<usize>> {
-        let cpus: Vec<usize> = crate::steer::allowed_cpus().into_iter().take(2).collect();
+        let cpus: Vec<usize> = idnode_udp::allowed_cpus().into_iter().take(2).collect();
         (cpus.len() == 2).then_some(cpus)
     }
 
@@ -613,7 +560,7 @@ mod tests {
         let Some(answers) = answers_from_each_cpu("test-pin", true) else {
             return;
         };
-        let allowed = crate::steer::allowed_cpus();
+        let allowed = idnode_udp::allowed_cpus();
         for (cpu, answered_by) in answers {
             let expected: Vec<usize> = allowed
                 .iter()

@@ -1,10 +1,10 @@
 //! The Handle listeners over real loopback sockets, with the in-memory store.
 #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
+use idnode_authority::HandleService;
 use idnode_client::{Client, Query, Transport};
 use idnode_core::{PrefixInfo, Record, Value};
 use idnode_handle::{ResponseBody, code};
-use idnode_resolver::HandleService;
 use idnode_server::{HandleListenerOptions, HandleListeners};
 use idnode_store::{MemoryStore, Space, Store};
 use std::sync::Arc;

@@ -4,10 +4,10 @@
 //! No assertion here depends on timing: timeouts only guard against hangs.
 #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
+use idnode_authority::HandleService;
 use idnode_client::{Client, ClientError, ClientOptions, Query, TlsOptions, Transport};
 use idnode_core::{PrefixInfo, Record, Value};
 use idnode_handle::{Response, ResponseBody, code};
-use idnode_resolver::HandleService;
 use idnode_server::{CertificateSource, QuicListener, QuicOptions};
 use idnode_store::{MemoryStore, Space, Store};
 use quinn::rustls;

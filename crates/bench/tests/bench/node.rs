@@ -4,9 +4,9 @@
 
 use crate::{check_report, plan, udp};
 use idnode_admin::{Auth, serve};
+use idnode_authority::HandleService;
 use idnode_bench::{AdminTarget, Load, Synthetic, Tcp, load, run};
 use idnode_registry::Registry;
-use idnode_resolver::HandleService;
 use idnode_server::{HandleListenerOptions, HandleListeners};
 use idnode_store::MemoryStore;
 use std::sync::Arc;

@@ -4,10 +4,10 @@
 //! once and says why.
 
 use crate::{check_report, plan};
+use idnode_authority::HandleService;
 use idnode_bench::{Fingerprint, Load, Quic, Synthetic, TlsOptions, Transport, Udp, run};
 use idnode_core::{PrefixInfo, Record};
 use idnode_handle::code;
-use idnode_resolver::HandleService;
 use idnode_server::{
     CertificateSource, HandleListenerOptions, HandleListeners, QuicListener, QuicOptions,
 };

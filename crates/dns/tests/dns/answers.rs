@@ -1,4 +1,4 @@
-//! The answers of specs/dns-mapping.md, "Records", through both services.
+//! The answers of docs/dns-mapping.md, "Records", through both services.
 
 use crate::support::*;
 use idnode_core::Ttl;

@@ -8,4 +8,5 @@ mod delegation;
 mod hostile;
 mod special;
 mod support;
+mod transfer;
 mod zone;

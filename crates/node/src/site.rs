@@ -1,11 +1,11 @@
 //! The node's place in the hierarchy: its own HS_SITE (the answer to
-//! GET_SITE_INFO) and, for a recursive node, the [`Upstream`] that resolves
-//! through [`idnode_recursor::Recursor`].
+//! GET_SITE_INFO), the other servers of its site, and, for a recursive
+//! node, the [`Upstream`] that resolves through [`idnode_recursor::Recursor`].
 
 use crate::config::{RecursionConfig, SiteConfig};
+use idnode_authority::{Upstream, UpstreamAnswer};
 use idnode_handle::site::{HashOption, ServerInfo, SiteInfo};
 use idnode_recursor::{Answer, Recursor, RecursorOptions};
-use idnode_resolver::{Upstream, UpstreamAnswer};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
@@ -106,7 +106,7 @@ pub fn upstream(config: &RecursionConfig) -> Result<Option<Arc<dyn Upstream>>, S
     Ok(Some(Arc::new(Recursive(recursor))))
 }
 
-/// [`Recursor`] as the resolver's [`Upstream`].
+/// [`Recursor`] as the authority's [`Upstream`].
 struct Recursive(Recursor);
 
 impl Upstream for Recursive {
@@ -121,6 +121,27 @@ impl Upstream for Recursive {
             }
         })
     }
+}
+
+/// The other servers of a multi-server `[site]`, for forwarding
+/// registrations to the server that owns each identifier.
+pub fn peers(config: &SiteConfig) -> Result<Option<Arc<idnode_admin::SitePeers>>, String> {
+    if config.servers.is_empty() {
+        return Ok(None);
+    }
+    let hash = site_hash(config)?;
+    let peers = config
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (i + 1 != config.server_id).then(|| idnode_admin::PeerConfig {
+                grpc: s.grpc.clone(),
+                token_file: s.token_file.clone(),
+            })
+        })
+        .collect();
+    Ok(Some(Arc::new(idnode_admin::SitePeers::new(hash, peers))))
 }
 
 #[cfg(test)]

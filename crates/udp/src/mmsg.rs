@@ -1,6 +1,7 @@
 //! Batched UDP system calls (`recvmmsg`, `sendmmsg`, through nix's safe
-//! wrappers, as idnode's UDP workers use them): up to [`BATCH`] datagrams
-//! per call, into buffers allocated once (performance-critical path).
+//! wrappers), as the node's UDP workers and the load generator use them: up
+//! to [`BATCH`] datagrams per call, into buffers allocated once
+//! (performance-critical path).
 //!
 //! nix's `MultiHeaders` hold raw pointers and so cannot move between
 //! threads; each thread keeps its own in a thread-local, which lets the
@@ -15,9 +16,10 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 
-/// Datagrams per system call (as idnode's UDP workers).
+/// Datagrams per system call.
 pub const BATCH: usize = 32;
-/// Largest datagram read; a Handle datagram is at most 512 bytes.
+/// Largest datagram read; longer ones are truncated (a Handle datagram is
+/// at most 512 bytes, a DNS query over UDP rarely more).
 pub const RECV_BUF: usize = 2048;
 
 thread_local! {
@@ -112,6 +114,12 @@ impl RecvBatch {
     /// Who sent datagram `i`.
     pub fn peer(&self, i: usize) -> Option<SockaddrStorage> {
         self.peers[i]
+    }
+
+    /// Who sent each of the first `n` datagrams of the last
+    /// [`recv`](Self::recv) (`n` at most [`BATCH`]).
+    pub fn peers(&self, n: usize) -> &[Option<SockaddrStorage>] {
+        &self.peers[..n.min(BATCH)]
     }
 
     /// When the kernel received datagram `i`, in nanoseconds since the

@@ -24,8 +24,9 @@ pub enum ConfigError {
 pub struct Config {
     /// Where RocksDB, the admin token and other state live.
     pub data_dir: PathBuf,
-    /// Load the demo data (seeds/) into a new, empty node.
-    pub seed: bool,
+    /// Load the demo data (`seeds/`) into a new, empty node (off by default;
+    /// `idnode serve --demo` turns it on).
+    pub demo: bool,
     /// Log filter (`info`, `debug`, `idnode_server=debug`...). RUST_LOG wins.
     pub log: String,
     pub storage: StorageConfig,
@@ -42,7 +43,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
-            seed: true,
+            demo: false,
             log: "info".into(),
             storage: StorageConfig::default(),
             handle: HandleConfig::default(),
@@ -111,8 +112,8 @@ impl Default for HandleConfig {
 }
 
 impl HandleConfig {
-    pub fn listener_options(&self) -> crate::HandleListenerOptions {
-        crate::HandleListenerOptions {
+    pub fn listener_options(&self) -> idnode_server::HandleListenerOptions {
+        idnode_server::HandleListenerOptions {
             listen: self.listen,
             udp_workers: self.udp_workers,
             pin_udp_workers: self.pin_udp_workers,
@@ -226,15 +227,15 @@ impl Default for QuicConfig {
 }
 
 impl QuicConfig {
-    pub fn listener_options(&self) -> crate::QuicOptions {
-        crate::QuicOptions {
+    pub fn listener_options(&self) -> idnode_server::QuicOptions {
+        idnode_server::QuicOptions {
             listen: self.listen,
             workers: self.workers,
             max_connections: self.max_connections,
             max_streams_per_connection: self.max_streams_per_connection,
             idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
-            certificate: crate::CertificateSource {
+            certificate: idnode_server::CertificateSource {
                 cert: self.cert.clone(),
                 key: self.key.clone(),
                 names: self.names.clone(),
@@ -283,7 +284,7 @@ impl Default for CacheConfig {
     }
 }
 
-/// The DNS side (specs/dns-mapping.md): identifiers as DNS names under
+/// The DNS side (docs/dns-mapping.md): identifiers as DNS names under
 /// the apexes, served over UDP and TCP on `listen` and over QUIC (RFC 9250,
 /// ALPN `doq`) on `quic_listen`. The defaults are unprivileged ports; a
 /// node that is a name server of record listens on port 53.
@@ -450,8 +451,8 @@ impl DnsServerConfig {
 
     /// The listeners' settings; an error names a TSIG key that does not
     /// parse.
-    pub fn listener_options(&self) -> Result<crate::DnsListenerOptions, String> {
-        Ok(crate::DnsListenerOptions {
+    pub fn listener_options(&self) -> Result<idnode_server::DnsListenerOptions, String> {
+        Ok(idnode_server::DnsListenerOptions {
             listen: self.listen,
             udp_workers: self.workers,
             pin_udp_workers: self.pin_udp_workers,
@@ -464,13 +465,13 @@ impl DnsServerConfig {
     }
 
     /// The configured TSIG keys, parsed.
-    pub fn tsig_keys(&self) -> Result<Vec<crate::tsig::TsigKey>, String> {
+    pub fn tsig_keys(&self) -> Result<Vec<idnode_dns::tsig::TsigKey>, String> {
         self.tsig_keys
             .iter()
             .enumerate()
             .map(|(i, k)| {
                 let algorithm = k.algorithm.as_deref().unwrap_or("hmac-sha256");
-                crate::tsig::TsigKey::new(&k.name, algorithm, &k.secret)
+                idnode_dns::tsig::TsigKey::new(&k.name, algorithm, &k.secret)
                     .map_err(|e| format!("dns.tsig_keys[{i}]: {e}"))
             })
             .collect()
@@ -478,8 +479,8 @@ impl DnsServerConfig {
 
     /// The DNS-over-QUIC listener's settings: this section's address and
     /// workers, the limits and certificate of `quic`.
-    pub fn quic_options(&self, quic: &QuicConfig) -> crate::QuicOptions {
-        crate::QuicOptions {
+    pub fn quic_options(&self, quic: &QuicConfig) -> idnode_server::QuicOptions {
+        idnode_server::QuicOptions {
             listen: self.quic_listen,
             workers: self.workers,
             ..quic.listener_options()

@@ -1,11 +1,11 @@
 //! The resolver against the in-memory store, through the codec both ways.
 #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
+use idnode_authority::{HandleService, Outcome, ResponseCache, Scratch};
 use idnode_core::{Permissions, PrefixInfo, Record, Value};
 use idnode_handle::{
     RequestParams, ResponseBody, code, decode_response, encode_resolution_request, flags,
 };
-use idnode_resolver::{HandleService, Outcome, ResponseCache, Scratch};
 use idnode_store::{CommitObserver, MemoryStore, ObservedStore, Space, Store};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

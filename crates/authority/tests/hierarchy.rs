@@ -3,15 +3,15 @@
 #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
 use bytes::Bytes;
+use idnode_authority::{
+    HandleService, Outcome, Recursed, ResponseCache, Scratch, Upstream, UpstreamAnswer,
+};
 use idnode_core::{Permissions, Value};
 use idnode_handle::{
     RequestOptions, RequestParams, ResponseBody, code, decode_response, encode_request,
     encode_resolution_request, flags, opcode,
 };
 use idnode_registry::Registry;
-use idnode_resolver::{
-    HandleService, Outcome, Recursed, ResponseCache, Scratch, Upstream, UpstreamAnswer,
-};
 use idnode_store::{CommitObserver, MemoryStore, ObservedStore, Store};
 use std::future::Future;
 use std::pin::Pin;

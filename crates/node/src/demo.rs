@@ -1,5 +1,6 @@
-//! The demo data a new node starts with: seeds/ compiled into the binary,
-//! so that `idnode serve` in an empty folder has something to resolve.
+//! The demo data a node started with `--demo` gets: `seeds/` compiled into
+//! the binary, so that a new node in an empty folder has something to
+//! resolve.
 
 use crate::jsonl;
 use anyhow::Context;
@@ -12,7 +13,7 @@ const IDENTIFIERS: &str = include_str!("../../../seeds/identifiers.jsonl");
 const SEEDED_KEY: &[u8] = b"seeded";
 
 /// Loads the seeds when the store has never been written to.
-pub fn seed_if_new(store: &dyn Store, registry: &Registry) -> anyhow::Result<()> {
+pub fn load_if_new(store: &dyn Store, registry: &Registry) -> anyhow::Result<()> {
     if store.last_sequence() != 0 || store.get(Space::Meta, SEEDED_KEY)?.is_some() {
         return Ok(());
     }

@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
 use bytes::Bytes;
+use idnode_authority::{Batch, HandleService, Outcome, Prewarmed, ResponseCache, Scratch};
 use idnode_core::{PrefixInfo, Record, Value};
 use idnode_handle::{RequestParams, code, decode_response, encode_resolution_request, flags};
-use idnode_resolver::{Batch, HandleService, Outcome, Prewarmed, ResponseCache, Scratch};
 use idnode_store::{
     Change, CommitObserver, MemoryStore, ObservedStore, Space, Store, StoreError, WriteTxn,
 };

@@ -10,14 +10,12 @@
 //! signed).
 
 use base64::Engine;
-use idnode_dns::hickory_proto::op::Query;
-use idnode_dns::hickory_proto::op::{Header, Message, OpCode, ResponseCode};
-use idnode_dns::hickory_proto::rr::rdata::TSIG;
-use idnode_dns::hickory_proto::rr::rdata::tsig::{TsigAlgorithm, TsigError};
-use idnode_dns::hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use idnode_dns::hickory_proto::serialize::binary::{
-    BinDecodable, BinDecoder, BinEncodable, BinEncoder,
-};
+use hickory_proto::op::Query;
+use hickory_proto::op::{Header, Message, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::TSIG;
+use hickory_proto::rr::rdata::tsig::{TsigAlgorithm, TsigError};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use ring::hmac;
 
 /// Seconds of clock difference a signature may have (RFC 8945 suggests
@@ -88,15 +86,15 @@ impl TsigKey {
 pub enum Verdict<'k> {
     /// No TSIG record.
     Unsigned,
-    /// Signed with `key` and verified: sign the answer with the session.
-    Signed(Session<'k>),
+    /// Signed with `key` and verified: sign the answer with the signer.
+    Signed(Signer<'k>),
     /// Signed but refused: send this answer (NOTAUTH) and nothing else.
     Refused(Vec<u8>),
 }
 
 /// Signs the messages of one answer.
 #[derive(Debug)]
-pub struct Session<'k> {
+pub struct Signer<'k> {
     key: &'k TsigKey,
     /// The MAC the next message's covers: the request's, then each
     /// message's own.
@@ -154,17 +152,17 @@ pub fn verify<'k>(request: &[u8], keys: &'k [TsigKey], now: u64) -> Verdict<'k> 
     }
     if now.abs_diff(tsig.time) > u64::from(tsig.fudge) {
         tracing::info!(key = %name, "zone transfer refused: TSIG time outside the fudge");
-        let mut session = Session {
+        let mut signer = Signer {
             key,
             previous: tsig.mac.clone(),
             first: true,
             time: now,
         };
         let mut answer = error_answer(request, ResponseCode::NotAuth);
-        session.sign_with_error(&mut answer, Some(TsigError::BadTime));
+        signer.sign_with_error(&mut answer, Some(TsigError::BadTime));
         return Verdict::Refused(answer);
     }
-    Verdict::Signed(Session {
+    Verdict::Signed(Signer {
         key,
         previous: tsig.mac.clone(),
         first: true,
@@ -237,7 +235,7 @@ fn append_tsig(message: &mut Vec<u8>, name: &Name, rdata: TSIG) {
     message.extend_from_slice(&bytes);
 }
 
-impl Session<'_> {
+impl Signer<'_> {
     /// Signs one message of the answer (unframed, in order).
     pub fn sign(&mut self, message: &mut Vec<u8>) {
         self.sign_with_error(message, None);
@@ -320,7 +318,7 @@ mod tests {
     fn a_request_signed_by_dig_verifies() {
         let keys = [key("other.", SECRET), key("XFR-KEY.", SECRET)];
         match verify(&query(), &keys, SIGNED + 10) {
-            Verdict::Signed(session) => assert_eq!(session.key.name().to_string(), "xfr-key."),
+            Verdict::Signed(signer) => assert_eq!(signer.key.name().to_string(), "xfr-key."),
             other => panic!("{other:?}"),
         }
     }
@@ -402,13 +400,13 @@ mod tests {
     #[test]
     fn answers_are_signed_and_chained() {
         let keys = [key("xfr-key.", SECRET)];
-        let Verdict::Signed(mut session) = verify(&query(), &keys, SIGNED) else {
+        let Verdict::Signed(mut signer) = verify(&query(), &keys, SIGNED) else {
             panic!("not verified")
         };
         let mut first = error_answer(&query(), ResponseCode::NoError);
         let mut second = first.clone();
-        session.sign(&mut first);
-        session.sign(&mut second);
+        signer.sign(&mut first);
+        signer.sign(&mut second);
         let mac = |m: &[u8]| {
             let (_, record) = find_tsig(m).unwrap();
             let RData::TSIG(tsig) = record.data else {

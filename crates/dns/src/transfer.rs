@@ -31,10 +31,10 @@
 //! and address ranges in the allow list.
 
 use crate::tsig::{self, TsigKey, Verdict};
-use idnode_dns::hickory_proto::op::{Message, OpCode, ResponseCode};
-use idnode_dns::hickory_proto::rr::{RData, Record, RecordType};
-use idnode_dns::hickory_proto::serialize::binary::BinEncodable;
-use idnode_dns::{DnsError, DnsService};
+use crate::{DnsError, DnsService};
+use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
 use idnode_store::{Change, Space};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -80,9 +80,9 @@ pub fn transfer(
     now: u32,
     fallback: &[u8],
 ) -> Vec<Vec<u8>> {
-    let mut session = match tsig::verify(query, &policy.keys, u64::from(now)) {
+    let mut signer = match tsig::verify(query, &policy.keys, u64::from(now)) {
         Verdict::Refused(answer) => return vec![answer],
-        Verdict::Signed(session) => Some(session),
+        Verdict::Signed(signer) => Some(signer),
         Verdict::Unsigned => None,
     };
     let request = Request {
@@ -91,12 +91,12 @@ pub fn transfer(
         peer,
         now,
         fallback,
-        signed: session.is_some(),
+        signed: signer.is_some(),
     };
     let mut messages = transfer_unsigned(service, &request, policy);
-    if let Some(session) = &mut session {
+    if let Some(signer) = &mut signer {
         for m in &mut messages {
-            session.sign(m);
+            signer.sign(m);
         }
     }
     messages

@@ -1,0 +1,338 @@
+//! One place assembles a node: [`build`] turns a [`Config`] into a running
+//! [`Node`] (the RocksDB store behind an observed store, the response and
+//! DNS answer caches, the registry, the Handle and DNS services, the
+//! recursive role, every listener and the gRPC management API), and
+//! [`Node::run`] serves until asked to stop, then shuts everything down.
+//!
+//! This is the only crate that knows the store is RocksDB. It also owns the
+//! configuration file ([`config`]), the node's place in the hierarchy
+//! ([`site`]), the demo data ([`demo`]) and the JSONL form of identifiers
+//! that both the demo data and `idnode import` use ([`jsonl`]).
+
+pub mod config;
+pub mod demo;
+pub mod jsonl;
+pub mod site;
+
+pub use config::{Config, ConfigError};
+
+use anyhow::Context;
+use idnode_authority::{HandleService, ResponseCache};
+use idnode_dns::{AnswerCache, DnsService, Zones};
+use idnode_registry::Registry;
+use idnode_server::{DnsListeners, HandleListeners, QuicListener};
+use idnode_store::{CommitObserver, ObservedStore, Store};
+use idnode_store_rocksdb::{RocksOptions, RocksStore};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// A configuration the node cannot run with (a bad `[section]` value): the
+/// command line reports it as a usage error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadConfig(pub String);
+
+/// Where a running node listens, and where its state is: what `idnode
+/// serve` prints and writes to `--ready-file` (as JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct Addresses {
+    pub data_dir: PathBuf,
+    pub admin_token_file: PathBuf,
+    pub handle_udp: SocketAddr,
+    pub handle_tcp: SocketAddr,
+    pub handle_quic: Option<SocketAddr>,
+    pub dns_udp: Option<SocketAddr>,
+    pub dns_tcp: Option<SocketAddr>,
+    pub dns_quic: Option<SocketAddr>,
+    pub grpc: SocketAddr,
+    /// The QUIC listeners' certificate (PEM) and its SHA-256 fingerprint.
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_sha256: Option<String>,
+    /// The root servers of a recursive node.
+    pub recursion_roots: Vec<String>,
+    /// The store's change sequence at start (the DNS SOA serial).
+    pub change_sequence: u64,
+}
+
+/// A node whose listeners are bound and serving.
+pub struct Node {
+    addresses: Addresses,
+    shutdown: CancellationToken,
+    handle: HandleListeners,
+    quic: Option<QuicListener>,
+    dns: Option<DnsListeners>,
+    dns_quic: Option<QuicListener>,
+    grpc: tokio::task::JoinHandle<Result<(), idnode_admin::Error>>,
+    store: Arc<dyn Store>,
+}
+
+/// Opens the store (seeding it with the demo data when `config.demo` and
+/// the store is new), builds the services and binds every listener the
+/// configuration asks for. The node serves from the moment this returns.
+pub async fn build(config: Config) -> anyhow::Result<Node> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let db_path = config.data_dir.join("db");
+    let options = RocksOptions {
+        block_cache_bytes: config.storage.block_cache_mb << 20,
+        sync: config.storage.sync,
+    };
+    let rocks: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || RocksStore::open(&db_path, &options))
+            .await
+            .context("store open task failed")??,
+    );
+    // Every write goes through the observed store, so the response cache
+    // and the DNS answer cache hear of it before the write is acknowledged.
+    let cache = (config.cache.budget_mb > 0).then(|| {
+        Arc::new(ResponseCache::new(
+            config.cache.budget_mb << 20,
+            config.cache.shards,
+        ))
+    });
+    let dns_zones = if config.dns.enabled {
+        let zones = Zones::from_config(&config.dns.dns_config())
+            .map_err(|e| BadConfig(format!("[dns]: {e}")))?;
+        Some(Arc::new(zones))
+    } else {
+        None
+    };
+    let dns_cache = dns_zones
+        .as_ref()
+        .filter(|_| config.dns.cache_mb > 0)
+        .map(|zones| {
+            Arc::new(AnswerCache::new(
+                zones.clone(),
+                config.dns.cache_mb << 20,
+                config.cache.shards,
+            ))
+        });
+    let mut observers: Vec<Arc<dyn CommitObserver>> = Vec::new();
+    if let Some(c) = &cache {
+        observers.push(c.clone());
+    }
+    if let Some(c) = &dns_cache {
+        observers.push(c.clone());
+    }
+    let store: Arc<dyn Store> = Arc::new(ObservedStore::new(rocks, observers));
+    let registry = Arc::new(Registry::new(store.clone()));
+    if config.demo {
+        let registry = registry.clone();
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || demo::load_if_new(&*store, &registry))
+            .await
+            .context("demo data task failed")??;
+    }
+    let auth = Arc::new(
+        idnode_admin::Auth::load_or_create(&config.data_dir, &*store)
+            .context("cannot set up the admin token")?,
+    );
+
+    let shutdown = CancellationToken::new();
+    let mut service = match &cache {
+        Some(cache) => HandleService::with_cache(store.clone(), cache.clone()),
+        None => HandleService::new(store.clone()),
+    };
+    if let Some(upstream) = site::upstream(&config.recursion)
+        .map_err(|e| BadConfig(format!("invalid [recursion] configuration: {e}")))?
+    {
+        service.set_upstream(upstream);
+    }
+    let service = Arc::new(service);
+    if config.cache.prewarm && cache.is_some() {
+        prewarm_in_background(service.clone(), shutdown.clone());
+    }
+    let handle = HandleListeners::start(
+        &config.handle.listener_options(),
+        service.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot listen for Handle requests on {}",
+            config.handle.listen
+        )
+    })?;
+    let own_site = site::own_site(&config.site, handle.udp, handle.tcp)
+        .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
+    service.set_site_info(own_site.encode());
+    let site_peers = site::peers(&config.site)
+        .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
+    let quic = if config.quic.enabled {
+        let listener = QuicListener::start(
+            &config.quic.listener_options(),
+            service,
+            &config.data_dir,
+            shutdown.clone(),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for Handle over QUIC on {}",
+                config.quic.listen
+            )
+        })?;
+        Some(listener)
+    } else {
+        None
+    };
+    let dns_service = dns_zones.map(|zones| {
+        Arc::new(match &dns_cache {
+            Some(cache) => DnsService::with_cache(store.clone(), cache.clone()),
+            None => DnsService::new(store.clone(), zones),
+        })
+    });
+    let dns = match &dns_service {
+        Some(service) => {
+            let options = config
+                .dns
+                .listener_options()
+                .map_err(|e| BadConfig(format!("invalid [dns] configuration: {e}")))?;
+            Some(
+                DnsListeners::start(&options, service.clone(), shutdown.clone())
+                    .await
+                    .with_context(|| format!("cannot listen for DNS on {}", config.dns.listen))?,
+            )
+        }
+        None => None,
+    };
+    let dns_quic = match &dns_service {
+        Some(service) if config.dns.quic => Some(
+            QuicListener::start_dns(
+                &config.dns.quic_options(&config.quic),
+                service.clone(),
+                &config.data_dir,
+                shutdown.clone(),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen for DNS over QUIC on {}",
+                    config.dns.quic_listen
+                )
+            })?,
+        ),
+        _ => None,
+    };
+    let grpc_listener = tokio::net::TcpListener::bind(config.grpc.listen)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {}", config.grpc.listen))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let grpc = tokio::spawn(idnode_admin::serve_in_site(
+        grpc_listener,
+        registry,
+        auth,
+        site_peers,
+        shutdown.clone().cancelled_owned(),
+    ));
+    // Both QUIC listeners present the node's one certificate.
+    let tls = quic.as_ref().or(dns_quic.as_ref());
+    let addresses = Addresses {
+        data_dir: config.data_dir.clone(),
+        admin_token_file: config.data_dir.join(idnode_admin::TOKEN_FILE),
+        handle_udp: handle.udp,
+        handle_tcp: handle.tcp,
+        handle_quic: quic.as_ref().map(|q| q.addr),
+        dns_udp: dns.as_ref().map(|d| d.udp),
+        dns_tcp: dns.as_ref().map(|d| d.tcp),
+        dns_quic: dns_quic.as_ref().map(|q| q.addr),
+        grpc: grpc_addr,
+        tls_certificate: tls.map(|q| q.certificate.clone()),
+        tls_sha256: tls.map(|q| q.fingerprint.to_string()),
+        recursion_roots: config.recursion.roots.clone(),
+        change_sequence: store.last_sequence(),
+    };
+    Ok(Node {
+        addresses,
+        shutdown,
+        handle,
+        quic,
+        dns,
+        dns_quic,
+        grpc,
+        store,
+    })
+}
+
+/// Fills the response cache from the stored records in the background: the
+/// node answers meanwhile, from the store.
+fn prewarm_in_background(service: Arc<HandleService>, shutdown: CancellationToken) {
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        match service.prewarm(|| !shutdown.is_cancelled()) {
+            Ok(done) => tracing::info!(
+                records = done.records,
+                cached = done.cached,
+                seconds = started.elapsed().as_secs_f32(),
+                "response cache prewarmed"
+            ),
+            Err(e) => tracing::warn!(error = %e, "response cache prewarm stopped"),
+        }
+    });
+}
+
+impl Node {
+    /// Where the node listens.
+    pub fn addresses(&self) -> &Addresses {
+        &self.addresses
+    }
+
+    /// Serves until `stop` resolves, then stops every listener, waits for
+    /// them and closes the store.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        stop.await;
+        self.shutdown.cancel();
+        self.handle.join().await;
+        if let Some(q) = self.quic {
+            q.join().await;
+        }
+        if let Some(d) = self.dns {
+            d.join().await;
+        }
+        if let Some(q) = self.dns_quic {
+            q.join().await;
+        }
+        match self.grpc.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "gRPC task failed"),
+        }
+        drop(self.store);
+    }
+}
+
+/// Listens for SIGINT and SIGTERM from now on (the handlers are installed
+/// before this returns, so a signal that arrives before the returned
+/// future is awaited is not lost, nor does it kill the process), and
+/// resolves when one arrives.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
