@@ -10,6 +10,8 @@ source scripts/env.sh
 scripts/setup.sh
 echo "== cargo fmt --check"
 cargo fmt --all --check
+echo "== links: every reference to a file in the repository resolves"
+python3 scripts/check-links.py
 echo "== cargo clippy"
 cargo clippy --release --workspace --all-targets -- -D warnings
 echo "== cargo test"
