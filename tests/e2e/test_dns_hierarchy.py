@@ -38,8 +38,8 @@ class ListenNode(Node):
     "127.0.0.31:53", ...}`): clap refuses a flag given twice, and Node
     passes its own loopback defaults."""
 
-    def __init__(self, data_dir, listen, extra=()):
-        super().__init__(data_dir, extra=extra)
+    def __init__(self, data_dir, listen, extra=(), demo=True):
+        super().__init__(data_dir, extra=extra, demo=demo)
         self.listen = dict(listen)
 
     def start(self, timeout=120):
