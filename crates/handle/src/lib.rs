@@ -3,14 +3,22 @@
 //! This crate owns the wire form of Handle messages: the 20-byte envelope,
 //! the 24-byte header, resolution requests and responses, error responses,
 //! the request digest (RD flag), the split of a message into UDP datagrams
-//! and their reassembly, and the completeness check of a TCP frame. The
-//! facts it follows are in `docs/handle-protocol.md`; where that page is
-//! silent, it follows what CNRI's Handle.Net 9.x library (`hdllib`) does.
+//! and their reassembly, and the completeness check of a TCP frame. It also
+//! owns site records ([`site`]: HS_SITE / HS_SITE.PREFIX data), server keys
+//! ([`keys`]: the HS_PUBKEY encoding of the public key a site record
+//! publishes, RSA and DSA signing and verification, PKCS#8 private keys)
+//! and certified answers ([`certify`]: the HS_SIGNED credential, the bytes
+//! a signature covers by protocol version, signing a finished response and
+//! verifying one). The facts it follows are in
+//! `docs/handle-protocol.md` and `docs/hierarchy.md`;
+//! where those are silent, it
+//! follows what CNRI's Handle.Net 9.x library (`hdllib`) does.
 //!
 //! It must not depend on anything that does I/O or keeps time: no tokio, no
 //! sockets, no clock (callers pass `now` in unix seconds), no store. Values
 //! and their wire form come from `idnode-core` ([`idnode_core::wire`]); this
-//! crate only frames them.
+//! crate only frames them. The one exception is randomness: generating a
+//! server key reads the OS RNG.
 //!
 //! # Performance-critical path
 //! A UDP or TCP resolution runs [`frame_len`] (TCP), [`decode_request`],
@@ -23,15 +31,27 @@
 //! and the client side ([`decode_response`]) allocate, bounded by the bytes
 //! actually received.
 //!
+//! Certified answers (requests with CT) add one private-key operation,
+//! [`certify::sign_response`], on the finished message; it hashes the
+//! signed bytes in place and only allocates the signature. Unsigned answers
+//! do not touch [`keys`] or [`certify`].
+//!
 //! # Hostile input
 //! Every decoder bounds each length and count against the bytes that remain
 //! before slicing or allocating, never panics, and fails with a small `Copy`
-//! [`DecodeError`].
+//! [`DecodeError`]. Public keys from the network ([`keys::PublicKey::decode`])
+//! are bounded to 8192-bit integers before any big-number allocation.
+//! Challenge answers are compared in constant time, and the work an answer
+//! may ask for (PBKDF2 iterations, key length) is capped
+//! ([`auth::VerifyPolicy`]); HS_VLIST group searches are bounded
+//! ([`admin::MAX_GROUP_LOOKUPS`]).
 
+pub mod certify;
 mod client;
 mod digest;
 mod envelope;
 mod error;
+pub mod keys;
 mod message;
 pub mod quic;
 mod resolution;
@@ -46,6 +66,7 @@ pub use client::{
 pub use digest::{Digest, DigestAlgorithm};
 pub use envelope::{Envelope, Header, frame_len};
 pub use error::DecodeError;
+pub use keys::{HashAlg, KeyKind, PublicKey, ServerKey};
 pub use message::{Request, decode_request};
 pub use resolution::{Indexes, ResolutionQuery, Types};
 pub use response::{

@@ -15,10 +15,15 @@
 //!   ENC, CA, PO and DNR echoed (`takeValuesFrom`), REC always (CNRI's
 //!   default, never cleared on a response), RD exactly when the body starts
 //!   with a request digest (CNRI's reader looks for a digest only when RD is
-//!   set). AT, which CNRI sets when the answering site is primary, and CN
-//!   (more messages follow) are left to the caller: `ctx.op_flags |= ..`.
+//!   set). AT, which CNRI sets when the answering site is primary, and the
+//!   site serial come from the server's own site record: the caller sets
+//!   them with [`ResponseContext::with_site`]. CN (more messages follow) is
+//!   left to the caller: `ctx.op_flags |= flags::CN`.
 //! - Body: the request digest first when the request set RD, then the
 //!   opcode's body; then a 4-byte zero credential length.
+//! - Certified answers (CT in the request): the finished message is signed
+//!   afterwards with [`crate::certify::sign_response`], which replaces the
+//!   empty credential. Nothing here depends on CT.
 
 use crate::{
     Digest, ENVELOPE_LEN, Envelope, HEADER_LEN, Header, MAX_MESSAGE_LEN, MIN_VERSION_MINOR,
@@ -88,6 +93,22 @@ impl ResponseContext {
             expiration: now.saturating_add(EXPIRATION_SECS),
             digest,
         }
+    }
+
+    /// Sets what comes from the answering server's own site record, as
+    /// CNRI writes it: the site serial (its HS_SITE serial, whatever the
+    /// request carried), and AT when the site is primary (primary-mask bit
+    /// 0x80), whatever the request said. A mirror (`primary` false) leaves
+    /// AT as it is; CNRI's mirrors echo the request's AT, which a caller
+    /// gets with `ctx.op_flags |= req.header.op_flags & flags::AT`.
+    #[inline]
+    #[must_use]
+    pub fn with_site(mut self, serial: u16, primary: bool) -> Self {
+        self.site_serial = serial as i16;
+        if primary {
+            self.op_flags |= flags::AT;
+        }
+        self
     }
 
     /// A context for answering bytes that did not decode as a request, so
@@ -314,6 +335,30 @@ mod tests {
         assert_eq!(r.header.body_len, 33 + 11);
         assert_eq!(r.digest, ctx().digest);
         assert_eq!(r.body, ResponseBody::Other(b"site record".to_vec()));
+    }
+
+    #[test]
+    fn with_site_sets_the_serial_and_at_on_primaries() {
+        let base = ResponseContext {
+            site_serial: -1,
+            ..ctx()
+        };
+        let primary = base.with_site(3, true);
+        assert_eq!(primary.site_serial, 3);
+        assert_eq!(primary.op_flags, flags::REC | flags::AT);
+        let mirror = base.with_site(0xffff, false);
+        assert_eq!(mirror.site_serial, -1);
+        assert_eq!(mirror.op_flags, flags::REC);
+        assert_eq!(
+            ResponseContext {
+                op_flags: flags::REC | flags::AT,
+                ..base
+            }
+            .with_site(2, false)
+            .op_flags,
+            flags::REC | flags::AT,
+            "a mirror keeps an AT the caller echoed"
+        );
     }
 
     #[test]

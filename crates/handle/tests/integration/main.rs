@@ -1,5 +1,7 @@
 //! Integration tests of the Handle codec: wire vectors, round trips,
-//! hostile input, request digests.
+//! hostile input, request digests, the hierarchy vectors (certified
+//! answers, site records, server keys), and the admin authentication
+//! vectors (admin requests, challenges, answers, HS_ADMIN, sessions).
 //!
 //! Run: `CARGO_TARGET_DIR=/tmp/target-handle cargo test -p idnode-handle`.
 
@@ -9,6 +11,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod digest;
+mod hierarchy;
 mod hostile;
 mod round_trip;
 mod vectors;
