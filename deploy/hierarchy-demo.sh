@@ -109,7 +109,7 @@ seed enterprise1 26430 88.100.1 20
 seed enterprise2 26440 88.100.2 20
 
 # All five answer: the recursive node through the whole tree, each other
-# node directly (the top with a referral, which `resolve` reports).
+# node directly.
 for port in 26410 26420 26430 26440 26450; do
   "$bin" resolve --server "127.0.0.1:$port" 0.NA/88 >/dev/null 2>&1 || true
 done
@@ -128,8 +128,9 @@ demo hierarchy is up (state in $demo_dir):
 try:
   $bin resolve --server 127.0.0.1:26450 88.100.1/PUMP-0001            # through the recursive node
   $bin resolve --server 127.0.0.1:26450 --transport tcp 88.100.2/PUMP-0007
-  $bin resolve --server 127.0.0.1:26410 88.100.1/PUMP-0001            # the top-level node refers (303)
-  $bin resolve --server 127.0.0.1:26420 0.NA/88.100.1                 # the delegation record
+  $bin resolve --server 127.0.0.1:26410 0.NA/88.100.1                 # the top-level node refers the prefix lookup (303)
+  $bin resolve --server 127.0.0.1:26420 0.NA/88.100.1                 # the delegation record: enterprise1's site
+  $bin resolve --server 127.0.0.1:26430 88.100.1/PUMP-0001 --certified # an answer signed by enterprise1
 TXT
 echo ready
 wait

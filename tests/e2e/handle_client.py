@@ -16,6 +16,7 @@ HANDLE_NOT_FOUND, INVALID_HANDLE, VALUES_NOT_FOUND = 100, 102, 200
 SERVER_NOT_RESP, PREFIX_REFERRAL = 301, 303
 REC, CA, KC, PO, RD = 0x10000000, 0x08000000, 0x02000000, 0x01000000, 0x00800000
 DNR = 0x00100000
+AT = 0x80000000
 ENVELOPE = struct.Struct(">BBBBIIII")  # 20 bytes
 HEADER = struct.Struct(">IIIhBBII")  # 24 bytes
 UDP_PAYLOAD = 492
@@ -195,7 +196,7 @@ def decode_site(b):
         server_id, = struct.unpack_from(">I", b, at)
         address = b[at + 4:at + 20]
         at += 20
-        _key, at = _read_string(b, at)
+        key, at = _read_string(b, at)
         count, = struct.unpack_from(">I", b, at)
         at += 4
         interfaces = []
@@ -204,7 +205,8 @@ def decode_site(b):
             at += 6
             interfaces.append({"kind": kind, "protocol": protocol, "port": port})
         ip = socket.inet_ntoa(address[12:]) if address[:12] == bytes(12) else address
-        servers.append({"id": server_id, "address": ip, "interfaces": interfaces})
+        servers.append({"id": server_id, "address": ip, "interfaces": interfaces,
+                        "public_key": key})
     assert at == len(b), (at, len(b))
     return {"version": version, "protocol": (major, minor), "serial": serial,
             "primary": primary, "hash": hash_option, "servers": servers}

@@ -58,8 +58,8 @@ def data(r):
     return {v["index"]: (v["type"], v["data"]) for v in r.values}
 
 
-def site_of(r):
-    sites = [hc.decode_site(v["data"]) for v in r.values if v["type"] == "HS_SITE.PREFIX"]
+def site_of(r, kind="HS_SITE.PREFIX"):
+    sites = [hc.decode_site(v["data"]) for v in r.values if v["type"] == kind]
     assert sites, r.values
     return sites[0]
 
@@ -85,28 +85,44 @@ def test_the_recursive_node_returns_the_enterprise_record(hierarchy, resolve):
         assert data(through)[1][1].startswith(b"https://enterprise")
     missing = resolve(RECURSIVE, "88.100.1/NO-SUCH-PUMP")
     assert missing.code == hc.HANDLE_NOT_FOUND
+    # A prefix nobody holds: the top-level node (homing 88) answers the
+    # prefix lookup 0.NA/88.300 with 100, so the identifier does not exist.
     unknown = resolve(RECURSIVE, "88.300/X")
-    assert unknown.code == hc.SERVER_NOT_RESP and "88.300" in unknown.message
+    assert unknown.code == hc.HANDLE_NOT_FOUND and "88.300" in unknown.message
 
 
-def test_each_level_refers_to_the_next(hierarchy):
-    # CNRI's clients send REC; the top-level node does not recurse, it refers.
+def test_each_level_answers_as_the_global_handle_system(hierarchy):
+    # An identifier under a prefix delegated elsewhere: not here (CNRI's
+    # client follows referrals only for prefix records), with or without
+    # REC on a node that does not recurse.
     for flags in (hc.REC | hc.CA | hc.PO, hc.PO):
         r = hc.udp_resolve(TOP, "88.100.1/PUMP-0001", flags=flags)
-        assert r.code == hc.PREFIX_REFERRAL
-        assert r.handle == b"0.NA/88.100"
-        server = site_of(r)["servers"][0]
-        assert (server["address"], udp_port(server)) == SECONDARY
-    r = hc.tcp_resolve(SECONDARY, "88.100.2/PUMP-0001")
-    assert r.code == hc.PREFIX_REFERRAL and r.handle == b"0.NA/88.100.2"
+        assert r.code == hc.SERVER_NOT_RESP, r.code
+        assert "0.NA/88.100" in r.message
+    # The prefix lookup below a delegation: 303 with an empty handle and
+    # the delegation's HS_SITE.PREFIX.
+    r = hc.udp_resolve(TOP, "0.NA/88.100.1", flags=hc.REC | hc.CA | hc.PO)
+    assert r.code == hc.PREFIX_REFERRAL and r.handle == b""
+    assert [v["type"] for v in r.values] == ["HS_SITE.PREFIX"]
     server = site_of(r)["servers"][0]
-    assert (server["address"], udp_port(server)) == E2
-    # The delegation record is served by the parent.
-    r = hc.udp_resolve(SECONDARY, "0.NA/88.100.1")
+    assert (server["address"], udp_port(server)) == SECONDARY
+    # The delegated prefix's own record: its HS_SITE, the child's record as
+    # the child publishes it (same public key as its GET_SITE_INFO).
+    r = hc.udp_resolve(TOP, "0.NA/88.100")
     assert r.code == hc.SUCCESS
-    assert udp_port(site_of(r)["servers"][0]) == E1[1]
+    published = site_of(r, "HS_SITE")
+    rid = hc.new_request_id()
+    own = hc.Response(hc.udp_exchange(SECONDARY, hc.site_info_request(rid))[0]).site
+    assert published["servers"][0]["public_key"] == own["servers"][0]["public_key"]
+    assert len(own["servers"][0]["public_key"]) > 200
+    r = hc.tcp_resolve(SECONDARY, "0.NA/88.100.2")
+    assert r.code == hc.SUCCESS
+    server = site_of(r, "HS_SITE")["servers"][0]
+    assert (server["address"], udp_port(server)) == E2
+    # Answers of a primary carry AT.
+    assert r.flags & hc.AT
     # DNR: no referral; and a prefix nobody delegated: not responsible.
-    r = hc.udp_resolve(TOP, "88.100.1/PUMP-0001", flags=hc.DNR)
+    r = hc.udp_resolve(TOP, "0.NA/88.100.1", flags=hc.DNR)
     assert r.code == hc.SERVER_NOT_RESP and "DNR" in r.message
     r = hc.udp_resolve(TOP, "86.1/X")
     assert r.code == hc.SERVER_NOT_RESP
@@ -120,6 +136,10 @@ def test_get_site_info(hierarchy):
         assert (r.request_id, r.code, r.opcode) == (rid, hc.SUCCESS, hc.GET_SITE_INFO)
         server = r.site["servers"][0]
         assert (server["address"], udp_port(server)) == addr
+        # Its public key, and no admin interface (administration is gRPC).
+        assert len(server["public_key"]) > 200
+        assert {i["kind"] for i in server["interfaces"]} == {2}
+        assert r.flags & hc.AT
 
 
 def test_updates_are_seen_through_the_recursive_node_by_ttl(hierarchy, pb):
@@ -193,8 +213,9 @@ def test_a_site_of_two_servers_with_one_stopped(hierarchy, tmp_path):
 
 
 def test_a_referral_loop_ends_with_an_error(tmp_path):
-    """Two nodes that each delegate 77.1 to the other: a recursive node
-    asking them gets an error, not a hang."""
+    """Two nodes that each delegate 77.1 to the other: the prefix lookup of
+    77.1.5 is referred back and forth, and a recursive node asking them
+    gets an error, not a hang."""
     x = Node(tmp_path / "x", demo=False, extra=["--no-dns", "--no-quic"]).start()
     y = Node(tmp_path / "y", demo=False, extra=["--no-dns", "--no-quic"]).start()
     rec = None
@@ -206,7 +227,7 @@ def test_a_referral_loop_ends_with_an_error(tmp_path):
         rec = Node(tmp_path / "rec", demo=False, extra=["--no-dns", "--no-quic",
                                             "--root", urls[x]]).start()
         start = time.monotonic()
-        r = hc.udp_resolve(rec.udp, "77.1/ANYTHING", timeout=10)
+        r = hc.udp_resolve(rec.udp, "77.1.5/ANYTHING", timeout=10)
         assert r.code in (hc.ERROR, hc.RECURSION_COUNT_TOO_HIGH), (r.code, r.message)
         assert "loop" in r.message
         assert time.monotonic() - start < 10

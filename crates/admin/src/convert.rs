@@ -157,14 +157,36 @@ pub(crate) fn sites(sites: Vec<proto::Site>) -> Result<Vec<bytes::Bytes>, FieldE
         .into_iter()
         .enumerate()
         .map(|(i, site)| {
+            let given = bytes::Bytes::from(site.encoded.clone());
             site_info(site)
-                .map(|s| bytes::Bytes::from(s.encode()))
+                // A record given whole is stored byte for byte.
+                .map(|s| match given.is_empty() {
+                    true => bytes::Bytes::from(s.encode()),
+                    false => given,
+                })
                 .map_err(|e| e.within(&format!("sites[{i}]")))
         })
         .collect()
 }
 
 fn site_info(site: proto::Site) -> Result<SiteInfo, FieldError> {
+    if !site.encoded.is_empty() {
+        if !site.servers.is_empty() {
+            return Err(FieldError::new(
+                "encoded",
+                "give either the encoded site record or its servers, not both",
+            ));
+        }
+        let decoded = SiteInfo::decode(&site.encoded)
+            .map_err(|e| FieldError::new("encoded", format!("not an HS_SITE record: {e}")))?;
+        if decoded.servers.is_empty() {
+            return Err(FieldError::new(
+                "encoded",
+                "the site record lists no server",
+            ));
+        }
+        return Ok(decoded);
+    }
     let hash = match proto::HashOption::try_from(site.hash) {
         Ok(proto::HashOption::HashPrefix) => HashOption::Prefix,
         Ok(proto::HashOption::HashSuffix) => HashOption::Suffix,
@@ -233,11 +255,9 @@ fn server_info(position: usize, server: proto::Server) -> Result<ServerInfo, Fie
                     format!("{} is not a port (1 to 65535)", interface.port),
                 ));
             }
-            // UDP answers queries only; the others both (as CNRI's sites).
-            let kind = match protocol {
-                InterfaceProtocol::Udp => InterfaceKind::Query,
-                _ => InterfaceKind::Both,
-            };
+            // idnode answers queries on every interface; administration
+            // goes through this API, not the Handle protocol.
+            let kind = InterfaceKind::Query;
             Ok(Interface {
                 kind,
                 protocol,
@@ -245,6 +265,11 @@ fn server_info(position: usize, server: proto::Server) -> Result<ServerInfo, Fie
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if !server.public_key.is_empty() {
+        idnode_handle::keys::PublicKey::decode(&server.public_key).map_err(|e| {
+            FieldError::new("public_key", format!("not an HS_PUBKEY public key: {e}"))
+        })?;
+    }
     Ok(ServerInfo {
         id: if server.id == 0 {
             position as u32 + 1
@@ -252,7 +277,7 @@ fn server_info(position: usize, server: proto::Server) -> Result<ServerInfo, Fie
             server.id
         },
         address,
-        public_key: Vec::new(),
+        public_key: server.public_key,
         interfaces,
     })
 }

@@ -65,13 +65,26 @@ impl Prefixes for PrefixesService {
     ) -> Result<Response<proto::Prefix>, Status> {
         self.auth.require_admin(request.metadata())?;
         let request = request.into_inner();
-        let sites = convert::sites(request.sites)?;
         let ttl = request.ttl.unwrap_or(DEFAULT_DELEGATION_TTL);
         let prefix = request.prefix;
-        let info = blocking(&self.registry, move |r| {
-            r.delegate_prefix(&prefix, sites, ttl)
-        })
-        .await?;
+        let info = if request.service.is_empty() {
+            let sites = convert::sites(request.sites)?;
+            blocking(&self.registry, move |r| {
+                r.delegate_prefix(&prefix, sites, ttl)
+            })
+            .await?
+        } else {
+            if !request.sites.is_empty() {
+                return Err(Status::invalid_argument(
+                    "sites: give either sites or a service handle, not both",
+                ));
+            }
+            let service = request.service;
+            blocking(&self.registry, move |r| {
+                r.delegate_prefix_to_service(&prefix, &service, ttl)
+            })
+            .await?
+        };
         Ok(Response::new(info.into()))
     }
 

@@ -1,5 +1,14 @@
 //! Questions with no record here: where the identifier belongs (homed,
-//! delegated, unknown) and the 303 referral to a delegated prefix's site.
+//! delegated, unknown) and the 303 referral to a delegated prefix's sites.
+//!
+//! As the global Handle system answers (and as CNRI's client expects): a
+//! 303 refers only a prefix record (`0.NA/88.100.1`) that this node does not
+//! hold, with an empty handle and the prefix-type values (HS_SITE.PREFIX,
+//! HS_SERV.PREFIX, HS_NA_DELEGATE) of the nearest delegated prefix above
+//! it; the client looks the prefix record up at those sites, then asks the
+//! sites that record names. An ordinary identifier under a prefix that is
+//! not homed here gets 301 SERVER_NOT_RESP (CNRI's client does not follow a
+//! 303 there).
 
 use crate::answer::{internal_error, reply_to};
 use crate::service::{HandleService, Outcome};
@@ -74,9 +83,18 @@ impl HandleService {
         match disposition {
             // The answer (HANDLE_NOT_FOUND) is already in `out`.
             Disposition::Homed => {}
+            Disposition::Delegated(prefix) if !is_prefix_record(key) => {
+                let msg = format!(
+                    "prefix {prefix} is delegated to another node: look up 0.NA/{prefix} for \
+                     its sites"
+                );
+                encode_error_response(out, ctx, op, code::SERVER_NOT_RESP, &msg);
+            }
             Disposition::Delegated(prefix) if header.op_flags & flags::DNR == 0 => {
                 if !self.refer(ctx, &prefix, out)? {
-                    let msg = format!("prefix {prefix} is delegated but its record has no site");
+                    let msg = format!(
+                        "prefix {prefix} is delegated but its record has no HS_SITE.PREFIX value"
+                    );
                     encode_error_response(out, ctx, op, code::SERVER_NOT_RESP, &msg);
                 }
             }
@@ -132,9 +150,9 @@ impl HandleService {
         }
     }
 
-    /// Writes a 303 PREFIX_REFERRAL naming the record `0.NA/<prefix>` and
-    /// carrying its public site values (HS_SITE*, HS_SERV*). False when
-    /// the record has none.
+    /// Writes a 303 PREFIX_REFERRAL with an empty handle carrying the public
+    /// prefix-type values (HS_SITE.PREFIX, HS_SERV.PREFIX, HS_NA_DELEGATE)
+    /// of the record `0.NA/<prefix>`. False when the record has none.
     fn refer(
         &self,
         ctx: &ResponseContext,
@@ -151,24 +169,33 @@ impl HandleService {
         for value in view.values() {
             let value =
                 value.map_err(|e| StoreError::Corrupt(format!("value does not decode: {e}")))?;
-            if value.permissions.public_read()
-                && (value.kind.starts_with(b"HS_SITE") || value.kind.starts_with(b"HS_SERV"))
-            {
+            if value.permissions.public_read() && is_prefix_type(value.kind) {
                 sites.push(value.raw);
             }
         }
         if sites.is_empty() {
             return Ok(false);
         }
-        let handle = view.identifier.as_bytes();
         encode_values_response(
             out,
             ctx,
             opcode::RESOLUTION,
             code::PREFIX_REFERRAL,
-            handle,
+            b"",
             sites,
         );
         Ok(true)
     }
+}
+
+/// Whether `key` (a normalized identifier) is a prefix record `0.NA/...`.
+fn is_prefix_record(key: &[u8]) -> bool {
+    key.starts_with(b"0.NA/")
+}
+
+/// The value types that refer the prefixes below a prefix elsewhere.
+fn is_prefix_type(kind: &[u8]) -> bool {
+    [&b"HS_SITE.PREFIX"[..], b"HS_SERV.PREFIX", b"HS_NA_DELEGATE"]
+        .iter()
+        .any(|t| kind.eq_ignore_ascii_case(t))
 }

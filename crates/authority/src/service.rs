@@ -7,6 +7,7 @@ use crate::answer::{
 use crate::cache::{ResponseCache, Ticket};
 use crate::upstream::Upstream;
 use idnode_core::normalize_into;
+use idnode_handle::ServerKey;
 use idnode_handle::{
     ResolutionQuery, ResponseBuilder, ResponseContext, code, decode_request, encode_error_response,
     opcode,
@@ -59,13 +60,25 @@ enum Step {
     Load(Option<Ticket>),
 }
 
+/// This node's own site, as GET_SITE_INFO answers it, with what every
+/// answer's header takes from it.
+#[derive(Debug)]
+pub(crate) struct OwnSite {
+    pub(crate) encoded: Vec<u8>,
+    pub(crate) serial: u16,
+    pub(crate) primary: bool,
+}
+
 /// Answers Handle protocol requests from a store, through a response cache
 /// when one is given.
 pub struct HandleService {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) cache: Option<Arc<ResponseCache>>,
     /// This node's HS_SITE (binary), the answer to GET_SITE_INFO.
-    pub(crate) site_info: std::sync::OnceLock<Vec<u8>>,
+    pub(crate) site_info: std::sync::OnceLock<OwnSite>,
+    /// The key that signs answers to requests with CT (certified), when
+    /// this node has one.
+    pub(crate) signer: Option<Arc<ServerKey>>,
     /// Where questions outside the prefixes homed here are resolved when
     /// the request sets REC; `None`: they are referred.
     pub(crate) upstream: Option<Arc<dyn Upstream>>,
@@ -78,6 +91,7 @@ impl HandleService {
             store,
             cache: None,
             site_info: std::sync::OnceLock::new(),
+            signer: None,
             upstream: None,
         }
     }
@@ -85,8 +99,73 @@ impl HandleService {
     /// Answers GET_SITE_INFO with `site` (an encoded HS_SITE value), from
     /// now on; set once (the listeners' ports are known only once they
     /// are bound). False when it was already set.
+    ///
+    /// From then on every answer carries that site's serial, and the AT
+    /// (authoritative) flag when the site is primary, as CNRI's servers
+    /// write them. Bytes that do not decode as a site are still served to
+    /// GET_SITE_INFO, with serial -1 and no AT.
     pub fn set_site_info(&self, site: Vec<u8>) -> bool {
-        self.site_info.set(site).is_ok()
+        let (serial, primary) = match idnode_handle::SiteInfo::decode(&site) {
+            Ok(info) => (info.serial, info.primary),
+            Err(_) => (u16::MAX, false),
+        };
+        self.site_info
+            .set(OwnSite {
+                encoded: site,
+                serial,
+                primary,
+            })
+            .is_ok()
+    }
+
+    /// Signs the answers to requests that set CT (certified) with `key`,
+    /// whose public half the node's site record publishes. Without a key,
+    /// such answers go out unsigned (which a certifying client rejects).
+    pub fn set_signer(&mut self, key: Arc<ServerKey>) {
+        self.signer = Some(key);
+    }
+
+    /// Signs `out`, the answer to `message`, when the request set CT and
+    /// this node has a key (HS_SIGNED, the hash CNRI's rule picks for the
+    /// answer's version). Answers without CT pass untouched: one byte is
+    /// read. A signing failure leaves the answer unsigned and is logged.
+    #[inline]
+    pub(crate) fn certify_if_asked(&self, message: &[u8], outcome: Outcome, out: &mut Vec<u8>) {
+        // The op flags are the big-endian word at header offset 8.
+        const CT_BYTE: usize = idnode_handle::ENVELOPE_LEN + 8;
+        const CT_BIT: u8 = (idnode_handle::flags::CT >> 24) as u8;
+        if message.get(CT_BYTE).is_none_or(|b| b & CT_BIT == 0)
+            || !matches!(outcome, Outcome::Reply { .. })
+            || out.is_empty()
+        {
+            return;
+        }
+        let Some(key) = &self.signer else {
+            return;
+        };
+        let Ok(envelope) = idnode_handle::Envelope::decode(out) else {
+            return;
+        };
+        let version = (envelope.major, envelope.minor);
+        let hash = idnode_handle::certify::hash_for(version, key.kind());
+        if let Err(error) = idnode_handle::certify::sign_response(out, key, hash) {
+            tracing::warn!(%error, "could not sign a certified answer; sent unsigned");
+        }
+    }
+
+    /// The context of an answer to `request`: the request's, with this
+    /// node's site serial and, on a primary, the AT flag.
+    #[inline]
+    pub(crate) fn context(
+        &self,
+        request: &idnode_handle::Request<'_>,
+        now: u32,
+    ) -> ResponseContext {
+        let ctx = ResponseContext::for_request(request, now);
+        match self.site_info.get() {
+            Some(own) => ctx.with_site(own.serial, own.primary),
+            None => ctx,
+        }
     }
 
     /// A service that answers from `cache` when it can. The cache must be
@@ -114,7 +193,7 @@ impl HandleService {
         out: &mut Vec<u8>,
         scratch: &mut Scratch,
     ) -> Outcome {
-        match self.begin(message, now, out, &mut scratch.key) {
+        let outcome = match self.begin(message, now, out, &mut scratch.key) {
             Step::Answered(outcome) => outcome,
             Step::Load(ticket) => {
                 let stored = self.store.get(Space::Records, &scratch.key);
@@ -129,7 +208,9 @@ impl HandleService {
                     &mut scratch.values,
                 )
             }
-        }
+        };
+        self.certify_if_asked(message, outcome, out);
+        outcome
     }
 
     /// Answers several complete request messages at once: `outs[i]` and
@@ -211,7 +292,10 @@ impl HandleService {
         }
         let key = &mut batch.keys[batch.waiting.len()];
         match self.begin(message, now, out, key) {
-            Step::Answered(outcome) => Some(outcome),
+            Step::Answered(outcome) => {
+                self.certify_if_asked(message, outcome, out);
+                Some(outcome)
+            }
             Step::Load(ticket) => {
                 batch.waiting.push((i, ticket));
                 None
@@ -258,6 +342,7 @@ impl HandleService {
                 out,
                 &mut batch.values,
             );
+            self.certify_if_asked(message, *outcome, out);
         }
         // Keep the allocation for the next batch.
         batch.waiting = waiting;
@@ -275,14 +360,14 @@ impl HandleService {
             Ok(r) => r,
             Err(e) => return Step::Answered(protocol_error(message, e, now, out)),
         };
-        let ctx = ResponseContext::for_request(&request, now);
+        let ctx = self.context(&request, now);
         let reply = reply_to(&request.header);
         let op = request.header.opcode;
         if op == opcode::GET_SITE_INFO {
             match self.site_info.get() {
                 Some(site) => {
                     let mut b = ResponseBuilder::start(out, &ctx, op, code::SUCCESS);
-                    b.buffer().extend_from_slice(site);
+                    b.buffer().extend_from_slice(&site.encoded);
                     b.finish();
                 }
                 None => {
@@ -340,7 +425,7 @@ impl HandleService {
             Ok(r) => r,
             Err(e) => return protocol_error(message, e, now, out),
         };
-        let ctx = ResponseContext::for_request(&request, now);
+        let ctx = self.context(&request, now);
         let query = match question(&request, &ctx, out) {
             Ok(q) => q,
             Err(refused) => return refused,

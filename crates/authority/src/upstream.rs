@@ -6,9 +6,7 @@ use crate::answer::answer;
 use crate::cache::Entry;
 use crate::service::HandleService;
 use idnode_core::wire::encode_value;
-use idnode_handle::{
-    ResolutionQuery, ResponseContext, decode_request, encode_error_response, opcode,
-};
+use idnode_handle::{ResolutionQuery, decode_request, encode_error_response, flags, opcode};
 use std::sync::Arc;
 
 /// What the recursive resolution upstream found, for
@@ -46,9 +44,14 @@ pub enum UpstreamAnswer {
 /// [`HandleService::recurse`]. Implemented outside this crate, which owns
 /// no sockets.
 pub trait Upstream: Send + Sync + 'static {
+    /// Resolves `handle` upstream. With `certified` (the client's request
+    /// set CT) every upstream request carries CT and every upstream answer
+    /// must verify with the key of the server it came from; one that does
+    /// not is refused, never passed on (docs/hierarchy.md, "Certified answers and the node's key").
     fn resolve<'a>(
         &'a self,
         handle: &'a str,
+        certified: bool,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = UpstreamAnswer> + Send + 'a>>;
 }
 
@@ -61,14 +64,17 @@ impl HandleService {
     }
 
     /// Answers `message`, which got [`Outcome::Recurse`], by resolving it
-    /// upstream. `out` is left empty only for a message that does not
-    /// decode (which `respond` never sends here).
+    /// upstream: certified (every upstream answer verified) when the
+    /// request set CT, and then signed with this node's key. `out` is left
+    /// empty only for a message that does not decode (which `respond`
+    /// never sends here).
     pub async fn recurse(&self, message: &[u8], out: &mut Vec<u8>, now: impl Fn() -> u32) {
         out.clear();
         let (Some(upstream), Some(handle)) = (&self.upstream, Self::question(message)) else {
             return;
         };
-        let answer = upstream.resolve(&handle).await;
+        let certified = Self::wants_certified(message);
+        let answer = upstream.resolve(&handle, certified).await;
         let recursed = match &answer {
             UpstreamAnswer::Found { handle, values } => Recursed::Found { handle, values },
             UpstreamAnswer::Failed { code, message } => Recursed::Failed {
@@ -87,6 +93,11 @@ impl HandleService {
         std::str::from_utf8(query.handle).ok().map(str::to_owned)
     }
 
+    /// Whether a request set CT (certified).
+    fn wants_certified(message: &[u8]) -> bool {
+        decode_request(message).is_ok_and(|r| r.header.op_flags & flags::CT != 0)
+    }
+
     /// Answers `message` (which got [`Outcome::Recurse`]) from what the
     /// recursive resolution found, with the request's filters applied.
     pub fn answer_recursed(
@@ -100,7 +111,7 @@ impl HandleService {
         let Ok(request) = decode_request(message) else {
             return;
         };
-        let ctx = ResponseContext::for_request(&request, now);
+        let ctx = self.context(&request, now);
         let op = opcode::RESOLUTION;
         let Ok(query) = ResolutionQuery::decode(request.body) else {
             return;
@@ -123,5 +134,7 @@ impl HandleService {
                 encode_error_response(out, &ctx, op, code, message);
             }
         }
+        // The recursive node signs its own answer with its own key.
+        self.certify_if_asked(message, crate::Outcome::Reply { keep_open: false }, out);
     }
 }

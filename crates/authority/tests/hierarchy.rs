@@ -7,6 +7,8 @@ use idnode_authority::{
     HandleService, Outcome, Recursed, ResponseCache, Scratch, Upstream, UpstreamAnswer,
 };
 use idnode_core::{Permissions, Value};
+use idnode_handle::certify::{VerifyError, verify_response};
+use idnode_handle::keys::ServerKey;
 use idnode_handle::{
     RequestOptions, RequestParams, ResponseBody, code, decode_response, encode_request,
     encode_resolution_request, flags, opcode,
@@ -15,7 +17,7 @@ use idnode_registry::Registry;
 use idnode_store::{CommitObserver, MemoryStore, ObservedStore, Store};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 const NOW: u32 = 1_800_000_000;
 
@@ -89,34 +91,54 @@ fn error_message(r: &idnode_handle::Response) -> String {
 }
 
 #[test]
-fn delegated_prefixes_are_referred_with_their_sites() {
+fn prefix_records_below_a_delegation_are_referred_with_its_prefix_sites() {
     let (_, services) = node();
     for s in &services {
         for _ in 0..2 {
-            for handle in ["88.100.1/ABC", "88.100.1.7/X", "0.NA/88.100.1.7"] {
+            for handle in ["0.NA/88.100.1.7", "0.na/88.100.1.7.2"] {
                 let r = ask(s, handle, flags::PO);
                 assert_eq!(r.header.response_code, code::PREFIX_REFERRAL, "{handle}");
                 match &r.body {
                     ResponseBody::Referral { handle, values } => {
-                        assert_eq!(handle, "0.NA/88.100.1");
+                        // As CNRI's servers: an empty handle, the prefix-type
+                        // values of the nearest delegated prefix.
+                        assert_eq!(handle, "");
                         let sites: Vec<_> = values
                             .iter()
-                            .map(|v| (v.kind.as_str(), v.data.as_ref()))
+                            .map(|v| (v.index, v.kind.as_str(), v.data.as_ref()))
                             .collect();
                         assert_eq!(
                             sites,
                             [
-                                ("HS_SITE.PREFIX", &b"site one"[..]),
-                                ("HS_SITE.PREFIX", &b"site two"[..])
+                                (3, "HS_SITE.PREFIX", &b"site one"[..]),
+                                (4, "HS_SITE.PREFIX", &b"site two"[..])
                             ]
                         );
                     }
                     other => panic!("{other:?}"),
                 }
             }
-            // The delegation record itself is served here.
+            // The delegation record itself is served here, with the sites
+            // homing the prefix as HS_SITE values.
             let r = ask(s, "0.NA/88.100.1", flags::PO);
             assert_eq!(r.header.response_code, code::SUCCESS);
+            match &r.body {
+                ResponseBody::Resolution { values, .. } => {
+                    let kinds: Vec<_> = values.iter().map(|v| v.kind.as_str()).collect();
+                    assert_eq!(
+                        kinds,
+                        ["HS_SITE", "HS_SITE", "HS_SITE.PREFIX", "HS_SITE.PREFIX"]
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            // An identifier under a delegated prefix is not referred: CNRI's
+            // client follows 303 only for prefix records.
+            for handle in ["88.100.1/ABC", "88.100.1.7/X"] {
+                let r = ask(s, handle, flags::PO);
+                assert_eq!(r.header.response_code, code::SERVER_NOT_RESP, "{handle}");
+                assert!(error_message(&r).contains("0.NA/88.100.1"), "{handle}");
+            }
             // Homed: found, and missing is HANDLE_NOT_FOUND.
             assert_eq!(ask(s, "88.100/here", 0).header.response_code, code::SUCCESS);
             let r = ask(s, "88.100/NOPE", 0);
@@ -138,7 +160,7 @@ fn delegated_prefixes_are_referred_with_their_sites() {
 fn do_not_refer_gets_not_responsible() {
     let (_, services) = node();
     for s in &services {
-        let r = ask(s, "88.100.1/ABC", flags::DNR);
+        let r = ask(s, "0.NA/88.100.1.7", flags::DNR);
         assert_eq!(r.header.response_code, code::SERVER_NOT_RESP);
         assert!(error_message(&r).contains("DNR"));
     }
@@ -149,22 +171,43 @@ fn a_referral_follows_a_new_delegation_and_its_removal() {
     let (registry, services) = node();
     for s in &services {
         assert_eq!(
-            ask(s, "88.100.2/X", 0).header.response_code,
-            code::SERVER_NOT_RESP
+            ask(s, "0.NA/88.100.2.1", 0).header.response_code,
+            code::HANDLE_NOT_FOUND
         );
     }
     registry
         .delegate_prefix("88.100.2", vec![Bytes::from_static(b"site")], 60)
         .unwrap();
     for s in &services {
-        let r = ask(s, "88.100.2/X", 0);
+        let r = ask(s, "0.NA/88.100.2.1", 0);
         assert_eq!(r.header.response_code, code::PREFIX_REFERRAL);
     }
     registry.delete_prefix("88.100.2").unwrap();
     registry.create_prefix("88.100.2").unwrap();
     for s in &services {
-        let r = ask(s, "88.100.2/X", 0);
+        let r = ask(s, "0.NA/88.100.2.1", 0);
         assert_eq!(r.header.response_code, code::HANDLE_NOT_FOUND);
+    }
+}
+
+#[test]
+fn a_primary_site_sets_the_authoritative_flag_and_its_serial() {
+    use idnode_handle::{HashOption, ServerInfo, SiteInfo};
+    let (_, services) = node();
+    let mut site = SiteInfo::single(
+        vec![ServerInfo::from_urls(1, "udp://127.0.0.1:2641,tcp://127.0.0.1:2641").unwrap()],
+        HashOption::Whole,
+    );
+    site.serial = 7;
+    for s in &services {
+        let before = ask(s, "88.100/here", 0);
+        assert_eq!(before.header.op_flags & flags::AT, 0);
+        assert!(s.set_site_info(site.encode()));
+        for handle in ["88.100/here", "88.100/NOPE", "0.NA/88.100.1.7"] {
+            let r = ask(s, handle, 0);
+            assert_ne!(r.header.op_flags & flags::AT, 0, "{handle}");
+            assert_eq!(r.header.site_serial, 7, "{handle}");
+        }
     }
 }
 
@@ -175,6 +218,7 @@ impl Upstream for Echo {
     fn resolve<'a>(
         &'a self,
         handle: &'a str,
+        _certified: bool,
     ) -> Pin<Box<dyn Future<Output = UpstreamAnswer> + Send + 'a>> {
         Box::pin(async move {
             if handle.ends_with("/FAIL") {
@@ -194,9 +238,9 @@ impl Upstream for Echo {
 #[tokio::test]
 async fn recursion_only_when_asked_and_allowed() {
     let (_, [mut plain, mut cached]) = node();
-    // Not allowed: REC is ignored and the answer is the referral.
+    // Not allowed: REC is ignored and the answer is "not here".
     let r = ask(&plain, "88.100.1/ABC", flags::REC);
-    assert_eq!(r.header.response_code, code::PREFIX_REFERRAL);
+    assert_eq!(r.header.response_code, code::SERVER_NOT_RESP);
     plain.set_upstream(Arc::new(Echo));
     cached.set_upstream(Arc::new(Echo));
     for s in [&plain, &cached] {
@@ -236,6 +280,60 @@ async fn recursion_only_when_asked_and_allowed() {
         let r = decode_response(&out).unwrap();
         assert_eq!(r.header.response_code, code::RECURSION_COUNT_TOO_HIGH);
     }
+}
+
+/// An upstream that remembers in which mode it was asked, and finds.
+#[derive(Default)]
+struct Modes(Mutex<Vec<bool>>);
+
+impl Upstream for Modes {
+    fn resolve<'a>(
+        &'a self,
+        handle: &'a str,
+        certified: bool,
+    ) -> Pin<Box<dyn Future<Output = UpstreamAnswer> + Send + 'a>> {
+        self.0.lock().unwrap().push(certified);
+        Box::pin(async move {
+            UpstreamAnswer::Found {
+                handle: handle.to_owned(),
+                values: vec![Value::new(1, "URL", "https://up")],
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn recursion_is_certified_exactly_when_the_request_sets_ct() {
+    let key = Arc::new(
+        ServerKey::from_pkcs8_pem(include_str!(
+            "../../handle/tests/vectors/hierarchy/test-only-top-rsa.pem"
+        ))
+        .unwrap(),
+    );
+    let (_, [mut s, _]) = node();
+    let modes = Arc::new(Modes::default());
+    s.set_upstream(modes.clone());
+    s.set_signer(key.clone());
+    for op_flags in [
+        flags::REC,
+        flags::REC | flags::CT,
+        flags::REC | flags::CA,
+        flags::REC | flags::CT | flags::CA,
+    ] {
+        let message = request("86.1/X", op_flags, 0);
+        let mut out = Vec::new();
+        s.recurse(&message, &mut out, || NOW).await;
+        let r = decode_response(&out).unwrap();
+        assert_eq!(r.header.response_code, code::SUCCESS);
+        let verified = verify_response(&out, &key.public_key());
+        if op_flags & flags::CT != 0 {
+            // The recursive node signs its own answer.
+            assert_eq!(verified, Ok(()), "{op_flags:#x}");
+        } else {
+            assert_eq!(verified, Err(VerifyError::Unsigned), "{op_flags:#x}");
+        }
+    }
+    assert_eq!(*modes.0.lock().unwrap(), [false, true, false, true]);
 }
 
 #[test]

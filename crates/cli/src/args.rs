@@ -164,6 +164,11 @@ pub struct ResolveArgs {
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 5)]
     pub timeout: u64,
+    /// Ask for a certified (signed) answer and check its signature with the
+    /// public key the server publishes in its site information
+    /// (GET_SITE_INFO); exit 1 when it does not verify.
+    #[arg(long)]
+    pub certified: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,14 +185,29 @@ pub enum PrefixCommand {
         /// One server of the site, as its interfaces:
         /// `udp://IP:PORT,tcp://IP:PORT` (repeat for a site of several
         /// servers; each identifier then lives on the server its hash picks).
-        #[arg(long = "to", required = true, value_name = "URLS")]
+        #[arg(
+            long = "to",
+            value_name = "URLS",
+            required_unless_present = "service",
+            conflicts_with = "service"
+        )]
         to: Vec<String>,
-        /// What picks the server in a site of several: prefix, suffix or whole.
+        /// Delegate through a service handle instead (for example
+        /// 88.100/SERVICE-1, a record holding the sites' HS_SITE values).
+        #[arg(long, value_name = "HANDLE")]
+        service: Option<String>,
+        /// What picks the server in a site of several: prefix, suffix or
+        /// whole (with --no-site-info; otherwise the site's own record says).
         #[arg(long, default_value = "prefix")]
         hash: String,
         /// Seconds resolvers may cache the referral.
         #[arg(long, default_value_t = 86_400)]
         ttl: u32,
+        /// Do not ask the servers for their site record (GET_SITE_INFO);
+        /// build it from --to alone. Such a delegation carries no public
+        /// key, so certified resolution through it fails.
+        #[arg(long)]
+        no_site_info: bool,
     },
     /// Show a prefix.
     Get { prefix: String },

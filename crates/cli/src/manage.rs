@@ -103,14 +103,34 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
             to,
             hash,
             ttl,
+            no_site_info,
+            service,
         } => {
-            let site = site_arg(&to, &hash)?;
+            if let Some(service) = service {
+                let p = client
+                    .delegate_prefix(admin.request(proto::DelegatePrefixRequest {
+                        prefix,
+                        sites: Vec::new(),
+                        ttl: Some(ttl),
+                        service: service.clone(),
+                    })?)
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                println!("delegated prefix {} to the sites of {service}", p.prefix);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut site = site_arg(&to, &hash)?;
+            if !no_site_info {
+                site = with_published_keys(site, &to).await;
+            }
             let described = to.join(" ");
             let p = client
                 .delegate_prefix(admin.request(proto::DelegatePrefixRequest {
                     prefix,
                     sites: vec![site],
                     ttl: Some(ttl),
+                    service: String::new(),
                 })?)
                 .await
                 .map_err(status)?
@@ -138,10 +158,19 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                     .await
                     .map_err(status)?
                     .into_inner();
+                // HS_SITE: the sites homing the prefix (the HS_SITE.PREFIX
+                // copies, for the prefixes below, name the same sites).
                 for value in record.values {
-                    if let Ok(site) = SiteInfo::decode(&value.data) {
+                    if value.r#type.eq_ignore_ascii_case("HS_SITE")
+                        && let Ok(site) = SiteInfo::decode(&value.data)
+                    {
                         let servers: Vec<String> = site.servers.iter().map(|s| s.urls()).collect();
-                        println!("  site {}: {}", value.index, servers.join(" | "));
+                        let keyed = site.servers.iter().all(|s| !s.public_key.is_empty());
+                        let key = if keyed { "" } else { " (no public key)" };
+                        println!("  site {}: {}{key}", value.index, servers.join(" | "));
+                    } else if value.r#type.eq_ignore_ascii_case("HS_SERV") {
+                        let named = String::from_utf8_lossy(&value.data);
+                        println!("  service {}: the sites of {named}", value.index);
                     }
                 }
             }
@@ -171,6 +200,94 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The site to delegate to, with what its servers publish about
+/// themselves (GET_SITE_INFO): for one `--to` server whose own record
+/// lists it, that record as it is (its serial, attributes, every server of
+/// its site and their public keys); otherwise the site built from `--to`
+/// with each server's public key taken from its own record. A server that
+/// does not answer leaves its key empty, with a warning: certified
+/// resolution through it fails.
+async fn with_published_keys(mut site: proto::Site, to: &[String]) -> proto::Site {
+    let mut records = Vec::new();
+    for text in to {
+        match fetch_site_info(text).await {
+            Ok(bytes) => records.push(Some(bytes)),
+            Err(why) => {
+                eprintln!(
+                    "warning: {why}; its server record carries no public key, so certified \
+                     resolution through this delegation will fail (delegate again once it \
+                     answers, or pass --no-site-info to silence this)"
+                );
+                records.push(None);
+            }
+        }
+    }
+    if let ([Some(bytes)], [server]) = (records.as_slice(), site.servers.as_slice())
+        && let Ok(record) = SiteInfo::decode(bytes)
+        && record.servers.iter().any(|s| same_server(s, server))
+    {
+        return proto::Site {
+            encoded: bytes.clone(),
+            ..proto::Site::default()
+        };
+    }
+    for (server, bytes) in site.servers.iter_mut().zip(&records) {
+        let published = bytes
+            .as_deref()
+            .and_then(|b| SiteInfo::decode(b).ok())
+            .and_then(|r| r.servers.into_iter().find(|s| same_server(s, server)));
+        if let Some(published) = published {
+            server.public_key = published.public_key;
+        }
+    }
+    site
+}
+
+/// Whether a site record's server is the `--to` server (same address, and
+/// its UDP or TCP port).
+fn same_server(published: &ServerInfo, given: &proto::Server) -> bool {
+    published.address.to_string() == given.address
+        && given.interfaces.iter().any(|i| {
+            published
+                .interfaces
+                .iter()
+                .any(|p| p.port == i.port && p.protocol as i32 == i.protocol)
+        })
+}
+
+/// The site record the server of `text` publishes (GET_SITE_INFO over
+/// UDP, then TCP).
+async fn fetch_site_info(text: &str) -> Result<Vec<u8>, String> {
+    let mut tried = Vec::new();
+    let server = ServerInfo::from_urls(1, text).map_err(|e| format!("--to {text}: {e}"))?;
+    for (protocol, transport) in [
+        (InterfaceProtocol::Udp, idnode_client::Transport::Udp),
+        (InterfaceProtocol::Tcp, idnode_client::Transport::Tcp),
+    ] {
+        let Some(addr) = server.query_endpoint(protocol) else {
+            continue;
+        };
+        let mut client = idnode_client::Client::new(addr, transport);
+        client.timeout = std::time::Duration::from_secs(3);
+        match client.site_info().await {
+            Ok(r) if r.header.response_code == idnode_handle::code::SUCCESS => {
+                if let idnode_handle::ResponseBody::Other(bytes) = r.body
+                    && SiteInfo::decode(&bytes).is_ok()
+                {
+                    return Ok(bytes);
+                }
+                tried.push(format!("{addr}: not a site record"));
+            }
+            Ok(r) => tried.push(format!("{addr}: response code {}", r.header.response_code)),
+            Err(e) => tried.push(format!("{addr}: {e}")),
+        }
+    }
+    Err(format!(
+        "{text} did not answer GET_SITE_INFO ({})",
+        tried.join("; ")
+    ))
 }
 
 /// A site from `--to` arguments (one server each) and `--hash`.
@@ -204,12 +321,14 @@ fn site_arg(to: &[String], hash: &str) -> anyhow::Result<proto::Site> {
                 id: server.id,
                 address: server.address.to_string(),
                 interfaces,
+                public_key: Vec::new(),
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(proto::Site {
         servers,
         hash: hash as i32,
+        encoded: Vec::new(),
     })
 }
 

@@ -10,6 +10,41 @@ use idnode_handle::{ResponseBody, code};
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// Checks the signature of `answer` with the key of `server` in the site
+/// record it publishes; an error says why it cannot be trusted.
+async fn check_signature(
+    client: &Client,
+    server: std::net::SocketAddr,
+    answer: &[u8],
+) -> anyhow::Result<()> {
+    let info = client
+        .site_info()
+        .await
+        .with_context(|| format!("asking {server} for its site information and key"))?;
+    let ResponseBody::Other(bytes) = info.body else {
+        anyhow::bail!("{server} did not answer GET_SITE_INFO with a site record");
+    };
+    let site = SiteInfo::decode(&bytes)
+        .map_err(|e| anyhow::anyhow!("the site record of {server} does not decode: {e}"))?;
+    let published = site
+        .servers
+        .iter()
+        .find(|s| {
+            s.address == server.ip()
+                && s.interfaces
+                    .iter()
+                    .any(|i| i.port == u32::from(server.port()))
+        })
+        .or(site.servers.first())
+        .ok_or_else(|| anyhow::anyhow!("the site record of {server} lists no server"))?;
+    let key = idnode_handle::keys::PublicKey::decode(&published.public_key)
+        .map_err(|e| anyhow::anyhow!("{server} publishes no usable public key: {e}"))?;
+    idnode_handle::certify::verify_response(answer, &key)
+        .map_err(|e| anyhow::anyhow!("the answer's signature does not verify: {e}"))?;
+    eprintln!("signature verified with the key {server} publishes");
+    Ok(())
+}
+
 pub async fn run(args: ResolveArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = Identifier::parse(&args.identifier) {
         usage!("`{}` is not an identifier: {e}", args.identifier);
@@ -38,10 +73,14 @@ pub async fn run(args: ResolveArgs) -> anyhow::Result<ExitCode> {
         indexes: args.indexes.clone(),
         types: args.types.clone(),
     };
-    let response = client
-        .resolve(&query)
+    client.certified = args.certified;
+    let (response, raw) = client
+        .resolve_raw(&query)
         .await
         .with_context(|| format!("resolving {}", args.identifier))?;
+    if args.certified {
+        check_signature(&client, server, &raw).await?;
+    }
     let response_code = response.header.response_code;
     match response.body {
         ResponseBody::Resolution { handle, values } if response_code == code::SUCCESS => {
@@ -58,11 +97,18 @@ pub async fn run(args: ResolveArgs) -> anyhow::Result<ExitCode> {
                 json["responseCode"] = response_code.into();
                 println!("{json}");
             } else {
+                // CNRI's servers (and idnode) leave the handle of a 303
+                // empty: the values are the sites to ask the same question.
+                let shown = if handle.is_empty() {
+                    args.identifier.as_str()
+                } else {
+                    handle.as_str()
+                };
                 println!(
-                    "referral ({response_code} {}): ask the servers of {handle}",
+                    "referral ({response_code} {}): ask these sites for {shown}",
                     code_name(response_code)
                 );
-                print_table(&handle, &values);
+                print_table(shown, &values);
             }
             Ok(ExitCode::FAILURE)
         }

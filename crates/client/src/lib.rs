@@ -143,6 +143,10 @@ pub struct Client {
     /// clients always do. Default true; a recursive node asking upstream
     /// sets it false.
     pub recursion_desired: bool,
+    /// Ask for certified (signed) answers: sets CT on resolutions. The
+    /// caller checks the signature ([`Client::resolve_raw`] gives the bytes
+    /// it covers).
+    pub certified: bool,
     shared: Arc<Shared>,
 }
 
@@ -224,6 +228,7 @@ impl Client {
             tls: options.tls,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             recursion_desired: true,
+            certified: false,
             shared: Arc::new(Shared {
                 channel: RwLock::new(None),
                 connecting: tokio::sync::Mutex::new(()),
@@ -239,7 +244,51 @@ impl Client {
     /// once. A request whose connection closed before the answer is sent
     /// once more on a new connection.
     pub async fn resolve(&self, query: &Query) -> Result<Response, ClientError> {
-        let mut message = self.encode(query);
+        self.resolve_raw(query).await.map(|(response, _)| response)
+    }
+
+    /// As [`resolve`](Self::resolve), with the bytes the answer came in
+    /// (reassembled from its datagrams over UDP), for checking a signature.
+    pub async fn resolve_raw(&self, query: &Query) -> Result<(Response, Vec<u8>), ClientError> {
+        let message = self.encode(query);
+        self.send(message).await
+    }
+
+    /// Asks the server for its site information (GET_SITE_INFO, as CNRI's
+    /// tools send it: handle `/`, no recursion): the response's body is the
+    /// encoded HS_SITE record ([`idnode_handle::ResponseBody::Other`]), on
+    /// a 1 SUCCESS.
+    pub async fn site_info(&self) -> Result<Response, ClientError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
+        let mut message = Vec::with_capacity(64);
+        let mut op_flags = flags::CA | flags::PO;
+        if self.transport == Transport::Tcp {
+            op_flags |= flags::KC;
+        }
+        idnode_handle::encode_request(
+            &mut message,
+            &RequestParams {
+                request_id: 0,
+                op_flags,
+                handle: b"/",
+                expiration: now.saturating_add(600),
+                site_serial: -1,
+                ..RequestParams::default()
+            },
+            &idnode_handle::RequestOptions::default(),
+            idnode_handle::opcode::GET_SITE_INFO,
+            &[],
+        );
+        self.send(message).await.map(|(response, _)| response)
+    }
+
+    /// Sends an encoded request (its request id is set here, per attempt)
+    /// and returns the decoded response with the bytes it came in (a
+    /// caller that checks a signature needs them). The request's own op
+    /// flags, handle and body are sent as they are.
+    pub async fn send(&self, mut message: Vec<u8>) -> Result<(Response, Vec<u8>), ClientError> {
         let work = async {
             let mut retried = false;
             loop {
@@ -264,7 +313,7 @@ impl Client {
                 expected: request_id,
             });
         }
-        Ok(response)
+        Ok((response, raw))
     }
 
     /// Resolves every query, with up to [`max_in_flight`](Self::max_in_flight)
@@ -307,6 +356,9 @@ impl Client {
         }
         if self.recursion_desired {
             op_flags |= flags::REC;
+        }
+        if self.certified {
+            op_flags |= flags::CT;
         }
         let mut message = Vec::with_capacity(64 + query.identifier.len());
         encode_resolution_request(

@@ -76,3 +76,34 @@ async fn each_identifier_goes_to_the_server_its_hash_picks() {
         "both servers were used: {seen:?}"
     );
 }
+
+#[tokio::test]
+async fn site_info_returns_the_server_record() {
+    let service = HandleService::new(Arc::new(MemoryStore::new()));
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let site = SiteInfo::single(
+        vec![ServerInfo::from_urls(1, &format!("udp://{addr}")).unwrap()],
+        HashOption::Whole,
+    );
+    assert!(service.set_site_info(site.encode()));
+    tokio::spawn(async move {
+        let (mut buf, mut out, mut scratch) = (vec![0u8; 2048], Vec::new(), Scratch::default());
+        loop {
+            let (n, peer) = socket.recv_from(&mut buf).await.unwrap();
+            if let Outcome::Reply { .. } = service.respond(&buf[..n], 0, &mut out, &mut scratch) {
+                socket.send_to(&out, peer).await.unwrap();
+            }
+        }
+    });
+    let client = idnode_client::Client::new(addr, Transport::Udp);
+    let r = client.site_info().await.unwrap();
+    assert_eq!(r.header.response_code, code::SUCCESS);
+    assert_eq!(r.header.opcode, idnode_handle::opcode::GET_SITE_INFO);
+    match r.body {
+        idnode_handle::ResponseBody::Other(bytes) => {
+            assert_eq!(SiteInfo::decode(&bytes).unwrap(), site)
+        }
+        other => panic!("{other:?}"),
+    }
+}

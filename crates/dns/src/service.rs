@@ -448,7 +448,12 @@ impl DnsService {
         let delegation = match self.store.get(Space::Records, record_key.as_bytes())? {
             Some(stored) => {
                 let record = public_record(&stored).map_err(corrupt)?;
-                records::delegation_records(cut, &record.values, now)
+                let sites = records::delegation_records(cut, &record.values, now);
+                if sites.ns.is_empty() {
+                    self.service_delegation(cut, &record.values, now)?
+                } else {
+                    sites
+                }
             }
             None => records::Delegation::default(),
         };
@@ -465,6 +470,46 @@ impl DnsService {
         answer.authority = delegation.ns;
         answer.additional = delegation.glue;
         Ok(answer)
+    }
+
+    /// The zone cut of a prefix delegated through a service handle: its
+    /// record's HS_SERV.PREFIX (else HS_SERV) values name a handle whose
+    /// HS_SITE values are the sites, when this node holds that handle's
+    /// record. The first service handle that gives a name server wins.
+    fn service_delegation(
+        &self,
+        cut: &Name,
+        values: &[records::PublicValue<'_>],
+        now: u32,
+    ) -> Result<records::Delegation, StoreError> {
+        let named = |kind: &'static [u8]| {
+            values
+                .iter()
+                .filter(move |v| v.kind.eq_ignore_ascii_case(kind))
+                .filter_map(|v| std::str::from_utf8(v.data).ok())
+        };
+        let mut key = Vec::new();
+        for handle in named(b"HS_SERV.PREFIX").chain(named(b"HS_SERV")).take(4) {
+            idnode_core::normalize_into(handle.trim().as_bytes(), &mut key);
+            let Some(stored) = self.store.get(Space::Records, &key)? else {
+                continue;
+            };
+            let service = public_record(&stored).map_err(corrupt)?;
+            let sites: Vec<records::PublicValue<'_>> = service
+                .values
+                .iter()
+                .filter(|v| v.kind.eq_ignore_ascii_case(b"HS_SITE"))
+                .map(|v| records::PublicValue {
+                    kind: records::SITE_PREFIX_TYPE,
+                    ..*v
+                })
+                .collect();
+            let delegation = records::delegation_records(cut, &sites, now);
+            if !delegation.ns.is_empty() {
+                return Ok(delegation);
+            }
+        }
+        Ok(records::Delegation::default())
     }
 
     pub(crate) fn soa(&self, zone: &ApexZone, ttl: u32) -> Record {

@@ -141,6 +141,9 @@ pub struct SiteConfig {
     pub server_id: usize,
     /// What picks the server: `prefix`, `suffix` or `whole`.
     pub hash: Option<String>,
+    /// The node's signing key (PKCS#8 PEM, RSA or DSA). Absent: the key in
+    /// the data directory, made at first start.
+    pub key_file: Option<PathBuf>,
 }
 
 /// One server of a multi-server site.
@@ -153,6 +156,11 @@ pub struct SiteServerConfig {
     pub grpc: String,
     /// A file holding its admin token.
     pub token_file: Option<PathBuf>,
+    /// Its public key, as HS_PUBKEY data in base64 (`public_key` in the
+    /// file `idnode serve --ready-file` writes): published in the site
+    /// record so that clients can check its certified answers. This node's
+    /// own entry takes its own key.
+    pub public_key: Option<String>,
 }
 
 /// The recursive role: resolve questions outside the prefixes homed here
@@ -161,8 +169,11 @@ pub struct SiteServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RecursionConfig {
     /// Servers of the root (top-level) node's site, each as its interfaces:
-    /// `udp://IP:PORT,tcp://IP:PORT`. Empty: no recursion; questions
-    /// outside the prefixes homed here get a referral (303) or 301.
+    /// `udp://IP:PORT,tcp://IP:PORT`, optionally followed by
+    /// `;key=<base64 HS_PUBKEY>`, the key its certified answers are checked
+    /// with (without it, the key the root publishes in GET_SITE_INFO is
+    /// taken on first use). Empty: no recursion; questions outside the
+    /// prefixes homed here get a referral (303) or 301.
     pub roots: Vec<String>,
     /// Milliseconds to wait for one upstream server over one transport.
     pub timeout_ms: u64,

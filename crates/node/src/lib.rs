@@ -12,6 +12,7 @@
 pub mod config;
 pub mod demo;
 pub mod jsonl;
+pub mod key;
 pub mod site;
 
 pub use config::{Config, ConfigError};
@@ -55,6 +56,9 @@ pub struct Addresses {
     pub recursion_roots: Vec<String>,
     /// The store's change sequence at start (the DNS SOA serial).
     pub change_sequence: u64,
+    /// The node's public key as HS_PUBKEY data in base64, as
+    /// `[[site.servers]] public_key` takes it.
+    pub public_key: String,
 }
 
 /// A node whose listeners are bound and serving.
@@ -131,11 +135,20 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
             .context("cannot set up the admin token")?,
     );
 
+    let key = {
+        let (dir, file) = (config.data_dir.clone(), config.site.key_file.clone());
+        tokio::task::spawn_blocking(move || key::load_or_create(&dir, file.as_deref()))
+            .await
+            .context("signing key task failed")??
+    };
+    let public_key = key.public_key().encode();
+
     let shutdown = CancellationToken::new();
     let mut service = match &cache {
         Some(cache) => HandleService::with_cache(store.clone(), cache.clone()),
         None => HandleService::new(store.clone()),
     };
+    service.set_signer(Arc::new(key));
     if let Some(upstream) = site::upstream(&config.recursion)
         .map_err(|e| BadConfig(format!("invalid [recursion] configuration: {e}")))?
     {
@@ -157,9 +170,28 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
             config.handle.listen
         )
     })?;
-    let own_site = site::own_site(&config.site, handle.udp, handle.tcp)
+    let own_site = site::own_site(&config.site, handle.udp, handle.tcp, &public_key)
         .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
-    service.set_site_info(own_site.encode());
+    let own_site = own_site.encode();
+    service.set_site_info(own_site.clone());
+    // The prefix records say where each prefix lives: this site for the
+    // prefixes homed here (delegations written before HS_SITE copies were
+    // kept get them now).
+    {
+        let registry = registry.clone();
+        let site = own_site.clone();
+        let done = tokio::task::spawn_blocking(move || registry.publish_site(&site))
+            .await
+            .context("site publication task failed")?
+            .context("cannot write this node's site on its prefix records")?;
+        if done != idnode_registry::SiteSync::default() {
+            tracing::info!(
+                homed = done.homed,
+                delegations = done.delegations,
+                "prefix records updated with this node's site"
+            );
+        }
+    }
     let site_peers = site::peers(&config.site)
         .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
     let quic = if config.quic.enabled {
@@ -245,6 +277,10 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         tls_sha256: tls.map(|q| q.fingerprint.to_string()),
         recursion_roots: config.recursion.roots.clone(),
         change_sequence: store.last_sequence(),
+        public_key: {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(&public_key)
+        },
     };
     Ok(Node {
         addresses,

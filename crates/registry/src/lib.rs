@@ -26,13 +26,14 @@ pub use error::{RegistryError, Result};
 pub use identifiers::Page;
 pub use idnode_core::PrefixInfo;
 pub use prefixes::{
-    ALL_ADMIN_PERMISSIONS, PREFIX_ADMIN_INDEX, PREFIX_ADMIN_KEY_INDEX, SITE_PREFIX_TYPE,
-    hs_admin_data,
+    ALL_ADMIN_PERMISSIONS, OWN_SITE_INDEX, PREFIX_ADMIN_INDEX, PREFIX_ADMIN_KEY_INDEX,
+    SERVICE_PREFIX_TYPE, SERVICE_TYPE, SITE_PREFIX_TYPE, SITE_TYPE, SiteSync, hs_admin_data,
 };
 
+use bytes::Bytes;
 use idnode_core::Record;
 use idnode_store::Store;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Page size of [`Registry::list_identifiers`] when the caller asks for 0.
@@ -62,6 +63,9 @@ pub fn system_clock() -> u32 {
 pub struct Registry {
     store: Arc<dyn Store>,
     clock: Box<dyn Clock>,
+    /// This node's encoded HS_SITE, once known: written on the records of
+    /// the prefixes it homes.
+    own_site: RwLock<Option<Bytes>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -83,6 +87,7 @@ impl Registry {
         Self {
             store,
             clock: Box::new(clock),
+            own_site: RwLock::new(None),
         }
     }
 
@@ -93,6 +98,17 @@ impl Registry {
 
     fn now(&self) -> u32 {
         self.clock.now()
+    }
+
+    fn own_site(&self) -> Option<Bytes> {
+        self.own_site
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_own_site(&self, site: Bytes) {
+        *self.own_site.write().unwrap_or_else(|p| p.into_inner()) = Some(site);
     }
 }
 

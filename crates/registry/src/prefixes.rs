@@ -15,8 +15,22 @@ pub const PREFIX_ADMIN_KEY_INDEX: u32 = 200;
 /// Every HS_ADMIN permission bit (add handle 0x1 ... list 0x800).
 pub const ALL_ADMIN_PERMISSIONS: u16 = 0x0fff;
 
-/// The type of the values that delegate a prefix to a site.
+/// The type of the values that delegate the prefixes below a prefix (its
+/// derived prefixes, `0.NA/88.100.*`) to a site: what a parent's 303
+/// referral carries.
 pub const SITE_PREFIX_TYPE: &str = "HS_SITE.PREFIX";
+/// The type of the values that name the site homing a prefix: what a
+/// client that looked the prefix record up asks for.
+pub const SITE_TYPE: &str = "HS_SITE";
+/// The type of the value that names a service handle holding the sites of
+/// a prefix.
+pub const SERVICE_TYPE: &str = "HS_SERV";
+/// The type of the value that names a service handle holding the sites of
+/// the prefixes below a prefix.
+pub const SERVICE_PREFIX_TYPE: &str = "HS_SERV.PREFIX";
+/// Index of the HS_SITE value this node keeps on the records of the
+/// prefixes it homes (its own site).
+pub const OWN_SITE_INDEX: u32 = 1;
 
 /// The prefix under which prefixes are identifiers (`0.NA/88.100`); the
 /// same text as `idnode_core`'s private constant.
@@ -80,7 +94,9 @@ pub(crate) fn check_writable(txn: &mut Txn<'_>, id: &Identifier) -> Result<()> {
 
 impl Registry {
     /// Homes `prefix` here and writes its record `0.NA/<prefix>` with an
-    /// HS_ADMIN value at index 100 naming `0.NA/<prefix>`:200 as its admin.
+    /// HS_ADMIN value at index 100 naming `0.NA/<prefix>`:200 as its admin
+    /// and, once the node's site is known ([`Registry::publish_site`]),
+    /// this node's HS_SITE at index 1.
     pub fn create_prefix(&self, prefix: &str) -> Result<PrefixInfo> {
         let prefix = validate::prefix(prefix, "prefix")?;
         if is_reserved(&prefix) {
@@ -114,9 +130,15 @@ impl Registry {
         );
         let mut admin = Value::new(PREFIX_ADMIN_INDEX, "HS_ADMIN", data);
         admin.timestamp = now;
+        let mut values = vec![admin];
+        if let Some(site) = self.own_site() {
+            let mut own = Value::new(OWN_SITE_INDEX, SITE_TYPE, site);
+            own.timestamp = now;
+            values.insert(0, own);
+        }
         let mut record = Record {
             identifier: record_id.as_str().to_owned(),
-            values: vec![admin],
+            values,
             version: 0,
         };
         txn.put(
@@ -130,26 +152,64 @@ impl Registry {
     }
 
     /// Delegates `prefix` to other servers: writes its record
-    /// `0.NA/<prefix>` with one `HS_SITE.PREFIX` value per site (`sites`
-    /// holds encoded HS_SITE data, index 1, 2, ...; relative TTL `ttl`) and
-    /// keeps the prefix as known but not homed, so that questions under it
-    /// are referred (303) to those sites.
+    /// `0.NA/<prefix>` as the global Handle system keeps it, with each site
+    /// (`sites` holds encoded HS_SITE data) twice: as an `HS_SITE` value
+    /// (indexes 1 to n: the sites homing the prefix, what a client that
+    /// looks the record up uses) and as an `HS_SITE.PREFIX` value (n+1 to
+    /// 2n: the sites of the prefixes below it, what a 303 referral for
+    /// them carries); relative TTL `ttl`. The prefix stays known but not
+    /// homed here.
     ///
     /// A prefix above it must be homed here (the parent is what delegates);
     /// delegating a prefix again replaces its sites; a prefix homed here is
     /// refused (delete it first).
     pub fn delegate_prefix(&self, prefix: &str, sites: Vec<Bytes>, ttl: u32) -> Result<PrefixInfo> {
+        if sites.is_empty() {
+            return Err(RegistryError::invalid(
+                "sites",
+                "a delegation needs at least one site",
+            ));
+        }
+        let now = self.now();
+        let values = delegation_values(&sites, idnode_core::Ttl::Relative(ttl), now);
+        self.delegate(prefix, values)
+    }
+
+    /// Delegates `prefix` through a service handle (`88.100/SERVICE-1`),
+    /// whose record holds the sites: `0.NA/<prefix>` gets an `HS_SERV`
+    /// value (index 1, for the prefix itself) and an `HS_SERV.PREFIX` value
+    /// (index 2, for the prefixes below it) naming it; relative TTL `ttl`.
+    /// Clients resolve the service handle for its HS_SITE values. The same
+    /// rules as [`Registry::delegate_prefix`] apply.
+    pub fn delegate_prefix_to_service(
+        &self,
+        prefix: &str,
+        service: &str,
+        ttl: u32,
+    ) -> Result<PrefixInfo> {
+        let service = Identifier::parse(service.trim()).map_err(|e| {
+            RegistryError::invalid("service", format!("`{service}` is not an identifier: {e}"))
+        })?;
+        let now = self.now();
+        let values = [(1, SERVICE_TYPE), (2, SERVICE_PREFIX_TYPE)]
+            .into_iter()
+            .map(|(index, kind)| {
+                let mut value = Value::new(index, kind, Bytes::from(service.as_str().to_owned()));
+                value.timestamp = now;
+                value.ttl = idnode_core::Ttl::Relative(ttl);
+                value
+            })
+            .collect();
+        self.delegate(prefix, values)
+    }
+
+    /// Writes a delegation of `prefix` with `values` on its record.
+    fn delegate(&self, prefix: &str, values: Vec<Value>) -> Result<PrefixInfo> {
         let prefix = validate::prefix(prefix, "prefix")?;
         if is_reserved(&prefix) {
             return Err(RegistryError::invalid(
                 "prefix",
                 format!("prefix {prefix} is reserved: {PREFIX_AUTHORITY} holds prefix records"),
-            ));
-        }
-        if sites.is_empty() {
-            return Err(RegistryError::invalid(
-                "sites",
-                "a delegation needs at least one site",
             ));
         }
         let now = self.now();
@@ -186,13 +246,6 @@ impl Registry {
             created,
         };
         let record_id = prefix.record_identifier();
-        let mut values = Vec::with_capacity(sites.len());
-        for (i, site) in sites.into_iter().enumerate() {
-            let mut value = Value::new(i as u32 + 1, SITE_PREFIX_TYPE, site);
-            value.timestamp = now;
-            value.ttl = idnode_core::Ttl::Relative(ttl);
-            values.push(value);
-        }
         let mut record = Record {
             identifier: record_id.as_str().to_owned(),
             values,
@@ -202,6 +255,44 @@ impl Registry {
         txn.put_record(record_id.key(), &mut record)?;
         txn.commit()?;
         Ok(info)
+    }
+
+    /// Makes the prefix records agree with this node's site (`site`: its
+    /// encoded HS_SITE) and with the way delegations are kept: the record
+    /// of each prefix homed here gets `site` as its HS_SITE at index 1
+    /// (added, or replaced when it differs; an index 1 holding another type
+    /// is left alone), and a delegation stored with HS_SITE.PREFIX values
+    /// only is rewritten with an HS_SITE copy of each. Remembers `site` for
+    /// the prefixes created from now on. Run at start, once the listeners
+    /// are bound; one transaction a changed record.
+    pub fn publish_site(&self, site: &[u8]) -> Result<SiteSync> {
+        self.set_own_site(Bytes::copy_from_slice(site));
+        let mut done = SiteSync::default();
+        for info in self.list_prefixes()? {
+            let Ok(prefix) = Prefix::parse(&info.prefix) else {
+                continue;
+            };
+            let record_id = prefix.record_identifier();
+            let mut txn = Txn::begin(&*self.store)?;
+            let Some(mut record) = txn.record(record_id.key())? else {
+                continue;
+            };
+            let changed = if info.homed {
+                own_site_value(&mut record.values, site, self.now())
+            } else {
+                migrate_delegation(&mut record.values)
+            };
+            if changed {
+                txn.put_record(record_id.key(), &mut record)?;
+                txn.commit()?;
+                if info.homed {
+                    done.homed += 1;
+                } else {
+                    done.delegations += 1;
+                }
+            }
+        }
+        Ok(done)
     }
 
     /// What this node knows of `prefix`.
@@ -269,6 +360,87 @@ impl Registry {
     }
 }
 
+/// What [`Registry::publish_site`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SiteSync {
+    /// Records of prefixes homed here whose HS_SITE was added or replaced.
+    pub homed: usize,
+    /// Delegations rewritten with HS_SITE values.
+    pub delegations: usize,
+}
+
+/// The values of a delegation to `sites`: HS_SITE at 1..=n, HS_SITE.PREFIX
+/// at n+1..=2n, the same site data in the same order.
+fn delegation_values(sites: &[Bytes], ttl: idnode_core::Ttl, now: u32) -> Vec<Value> {
+    let n = sites.len() as u32;
+    let mut values = Vec::with_capacity(sites.len() * 2);
+    for (kind, first) in [(SITE_TYPE, 1), (SITE_PREFIX_TYPE, n + 1)] {
+        for (i, site) in sites.iter().enumerate() {
+            let mut value = Value::new(first + i as u32, kind, site.clone());
+            value.timestamp = now;
+            value.ttl = ttl;
+            values.push(value);
+        }
+    }
+    values
+}
+
+/// Sets `site` as the HS_SITE at [`OWN_SITE_INDEX`]; true when it changed.
+fn own_site_value(values: &mut Vec<Value>, site: &[u8], now: u32) -> bool {
+    match values.iter_mut().find(|v| v.index == OWN_SITE_INDEX) {
+        Some(v) if v.kind.eq_ignore_ascii_case(SITE_TYPE) => {
+            if v.data.as_ref() == site {
+                return false;
+            }
+            v.data = Bytes::copy_from_slice(site);
+            v.timestamp = now;
+            true
+        }
+        // Index 1 holds something an administrator put there.
+        Some(_) => false,
+        None => {
+            let mut own = Value::new(OWN_SITE_INDEX, SITE_TYPE, Bytes::copy_from_slice(site));
+            own.timestamp = now;
+            values.push(own);
+            values.sort_by_key(|v| v.index);
+            true
+        }
+    }
+}
+
+/// Rewrites a delegation kept as HS_SITE.PREFIX values only into the form
+/// of [`delegation_values`] (timestamps and TTL kept); true when it did.
+fn migrate_delegation(values: &mut Vec<Value>) -> bool {
+    let is = |v: &Value, kind: &str| v.kind.eq_ignore_ascii_case(kind);
+    if values.iter().any(|v| is(v, SITE_TYPE)) {
+        return false;
+    }
+    let prefix_sites: Vec<&Value> = values.iter().filter(|v| is(v, SITE_PREFIX_TYPE)).collect();
+    let Some(first) = prefix_sites.first() else {
+        return false;
+    };
+    let (ttl, now) = (first.ttl, first.timestamp);
+    let sites: Vec<Bytes> = prefix_sites.iter().map(|v| v.data.clone()).collect();
+    let others: Vec<Value> = values
+        .iter()
+        .filter(|v| !is(v, SITE_PREFIX_TYPE))
+        .cloned()
+        .collect();
+    let mut rebuilt = delegation_values(&sites, ttl, now);
+    let taken: Vec<u32> = rebuilt.iter().map(|v| v.index).collect();
+    let mut next = taken.iter().max().copied().unwrap_or(0) + 1;
+    for mut v in others {
+        if taken.contains(&v.index) {
+            v.index = next;
+            next += 1;
+        }
+        rebuilt.push(v);
+    }
+    rebuilt.sort_by_key(|v| v.index);
+    *values = rebuilt;
+    true
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
@@ -294,6 +466,53 @@ mod tests {
         assert_eq!(&data[2..6], &7u32.to_be_bytes());
         assert_eq!(&data[6..13], b"0.NA/88");
         assert_eq!(&data[13..], &200u32.to_be_bytes());
+    }
+
+    #[test]
+    fn an_old_delegation_gains_hs_site_copies_and_keeps_its_other_values() {
+        let mut a = Value::new(1, SITE_PREFIX_TYPE, Bytes::from_static(b"site-a"));
+        a.ttl = idnode_core::Ttl::Relative(60);
+        let mut b = a.clone();
+        b.index = 2;
+        b.data = Bytes::from_static(b"site-b");
+        let note = Value::new(3, "DESC", Bytes::from_static(b"x"));
+        let mut values = vec![a, b, note];
+        assert!(migrate_delegation(&mut values));
+        let seen: Vec<(u32, &str, &[u8])> = values
+            .iter()
+            .map(|v| (v.index, v.kind.as_str(), v.data.as_ref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, SITE_TYPE, &b"site-a"[..]),
+                (2, SITE_TYPE, b"site-b"),
+                (3, SITE_PREFIX_TYPE, b"site-a"),
+                (4, SITE_PREFIX_TYPE, b"site-b"),
+                (5, "DESC", b"x"),
+            ]
+        );
+        assert!(
+            values
+                .iter()
+                .all(|v| v.kind == "DESC" || v.ttl == idnode_core::Ttl::Relative(60))
+        );
+        // Already migrated: left alone.
+        assert!(!migrate_delegation(&mut values));
+    }
+
+    #[test]
+    fn the_own_site_is_added_replaced_or_left_to_the_administrator() {
+        let mut values = vec![Value::new(100, "HS_ADMIN", Bytes::from_static(b"a"))];
+        assert!(own_site_value(&mut values, b"s1", 5));
+        assert_eq!(values[0].index, OWN_SITE_INDEX);
+        assert_eq!(values[0].data.as_ref(), b"s1");
+        assert!(!own_site_value(&mut values, b"s1", 6));
+        assert!(own_site_value(&mut values, b"s2", 7));
+        assert_eq!(values[0].data.as_ref(), b"s2");
+        let mut custom = vec![Value::new(1, "URL", Bytes::from_static(b"u"))];
+        assert!(!own_site_value(&mut custom, b"s1", 5));
+        assert_eq!(custom.len(), 1);
     }
 
     #[test]

@@ -350,3 +350,67 @@ fn the_zone_holds_the_cut_and_its_glue() {
         6
     );
 }
+
+#[test]
+fn a_prefix_delegated_through_a_service_handle_is_a_cut_to_its_sites() {
+    let node = node();
+    home(&*node.store, "88.100");
+    let site = SiteInfo::single(
+        vec![ServerInfo::from_urls(3, "udp://192.0.2.33:2641").unwrap()],
+        HashOption::Whole,
+    )
+    .encode();
+    // The service handle, homed here, holds the site.
+    let mut hs_site = Value::new(1, "HS_SITE", site);
+    hs_site.ttl = Ttl::Relative(3600);
+    put(&*node.store, "88.100/SERVICE-1", vec![hs_site]);
+    // The delegation names it instead of carrying sites.
+    let mut txn = node.store.begin().unwrap();
+    let info = idnode_core::PrefixInfo {
+        prefix: "88.100.2".into(),
+        homed: false,
+        created: 0,
+    };
+    txn.put(Space::Prefixes, b"88.100.2", info.encode().into());
+    let record = StoredRecord {
+        identifier: "0.NA/88.100.2".into(),
+        values: vec![
+            Value::new(1, "HS_SERV", "88.100/SERVICE-1"),
+            Value::new(2, "HS_SERV.PREFIX", "88.100/service-1"),
+        ],
+        version: node.store.last_sequence() + 1,
+    };
+    txn.put(Space::Records, b"0.NA/88.100.2", record.encode().into());
+    txn.commit().unwrap();
+    for service in &node.services {
+        let m = ask(
+            service,
+            &name("abc._.2.100.88.idnode.internal."),
+            RecordType::TXT,
+        );
+        assert_eq!(m.response_code, ResponseCode::NoError);
+        let ns: Vec<String> = m
+            .authorities
+            .iter()
+            .map(|r| match &r.data {
+                RData::NS(ns) => ns.0.to_ascii().to_ascii_lowercase(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ns, [format!("ns3.{CUT}")]);
+        let glue: Vec<String> = m.additionals.iter().map(|r| r.data.to_string()).collect();
+        assert_eq!(glue, ["192.0.2.33"]);
+    }
+    // Without the service handle's record, no usable server: SERVFAIL.
+    let mut txn = node.store.begin().unwrap();
+    txn.delete(Space::Records, b"88.100/SERVICE-1");
+    txn.commit().unwrap();
+    for service in &node.services {
+        let m = ask(
+            service,
+            &name("xyz._.2.100.88.idnode.internal."),
+            RecordType::TXT,
+        );
+        assert_eq!(m.response_code, ResponseCode::ServFail);
+    }
+}

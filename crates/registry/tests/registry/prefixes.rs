@@ -1,8 +1,10 @@
 use crate::support::{Fixture, T0, url};
 use bytes::Bytes;
 use idnode_core::Record;
-use idnode_core::Ttl;
-use idnode_registry::{PrefixInfo, RegistryError, SITE_PREFIX_TYPE, hs_admin_data};
+use idnode_core::{Ttl, Value};
+use idnode_registry::{
+    OWN_SITE_INDEX, PrefixInfo, RegistryError, SITE_PREFIX_TYPE, SITE_TYPE, SiteSync, hs_admin_data,
+};
 use idnode_store::{Space, Store};
 
 #[test]
@@ -166,8 +168,10 @@ fn delegate_prefix_writes_site_values_under_a_homed_parent() {
     assert_eq!(
         got,
         vec![
-            (1, SITE_PREFIX_TYPE, sites[0].clone(), Ttl::Relative(3600)),
-            (2, SITE_PREFIX_TYPE, sites[1].clone(), Ttl::Relative(3600)),
+            (1, SITE_TYPE, sites[0].clone(), Ttl::Relative(3600)),
+            (2, SITE_TYPE, sites[1].clone(), Ttl::Relative(3600)),
+            (3, SITE_PREFIX_TYPE, sites[0].clone(), Ttl::Relative(3600)),
+            (4, SITE_PREFIX_TYPE, sites[1].clone(), Ttl::Relative(3600)),
         ]
     );
     assert!(record.values.iter().all(|v| v.permissions.public_read()));
@@ -188,8 +192,13 @@ fn delegate_prefix_writes_site_values_under_a_homed_parent() {
         .delegate_prefix("88.100.1", vec![Bytes::from_static(b"site-c")], 60)
         .unwrap();
     let record = f.registry.get_identifier("0.NA/88.100.1").unwrap();
-    assert_eq!(record.values.len(), 1);
-    assert_eq!(record.values[0].data, Bytes::from_static(b"site-c"));
+    assert_eq!(record.values.len(), 2);
+    assert!(
+        record
+            .values
+            .iter()
+            .all(|v| v.data == Bytes::from_static(b"site-c"))
+    );
     assert_eq!(f.registry.get_prefix("88.100.1").unwrap().created, T0);
 
     // Deleting the delegation removes the prefix and its record.
@@ -227,4 +236,102 @@ fn delegate_prefix_refusals() {
         .unwrap_err();
     assert!(reserved.to_string().contains("reserved"), "{reserved}");
     assert_eq!(f.sequence(), before, "a refused delegation writes nothing");
+}
+
+#[test]
+fn publish_site_puts_the_node_site_on_homed_prefixes_and_migrates_delegations() {
+    let f = Fixture::new();
+    f.registry.create_prefix("88").unwrap();
+    f.registry
+        .delegate_prefix("88.100", vec![Bytes::from_static(b"child")], 60)
+        .unwrap();
+    // A delegation written the old way: HS_SITE.PREFIX only.
+    let old = idnode_core::Record {
+        identifier: "0.NA/88.100".into(),
+        values: vec![Value::new(
+            1,
+            SITE_PREFIX_TYPE,
+            Bytes::from_static(b"child"),
+        )],
+        version: 0,
+    };
+    let mut txn = f.store.begin().unwrap();
+    txn.put(
+        idnode_store::Space::Records,
+        b"0.NA/88.100",
+        Bytes::from(old.encode()),
+    );
+    txn.commit().unwrap();
+
+    let done = f.registry.publish_site(b"own-site").unwrap();
+    assert_eq!(
+        done,
+        SiteSync {
+            homed: 1,
+            delegations: 1
+        }
+    );
+    let homed = f.registry.get_identifier("0.NA/88").unwrap();
+    let own = homed.value(OWN_SITE_INDEX).unwrap();
+    assert_eq!(
+        (own.kind.as_str(), own.data.as_ref()),
+        (SITE_TYPE, &b"own-site"[..])
+    );
+    let kinds: Vec<_> = f
+        .registry
+        .get_identifier("0.NA/88.100")
+        .unwrap()
+        .values
+        .iter()
+        .map(|v| (v.index, v.kind.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [(1, SITE_TYPE.to_owned()), (2, SITE_PREFIX_TYPE.to_owned())]
+    );
+    // Nothing left to change; a prefix created now carries the site.
+    assert_eq!(
+        f.registry.publish_site(b"own-site").unwrap(),
+        SiteSync::default()
+    );
+    f.registry.create_prefix("86").unwrap();
+    let created = f.registry.get_identifier("0.NA/86").unwrap();
+    assert_eq!(
+        created.value(OWN_SITE_INDEX).unwrap().data.as_ref(),
+        b"own-site"
+    );
+}
+
+#[test]
+fn delegate_prefix_to_a_service_handle_names_it_for_the_prefix_and_below() {
+    let f = Fixture::new();
+    f.registry.create_prefix("88.100").unwrap();
+    f.registry
+        .delegate_prefix_to_service("88.100.2", "88.100/SERVICE-1", 600)
+        .unwrap();
+    let values: Vec<_> = f
+        .registry
+        .get_identifier("0.NA/88.100.2")
+        .unwrap()
+        .values
+        .into_iter()
+        .map(|v| (v.index, v.kind, v.data, v.ttl))
+        .collect();
+    let named = Bytes::from_static(b"88.100/SERVICE-1");
+    assert_eq!(
+        values,
+        [
+            (1, "HS_SERV".to_owned(), named.clone(), Ttl::Relative(600)),
+            (2, "HS_SERV.PREFIX".to_owned(), named, Ttl::Relative(600)),
+        ]
+    );
+    assert!(!f.registry.get_prefix("88.100.2").unwrap().homed);
+    let bad = f
+        .registry
+        .delegate_prefix_to_service("88.100.3", "no slash", 600)
+        .unwrap_err();
+    assert!(
+        matches!(bad, RegistryError::InvalidArgument { .. }),
+        "{bad:?}"
+    );
 }
