@@ -16,9 +16,16 @@
 #          [--queries Q (default: max(count, 200000))] [--miss-ratio R] [--p99-rate QPS] [--seed N]
 #          [--servers idnode,nsd,knot] [--dns-cache-mb M (idnode, default 768)] [--keep]
 #          [--idnode-arg ARG (one more argument of `idnode serve`; repeat)]
-# Needs: the release idnode ($CARGO_TARGET_DIR/release/idnode), dig,
-# dnsperf; nsd and knot are installed with apt-get when missing (a server
-# that cannot be installed is skipped with a message).
+#          [--no-install] [--summary-json FILE]
+# Needs: the release idnode ($CARGO_TARGET_DIR/release/idnode, or
+# $IDNODE_BIN), dig, dnsperf; dnsperf, nsd and knot are installed with
+# apt-get when missing, unless --no-install (a server that is not there is
+# then skipped with a message; without dnsperf the script exits 1).
+# --summary-json FILE also writes the figures for a script (benches/run.sh):
+# {"count", "prefixes", "records", "queries", "duration_secs", "cores",
+#  "idnode_rss_kb", "dns_cache_mb", "servers": [{"server", "qps",
+#  "avg_us", "p50_us", "p99_us", "rate_avg_us", "p99_rate", "lost", "codes"}]}
+# with null for what was not measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -29,7 +36,7 @@ count=100000 prefixes=100 duration=10 warmup=30 clients=4 threads=1
 # the Handle response cache is off (this node serves the DNS only).
 dns_cache_mb=768
 outstanding=64 nqueries="" miss_ratio=0.1 p99_rate=20000 seed=1
-servers="idnode,nsd,knot" keep=0 idnode_args=()
+servers="idnode,nsd,knot" keep=0 idnode_args=() install=1 summary_json=""
 while (($#)); do
   case "$1" in
     --count) count="$2"; shift 2 ;;
@@ -47,6 +54,8 @@ while (($#)); do
     --servers) servers="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
     --idnode-arg) idnode_args+=("$2"); shift 2 ;;
+    --no-install) install=0; shift ;;
+    --summary-json) summary_json="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "dns-compare: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -56,7 +65,7 @@ APEX="idnode.internal."
 # By default the query file asks as many questions as there are identifiers
 # (at least 200,000), so that the working set grows with the data set.
 [ -n "$nqueries" ] || nqueries=$((count > 200000 ? count : 200000))
-IDNODE="$CARGO_TARGET_DIR/release/idnode"
+IDNODE="${IDNODE_BIN:-$CARGO_TARGET_DIR/release/idnode}"
 [ -x "$IDNODE" ] || { echo "dns-compare: no $IDNODE; build it: source scripts/env.sh && cargo build --release --bin idnode" >&2; exit 1; }
 command -v dig >/dev/null || { echo "dns-compare: dig is missing (apt-get install bind9-dnsutils)" >&2; exit 1; }
 
@@ -69,7 +78,7 @@ ensure() {
   local found
   found="$(command -v "$1" || true)"
   [ -n "$found" ] || [ ! -x "/usr/sbin/$1" ] || found="/usr/sbin/$1"
-  if [ -z "$found" ]; then
+  if [ -z "$found" ] && ((install)); then
     echo "dns-compare: installing $2 ..." >&2
     if ((apt_tried == 0)); then $SUDO apt-get update -qq >/dev/null 2>&1 || true; apt_tried=1; fi
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$2" >/dev/null 2>&1 || true
@@ -79,7 +88,7 @@ ensure() {
   echo "$found"
 }
 DNSPERF="$(ensure dnsperf dnsperf)"
-[ -n "$DNSPERF" ] || { echo "dns-compare: dnsperf is missing and could not be installed" >&2; exit 1; }
+[ -n "$DNSPERF" ] || { echo "dns-compare: dnsperf is missing$( ((install)) && echo ' and could not be installed' || echo ' (--no-install)')" >&2; exit 1; }
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -125,7 +134,7 @@ idn_dns="$(free_port)"
 idn_grpc="$(free_port)"
 echo "dns-compare: starting idnode (dns 127.0.0.1:$idn_dns), loading $count identifiers over $prefixes prefixes" >&2
 printf '[dns]\ncache_mb = %s\n[cache]\nbudget_mb = 0\n' "$dns_cache_mb" >"$work/idnode.toml"
-"$IDNODE" serve --config "$work/idnode.toml" --data-dir "$work/idnode" --no-seed \
+"$IDNODE" serve --config "$work/idnode.toml" --data-dir "$work/idnode" \
   --handle-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 \
   --grpc-listen "127.0.0.1:$idn_grpc" \
   --dns-listen "127.0.0.1:$idn_dns" --dns-quic-listen 127.0.0.1:0 \
@@ -205,11 +214,12 @@ for server in "${wanted[@]}"; do
     idnode)
       reference="$(answers "$idn_dns")"
       measure idnode "$idn_dns"
+      idn_rss_kb="$(awk '/VmRSS/ { print $2 }' "/proc/$idn_pid/status" 2>/dev/null || true)"
       idn_rss="$(awk '/VmRSS/ { printf "%d MB", $2 / 1000 }' "/proc/$idn_pid/status" 2>/dev/null || true)"
       ;;
     nsd)
       NSD="$(ensure nsd nsd)"
-      if [ -z "$NSD" ]; then echo "dns-compare: skipping NSD: not installed and could not be installed" >&2; continue; fi
+      if [ -z "$NSD" ]; then echo "dns-compare: skipping NSD: not installed$( ((install)) && echo ' and could not be installed' || echo ' (--no-install)')" >&2; continue; fi
       port="$(free_port)" d="$work/nsd"
       mkdir -p "$d"
       cat >"$d/nsd.conf" <<EOF
@@ -249,7 +259,7 @@ EOF
       ;;
     knot)
       KNOTD="$(ensure knotd knot)"
-      if [ -z "$KNOTD" ]; then echo "dns-compare: skipping Knot: not installed and could not be installed" >&2; continue; fi
+      if [ -z "$KNOTD" ]; then echo "dns-compare: skipping Knot: not installed$( ((install)) && echo ' and could not be installed' || echo ' (--no-install)')" >&2; continue; fi
       port="$(free_port)" d="$work/knot"
       mkdir -p "$d"
       cat >"$d/knot.conf" <<EOF
@@ -301,3 +311,26 @@ while IFS=$'\t' read -r label qps avg p50 p99 ravg lost codes; do
   printf '| %-7s | %12s | %11s µs | %18s µs | %18s µs | %18s µs | %-21s | %s |\n' "$label" "$qps" "$avg" "$p50" "$p99" "$ravg" "$lost" "$codes"
 done <"$results"
 [ -z "${idn_rss:-}" ] || echo "idnode resident memory after its runs: $idn_rss (DNS answer cache $dns_cache_mb MiB)"
+
+# The same figures for a script.
+if [ -n "$summary_json" ]; then
+  # json_value <text>: a number as is, anything else as a JSON string, "-" or empty as null.
+  json_value() {
+    case "$1" in
+      '' | -) printf 'null' ;;
+      *[!0-9.]* | *.*.* | .*) printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')" ;;
+      *) printf '%s' "$1" ;;
+    esac
+  }
+  {
+    printf '{"count": %s, "prefixes": %s, "records": %s, "queries": %s, "miss_ratio": %s, "duration_secs": %s, "cores": %s, "idnode_rss_kb": %s, "dns_cache_mb": %s, "servers": [' \
+      "$count" "$prefixes" "$records" "$nqueries" "$(json_value "$miss_ratio")" "$(json_value "$duration")" "$cores" "$(json_value "${idn_rss_kb:-}")" "$dns_cache_mb"
+    sep=""
+    while IFS=$'\t' read -r label qps avg p50 p99 ravg lost codes; do
+      printf '%s\n  {"server": "%s", "qps": %s, "avg_us": %s, "p50_us": %s, "p99_us": %s, "rate_avg_us": %s, "p99_rate": %s, "lost": %s, "codes": %s}' \
+        "$sep" "$label" "$(json_value "$qps")" "$(json_value "$avg")" "$(json_value "$p50")" "$(json_value "$p99")" "$(json_value "$ravg")" "$p99_rate" "$(json_value "$lost")" "$(json_value "$codes")"
+      sep=","
+    done <"$results"
+    printf '\n]}\n'
+  } >"$summary_json"
+fi

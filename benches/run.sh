@@ -1,0 +1,417 @@
+#!/usr/bin/env bash
+# Measures the figures of the README's "Performance" table, one after the
+# other on this machine, and prints that table in Markdown on stdout
+# (progress and the tools' own output on stderr).
+#
+# It starts its own servers on 127.0.0.1 on free ports, with a fresh data
+# directory each, and stops them (by their PIDs) when it ends:
+#   1. a node loaded with the synthetic data set (`idnode bench load
+#      --count N --prefixes P --compact`): registration rate, then the
+#      node's resident memory (VmRSS in /proc/PID/status);
+#   2. the echo server (`idnode bench echo-server`, the node's UDP worker
+#      model answering a fixed response): the ceiling of loopback UDP;
+#   3. closed-loop runs, alternating for --rounds rounds (echo server,
+#      Handle over UDP, Handle over QUIC), since the ceiling itself moves
+#      from one run to the next; each figure is the median of its rounds
+#      and the ratio is taken against the median of the same run;
+#   4. the node's resident memory after those runs; the node is stopped;
+#   5. DNS over UDP against NSD and Knot (benches/dns-compare.sh, dnsperf),
+#      which loads a node of its own with the same data set;
+#   6. the in-process hot path (`cargo bench --bench resolve` and
+#      `--bench codec`, criterion).
+# A row whose tool is missing (dnsperf, cargo) says so instead of a figure.
+#
+# Usage: benches/run.sh [--quick] [--count N] [--prefixes P] [--duration S]
+#          [--rounds N] [--concurrency C] [--no-criterion] [--criterion]
+#          [--no-dns] [--no-install] [--keep]
+#   --quick          small and short: 2,000 identifiers, 2 s a run, 2 rounds,
+#                    no criterion (unless --criterion: then with short
+#                    settings), DNS only when dnsperf is installed (nothing
+#                    is installed); about a minute in all
+#   --count N        identifiers in the data set (default 1,000,000)
+#   --prefixes P     prefixes they are spread over (default 100)
+#   --duration S     seconds each run measures, after a warm-up (default 8)
+#   --rounds N       echo / UDP / QUIC rounds (default 3)
+#   --concurrency C  requests outstanding in the closed loops (default 64)
+#   --no-criterion   skip the criterion rows (they need cargo, and build
+#                    the benches; the resolve bench loads 1M records into
+#                    $CARGO_TARGET_DIR/bench-data once)
+#   --criterion      run them in --quick mode too, with short settings
+#   --no-dns         skip the DNS row
+#   --no-install     let dns-compare.sh install nothing (implied by --quick)
+#   --keep           keep the working directory (logs, JSON reports)
+# Needs: the release idnode ($CARGO_TARGET_DIR/release/idnode after
+# `source scripts/env.sh`, or $IDNODE_BIN), python3; dig and dnsperf for
+# the DNS row, cargo for the criterion rows.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+die() { echo "run.sh: $*" >&2; exit 1; }
+say() { echo "run.sh: $*" >&2; }
+
+quick=0 count="" prefixes=100 duration="" rounds="" concurrency=64
+criterion="" dns=1 install=1 keep=0
+need_value() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "run.sh: $1 needs a value (see --help)" >&2; exit 2; }; }
+while (($#)); do
+  case "$1" in
+    --quick) quick=1; shift ;;
+    --count|--prefixes|--duration|--rounds|--concurrency)
+      need_value "$@"
+      [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: $1 takes a positive whole number, not '$2'" >&2; exit 2; }
+      case "$1" in
+        --count) count="$2" ;; --prefixes) prefixes="$2" ;; --duration) duration="$2" ;;
+        --rounds) rounds="$2" ;; --concurrency) concurrency="$2" ;;
+      esac
+      shift 2 ;;
+    --no-criterion) criterion=0; shift ;;
+    --criterion) criterion=1; shift ;;
+    --no-dns) dns=0; shift ;;
+    --no-install) install=0; shift ;;
+    --keep) keep=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+if ((quick)); then
+  : "${count:=2000}" "${duration:=2}" "${rounds:=2}" "${criterion:=0}"
+  install=0 warmup=500ms
+else
+  : "${count:=1000000}" "${duration:=8}" "${rounds:=3}" "${criterion:=1}"
+  warmup=1s
+fi
+((prefixes <= count)) || { echo "run.sh: --prefixes ($prefixes) is more than --count ($count)" >&2; exit 2; }
+
+IDNODE="${IDNODE_BIN:-$CARGO_TARGET_DIR/release/idnode}"
+[ -x "$IDNODE" ] || die "no idnode binary at $IDNODE; build it: source scripts/env.sh && cargo build --release --bin idnode (or set IDNODE_BIN)"
+command -v python3 >/dev/null || die "python3 is missing (it reads the JSON reports)"
+export IDNODE_BIN="$IDNODE" # for dns-compare.sh
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/idnode-run.XXXXXX")"
+pids=()
+cleanup() {
+  local p
+  for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done
+  for p in ${pids[@]+"${pids[@]}"}; do wait "$p" 2>/dev/null || true; done
+  if ((keep)); then say "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop <pid>: ends one process we started and waits for it.
+stop() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  local p rest=()
+  for p in ${pids[@]+"${pids[@]}"}; do [ "$p" = "$1" ] || rest+=("$p"); done
+  pids=(${rest[@]+"${rest[@]}"})
+}
+
+# --- helpers ----------------------------------------------------------------
+
+# json <file> <python expression over j>: prints the value, empty if absent.
+json() {
+  python3 - "$1" "$2" <<'EOF' 2>/dev/null || true
+import json, sys
+try:
+    j = json.load(open(sys.argv[1]))
+    v = eval(sys.argv[2], {}, {"j": j})
+except Exception:
+    v = None
+if v is not None:
+    print(v)
+EOF
+}
+# median <numbers...>
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%.0f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# thousands <number>: 1234567.8 -> 1,234,568
+thousands() { awk -v n="$1" 'BEGIN { s = sprintf("%.0f", n); o = ""; while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) } print s o }'; }
+# percent <a> <b>: a / b as "95 %"
+percent() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f %%", 100 * a / b; else print "-" }'; }
+# list <numbers...>: "1,234, 2,345"
+list() { local x out=""; for x in "$@"; do out+="${out:+; }$(thousands "$x")"; done; echo "$out"; }
+
+# The table's rows, printed at the end in the order of their keys:
+# row <key> <what> <command> <figure> <peer> <ratio>.
+rows=()
+row() {
+  local cell line="$1	|"
+  shift
+  for cell in "$@"; do line+=" ${cell//|/\\|} |"; done
+  rows+=("$line")
+}
+
+# A new node starts empty (the demo data only with `--demo`).
+echo_cmd=echo-server
+
+# start_node <dir> <serve args...>: starts `idnode serve` on 127.0.0.1, every
+# listener on a port the kernel picks, and waits until it is ready. Sets
+# node_pid, node_udp, node_quic, node_grpc, node_cert (addresses as
+# host:port, empty when that listener is off). The one place that knows
+# how a node tells its addresses: its start-up lines on stdout (`handle
+# udp  127.0.0.1:PORT`, ... then `ready`); with `--ready-file` the file is
+# the readiness signal too.
+start_node() {
+  local dir="$1" log="$1.log" ready="$1.ready.json" i
+  shift
+  rm -f "$ready"
+  "$IDNODE" serve --data-dir "$dir" --ready-file "$ready" \
+    --handle-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 \
+    "$@" >"$log" 2>"$dir.stderr" &
+  node_pid=$!
+  pids+=("$node_pid")
+  # The ready file is written (whole, by rename) once every listener is bound.
+  for ((i = 0; i < 600; i++)); do
+    [ -s "$ready" ] && break
+    kill -0 "$node_pid" 2>/dev/null || { tail -20 "$log" "$dir.stderr" >&2; die "idnode serve exited"; }
+    sleep 0.1
+  done
+  [ -s "$ready" ] || { tail -20 "$log" "$dir.stderr" >&2; die "idnode serve not ready after 60 s"; }
+  node_udp="$(json "$ready" 'j["handle_udp"]')"
+  node_quic="$(json "$ready" 'j["handle_quic"] or ""')"
+  node_grpc="$(json "$ready" 'j["grpc"]')"
+  node_cert="$(json "$ready" 'j["tls_certificate"] or ""')"
+  [ -n "$node_udp" ] && [ -n "$node_grpc" ] || { cat "$ready" >&2; die "cannot read the node's addresses from $ready"; }
+}
+
+# rss_kb <pid>
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
+
+# bench <out.json> <bench args...>: one closed-loop run; prints its answers/s.
+bench() {
+  local out="$1"
+  shift
+  if "$IDNODE" bench --count "$count" --prefixes "$prefixes" --concurrency "$concurrency" \
+    --duration "${duration}s" --warmup "$warmup" --json "$@" >"$out" 2>"$out.stderr"; then
+    json "$out" 'round(j["qps"])'
+  else
+    sed 's/^/  /' "$out.stderr" >&2
+  fi
+}
+
+cores="$(nproc)"
+cpu="$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)"
+# What else the machine was doing: its 1-minute load average at the start.
+loadavg="$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || true)"
+started=$SECONDS
+say "idnode $IDNODE; $count identifiers over $prefixes prefixes; ${duration}s runs (+$warmup warm-up), $rounds round$( ((rounds == 1)) || echo s); $cores cores shared by the servers and the generator; work dir $work"
+
+# --- 1. the node, loaded -----------------------------------------------------
+
+say "starting a node and loading $count identifiers"
+start_node "$work/node" --no-dns
+gen_args=(--count "$count" --prefixes "$prefixes")
+load_cmd="idnode bench load --count $count --prefixes $prefixes --compact"
+if "$IDNODE" bench load "${gen_args[@]}" --compact -q --grpc "http://$node_grpc" \
+  --token-file "$work/node/admin.token" >"$work/load.txt" 2>"$work/load.stderr"; then
+  cat "$work/load.txt" >&2
+  reg_rate="$(sed -n 's/.*identifiers in .* s (\([0-9.]*\) identifiers\/s).*/\1/p' "$work/load.txt" | head -1)"
+  compact_secs="$(sed -n 's/^compacted the store in \([0-9.]*\)s.*/\1/p' "$work/load.txt" | head -1)"
+  if [ -n "$reg_rate" ]; then
+    row 80 "bulk registration through the gRPC batch stream (a fresh node)" "\`$load_cmd\`" \
+      "$(thousands "$reg_rate") identifiers/s${compact_secs:+; compaction ${compact_secs} s}" "" ""
+  else
+    row 80 "bulk registration through the gRPC batch stream (a fresh node)" "\`$load_cmd\`" "not measured: no rate in its output" "" ""
+  fi
+else
+  cat "$work/load.txt" "$work/load.stderr" >&2
+  die "idnode bench load failed"
+fi
+sleep 1
+rss_after_load="$(rss_kb "$node_pid")"
+
+# --- 2-3. echo server, Handle over UDP and QUIC, alternating -----------------
+
+say "starting the echo server"
+: >"$work/echo.log"
+"$IDNODE" bench "$echo_cmd" --listen 127.0.0.1:0 "${gen_args[@]}" >"$work/echo.log" 2>&1 &
+echo_pid=$!
+pids+=("$echo_pid")
+echo_addr=""
+for ((i = 0; i < 100; i++)); do
+  echo_addr="$(sed -n 's/^echo server on udp \([^:]*:[0-9]*\).*/\1/p' "$work/echo.log" | head -1 || true)"
+  [ -n "$echo_addr" ] && break
+  kill -0 "$echo_pid" 2>/dev/null || { cat "$work/echo.log" >&2; die "the echo server exited"; }
+  sleep 0.1
+done
+[ -n "$echo_addr" ] || { cat "$work/echo.log" >&2; die "the echo server did not say its address"; }
+
+quic_args=()
+if [ -n "$node_quic" ] && [ -n "$node_cert" ]; then quic_args=(-t quic --server "$node_quic" --ca-file "$node_cert"); fi
+echo_qps=() udp_qps=() quic_qps=()
+for ((r = 1; r <= rounds; r++)); do
+  say "round $r of $rounds: echo server"
+  q="$(bench "$work/echo-$r.json" --server "$echo_addr")"
+  [ -z "$q" ] || echo_qps+=("$q")
+  say "round $r of $rounds: Handle over UDP${q:+ (echo: $q answers/s)}"
+  q="$(bench "$work/udp-$r.json" --server "$node_udp")"
+  [ -z "$q" ] || udp_qps+=("$q")
+  if ((${#quic_args[@]})); then
+    say "round $r of $rounds: Handle over QUIC${q:+ (UDP: $q answers/s)}"
+    q="$(bench "$work/quic-$r.json" "${quic_args[@]}")"
+    [ -z "$q" ] || quic_qps+=("$q")
+  fi
+done
+rss_after_runs="$(rss_kb "$node_pid")"
+stop "$echo_pid"
+stop "$node_pid"
+
+run_args="--count $count --prefixes $prefixes --concurrency $concurrency --duration ${duration}s"
+of_rounds() { if (($# == 1)); then echo "one run"; else echo "median of $# runs: $(list "$@")"; fi; }
+echo_median="" udp_median=""
+if ((${#echo_qps[@]})); then
+  echo_median="$(median "${echo_qps[@]}")"
+  row 10 "UDP ceiling: the echo server with the node's worker model" \
+    "\`idnode bench $echo_cmd --listen 127.0.0.1:0 --count $count --prefixes $prefixes\`, then \`idnode bench --server <echo> $run_args\`" \
+    "$(thousands "$echo_median") answers/s ($(of_rounds "${echo_qps[@]}"))" "" ""
+else
+  row 10 "UDP ceiling: the echo server with the node's worker model" "\`idnode bench $echo_cmd\`" "not measured: every run failed (see stderr)" "" ""
+fi
+if ((${#udp_qps[@]})); then
+  udp_median="$(median "${udp_qps[@]}")"
+  row 20 "Handle over UDP, closed loop, $concurrency outstanding, uniform over the $(thousands "$count") identifiers" \
+    "\`idnode bench --server <node udp> $run_args\`, each run right after an echo run" \
+    "$(thousands "$udp_median") answers/s ($(of_rounds "${udp_qps[@]}"))" \
+    "${echo_median:+echo server $(thousands "$echo_median") answers/s}" \
+    "${echo_median:+$(percent "$udp_median" "$echo_median") of the echo server}"
+else
+  row 20 "Handle over UDP, closed loop" "\`idnode bench --server <node udp> $run_args\`" "not measured: every run failed (see stderr)" "" ""
+fi
+quic_what="Handle over QUIC, closed loop, $concurrency streams in flight"
+quic_cmd="\`idnode bench -t quic --server <node quic> --ca-file <data>/tls/cert.pem $run_args\`"
+if ((${#quic_args[@]} == 0)); then
+  row 30 "$quic_what" "$quic_cmd" "not measured: the node serves no Handle over QUIC" "" ""
+elif ((${#quic_qps[@]})); then
+  quic_median="$(median "${quic_qps[@]}")"
+  row 30 "$quic_what" "$quic_cmd, after the UDP run of each round" \
+    "$(thousands "$quic_median") answers/s ($(of_rounds "${quic_qps[@]}"))" \
+    "${udp_median:+Handle over UDP $(thousands "$udp_median") answers/s}" \
+    "${udp_median:+$(percent "$quic_median" "$udp_median") of UDP}"
+else
+  row 30 "$quic_what" "$quic_cmd" "not measured: every run failed (see stderr)" "" ""
+fi
+mib() { awk -v k="$1" 'BEGIN { printf "%.0f MiB", k / 1024 }'; }
+if [ -n "$rss_after_load" ]; then
+  row 70 "resident memory of the node with $(thousands "$count") identifiers" \
+    "\`grep VmRSS /proc/<pid>/status\`, after the load and again after the runs above" \
+    "$(mib "$rss_after_load") after the load${rss_after_runs:+; $(mib "$rss_after_runs") after the runs}" "" ""
+else
+  row 70 "resident memory of the node" "\`grep VmRSS /proc/<pid>/status\`" "not measured: no /proc/$node_pid/status" "" ""
+fi
+
+# --- 5. DNS over UDP against NSD and Knot -----------------------------------
+
+dns_what="DNS over UDP, TXT for identifiers of the set (10 % misses), closed loop"
+if ((dns == 0)); then
+  say "DNS: skipped (--no-dns)"
+elif ! command -v dig >/dev/null; then
+  row 40 "$dns_what" "\`benches/dns-compare.sh\`" "not measured: dig is not installed (apt-get install bind9-dnsutils)" "" ""
+elif ((install == 0)) && ! command -v dnsperf >/dev/null; then
+  row 40 "$dns_what" "\`benches/dns-compare.sh\`" "not measured: dnsperf is not installed (apt-get install dnsperf; benches/dns-compare.sh installs it without --quick)" "" ""
+else
+  dns_args=(--count "$count" --prefixes "$prefixes" --duration "$duration" --summary-json "$work/dns.json")
+  if ((quick)); then dns_args+=(--warmup 1 --queries 20000 --p99-rate 5000); fi
+  ((install)) || dns_args+=(--no-install)
+  dns_cmd="benches/dns-compare.sh --count $count --prefixes $prefixes --duration $duration"
+  ((quick == 0)) || dns_cmd+=" --warmup 1 --queries 20000"
+  say "DNS: $dns_cmd"
+  if benches/dns-compare.sh "${dns_args[@]}" >&2; then
+    idn="$(json "$work/dns.json" 'next(s["qps"] for s in j["servers"] if s["server"] == "idnode")')"
+    peers="" ratios=""
+    for s in nsd knot; do
+      name="$([ "$s" = nsd ] && echo NSD || echo Knot)"
+      q="$(json "$work/dns.json" "next(s['qps'] for s in j['servers'] if s['server'] == '$s')")"
+      if [ -n "$q" ]; then
+        peers+="${peers:+; }$name $(thousands "$q") queries/s"
+        [ -z "$idn" ] || ratios+="${ratios:+; }$(percent "$idn" "$q") of $name"
+      else
+        peers+="${peers:+; }$name not measured (not installed, or it failed: see stderr)"
+      fi
+    done
+    if [ -n "$idn" ]; then
+      row 40 "$dns_what (dnsperf)" "\`$dns_cmd\`" "$(thousands "$idn") queries/s" "$peers" "$ratios"
+    else
+      row 40 "$dns_what (dnsperf)" "\`$dns_cmd\`" "not measured: no idnode figure in its summary" "$peers" ""
+    fi
+  else
+    row 40 "$dns_what" "\`$dns_cmd\`" "not measured: benches/dns-compare.sh failed (its messages are on stderr)" "" ""
+  fi
+fi
+
+# --- 6. criterion ------------------------------------------------------------
+
+# criterion_rows <bench> <output file> <pattern|label|per> ...: a row per
+# benchmark whose name matches the pattern (an awk regular expression);
+# `per` divides the time of an iteration (e.g. 32 for a batch of 32).
+criterion_time() {
+  # Criterion prints `group/name  time:   [low est high]`, the name on a line
+  # of its own when it is long. Prints "<estimate> <unit>" for the pattern.
+  awk -v pat="$2" '
+    /^[^ \t]/ && !/time:/ { name = $0 }
+    /time: +\[/ {
+      line = $0
+      n = line; sub(/ *time:.*/, "", n); if (n != "") name = n
+      sub(/.*time: +\[/, "", line)
+      split(line, v, " ")
+      if (name ~ pat) { print v[3], v[4]; exit }
+    }' "$1"
+}
+# ns <value> <unit> <per>: in nanoseconds, divided by per.
+ns() {
+  awk -v x="$1" -v u="$2" -v per="$3" 'BEGIN {
+    m = (u == "ps") ? 0.001 : (u == "ns") ? 1 : (u == "µs" || u == "us") ? 1000 : (u == "ms") ? 1e6 : (u == "s") ? 1e9 : 0
+    if (m == 0) exit 1
+    t = x * m / per
+    if (t < 10) printf "%.2f ns", t; else if (t < 1000) printf "%.1f ns", t; else printf "%.2f µs", t / 1000
+  }'
+}
+if ((criterion == 0)); then
+  say "criterion: skipped ($( ((quick)) && echo '--quick; --criterion runs it' || echo '--no-criterion'))"
+elif ! command -v cargo >/dev/null; then
+  row 50 "the hot path in process (criterion)" "\`cargo bench --bench resolve\`, \`cargo bench --bench codec\`" "not measured: cargo is not installed" "" ""
+else
+  crit_args=()
+  ((quick)) && crit_args=(--warm-up-time 0.2 --measurement-time 0.5 --sample-size 10)
+  crit_note="${crit_args[*]:+ -- ${crit_args[*]}}"
+  for b in codec resolve; do
+    say "criterion: cargo bench --bench $b$crit_note (builds the bench first)"
+    if ! cargo bench --bench "$b" -- ${crit_args[@]+"${crit_args[@]}"} >"$work/criterion-$b.txt" 2>"$work/criterion-$b.stderr"; then
+      tail -20 "$work/criterion-$b.stderr" >&2
+      row 50 "criterion: \`$b\`" "\`cargo bench --bench $b$crit_note\`" "not measured: the bench failed (its messages are on stderr)" "" ""
+      continue
+    fi
+    grep -B1 'time:' "$work/criterion-$b.txt" >&2 || true
+    if [ "$b" = codec ]; then
+      figs=""
+      for spec in "normalize identifier|normalize" "decode request|decode" "encode response$|encode a 5-value response" "SHA-256|with a SHA-256 digest"; do
+        t="$(criterion_time "$work/criterion-$b.txt" "${spec%%|*}")"
+        [ -z "$t" ] || figs+="${figs:+; }${spec#*|} $(ns $t 1)"
+      done
+      row 90 "the codec: normalize an identifier, decode a request, encode a 5-value response" \
+        "\`cargo bench --bench codec$crit_note\`" "${figs:-not measured: no figures in its output}" "" ""
+    else
+      hit="$(criterion_time "$work/criterion-$b.txt" 'response cache hit$')"
+      hit_all="$(criterion_time "$work/criterion-$b.txt" 'all 1M cached, random$')"
+      read_one="$(criterion_time "$work/criterion-$b.txt" 'no response cache \(decode')"
+      read_batch="$(criterion_time "$work/criterion-$b.txt" 'no response cache, batches of 32')"
+      figs=""
+      [ -z "$hit" ] || figs+="$(ns $hit 1) a hit (its 10,000 questions)"
+      [ -z "$hit_all" ] || figs+="${figs:+; }$(ns $hit_all 1) with all 1M cached, questions spread over them"
+      row 50 "whole resolution in process, response-cache hit" "\`cargo bench --bench resolve$crit_note\`" "${figs:-not measured: no figures in its output}" "" ""
+      figs=""
+      [ -z "$read_one" ] || figs+="$(ns $read_one 1) one at a time"
+      [ -z "$read_batch" ] || figs+="${figs:+; }$(ns $read_batch 32) a resolution in batches of 32 (one multi-get, the UDP path)"
+      row 60 "whole resolution in process reading RocksDB (no response cache), 1M records" "\`cargo bench --bench resolve$crit_note\`" "${figs:-not measured: no figures in its output}" "" ""
+    fi
+  done
+fi
+
+# --- the table ---------------------------------------------------------------
+
+say "done in $((SECONDS - started)) s"
+echo "On $cores cores${cpu:+ ($cpu)}, $(uname -sr)${loadavg:+ (load average $loadavg at the start)}, loopback, the load generator sharing the cores with the servers; release build; \`idnode serve --no-dns\` with default settings; $(thousands "$count") identifiers over $prefixes prefixes (\`idnode bench load --compact\`); ${duration} s runs after a $warmup warm-up, $rounds round$( ((rounds == 1)) || echo s) alternating; made by \`benches/run.sh$( ((quick)) && echo ' --quick')\`."
+echo
+echo "| what | command | figure | peer (same run) | ratio |"
+echo "|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}" | sort -s -n -k1,1 | cut -f2-
