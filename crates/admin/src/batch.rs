@@ -7,13 +7,23 @@
 //! thread and streams back the results in order. The two run concurrently,
 //! so the next chunk is read while the current one is committed, and a
 //! client that waits for results before sending more never deadlocks.
+//!
+//! A scoped token's items are checked one by one before a chunk is
+//! written: an item outside its prefixes (or beyond its quota) gets its own
+//! PERMISSION_DENIED (or RESOURCE_EXHAUSTED) result and the others proceed.
+//! The token is looked up again before each chunk, so a revocation stops a
+//! running stream.
 
+use crate::auth::{Auth, Grant};
 use crate::error;
 use crate::proto::{BatchResult, CreateIdentifierRequest};
+use crate::quota::{self, Quota};
 use crate::site::SitePeers;
+use crate::tokens::{ADD_HANDLE, DELETE_HANDLE};
+use idnode_core::Identifier;
 use idnode_registry::{BatchItem, Registry};
 use prost::Message;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -36,16 +46,21 @@ pub type BatchStream = ReceiverStream<Result<BatchResult, Status>>;
 
 type Chunk = Result<Vec<CreateIdentifierRequest>, Status>;
 
+/// What one BatchCreate call writes with, and for whom.
+pub(crate) struct Context {
+    pub registry: Arc<Registry>,
+    pub site: Option<Arc<SitePeers>>,
+    pub auth: Arc<Auth>,
+    /// The caller's token.
+    pub grant: Grant,
+}
+
 /// Starts the reader and writer tasks for one BatchCreate call.
-pub(crate) fn start(
-    registry: Arc<Registry>,
-    site: Option<Arc<SitePeers>>,
-    input: Streaming<CreateIdentifierRequest>,
-) -> BatchStream {
+pub(crate) fn start(context: Context, input: Streaming<CreateIdentifierRequest>) -> BatchStream {
     let (chunks_tx, chunks_rx) = mpsc::channel(2);
     let (results_tx, results_rx) = mpsc::channel(2 * MAX_CHUNK);
     tokio::spawn(read_chunks(input, chunks_tx));
-    tokio::spawn(write_chunks(registry, site, chunks_rx, results_tx));
+    tokio::spawn(write_chunks(context, chunks_rx, results_tx));
     ReceiverStream::new(results_rx)
 }
 
@@ -101,8 +116,7 @@ async fn read_chunks(mut input: Streaming<CreateIdentifierRequest>, chunks: mpsc
 }
 
 async fn write_chunks(
-    registry: Arc<Registry>,
-    site: Option<Arc<SitePeers>>,
+    context: Context,
     mut chunks: mpsc::Receiver<Chunk>,
     results: mpsc::Sender<Result<BatchResult, Status>>,
 ) {
@@ -115,35 +129,173 @@ async fn write_chunks(
                 return;
             }
         };
+        if let Err(status) = context
+            .auth
+            .recheck(&context.grant, &**context.registry.store())
+        {
+            let _ = results.send(Err(status)).await;
+            return;
+        }
         tracing::debug!(items = items.len(), first = next_item, "batch chunk");
         let first = next_item;
         next_item += items.len() as u64;
-        if let Some(site) = &site {
-            for result in site_chunk(&registry, site, first, items).await {
-                if results.send(result).await.is_err() {
-                    return;
-                }
-            }
-            continue;
-        }
-        let registry = Arc::clone(&registry);
-        let judged = tokio::task::spawn_blocking(move || judge(&registry, first, items)).await;
-        let judged = match judged {
-            Ok(judged) => judged,
-            Err(e) => {
-                tracing::error!(error = %e, "a batch registration panicked or was cancelled");
-                let _ = results
-                    .send(Err(Status::internal("the batch failed inside the node")))
-                    .await;
-                return;
-            }
+        let judged = match context.grant.is_operator() {
+            true => write_chunk(&context, first, items).await,
+            false => screen_chunk(&context, first, items).await,
         };
         for result in judged {
-            if results.send(Ok(result)).await.is_err() {
-                return; // the client went away
+            let failed = result.is_err();
+            if results.send(result).await.is_err() || failed {
+                return; // the client went away, or the batch failed
             }
         }
     }
+}
+
+/// Writes one chunk here or on the site servers that own its items: one
+/// result per item, numbered from `first` (a single error when the chunk
+/// failed as a whole).
+async fn write_chunk(
+    context: &Context,
+    first: u64,
+    items: Vec<CreateIdentifierRequest>,
+) -> Vec<Result<BatchResult, Status>> {
+    if let Some(site) = &context.site {
+        return site_chunk(&context.registry, site, first, items).await;
+    }
+    let registry = Arc::clone(&context.registry);
+    match tokio::task::spawn_blocking(move || judge(&registry, first, items)).await {
+        Ok(judged) => judged.into_iter().map(Ok).collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "a batch registration panicked or was cancelled");
+            vec![Err(Status::internal("the batch failed inside the node"))]
+        }
+    }
+}
+
+/// A per-item refusal.
+fn refused(item: u64, identifier: &str, code: Code, message: String) -> BatchResult {
+    BatchResult {
+        item,
+        identifier: identifier.to_owned(),
+        code: code as i32,
+        message,
+        ..Default::default()
+    }
+}
+
+/// [`write_chunk`] for a scoped token: items outside its scope, or beyond
+/// its quota, are refused alone; the others are written, and the ones
+/// that created an identifier are counted against the quota.
+async fn screen_chunk(
+    context: &Context,
+    first: u64,
+    items: Vec<CreateIdentifierRequest>,
+) -> Vec<Result<BatchResult, Status>> {
+    let store = context.registry.store();
+    let mut slots: Vec<Option<Result<BatchResult, Status>>> =
+        (0..items.len()).map(|_| None).collect();
+    let mut kept = Vec::with_capacity(items.len());
+    for (at, item) in items.into_iter().enumerate() {
+        let need = match item.overwrite {
+            true => ADD_HANDLE | DELETE_HANDLE,
+            false => ADD_HANDLE,
+        };
+        match context.grant.check_identifier(&item.identifier, need) {
+            Ok(()) => kept.push((at, item)),
+            Err(status) => {
+                let result = refused(
+                    first + at as u64,
+                    &item.identifier,
+                    status.code(),
+                    status.message().to_owned(),
+                );
+                slots[at] = Some(Ok(result));
+            }
+        }
+    }
+    let quota = match Quota::acquire(&context.auth, &context.grant, store).await {
+        Ok(quota) => quota,
+        Err(status) => return vec![Err(status)],
+    };
+    // Which kept items would add an identifier: what the quota counts.
+    let mut new = vec![false; kept.len()];
+    if let Some(quota) = &quota {
+        let (mut keys, mut local) = (Vec::new(), Vec::new());
+        for (n, (_, item)) in kept.iter().enumerate() {
+            let remote = context
+                .site
+                .as_ref()
+                .is_some_and(|site| site.owner_index(&item.identifier).is_some());
+            match Identifier::parse(&item.identifier) {
+                Ok(_) if remote => new[n] = true,
+                Ok(id) => {
+                    keys.push(id.key().to_owned());
+                    local.push(n);
+                }
+                Err(_) => {}
+            }
+        }
+        match quota::absent(store, keys).await {
+            Ok(absent) => {
+                for (n, absent) in local.into_iter().zip(absent) {
+                    new[n] = absent;
+                }
+            }
+            Err(status) => return vec![Err(status)],
+        }
+        let mut left = quota.left();
+        let mut seen = HashSet::new();
+        let mut within = Vec::with_capacity(kept.len());
+        let mut counted = Vec::with_capacity(kept.len());
+        for ((at, item), is_new) in kept.into_iter().zip(new) {
+            let is_new = is_new && seen.insert(item.identifier.to_ascii_uppercase());
+            if is_new {
+                if left == 0 {
+                    let result = refused(
+                        first + at as u64,
+                        &item.identifier,
+                        Code::ResourceExhausted,
+                        quota.message(),
+                    );
+                    slots[at] = Some(Ok(result));
+                    continue;
+                }
+                left -= 1;
+            }
+            within.push((at, item));
+            counted.push(is_new);
+        }
+        kept = within;
+        new = counted;
+    }
+    let (positions, items): (Vec<usize>, Vec<_>) = kept.into_iter().unzip();
+    let mut created = 0u64;
+    if !items.is_empty() {
+        let judged = write_chunk(context, 0, items).await;
+        if judged.len() != positions.len() {
+            if let Some(quota) = quota {
+                quota.add(0).await;
+            }
+            return judged; // the chunk failed as a whole
+        }
+        for ((at, mut result), is_new) in positions.into_iter().zip(judged).zip(new) {
+            if let Ok(r) = &mut result {
+                r.item = first + at as u64;
+                if is_new && r.code == 0 {
+                    created += 1;
+                }
+            }
+            slots[at] = Some(result);
+        }
+    }
+    if let Some(quota) = quota {
+        quota.add(created).await;
+    }
+    slots
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(Status::internal("a batch item got no result"))))
+        .collect()
 }
 
 /// Converts and registers one chunk (on a blocking thread); one result per

@@ -1,9 +1,10 @@
-//! A small client for the CLI: both services on one channel, with the
-//! admin token attached to every call.
+//! A small client for the CLI: the services on one channel, with a token
+//! attached to every call.
 
 use crate::error::Error;
 use crate::proto::identifiers_client::IdentifiersClient;
 use crate::proto::prefixes_client::PrefixesClient;
+use crate::proto::tokens_client::TokensClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -54,6 +55,24 @@ pub async fn connect(
     ),
     Error,
 > {
+    let (channel, interceptor) = channel(endpoint, token).await?;
+    Ok((
+        PrefixesClient::with_interceptor(channel.clone(), interceptor.clone()),
+        IdentifiersClient::with_interceptor(channel, interceptor),
+    ))
+}
+
+/// Connects to an admin endpoint as [`connect`] does and returns a client
+/// of the Tokens service.
+pub async fn connect_tokens(
+    endpoint: &str,
+    token: Option<String>,
+) -> Result<TokensClient<AdminChannel>, Error> {
+    let (channel, interceptor) = channel(endpoint, token).await?;
+    Ok(TokensClient::with_interceptor(channel, interceptor))
+}
+
+async fn channel(endpoint: &str, token: Option<String>) -> Result<(Channel, BearerToken), Error> {
     let interceptor = BearerToken::new(token.as_deref())?;
     let uri = if endpoint.contains("://") {
         endpoint.to_owned()
@@ -67,8 +86,5 @@ pub async fn connect(
         })?
         .connect()
         .await?;
-    Ok((
-        PrefixesClient::with_interceptor(channel.clone(), interceptor.clone()),
-        IdentifiersClient::with_interceptor(channel, interceptor),
-    ))
+    Ok((channel, interceptor))
 }

@@ -1,12 +1,19 @@
 //! The `idnode.v1.Identifiers` service (its streaming BatchCreate is in
-//! `batch.rs`).
+//! `batch.rs`). Every call checks its caller's token against the
+//! identifier's prefix first (docs/credentials.md).
 
-use crate::auth::{Auth, Caller};
+use crate::auth::{Auth, Caller, Grant};
 use crate::batch::{self, BatchStream};
 use crate::error::blocking;
 use crate::proto::identifiers_server::Identifiers;
+use crate::quota::{self, Quota};
 use crate::site::SitePeers;
+use crate::tokens::{
+    ADD_ADMIN, ADD_HANDLE, ADD_VALUE, DELETE_HANDLE, LIST_HANDLES, MODIFY_ADMIN, MODIFY_VALUE,
+    REMOVE_ADMIN, REMOVE_VALUE,
+};
 use crate::{convert, proto};
+use idnode_core::{Identifier, Prefix};
 use idnode_registry::{BatchItem, Registry, public_view};
 use std::sync::Arc;
 use tonic::{Request, Response, Status, Streaming};
@@ -29,7 +36,9 @@ impl IdentifiersService {
     }
 
     /// A service on one server of a multi-server site: calls about
-    /// identifiers that hash to another server are forwarded there.
+    /// identifiers that hash to another server are forwarded there (with
+    /// that server's operator token, after this server checked the
+    /// caller's).
     pub fn with_site(registry: Arc<Registry>, auth: Arc<Auth>, site: Arc<SitePeers>) -> Self {
         Self {
             registry,
@@ -45,6 +54,83 @@ impl IdentifiersService {
             None => Ok(None),
         }
     }
+
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        self.auth
+            .caller(request.metadata(), &**self.registry.store())
+    }
+
+    /// The types of the values of `identifier` now, by index (empty when
+    /// it cannot be read): whether a change touches HS_ADMIN values.
+    async fn current_types(&self, identifier: &str) -> Vec<(u32, String)> {
+        let record = match self.elsewhere(identifier).await {
+            Ok(Some(mut owner)) => owner
+                .get_identifier(proto::GetIdentifierRequest {
+                    identifier: identifier.to_owned(),
+                })
+                .await
+                .ok()
+                .map(|r| {
+                    r.into_inner()
+                        .values
+                        .into_iter()
+                        .map(|v| (v.index, v.r#type))
+                        .collect()
+                }),
+            Ok(None) => {
+                let id = identifier.to_owned();
+                blocking(&self.registry, move |r| r.get_identifier(&id))
+                    .await
+                    .ok()
+                    .map(|r| r.values.into_iter().map(|v| (v.index, v.kind)).collect())
+            }
+            Err(_) => None,
+        };
+        record.unwrap_or_default()
+    }
+
+    /// Checks a change of the values at `changes` (index, and the new type
+    /// for a modification): `value_bit` for an ordinary value,
+    /// `admin_bit` for an HS_ADMIN one (as the value was or becomes), as
+    /// CNRI's server does.
+    async fn check_change(
+        &self,
+        grant: &Grant,
+        identifier: &str,
+        changes: &[(u32, Option<&str>)],
+        value_bit: u16,
+        admin_bit: u16,
+    ) -> Result<(), Status> {
+        if grant.is_operator() {
+            return Ok(());
+        }
+        // Outside its prefixes a token learns nothing, not even the types
+        // of the values.
+        if grant.bits_on_identifier(identifier) & (value_bit | admin_bit) == 0 {
+            let named = match changes.iter().any(|(_, t)| t.is_some_and(is_admin)) {
+                true => admin_bit,
+                false => value_bit,
+            };
+            return grant.check_identifier(identifier, named);
+        }
+        let current = self.current_types(identifier).await;
+        let mut need = 0;
+        for (index, new_type) in changes {
+            let was_admin = current
+                .iter()
+                .any(|(at, kind)| at == index && is_admin(kind));
+            need |= match was_admin || new_type.is_some_and(is_admin) {
+                true => admin_bit,
+                false => value_bit,
+            };
+        }
+        // No values at all: the registry refuses it, if the token may.
+        grant.check_identifier(identifier, if need == 0 { value_bit } else { need })
+    }
+}
+
+fn is_admin(kind: &str) -> bool {
+    kind.eq_ignore_ascii_case("HS_ADMIN")
 }
 
 type Owner = crate::proto::identifiers_client::IdentifiersClient<crate::AdminChannel>;
@@ -59,29 +145,65 @@ impl Identifiers for IdentifiersService {
         &self,
         request: Request<proto::CreateIdentifierRequest>,
     ) -> Result<Response<proto::Identifier>, Status> {
-        self.auth.require_admin(request.metadata())?;
+        let caller = self.caller(&request)?;
+        let grant = caller.grant("creating an identifier")?;
         let request = request.into_inner();
-        if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
-            return owner.create_identifier(request).await;
+        let need = match request.overwrite {
+            true => ADD_HANDLE | DELETE_HANDLE,
+            false => ADD_HANDLE,
+        };
+        grant.check_identifier(&request.identifier, need)?;
+        let quota = Quota::acquire(&self.auth, grant, self.registry.store()).await?;
+        let owner = self.elsewhere(&request.identifier).await?;
+        // Whether this create would add an identifier (what a quota counts).
+        let new = match (&quota, &owner) {
+            (None, _) => false,
+            (Some(_), Some(_)) => true,
+            (Some(_), None) => match Identifier::parse(&request.identifier) {
+                Ok(id) => quota::absent(self.registry.store(), vec![id.key().to_owned()])
+                    .await?
+                    .first()
+                    .copied()
+                    .unwrap_or(true),
+                Err(_) => false,
+            },
+        };
+        if let Some(quota) = &quota
+            && new
+            && quota.left() == 0
+        {
+            return Err(quota.exhausted());
         }
-        let item = BatchItem::try_from(request)?;
-        let record = blocking(&self.registry, move |r| {
-            r.create_identifier(&item.identifier, item.values, item.overwrite)
-        })
-        .await?;
-        Ok(identifier(record))
+        let made = match owner {
+            Some(mut owner) => owner.create_identifier(request).await,
+            None => {
+                let item = BatchItem::try_from(request)?;
+                blocking(&self.registry, move |r| {
+                    r.create_identifier(&item.identifier, item.values, item.overwrite)
+                })
+                .await
+                .map(identifier)
+            }
+        };
+        if let Some(quota) = quota {
+            quota.add(u64::from(new && made.is_ok())).await;
+        }
+        made
     }
 
     async fn get_identifier(
         &self,
         request: Request<proto::GetIdentifierRequest>,
     ) -> Result<Response<proto::Identifier>, Status> {
-        let caller = self.auth.caller(request.metadata())?;
+        let caller = self.caller(&request)?;
         let request = request.into_inner();
+        // Private values need read_value on the identifier's prefix; any
+        // other caller sees what the public sees.
+        let all = caller.can_read(&request.identifier);
         if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
             let mut found = owner.get_identifier(request).await?;
-            if caller == Caller::Anonymous {
-                // The owner answered an admin: keep what the public sees.
+            if !all {
+                // The owner answered an operator: keep what the public sees.
                 let values = &mut found.get_mut().values;
                 values.retain(|v| v.permissions.unwrap_or(0x0e) & 0x02 != 0);
             }
@@ -89,9 +211,9 @@ impl Identifiers for IdentifiersService {
         }
         let id = request.identifier;
         let record = blocking(&self.registry, move |r| r.get_identifier(&id)).await?;
-        Ok(identifier(match caller {
-            Caller::Admin => record,
-            Caller::Anonymous => public_view(record),
+        Ok(identifier(match all {
+            true => record,
+            false => public_view(record),
         }))
     }
 
@@ -99,8 +221,11 @@ impl Identifiers for IdentifiersService {
         &self,
         request: Request<proto::DeleteIdentifierRequest>,
     ) -> Result<Response<proto::DeleteIdentifierResponse>, Status> {
-        self.auth.require_admin(request.metadata())?;
+        let caller = self.caller(&request)?;
         let request = request.into_inner();
+        caller
+            .grant("deleting an identifier")?
+            .check_identifier(&request.identifier, DELETE_HANDLE)?;
         if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
             return owner.delete_identifier(request).await;
         }
@@ -113,8 +238,18 @@ impl Identifiers for IdentifiersService {
         &self,
         request: Request<proto::AddValuesRequest>,
     ) -> Result<Response<proto::Identifier>, Status> {
-        self.auth.require_admin(request.metadata())?;
+        let caller = self.caller(&request)?;
+        let grant = caller.grant("adding values")?;
         let request = request.into_inner();
+        let need = request.values.iter().fold(0, |need, v| {
+            need | if is_admin(&v.r#type) {
+                ADD_ADMIN
+            } else {
+                ADD_VALUE
+            }
+        });
+        let need = if need == 0 { ADD_VALUE } else { need };
+        grant.check_identifier(&request.identifier, need)?;
         if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
             return owner.add_values(request).await;
         }
@@ -128,8 +263,22 @@ impl Identifiers for IdentifiersService {
         &self,
         request: Request<proto::ModifyValuesRequest>,
     ) -> Result<Response<proto::Identifier>, Status> {
-        self.auth.require_admin(request.metadata())?;
+        let caller = self.caller(&request)?;
+        let grant = caller.grant("modifying values")?;
         let request = request.into_inner();
+        let changes: Vec<(u32, Option<&str>)> = request
+            .values
+            .iter()
+            .map(|v| (v.index, Some(v.r#type.as_str())))
+            .collect();
+        self.check_change(
+            grant,
+            &request.identifier,
+            &changes,
+            MODIFY_VALUE,
+            MODIFY_ADMIN,
+        )
+        .await?;
         if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
             return owner.modify_values(request).await;
         }
@@ -143,8 +292,19 @@ impl Identifiers for IdentifiersService {
         &self,
         request: Request<proto::RemoveValuesRequest>,
     ) -> Result<Response<proto::Identifier>, Status> {
-        self.auth.require_admin(request.metadata())?;
+        let caller = self.caller(&request)?;
+        let grant = caller.grant("removing values")?;
         let request = request.into_inner();
+        let changes: Vec<(u32, Option<&str>)> =
+            request.indexes.iter().map(|&index| (index, None)).collect();
+        self.check_change(
+            grant,
+            &request.identifier,
+            &changes,
+            REMOVE_VALUE,
+            REMOVE_ADMIN,
+        )
+        .await?;
         if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
             return owner.remove_values(request).await;
         }
@@ -157,8 +317,14 @@ impl Identifiers for IdentifiersService {
         &self,
         request: Request<proto::ListIdentifiersRequest>,
     ) -> Result<Response<proto::ListIdentifiersResponse>, Status> {
-        self.auth.caller(request.metadata())?;
+        let caller = self.caller(&request)?;
         let request = request.into_inner();
+        let grant = caller.grant("listing identifiers")?;
+        if !grant.is_operator() {
+            let prefix = Prefix::parse(&request.prefix)
+                .map_err(|e| Status::invalid_argument(format!("prefix: {e}")))?;
+            grant.check(&prefix, LIST_HANDLES)?;
+        }
         let page = blocking(&self.registry, move |r| {
             r.list_identifiers(&request.prefix, request.page_size, &request.page_token)
         })
@@ -173,7 +339,9 @@ impl Identifiers for IdentifiersService {
         &self,
         request: Request<proto::CompactRequest>,
     ) -> Result<Response<proto::CompactResponse>, Status> {
-        self.auth.require_admin(request.metadata())?;
+        self.caller(&request)?
+            .grant("compacting the store")?
+            .require_operator("compacting the store")?;
         let started = std::time::Instant::now();
         blocking(&self.registry, |r| Ok(r.store().compact()?)).await?;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -187,10 +355,15 @@ impl Identifiers for IdentifiersService {
         &self,
         request: Request<Streaming<proto::CreateIdentifierRequest>>,
     ) -> Result<Response<BatchStream>, Status> {
-        self.auth.require_admin(request.metadata())?;
+        let caller = self.caller(&request)?;
+        let grant = caller.grant("BatchCreate")?.clone();
         Ok(Response::new(batch::start(
-            Arc::clone(&self.registry),
-            self.site.clone(),
+            batch::Context {
+                registry: Arc::clone(&self.registry),
+                site: self.site.clone(),
+                auth: Arc::clone(&self.auth),
+                grant,
+            },
             request.into_inner(),
         )))
     }

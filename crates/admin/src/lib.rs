@@ -1,7 +1,9 @@
 //! The gRPC management API of idnode (proto/idnode/v1/admin.proto).
 //!
-//! This crate owns the `idnode.v1.Prefixes` and `idnode.v1.Identifiers`
-//! services, their bearer-token auth ([`Auth`]), the conversions between
+//! This crate owns the `idnode.v1.Prefixes`, `idnode.v1.Identifiers` and
+//! `idnode.v1.Tokens` services, their bearer-token auth ([`Auth`]: the
+//! node's operator token and the scoped tokens of [`tokens`], checked on
+//! every call), the conversions between
 //! generated protobuf types and domain types (done here, at the edge:
 //! nothing generated goes inward), the health and reflection services,
 //! and a small client for the CLI ([`connect`]). Writes are the registry's
@@ -19,7 +21,10 @@ mod convert;
 mod error;
 mod identifiers;
 mod prefixes;
+mod quota;
 mod site;
+pub mod tokens;
+mod tokens_api;
 
 /// The generated protobuf messages, servers and clients of `idnode.v1`.
 #[allow(clippy::all, clippy::unwrap_used, missing_docs)]
@@ -31,18 +36,20 @@ pub mod proto {
         include_bytes!(concat!(env!("OUT_DIR"), "/idnode_v1_descriptor.bin"));
 }
 
-pub use auth::{Auth, Caller, TOKEN_FILE, TOKEN_HASH_KEY};
+pub use auth::{Auth, Caller, Grant, TOKEN_FILE, TOKEN_HASH_KEY};
 pub use batch::{MAX_CHUNK, MAX_CHUNK_BYTES};
-pub use client::{AdminChannel, BearerToken, connect};
+pub use client::{AdminChannel, BearerToken, connect, connect_tokens};
 pub use convert::FieldError;
 pub use error::Error;
 pub use identifiers::IdentifiersService;
 pub use prefixes::PrefixesService;
 pub use site::{PeerConfig, SitePeers};
+pub use tokens_api::TokensService;
 
 use idnode_registry::Registry;
 use proto::identifiers_server::IdentifiersServer;
 use proto::prefixes_server::PrefixesServer;
+use proto::tokens_server::TokensServer;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -50,7 +57,7 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-/// The admin services, health (`grpc.health.v1`, SERVING for both) and
+/// The admin services, health (`grpc.health.v1`, SERVING for each) and
 /// reflection (`grpc.reflection.v1`), ready to add to a tonic server.
 pub async fn router(
     registry: Arc<Registry>,
@@ -58,6 +65,7 @@ pub async fn router(
     site: Option<Arc<SitePeers>>,
 ) -> Result<Routes, Error> {
     let prefixes = PrefixesServer::new(PrefixesService::new(registry.clone(), auth.clone()));
+    let tokens = TokensServer::new(TokensService::new(registry.clone(), auth.clone()));
     let identifiers = IdentifiersServer::new(match site {
         Some(site) => IdentifiersService::with_site(registry, auth, site),
         None => IdentifiersService::new(registry, auth),
@@ -69,11 +77,13 @@ pub async fn router(
     reporter
         .set_serving::<IdentifiersServer<IdentifiersService>>()
         .await;
+    reporter.set_serving::<TokensServer<TokensService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     Ok(Routes::new(prefixes)
         .add_service(identifiers)
+        .add_service(tokens)
         .add_service(health)
         .add_service(reflection))
 }

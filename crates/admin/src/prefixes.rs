@@ -1,10 +1,12 @@
 //! The `idnode.v1.Prefixes` service.
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Caller};
 use crate::convert;
 use crate::error::blocking;
 use crate::proto;
 use crate::proto::prefixes_server::Prefixes;
+use crate::tokens::{ADD_DERIVED_PREFIX, DELETE_DERIVED_PREFIX};
+use idnode_core::Prefix;
 use idnode_registry::Registry;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -24,6 +26,16 @@ impl PrefixesService {
     pub fn new(registry: Arc<Registry>, auth: Arc<Auth>) -> Self {
         Self { registry, auth }
     }
+
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        self.auth
+            .caller(request.metadata(), &**self.registry.store())
+    }
+}
+
+/// `prefix` parsed, for checking a scoped token against it.
+fn parsed(prefix: &str) -> Result<Prefix, Status> {
+    Prefix::parse(prefix).map_err(|e| Status::invalid_argument(format!("prefix: {e}")))
 }
 
 #[tonic::async_trait]
@@ -32,8 +44,12 @@ impl Prefixes for PrefixesService {
         &self,
         request: Request<proto::CreatePrefixRequest>,
     ) -> Result<Response<proto::Prefix>, Status> {
-        self.auth.require_admin(request.metadata())?;
+        let caller = self.caller(&request)?;
+        let grant = caller.grant("creating a prefix")?;
         let prefix = request.into_inner().prefix;
+        if !grant.is_operator() {
+            grant.check_derived(&parsed(&prefix)?, ADD_DERIVED_PREFIX)?;
+        }
         let info = blocking(&self.registry, move |r| r.create_prefix(&prefix)).await?;
         Ok(Response::new(info.into()))
     }
@@ -42,7 +58,7 @@ impl Prefixes for PrefixesService {
         &self,
         request: Request<proto::GetPrefixRequest>,
     ) -> Result<Response<proto::Prefix>, Status> {
-        self.auth.caller(request.metadata())?;
+        self.caller(&request)?;
         let prefix = request.into_inner().prefix;
         let info = blocking(&self.registry, move |r| r.get_prefix(&prefix)).await?;
         Ok(Response::new(info.into()))
@@ -52,7 +68,7 @@ impl Prefixes for PrefixesService {
         &self,
         request: Request<proto::ListPrefixesRequest>,
     ) -> Result<Response<proto::ListPrefixesResponse>, Status> {
-        self.auth.caller(request.metadata())?;
+        self.caller(&request)?;
         let prefixes = blocking(&self.registry, |r| r.list_prefixes()).await?;
         Ok(Response::new(proto::ListPrefixesResponse {
             prefixes: prefixes.into_iter().map(Into::into).collect(),
@@ -63,7 +79,9 @@ impl Prefixes for PrefixesService {
         &self,
         request: Request<proto::DelegatePrefixRequest>,
     ) -> Result<Response<proto::Prefix>, Status> {
-        self.auth.require_admin(request.metadata())?;
+        self.caller(&request)?
+            .grant("delegating a prefix")?
+            .require_operator("delegating a prefix")?;
         let request = request.into_inner();
         let ttl = request.ttl.unwrap_or(DEFAULT_DELEGATION_TTL);
         let prefix = request.prefix;
@@ -92,8 +110,12 @@ impl Prefixes for PrefixesService {
         &self,
         request: Request<proto::DeletePrefixRequest>,
     ) -> Result<Response<proto::DeletePrefixResponse>, Status> {
-        self.auth.require_admin(request.metadata())?;
+        let caller = self.caller(&request)?;
+        let grant = caller.grant("deleting a prefix")?;
         let prefix = request.into_inner().prefix;
+        if !grant.is_operator() {
+            grant.check_derived(&parsed(&prefix)?, DELETE_DERIVED_PREFIX)?;
+        }
         blocking(&self.registry, move |r| r.delete_prefix(&prefix)).await?;
         Ok(Response::new(proto::DeletePrefixResponse {}))
     }

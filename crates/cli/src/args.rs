@@ -29,7 +29,8 @@ pub struct AdminArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     pub grpc: String,
-    /// Admin token (default: read from --token-file).
+    /// Token: the node's operator token or a scoped one from `idnode
+    /// token create` (default: read from --token-file).
     #[arg(long, global = true, env = "IDNODE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// File holding the admin token, written by the node on first start.
@@ -63,6 +64,10 @@ pub enum Command {
     /// file; the node keeps answering meanwhile. On a site of several
     /// servers, compacts the one that --grpc names.
     Compact,
+    /// Manage scoped tokens: credentials limited to some prefixes and
+    /// permissions (through the gRPC API; needs the operator token).
+    #[command(subcommand)]
+    Token(crate::token::TokenCommand),
     /// Load generator: drive a Handle server (UDP/TCP, closed or open loop),
     /// load a synthetic data set, sweep rates into an SVG, run the echo server.
     Bench(idnode_bench::BenchArgs),

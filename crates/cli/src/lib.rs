@@ -2,13 +2,14 @@
 //!
 //! `serve` reads the configuration and flags and runs the node that
 //! `idnode-node` assembles; the other commands are clients: `resolve`
-//! speaks the Handle protocol, `prefix`, `id`, `import` and `compact` call
-//! the gRPC management API, `bench` is the load generator.
+//! speaks the Handle protocol, `prefix`, `id`, `import`, `compact` and
+//! `token` call the gRPC management API, `bench` is the load generator.
 
 mod args;
 mod manage;
 mod resolve;
 mod serve;
+mod token;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -71,6 +72,7 @@ async fn run(cli: args::Cli) -> anyhow::Result<ExitCode> {
         Command::Id(a) => manage::identifier(&cli.admin, a).await,
         Command::Import(a) => manage::import(&cli.admin, a).await,
         Command::Compact => manage::compact(&cli.admin).await,
+        Command::Token(a) => token::token(&cli.admin, a).await,
         Command::Bench(a) => {
             let admin = idnode_bench::AdminTarget {
                 grpc: cli.admin.grpc.clone(),

@@ -200,11 +200,21 @@ async fn list_identifiers_in_pages() {
             .await
             .unwrap();
     }
+    // Listing needs list_handles: an anonymous caller is refused.
     let (_, mut anonymous) = node.clients(None).await;
+    let e = anonymous
+        .list_identifiers(proto::ListIdentifiersRequest {
+            prefix: "88.100.1".into(),
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
     let mut token = String::new();
     let mut seen = Vec::new();
     loop {
-        let page = anonymous
+        let page = ids
             .list_identifiers(proto::ListIdentifiersRequest {
                 prefix: "88.100.1".into(),
                 page_size: 10,
@@ -222,7 +232,7 @@ async fn list_identifiers_in_pages() {
     }
     let expected: Vec<String> = (0..25).map(|i| format!("88.100.1/n{i:02}")).collect();
     assert_eq!(seen, expected);
-    let e = anonymous
+    let e = ids
         .list_identifiers(proto::ListIdentifiersRequest {
             prefix: "88.100.1".into(),
             page_size: 10,
@@ -251,7 +261,12 @@ async fn health_and_reflection() {
         .await
         .unwrap();
     let mut health = HealthClient::new(channel.clone());
-    for service in ["idnode.v1.Prefixes", "idnode.v1.Identifiers", ""] {
+    for service in [
+        "idnode.v1.Prefixes",
+        "idnode.v1.Identifiers",
+        "idnode.v1.Tokens",
+        "",
+    ] {
         let status = health
             .check(HealthCheckRequest {
                 service: service.into(),

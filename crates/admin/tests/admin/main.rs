@@ -6,3 +6,4 @@ mod batch;
 mod calls;
 mod security;
 mod support;
+mod tokens;

@@ -86,7 +86,7 @@ async fn writes_without_the_token_are_refused_and_change_nothing() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
-    assert_eq!(e.message(), "the admin token is not valid for this node");
+    assert_eq!(e.message(), "the token is not valid for this node");
     node.stop().await;
 }
 
