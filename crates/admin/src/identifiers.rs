@@ -135,6 +135,28 @@ fn is_admin(kind: &str) -> bool {
 
 type Owner = crate::proto::identifiers_client::IdentifiersClient<crate::AdminChannel>;
 
+/// The record as a caller may see it: every value with `all` (read_value
+/// in scope), else the publicly readable ones.
+fn shown(all: bool, record: idnode_core::Record) -> Response<proto::Identifier> {
+    identifier(match all {
+        true => record,
+        false => public_view(record),
+    })
+}
+
+/// An answer forwarded from the server of the site that owns the
+/// identifier (which answered an operator), as the caller may see it.
+fn shown_forwarded(
+    all: bool,
+    mut found: Response<proto::Identifier>,
+) -> Response<proto::Identifier> {
+    if !all {
+        let values = &mut found.get_mut().values;
+        values.retain(|v| v.permissions.unwrap_or(0x0e) & 0x02 != 0);
+    }
+    found
+}
+
 fn identifier(record: idnode_core::Record) -> Response<proto::Identifier> {
     Response::new(record.into())
 }
@@ -201,20 +223,11 @@ impl Identifiers for IdentifiersService {
         // other caller sees what the public sees.
         let all = caller.can_read(&request.identifier);
         if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
-            let mut found = owner.get_identifier(request).await?;
-            if !all {
-                // The owner answered an operator: keep what the public sees.
-                let values = &mut found.get_mut().values;
-                values.retain(|v| v.permissions.unwrap_or(0x0e) & 0x02 != 0);
-            }
-            return Ok(found);
+            return Ok(shown_forwarded(all, owner.get_identifier(request).await?));
         }
         let id = request.identifier;
         let record = blocking(&self.registry, move |r| r.get_identifier(&id)).await?;
-        Ok(identifier(match all {
-            true => record,
-            false => public_view(record),
-        }))
+        Ok(shown(all, record))
     }
 
     async fn delete_identifier(
@@ -250,13 +263,16 @@ impl Identifiers for IdentifiersService {
         });
         let need = if need == 0 { ADD_VALUE } else { need };
         grant.check_identifier(&request.identifier, need)?;
+        // The record in the answer shows private values only to a caller
+        // that may read them, as GetIdentifier does.
+        let all = caller.can_read(&request.identifier);
         if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
-            return owner.add_values(request).await;
+            return Ok(shown_forwarded(all, owner.add_values(request).await?));
         }
         let values = convert::values(request.values)?;
         let id = request.identifier;
         let record = blocking(&self.registry, move |r| r.add_values(&id, values)).await?;
-        Ok(identifier(record))
+        Ok(shown(all, record))
     }
 
     async fn modify_values(
@@ -279,13 +295,16 @@ impl Identifiers for IdentifiersService {
             MODIFY_ADMIN,
         )
         .await?;
+        // The record in the answer shows private values only to a caller
+        // that may read them, as GetIdentifier does.
+        let all = caller.can_read(&request.identifier);
         if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
-            return owner.modify_values(request).await;
+            return Ok(shown_forwarded(all, owner.modify_values(request).await?));
         }
         let values = convert::values(request.values)?;
         let id = request.identifier;
         let record = blocking(&self.registry, move |r| r.modify_values(&id, values)).await?;
-        Ok(identifier(record))
+        Ok(shown(all, record))
     }
 
     async fn remove_values(
@@ -305,12 +324,15 @@ impl Identifiers for IdentifiersService {
             REMOVE_ADMIN,
         )
         .await?;
+        // The record in the answer shows private values only to a caller
+        // that may read them, as GetIdentifier does.
+        let all = caller.can_read(&request.identifier);
         if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
-            return owner.remove_values(request).await;
+            return Ok(shown_forwarded(all, owner.remove_values(request).await?));
         }
         let (id, indexes) = (request.identifier, request.indexes);
         let record = blocking(&self.registry, move |r| r.remove_values(&id, &indexes)).await?;
-        Ok(identifier(record))
+        Ok(shown(all, record))
     }
 
     async fn list_identifiers(
