@@ -9,16 +9,24 @@
 //! publishes, RSA and DSA signing and verification, PKCS#8 private keys)
 //! and certified answers ([`certify`]: the HS_SIGNED credential, the bytes
 //! a signature covers by protocol version, signing a finished response and
-//! verifying one). The facts it follows are in
-//! `docs/handle-protocol.md` and `docs/hierarchy.md`;
-//! where those are silent, it
+//! verifying one). Administration has three modules: [`admin`] (the bodies
+//! of CREATE_HANDLE to LIST_HANDLES and of their results, HS_ADMIN and
+//! HS_VLIST data, and the authorization rule: which record's HS_ADMIN
+//! values govern an operation and whether they admit an identity),
+//! [`auth`] (the 402 challenge, the CHALLENGE_RESPONSE answer and its
+//! verification against HS_SECKEY or HS_PUBKEY values, the pending
+//! challenge table, VERIFY_RESPONSE) and [`session`] (SESSION_SETUP with
+//! Diffie-Hellman, the session key, HS_MAC). The facts it follows are in
+//! `docs/handle-protocol.md`
+//! and the hierarchy and authentication specs; where those are silent, it
 //! follows what CNRI's Handle.Net 9.x library (`hdllib`) does.
 //!
 //! It must not depend on anything that does I/O or keeps time: no tokio, no
 //! sockets, no clock (callers pass `now` in unix seconds), no store. Values
 //! and their wire form come from `idnode-core` ([`idnode_core::wire`]); this
 //! crate only frames them. The one exception is randomness: generating a
-//! server key reads the OS RNG.
+//! server key, a challenge nonce ([`auth::random_nonce`]) or a DH private
+//! value ([`session::dh_private`]) reads the OS RNG.
 //!
 //! # Performance-critical path
 //! A UDP or TCP resolution runs [`frame_len`] (TCP), [`decode_request`],
@@ -46,6 +54,8 @@
 //! ([`auth::VerifyPolicy`]); HS_VLIST group searches are bounded
 //! ([`admin::MAX_GROUP_LOOKUPS`]).
 
+pub mod admin;
+pub mod auth;
 pub mod certify;
 mod client;
 mod digest;
@@ -56,6 +66,7 @@ mod message;
 pub mod quic;
 mod resolution;
 mod response;
+pub mod session;
 pub mod site;
 mod udp;
 

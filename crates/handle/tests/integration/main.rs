@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod auth;
 mod digest;
 mod hierarchy;
 mod hostile;
