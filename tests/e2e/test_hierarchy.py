@@ -136,9 +136,9 @@ def test_get_site_info(hierarchy):
         assert (r.request_id, r.code, r.opcode) == (rid, hc.SUCCESS, hc.GET_SITE_INFO)
         server = r.site["servers"][0]
         assert (server["address"], udp_port(server)) == addr
-        # Its public key, and no admin interface (administration is gRPC).
+        # Its public key; administration on TCP only (query on UDP).
         assert len(server["public_key"]) > 200
-        assert {i["kind"] for i in server["interfaces"]} == {2}
+        assert {(i["protocol"], i["kind"]) for i in server["interfaces"]} == {(0, 2), (1, 3)}
         assert r.flags & hc.AT
 
 

@@ -15,7 +15,9 @@
 //!   with the delegated prefix's sites, 301);
 //! - [`upstream`]: the hand-off to the recursive role ([`Upstream`]);
 //! - `prewarm`: filling the response cache from the records at start;
-//! - [`cache`]: the response cache.
+//! - [`cache`]: the response cache;
+//! - [`admin`](mod@admin): Handle administration (admin requests, 402
+//!   challenges, challenge answers) through the registry.
 //!
 //! Performance-critical: [`HandleService::respond`] runs once per request
 //! on every transport. It reuses the caller's buffers ([`Scratch`]),
@@ -23,6 +25,7 @@
 //! read), and copies values into the answer in their wire form without
 //! decoding them. See PERFORMANCE.md at the root of the repository.
 
+pub mod admin;
 mod answer;
 pub mod cache;
 mod prewarm;

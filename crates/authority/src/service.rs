@@ -27,6 +27,12 @@ pub enum Outcome {
     /// [`HandleService::question`] upstream, then answer with
     /// [`HandleService::answer_recursed`]. `out` is empty.
     Recurse { keep_open: bool },
+    /// An admin request (CREATE_HANDLE 100 to LIST_HANDLES 105) or a
+    /// CHALLENGE_RESPONSE, on a node that serves administration: an admin
+    /// interface (TCP, QUIC) answers with
+    /// [`HandleService::respond_admin`] on a blocking thread, a query-only
+    /// one (UDP) with [`HandleService::refuse_admin`]. `out` is empty.
+    Admin { keep_open: bool },
 }
 
 /// Per-worker buffers reused across requests.
@@ -82,6 +88,9 @@ pub struct HandleService {
     /// Where questions outside the prefixes homed here are resolved when
     /// the request sets REC; `None`: they are referred.
     pub(crate) upstream: Option<Arc<dyn Upstream>>,
+    /// Handle administration (the registry and the pending challenges),
+    /// when served.
+    pub(crate) admin: Option<Arc<crate::admin::AdminState>>,
 }
 
 impl HandleService {
@@ -93,6 +102,7 @@ impl HandleService {
             site_info: std::sync::OnceLock::new(),
             signer: None,
             upstream: None,
+            admin: None,
         }
     }
 
@@ -378,6 +388,10 @@ impl HandleService {
             return Step::Answered(reply);
         }
         if op != opcode::RESOLUTION {
+            if self.admin.is_some() && crate::admin::is_admin_side(op) {
+                let keep_open = matches!(reply, Outcome::Reply { keep_open: true });
+                return Step::Answered(Outcome::Admin { keep_open });
+            }
             let msg = format!("operation {op} is not supported by this node");
             encode_error_response(out, &ctx, op, code::OPERATION_NOT_SUPPORTED, &msg);
             return Step::Answered(reply);

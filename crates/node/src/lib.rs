@@ -154,6 +154,11 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     {
         service.set_upstream(upstream);
     }
+    if site::serves_handle_admin(&config.site) {
+        // Handle administration (docs/handle-admin.md) writes through the
+        // same registry as gRPC.
+        service.set_registry(registry.clone());
+    }
     let service = Arc::new(service);
     if config.cache.prewarm && cache.is_some() {
         prewarm_in_background(service.clone(), shutdown.clone());

@@ -4,7 +4,7 @@
 
 use crate::config::{RecursionConfig, SiteConfig};
 use idnode_authority::{Upstream, UpstreamAnswer};
-use idnode_handle::site::{HashOption, InterfaceKind, ServerInfo, SiteInfo};
+use idnode_handle::site::{HashOption, InterfaceKind, InterfaceProtocol, ServerInfo, SiteInfo};
 use idnode_recursor::{Answer, Recursor, RecursorOptions};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -61,9 +61,30 @@ pub fn own_site(
         udp.port(),
         tcp.port()
     );
-    let mut server = query_only(ServerInfo::from_urls(1, &urls)?);
+    let mut server = admin_over_tcp(query_only(ServerInfo::from_urls(1, &urls)?));
     server.public_key = public_key.to_vec();
     Ok(SiteInfo::single(vec![server], hash))
+}
+
+/// Whether this node serves Handle administration (admin requests and
+/// their challenges over TCP and QUIC, docs/handle-admin.md): only as the
+/// one server of its site. The servers of a multi-server site each hold a
+/// share of the identifiers, chosen by hash; administration reaches them
+/// through the gRPC API, which forwards within the site.
+pub fn serves_handle_admin(config: &SiteConfig) -> bool {
+    config.servers.is_empty()
+}
+
+/// The server with its TCP interfaces marked admin and query (kind 3):
+/// CNRI clients send admin requests to the first interface that allows
+/// them, so UDP stays query-only (an admin request there gets 4).
+pub fn admin_over_tcp(mut server: ServerInfo) -> ServerInfo {
+    for interface in &mut server.interfaces {
+        if interface.kind == InterfaceKind::Query && interface.protocol == InterfaceProtocol::Tcp {
+            interface.kind = InterfaceKind::Both;
+        }
+    }
+    server
 }
 
 /// The HS_PUBKEY data of `site.servers[i].public_key` (base64), checked to
@@ -81,9 +102,9 @@ fn configured_key(i: usize, text: Option<&str>) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// The server with every interface marked query-only: this node answers
-/// resolutions on them, and administration (opcodes 100 and up) only
-/// through the gRPC API, so its site must not advertise an admin interface.
+/// The server with every interface marked query-only: resolutions only
+/// (the servers of a multi-server site, and the starting point of
+/// [`admin_over_tcp`] for a node alone in its site).
 pub fn query_only(mut server: ServerInfo) -> ServerInfo {
     for interface in &mut server.interfaces {
         if interface.kind != InterfaceKind::OutOfService {
@@ -224,7 +245,6 @@ pub fn peers(config: &SiteConfig) -> Result<Option<Arc<idnode_admin::SitePeers>>
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
-    use idnode_handle::site::InterfaceProtocol;
 
     #[test]
     fn own_site_names_the_listeners() {
@@ -238,14 +258,14 @@ mod tests {
             Some("127.0.0.1:26410".parse().unwrap())
         );
         assert_eq!(server.public_key, b"KEY");
-        // No admin interface is advertised: administration is not served
-        // over the Handle protocol.
-        assert!(
-            server
-                .interfaces
-                .iter()
-                .all(|i| i.kind == InterfaceKind::Query)
-        );
+        // Administration is served over TCP only: UDP stays query-only.
+        for i in &server.interfaces {
+            let expected = match i.protocol {
+                InterfaceProtocol::Tcp => InterfaceKind::Both,
+                _ => InterfaceKind::Query,
+            };
+            assert_eq!(i.kind, expected);
+        }
         let configured = SiteConfig {
             address: Some("192.0.2.7".parse().unwrap()),
             ..SiteConfig::default()

@@ -99,6 +99,46 @@ impl Registry {
         })
     }
 
+    /// Adds `values` to `identifier`, replacing the values at indexes it
+    /// holds already (a Handle ADD_VALUE with OW). Returns the record and
+    /// whether a value was replaced.
+    pub fn put_values(&self, identifier: &str, values: Vec<Value>) -> Result<(Record, bool)> {
+        let mut replaced = false;
+        let record = self.change_values(identifier, values, |_, record, values, now| {
+            for mut value in values {
+                value.timestamp = now;
+                match record.values.iter_mut().find(|v| v.index == value.index) {
+                    Some(slot) => {
+                        replaced = true;
+                        *slot = value;
+                    }
+                    None => record.values.push(value),
+                }
+            }
+            Ok(())
+        })?;
+        Ok((record, replaced))
+    }
+
+    /// Whether this node may write `identifier`: its prefix is homed here
+    /// (for a prefix record `0.NA/P`, P or a prefix above it is).
+    pub fn is_writable(&self, identifier: &str) -> Result<bool> {
+        let id = validate::identifier(identifier, "identifier")?;
+        let mut txn = Txn::begin(&*self.store)?;
+        match check_writable(&mut txn, &id) {
+            Ok(()) => Ok(true),
+            Err(RegistryError::FailedPrecondition(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `prefix` is homed on this node.
+    pub fn is_homed(&self, prefix: &str) -> Result<bool> {
+        let prefix = validate::prefix(prefix, "prefix")?;
+        let mut txn = Txn::begin(&*self.store)?;
+        is_homed(&mut txn, &prefix)
+    }
+
     /// Replaces values at their indexes; NOT_FOUND when an index is absent.
     pub fn modify_values(&self, identifier: &str, values: Vec<Value>) -> Result<Record> {
         self.change_values(identifier, values, |id, record, values, now| {

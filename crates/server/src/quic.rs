@@ -208,16 +208,20 @@ impl StreamProtocol for HandleStreams {
         match self.service.respond(request, unix_now(), out, scratch) {
             Outcome::Drop => Err(Failure::Stream(error_code::UNANSWERABLE)),
             Outcome::Reply { .. } => Ok(Answer::Ready),
-            Outcome::Recurse { .. } => Ok(Answer::Deferred),
+            Outcome::Recurse { .. } | Outcome::Admin { .. } => Ok(Answer::Deferred),
         }
     }
 
-    fn answer_deferred<'a>(
-        &'a self,
-        request: &'a [u8],
-        out: &'a mut Vec<u8>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'a {
-        self.service.recurse(request, out, unix_now)
+    async fn answer_deferred(&self, request: &[u8], out: &mut Vec<u8>) {
+        if HandleService::is_admin_message(request) {
+            // Every message of the answer on the stream, in order.
+            out.clear();
+            for message in crate::tcp::admin(&self.service, request).await {
+                out.extend_from_slice(&message);
+            }
+        } else {
+            self.service.recurse(request, out, unix_now).await;
+        }
     }
 }
 

@@ -88,14 +88,14 @@ pub(crate) async fn serve(
 ) {
     accept_loop(listener, limits.max_connections, shutdown, |stream| {
         let service = service.clone();
-        async move { connection(stream, &service, limits).await }
+        async move { connection(stream, service, limits).await }
     })
     .await;
 }
 
 async fn connection(
     mut stream: TcpStream,
-    service: &HandleService,
+    service: Arc<HandleService>,
     limits: Limits,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
@@ -128,11 +128,20 @@ async fn connection(
                 service.recurse(&buf[..total], &mut out, unix_now).await;
                 outcome = Outcome::Reply { keep_open };
             }
+            if let Outcome::Admin { keep_open } = outcome {
+                for message in admin(&service, &buf[..total]).await {
+                    stream.write_all(&message).await?;
+                }
+                out.clear();
+                outcome = Outcome::Reply { keep_open };
+            }
             buf.drain(..total);
             match outcome {
-                Outcome::Drop | Outcome::Recurse { .. } => return Ok(()),
+                Outcome::Drop | Outcome::Recurse { .. } | Outcome::Admin { .. } => return Ok(()),
                 Outcome::Reply { keep_open } => {
-                    stream.write_all(&out).await?;
+                    if !out.is_empty() {
+                        stream.write_all(&out).await?;
+                    }
                     if !keep_open && buf.is_empty() {
                         stream.shutdown().await?;
                         return Ok(());
@@ -159,5 +168,19 @@ async fn connection(
             return Ok(());
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Answers an admin request or a challenge answer on a blocking thread
+/// (it reads and writes the store, and may verify a signature): the
+/// messages to send, in order.
+pub(crate) async fn admin(service: &Arc<HandleService>, message: &[u8]) -> Vec<Vec<u8>> {
+    let (service, message) = (service.clone(), message.to_vec());
+    match tokio::task::spawn_blocking(move || service.respond_admin(&message, unix_now())).await {
+        Ok(messages) => messages,
+        Err(e) => {
+            tracing::warn!(error = %e, "handle admin task failed");
+            Vec::new()
+        }
     }
 }

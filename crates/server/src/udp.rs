@@ -281,7 +281,7 @@ impl HandleDatagrams {
                 self.recurse(message, peer, socket);
                 return false;
             }
-            Outcome::Drop => return false,
+            Outcome::Drop | Outcome::Admin { .. } => return false,
             Outcome::Reply { .. } if out.is_empty() => return false,
             Outcome::Reply { .. } if out.len() <= MAX_DATAGRAM => return true,
             Outcome::Reply { .. } => {}
@@ -331,9 +331,13 @@ impl Responder for HandleDatagrams {
                 None => return false,
             }
         };
-        let outcome = self
+        let mut outcome = self
             .service
             .respond(&message, unix_now(), out, &mut self.scratch);
+        if let Outcome::Admin { .. } = outcome {
+            // UDP is a query-only interface.
+            outcome = self.service.refuse_admin(&message, unix_now(), out);
+        }
         self.deliver(outcome, &message, peer, out, socket)
     }
 
@@ -384,10 +388,14 @@ impl Responder for HandleDatagrams {
             .finish_batch(&mut self.batch, datagrams, now, outs, &mut outcomes);
         for i in (0..n).filter(|&i| whole[i]) {
             let (Some(Some(peer)), Some(out), Some(datagram)) =
-                (peers.get(i), outs.get(i), datagrams.get(i))
+                (peers.get(i), outs.get_mut(i), datagrams.get(i))
             else {
                 continue;
             };
+            if let Outcome::Admin { .. } = outcomes[i] {
+                // UDP is a query-only interface.
+                outcomes[i] = self.service.refuse_admin(datagram, now, out);
+            }
             let sent = self.deliver(outcomes[i], datagram, peer, out, socket);
             if let Some(ready) = ready.get_mut(i) {
                 *ready = sent;
