@@ -7,6 +7,11 @@ LIST_HANDLES 105), the 402 challenge, the CHALLENGE_RESPONSE (200) with an
 HS_SECKEY answer (HMAC-SHA256 `13`, or PBKDF2-HMAC-SHA1 `22` as CNRI 9.x
 sends) or an HS_PUBKEY answer (RSA PKCS#1 v1.5 over SHA-256), over TCP,
 one request per connection as CNRI's client does.
+
+Also an authenticated resolution (docs/handle-admin.md, "Authenticated
+resolution"): a RESOLUTION with PO clear for a record holding values
+without public read is challenged like an admin request, and the result
+of the answered challenge carries those values (`resolve`).
 """
 import hashlib
 import hmac
@@ -15,6 +20,7 @@ import socket
 import struct
 import time
 
+RESOLUTION = 1
 CREATE_HANDLE, DELETE_HANDLE, ADD_VALUE, REMOVE_VALUE, MODIFY_VALUE, LIST_HANDLES = range(100, 106)
 CHALLENGE_RESPONSE = 200
 
@@ -22,9 +28,11 @@ SUCCESS, PROTOCOL_ERROR = 1, 4
 HANDLE_NOT_FOUND, HANDLE_ALREADY_EXISTS = 100, 101
 VALUES_NOT_FOUND, VALUE_ALREADY_EXISTS = 200, 201
 SERVER_NOT_RESP = 301
-INVALID_ADMIN, AUTHENTICATION_NEEDED, AUTHENTICATION_FAILED = 400, 402, 403
+INVALID_ADMIN, INSUFFICIENT_PERMISSIONS = 400, 401
+AUTHENTICATION_NEEDED, AUTHENTICATION_FAILED = 402, 403
 AUTHEN_TIMEOUT, SESSION_TIMEOUT = 405, 500
 
+AT, CT = 0x80000000, 0x40000000
 REC, CA, CN, PO, RD, OW = 0x10000000, 0x08000000, 0x04000000, 0x01000000, 0x00800000, 0x00400000
 CLIENT_FLAGS = REC | CA | PO  # what CNRI 9.x sends with admin requests
 
@@ -100,10 +108,25 @@ class Reply:
         self.body = body
         self.nonce = self.message = self.handle = None
         self.handles = []
+        self.values = []  # (index, type, data, permissions) of a resolution
         if self.code == AUTHENTICATION_NEEDED:
             self.nonce = _read_str(body, 0)[0]
         elif self.code != SUCCESS:
             self.message = _read_str(body, 0)[0].decode("utf-8", "replace") if body else ""
+        elif self.opcode == RESOLUTION:
+            self.handle, at = _read_str(body, 0)
+            self.handle = self.handle.decode()
+            count, = struct.unpack_from(">I", body, at)
+            at += 4
+            for _ in range(count):
+                index, _, _, _, permissions = struct.unpack_from(">IIBIB", body, at)
+                kind, at = _read_str(body, at + 14)
+                data, at = _read_str(body, at)
+                refs, = struct.unpack_from(">I", body, at)
+                at += 4
+                for _ in range(refs):
+                    at = _read_str(body, at)[1] + 4
+                self.values.append((index, kind.decode(), data, permissions))
         elif self.opcode == CREATE_HANDLE and body:
             self.handle = _read_str(body, 0)[0].decode()
         elif self.opcode == LIST_HANDLES:
@@ -180,6 +203,13 @@ def remove_body(handle, indexes):
 
 def list_body(prefix_handle):
     return s(prefix_handle)
+
+
+def resolution_body(handle, indexes=(), types=()):
+    """A RESOLUTION body: handle, index list, type list."""
+    return (s(handle) + struct.pack(">I", len(indexes))
+            + b"".join(struct.pack(">I", i) for i in indexes)
+            + struct.pack(">I", len(types)) + b"".join(s(t) for t in types))
 
 
 # --- answers ----------------------------------------------------------------
@@ -260,3 +290,15 @@ def run(addr, opcode, body, key, flags=CLIENT_FLAGS):
         assert r.request_id == rid2, (r.request_id, rid2)
         assert r.opcode == opcode
     return Outcome(challenge, answer, replies)
+
+
+# What CNRI's client sends to read values without public read: PO clear.
+READ_FLAGS = REC | CA
+
+
+def resolve(addr, handle, key, indexes=(), types=(), flags=READ_FLAGS):
+    """An authenticated resolution over TCP: the RESOLUTION (PO clear), its
+    402, the answer on a new connection, the result (its values in
+    `Outcome.replies[0].values`). A first reply that is not a 402 (the
+    node had nothing private to guard, or refused) ends the flow."""
+    return run(addr, RESOLUTION, resolution_body(handle, indexes, types), key, flags=flags)

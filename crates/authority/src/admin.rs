@@ -24,6 +24,9 @@
 //!    change log, caches invalidated) and its result goes out with the
 //!    answer's request id.
 //!
+//! A RESOLUTION with PO clear that names values without public read goes
+//! through the same table and checks (see `read.rs`).
+//!
 //! Not served: sessions (400-402), VERIFY_RESPONSE (a key handle that is
 //! not on this node gets 403), prefix operations (300-302).
 
@@ -88,19 +91,19 @@ pub(crate) fn is_admin_side(op: u32) -> bool {
 
 /// A refusal: response code and a message for the client (never value
 /// data).
-type Refusal = (u32, String);
+pub(crate) type Refusal = (u32, String);
 
-fn refusal(code: u32, message: impl Into<String>) -> Refusal {
+pub(crate) fn refusal(code: u32, message: impl Into<String>) -> Refusal {
     (code, message.into())
 }
 
-fn error_message(ctx: &ResponseContext, op: u32, (code, message): Refusal) -> Vec<u8> {
+pub(crate) fn error_message(ctx: &ResponseContext, op: u32, (code, message): Refusal) -> Vec<u8> {
     let mut out = Vec::new();
     encode_error_response(&mut out, ctx, op, code, &message);
     out
 }
 
-fn store_failure(e: &RegistryError) -> Refusal {
+pub(crate) fn store_failure(e: &RegistryError) -> Refusal {
     tracing::warn!(error = %e, "handle admin: store failure");
     refusal(code::ERROR, "the node could not read or write its store")
 }
@@ -184,6 +187,9 @@ impl HandleService {
         if op == opcode::CHALLENGE_RESPONSE {
             return self.redeem(admin, &request, &ctx, now);
         }
+        if op == opcode::RESOLUTION {
+            return self.challenge_read(admin, message, &request, &ctx, now);
+        }
         match self.challenge(admin, message, &request, &ctx, now) {
             Ok(challenge) => vec![challenge],
             Err(refused) => vec![error_message(&ctx, op, refused)],
@@ -230,23 +236,7 @@ impl HandleService {
         })?;
         let overwrite = request.header.op_flags & flags::OW != 0;
         self.before_challenge(admin, &req, overwrite)?;
-
-        let mut pending = admin.pending();
-        let session_id = fresh_session_id(&pending)?;
-        let nonce = random_nonce()
-            .map_err(|_| refusal(code::ERROR, "the node could not draw a random nonce"))?;
-        let challenge = Challenge::new(request, session_id, nonce, now, CHALLENGE_TTL_SECS);
-        let mut out = Vec::new();
-        encode_challenge(&mut out, ctx, op, &challenge);
-        pending
-            .insert(challenge, message.to_vec(), now)
-            .map_err(|_| {
-                refusal(
-                    code::SERVER_TOO_BUSY,
-                    "too many challenges are waiting for their answers; try again shortly",
-                )
-            })?;
-        Ok(out)
+        issue_challenge(admin, message, request, ctx, now)
     }
 
     /// The checks of spec section 6 that come before the challenge.
@@ -360,6 +350,16 @@ impl HandleService {
             ctx = ctx.with_site(own.serial, own.primary);
         }
         let op = original.header.opcode;
+        if op == opcode::RESOLUTION {
+            return self.redeem_read(
+                admin,
+                &original,
+                &original_bytes,
+                answer_request.body,
+                &challenge,
+                &ctx,
+            );
+        }
         match self.authenticated(admin, &original, answer_request.body, &challenge, &ctx) {
             Ok(messages) => messages,
             Err(refused) => vec![error_message(&ctx, op, refused)],
@@ -394,49 +394,7 @@ impl HandleService {
                 .unwrap_or_default();
             governing.push((admins, rule.needed));
         }
-        let allowed = |identity: &AdminRef| {
-            governing.iter().all(|(admins, needed)| {
-                authorize(identity, *needed, admins, |handle, index| {
-                    let record = registry.get_identifier(handle).ok()?;
-                    vlist_members(&record.values, index)
-                })
-            })
-        };
-        let refused_admin = |index: u32| {
-            refusal(
-                code::INVALID_ADMIN,
-                format!(
-                    "{index}:{} is not an administrator with the permissions this operation \
-                     needs",
-                    answer.key_handle
-                ),
-            )
-        };
-        let pubkey_any = matches!(answer.auth_type, AuthType::PublicKey) && answer.key_index == 0;
-        if !pubkey_any && !allowed(&answer.identity()) {
-            return Err(refused_admin(answer.key_index));
-        }
-        if let AuthType::Other(_) = answer.auth_type {
-            return Err(refusal(
-                code::INVALID_CREDENTIAL,
-                "unknown auth type: HS_SECKEY and HS_PUBKEY are supported",
-            ));
-        }
-        let keys = key_values(registry, answer.key_handle)?;
-        let key_index = match verify_answer(
-            &answer,
-            challenge,
-            keys.iter().map(KeyValue::from),
-            &admin.policy,
-        ) {
-            Verification::Verified { key_index } => key_index,
-            Verification::Failed(reason) => {
-                return Err(refusal(reason.response_code(), reason.to_string()));
-            }
-        };
-        if pubkey_any && !allowed(&AdminRef::new(answer.key_handle, key_index)) {
-            return Err(refused_admin(key_index));
-        }
+        let key_index = verify_identity(admin, &answer, challenge, &governing)?;
         tracing::info!(
             op,
             handle = req.handle(),
@@ -445,6 +403,92 @@ impl HandleService {
         );
         execute(registry, req, overwrite, ctx)
     }
+}
+
+/// Draws a nonce and a fresh session id, keeps `message` (the request
+/// being challenged) under it in the pending table, and returns the 402.
+pub(crate) fn issue_challenge(
+    admin: &AdminState,
+    message: &[u8],
+    request: &Request<'_>,
+    ctx: &ResponseContext,
+    now: u32,
+) -> Result<Vec<u8>, Refusal> {
+    let mut pending = admin.pending();
+    let session_id = fresh_session_id(&pending)?;
+    let nonce = random_nonce()
+        .map_err(|_| refusal(code::ERROR, "the node could not draw a random nonce"))?;
+    let challenge = Challenge::new(request, session_id, nonce, now, CHALLENGE_TTL_SECS);
+    let mut out = Vec::new();
+    encode_challenge(&mut out, ctx, request.header.opcode, &challenge);
+    pending
+        .insert(challenge, message.to_vec(), now)
+        .map_err(|_| {
+            refusal(
+                code::SERVER_TOO_BUSY,
+                "too many challenges are waiting for their answers; try again shortly",
+            )
+        })?;
+    Ok(out)
+}
+
+/// The checks after a challenge answer (spec section 5): the identity the
+/// answer names must be named, with every needed permission, by the
+/// HS_ADMIN values of each governing record (HS_VLIST groups followed),
+/// checked before any crypto (400); then the answer is verified against the
+/// key handle's HS_SECKEY / HS_PUBKEY values (403, 404, 406). For
+/// HS_PUBKEY with key index 0 the key that verifies names the identity,
+/// which is checked after. Returns the key index of the identity.
+pub(crate) fn verify_identity(
+    admin: &AdminState,
+    answer: &ChallengeAnswer<'_>,
+    challenge: &Challenge,
+    governing: &[(Vec<HsAdmin>, AdminPerms)],
+) -> Result<u32, Refusal> {
+    let registry = &*admin.registry;
+    let allowed = |identity: &AdminRef| {
+        governing.iter().all(|(admins, needed)| {
+            authorize(identity, *needed, admins, |handle, index| {
+                let record = registry.get_identifier(handle).ok()?;
+                vlist_members(&record.values, index)
+            })
+        })
+    };
+    let refused_admin = |index: u32| {
+        refusal(
+            code::INVALID_ADMIN,
+            format!(
+                "{index}:{} is not an administrator with the permissions this operation needs",
+                answer.key_handle
+            ),
+        )
+    };
+    let pubkey_any = matches!(answer.auth_type, AuthType::PublicKey) && answer.key_index == 0;
+    if !pubkey_any && !allowed(&answer.identity()) {
+        return Err(refused_admin(answer.key_index));
+    }
+    if let AuthType::Other(_) = answer.auth_type {
+        return Err(refusal(
+            code::INVALID_CREDENTIAL,
+            "unknown auth type: HS_SECKEY and HS_PUBKEY are supported",
+        ));
+    }
+    let keys = key_values(registry, answer.key_handle)?;
+    let key_index = match verify_answer(
+        answer,
+        challenge,
+        keys.iter().map(KeyValue::from),
+        &admin.policy,
+    ) {
+        Verification::Verified { key_index } => key_index,
+        Verification::Failed(reason) => {
+            return Err(refusal(reason.response_code(), reason.to_string()));
+        }
+    };
+    if pubkey_any && !allowed(&AdminRef::new(answer.key_handle, key_index)) {
+        return Err(refused_admin(key_index));
+    }
+    Ok(key_index)
 }
 
 /// A fresh non-zero session id (positive as a Java int) not in the table.
@@ -460,7 +504,7 @@ fn fresh_session_id(pending: &PendingChallenges<Vec<u8>>) -> Result<u32, Refusal
     Err(refusal(code::SERVER_TOO_BUSY, "no free session id"))
 }
 
-fn not_found(handle: &str) -> Refusal {
+pub(crate) fn not_found(handle: &str) -> Refusal {
     refusal(code::HANDLE_NOT_FOUND, format!("{handle} not found"))
 }
 

@@ -17,7 +17,9 @@
 //! - `prewarm`: filling the response cache from the records at start;
 //! - [`cache`]: the response cache;
 //! - [`admin`](mod@admin): Handle administration (admin requests, 402
-//!   challenges, challenge answers) through the registry.
+//!   challenges, challenge answers) through the registry;
+//! - `read`: authenticated resolution (values without public read to an
+//!   admin with read value, over TCP and QUIC after a 402 challenge).
 //!
 //! Performance-critical: [`HandleService::respond`] runs once per request
 //! on every transport. It reuses the caller's buffers ([`Scratch`]),
@@ -29,6 +31,7 @@ pub mod admin;
 mod answer;
 pub mod cache;
 mod prewarm;
+mod read;
 mod referral;
 pub mod service;
 pub mod upstream;

@@ -28,17 +28,19 @@ pub enum Outcome {
     /// [`HandleService::answer_recursed`]. `out` is empty.
     Recurse { keep_open: bool },
     /// An admin request (CREATE_HANDLE 100 to LIST_HANDLES 105) or a
-    /// CHALLENGE_RESPONSE, on a node that serves administration: an admin
-    /// interface (TCP, QUIC) answers with
-    /// [`HandleService::respond_admin`] on a blocking thread, a query-only
-    /// one (UDP) with [`HandleService::refuse_admin`]. `out` is empty.
+    /// CHALLENGE_RESPONSE, on a node that serves administration, or (from
+    /// [`HandleService::respond_stream`] only) a RESOLUTION with PO clear
+    /// that names values without public read: an admin interface (TCP,
+    /// QUIC) answers with [`HandleService::respond_admin`] on a blocking
+    /// thread, a query-only one (UDP) with
+    /// [`HandleService::refuse_admin`]. `out` is empty.
     Admin { keep_open: bool },
 }
 
 /// Per-worker buffers reused across requests.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    key: Vec<u8>,
+    pub(crate) key: Vec<u8>,
     values: Vec<u8>,
 }
 
@@ -194,8 +196,10 @@ impl HandleService {
 
     /// Answers one complete request message (envelope included) into `out`.
     ///
-    /// Every client is unauthenticated here (no sessions yet), so values
-    /// without public read permission are never sent.
+    /// Every client is unauthenticated here, so values without public read
+    /// permission are never sent. Admin interfaces (TCP, QUIC) call
+    /// [`respond_stream`](Self::respond_stream) instead, which may
+    /// challenge a resolution that asks for such values.
     pub fn respond(
         &self,
         message: &[u8],

@@ -18,8 +18,10 @@
 //!
 //! Per stream (performance-critical path): read the request to the end of
 //! the stream (at most one whole Handle message), answer it with
-//! [`HandleService::respond`] into pooled buffers, write the answer and
-//! finish the stream. Nothing waits for the peer to acknowledge.
+//! [`HandleService::respond_stream`] into pooled buffers, write the answer
+//! and finish the stream. Nothing waits for the peer to acknowledge.
+//! Administration, and a resolution asking for values without public read
+//! (challenged, as on TCP), are answered later on a blocking thread.
 //!
 //! Limits, so that no client can exhaust the node:
 //! - connections: at most `max_connections` over all workers; further ones
@@ -205,7 +207,10 @@ impl StreamProtocol for HandleStreams {
     ) -> Result<Answer, Failure> {
         // The codec checks the envelope against the stream's length: a
         // truncated message or trailing bytes get a protocol error answer.
-        match self.service.respond(request, unix_now(), out, scratch) {
+        match self
+            .service
+            .respond_stream(request, unix_now(), out, scratch)
+        {
             Outcome::Drop => Err(Failure::Stream(error_code::UNANSWERABLE)),
             Outcome::Reply { .. } => Ok(Answer::Ready),
             Outcome::Recurse { .. } | Outcome::Admin { .. } => Ok(Answer::Deferred),
@@ -213,7 +218,9 @@ impl StreamProtocol for HandleStreams {
     }
 
     async fn answer_deferred(&self, request: &[u8], out: &mut Vec<u8>) {
-        if HandleService::is_admin_message(request) {
+        // Admin requests, challenge answers and resolutions that need
+        // authentication, as `respond_stream` decided; the rest recursed.
+        if self.service.defers_to_admin(request) {
             // Every message of the answer on the stream, in order.
             out.clear();
             for message in crate::tcp::admin(&self.service, request).await {

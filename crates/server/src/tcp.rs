@@ -123,7 +123,10 @@ async fn connection(
                     return Ok(());
                 }
             };
-            let mut outcome = service.respond(&buf[..total], unix_now(), &mut out, &mut scratch);
+            // An admin interface: a resolution asking for values without
+            // public read may be challenged (`Outcome::Admin`).
+            let mut outcome =
+                service.respond_stream(&buf[..total], unix_now(), &mut out, &mut scratch);
             if let Outcome::Recurse { keep_open } = outcome {
                 service.recurse(&buf[..total], &mut out, unix_now).await;
                 outcome = Outcome::Reply { keep_open };
@@ -171,7 +174,8 @@ async fn connection(
     }
 }
 
-/// Answers an admin request or a challenge answer on a blocking thread
+/// Answers an admin request, a challenge answer or a resolution that
+/// needs authentication on a blocking thread
 /// (it reads and writes the store, and may verify a signature): the
 /// messages to send, in order.
 pub(crate) async fn admin(service: &Arc<HandleService>, message: &[u8]) -> Vec<Vec<u8>> {
