@@ -203,3 +203,39 @@ def test_udp_is_query_only(admin):
     r = ha.Reply(hc.udp_exchange(admin.udp, raw)[0])
     assert r.request_id == rid and r.code == ha.PROTOCOL_ERROR
     assert grpc_values(admin, f"{PREFIX}/UDP") is None
+
+
+def test_prefix_admin_sets_up_an_sdk_identity_from_the_cli(admin, tmp_path):
+    """`idnode prefix admin` writes the HS_SECKEY and the HS_ADMIN an SDK
+    user needs; the secret then creates over TCP, and is never resolvable."""
+    secret_file = tmp_path / "sdk.key"
+    secret_file.write_text("sdk-secret\n")
+    admin_handle = f"{PREFIX}/SDK-ADMIN"
+    out = admin.cli("prefix", "admin", PREFIX, "--handle", admin_handle, "--index", "300",
+                    "--secret-file", str(secret_file),
+                    "--perm", "add_handle,add_value,list_handles").stdout
+    assert f"names {admin_handle} index 300" in out, out
+    # Running it again changes nothing.
+    again = admin.cli("prefix", "admin", PREFIX, "--handle", admin_handle, "--index", "300",
+                      "--secret-file", str(secret_file),
+                      "--perm", "add_handle,add_value,list_handles").stdout
+    assert "already names" in again, again
+    key = ha.SecretKey(admin_handle, 300, b"sdk-secret")
+    handle = f"{PREFIX}/BY-SDK"
+    body = ha.create_body(handle, [
+        ha.value(100, "HS_ADMIN", ha.hs_admin(ha.HS_ADMIN_ALL, admin_handle, 300)),
+        ha.value(1, "URL", "https://example.com/sdk")])
+    outcome = ha.run(admin.tcp, ha.CREATE_HANDLE, body, key)
+    assert outcome.code == ha.SUCCESS, outcome.replies
+    assert udp_values(admin, handle)[1][1] == b"https://example.com/sdk"
+    # The permissions given do not include deleting, and the secret stays
+    # private: resolving the admin handle shows no HS_SECKEY.
+    refused = ha.run(admin.tcp, ha.DELETE_HANDLE, ha.delete_body(handle),
+                     ha.SecretKey(admin_handle, 300, b"wrong"))
+    assert refused.code != ha.SUCCESS
+    code, values = udp_values(admin, admin_handle)
+    assert b"sdk-secret" not in b"".join(values.values())
+    # Bad input is a usage error.
+    bad = admin.cli("prefix", "admin", PREFIX, "--handle", admin_handle,
+                    "--secret-file", str(tmp_path / "missing"), check=False)
+    assert bad.returncode == 2 and "cannot read" in bad.stderr

@@ -5,6 +5,7 @@ use crate::error::Error;
 use crate::proto::identifiers_client::IdentifiersClient;
 use crate::proto::prefixes_client::PrefixesClient;
 use crate::proto::tokens_client::TokensClient;
+use crate::tls::{ClientTls, chain_text};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -44,7 +45,8 @@ pub type AdminChannel = InterceptedService<Channel, BearerToken>;
 
 /// Connects to an admin endpoint (`http://127.0.0.1:50051`; a bare
 /// `host:port` means plain HTTP/2) and returns clients for both services,
-/// sharing one connection and sending `token` on every call.
+/// sharing one connection and sending `token` on every call. An
+/// `https://` endpoint needs [`connect_with`] and a [`ClientTls`].
 pub async fn connect(
     endpoint: &str,
     token: Option<String>,
@@ -55,7 +57,24 @@ pub async fn connect(
     ),
     Error,
 > {
-    let (channel, interceptor) = channel(endpoint, token).await?;
+    connect_with(endpoint, token, &ClientTls::default()).await
+}
+
+/// [`connect`], over TLS when `endpoint` is `https://` (checked as `tls`
+/// says).
+pub async fn connect_with(
+    endpoint: &str,
+    token: Option<String>,
+    tls: &ClientTls,
+) -> Result<
+    (
+        PrefixesClient<AdminChannel>,
+        IdentifiersClient<AdminChannel>,
+    ),
+    Error,
+> {
+    let interceptor = BearerToken::new(token.as_deref())?;
+    let channel = open_channel(endpoint, tls).await?;
     Ok((
         PrefixesClient::with_interceptor(channel.clone(), interceptor.clone()),
         IdentifiersClient::with_interceptor(channel, interceptor),
@@ -68,23 +87,49 @@ pub async fn connect_tokens(
     endpoint: &str,
     token: Option<String>,
 ) -> Result<TokensClient<AdminChannel>, Error> {
-    let (channel, interceptor) = channel(endpoint, token).await?;
+    connect_tokens_with(endpoint, token, &ClientTls::default()).await
+}
+
+/// [`connect_tokens`], over TLS when `endpoint` is `https://`.
+pub async fn connect_tokens_with(
+    endpoint: &str,
+    token: Option<String>,
+    tls: &ClientTls,
+) -> Result<TokensClient<AdminChannel>, Error> {
+    let interceptor = BearerToken::new(token.as_deref())?;
+    let channel = open_channel(endpoint, tls).await?;
     Ok(TokensClient::with_interceptor(channel, interceptor))
 }
 
-async fn channel(endpoint: &str, token: Option<String>) -> Result<(Channel, BearerToken), Error> {
-    let interceptor = BearerToken::new(token.as_deref())?;
+/// One connection to an admin endpoint: plain HTTP/2 for `http://` (or a
+/// bare `host:port`), TLS for `https://`, where `tls` must say how to
+/// check the server. TLS settings with an `http://` endpoint are an error
+/// rather than silently unused.
+pub async fn open_channel(endpoint: &str, tls: &ClientTls) -> Result<Channel, Error> {
     let uri = if endpoint.contains("://") {
         endpoint.to_owned()
     } else {
         format!("http://{endpoint}")
     };
-    let channel = Endpoint::from_shared(uri)
-        .map_err(|e| Error::InvalidEndpoint {
-            endpoint: endpoint.to_owned(),
-            reason: e.to_string(),
-        })?
-        .connect()
-        .await?;
-    Ok((channel, interceptor))
+    let invalid = |reason: String| Error::InvalidEndpoint {
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
+    let mut builder = Endpoint::from_shared(uri).map_err(|e| invalid(e.to_string()))?;
+    match builder.uri().scheme_str() {
+        Some("https") => builder = tls.apply(builder, endpoint)?,
+        Some("http") if tls.is_empty() => {}
+        Some("http") => {
+            return Err(invalid(
+                "TLS settings (a CA file, a pinned fingerprint or a client certificate) \
+                 apply to https:// endpoints only"
+                    .into(),
+            ));
+        }
+        _ => return Err(invalid("the scheme must be http or https".into())),
+    }
+    builder.connect().await.map_err(|e| Error::Connect {
+        endpoint: endpoint.to_owned(),
+        reason: chain_text(&e),
+    })
 }

@@ -27,6 +27,10 @@ pub enum Error {
     InvalidToken(String),
     #[error("invalid endpoint {endpoint}: {reason}")]
     InvalidEndpoint { endpoint: String, reason: String },
+    #[error("cannot connect to {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("reflection service: {0}")]

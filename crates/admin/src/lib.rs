@@ -6,7 +6,9 @@
 //! every call), the conversions between
 //! generated protobuf types and domain types (done here, at the edge:
 //! nothing generated goes inward), the health and reflection services,
-//! and a small client for the CLI ([`connect`]). Writes are the registry's
+//! TLS on either side ([`ServerTls`], [`ClientTls`]: a CA file or a pinned
+//! fingerprint, client certificates), and a small client for the CLI
+//! ([`connect`], [`connect_with`]). Writes are the registry's
 //! (`idnode-registry`), run on blocking threads. On a server of a
 //! multi-server site ([`SitePeers`], [`serve_in_site`]), calls about
 //! identifiers that hash to another server are forwarded to it.
@@ -23,6 +25,7 @@ mod identifiers;
 mod prefixes;
 mod quota;
 mod site;
+mod tls;
 pub mod tokens;
 mod tokens_api;
 
@@ -38,12 +41,16 @@ pub mod proto {
 
 pub use auth::{Auth, Caller, Grant, TOKEN_FILE, TOKEN_HASH_KEY};
 pub use batch::{MAX_CHUNK, MAX_CHUNK_BYTES};
-pub use client::{AdminChannel, BearerToken, connect, connect_tokens};
+pub use client::{
+    AdminChannel, BearerToken, connect, connect_tokens, connect_tokens_with, connect_with,
+    open_channel,
+};
 pub use convert::FieldError;
 pub use error::Error;
 pub use identifiers::IdentifiersService;
 pub use prefixes::PrefixesService;
 pub use site::{PeerConfig, SitePeers};
+pub use tls::{ClientTls, Fingerprint, ServerTls, ServerTrust};
 pub use tokens_api::TokensService;
 
 use idnode_registry::Registry;
@@ -108,9 +115,27 @@ pub async fn serve_in_site(
     site: Option<Arc<SitePeers>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    serve_tls_in_site(listener, registry, auth, site, None, shutdown).await
+}
+
+/// [`serve_in_site`], over TLS when `tls` is given (and then asking clients
+/// for a certificate when it names a client CA). A client that fails the
+/// handshake is dropped; the others are served meanwhile.
+pub async fn serve_tls_in_site(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    auth: Arc<Auth>,
+    site: Option<Arc<SitePeers>>,
+    tls: Option<ServerTls>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
     let routes = router(registry, auth, site).await?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = &tls {
+        server = server.tls_config(tls.tonic_config())?;
+    }
+    server
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

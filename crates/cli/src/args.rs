@@ -41,6 +41,39 @@ pub struct AdminArgs {
         default_value = "./data/admin.token"
     )]
     pub token_file: PathBuf,
+    /// With an https:// --grpc: a CA certificate (PEM) to check the node's
+    /// certificate with, or the node's own self-signed `cert.pem`.
+    #[arg(long, global = true, env = "IDNODE_GRPC_CA_FILE", value_name = "PEM")]
+    pub grpc_ca_file: Option<PathBuf>,
+    /// With an https:// --grpc: the SHA-256 fingerprint of the node's
+    /// certificate, as `idnode serve` prints it (`grpc sha256`).
+    #[arg(
+        long,
+        global = true,
+        env = "IDNODE_GRPC_PIN",
+        value_name = "SHA256",
+        conflicts_with = "grpc_ca_file"
+    )]
+    pub grpc_pin: Option<String>,
+    /// A client certificate chain (PEM), for a node that asks for one
+    /// (`[grpc] client_ca`); with --grpc-key.
+    #[arg(
+        long,
+        global = true,
+        env = "IDNODE_GRPC_CERT",
+        value_name = "PEM",
+        requires = "grpc_key"
+    )]
+    pub grpc_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "IDNODE_GRPC_KEY",
+        value_name = "PEM",
+        requires = "grpc_cert"
+    )]
+    pub grpc_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +147,11 @@ pub struct ServeArgs {
     /// config). A node starts empty otherwise.
     #[arg(long)]
     pub demo: bool,
+    /// Serve gRPC without TLS on a non-loopback --grpc-listen (`[grpc]
+    /// insecure`): tokens then cross the network in clear. Without it the
+    /// node refuses to start so.
+    #[arg(long)]
+    pub insecure_grpc: bool,
     /// Once every listener is bound, write their addresses (and the data
     /// directory, the admin token file, the TLS fingerprint) to this file as
     /// one JSON object; useful with port 0.
@@ -214,6 +252,33 @@ pub enum PrefixCommand {
         #[arg(long)]
         no_site_info: bool,
     },
+    /// Let a Handle-protocol client (an SDK) administer identifiers under
+    /// a prefix: writes a secret key (HS_SECKEY) on an admin handle and an
+    /// HS_ADMIN value on the prefix record naming it, with the given
+    /// permissions. The SDK then authenticates as HANDLE at --index with
+    /// that secret (docs/handle-admin.md).
+    ///
+    /// Example: idnode prefix admin 88.100.1 --handle 88.100.1/ADMIN --secret-file key.txt
+    Admin {
+        prefix: String,
+        /// The admin handle that holds the key (created when missing; under
+        /// a prefix homed here).
+        #[arg(long)]
+        handle: String,
+        /// The index of the HS_SECKEY value on the admin handle.
+        #[arg(long, default_value_t = 300)]
+        index: u32,
+        /// A file holding the secret (its bytes, a trailing newline cut).
+        #[arg(long, value_name = "PATH")]
+        secret_file: std::path::PathBuf,
+        /// The HS_ADMIN permissions given (names as `idnode token create
+        /// --perm` takes them).
+        #[arg(
+            long = "perm",
+            default_value = "add_handle,delete_handle,add_value,remove_value,modify_value,read_value,list_handles"
+        )]
+        perms: Vec<String>,
+    },
     /// Show a prefix.
     Get { prefix: String },
     /// List the prefixes the node knows.
@@ -283,6 +348,34 @@ mod tests {
             Command::Resolve(r) => r,
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn grpc_tls_flags_parse_and_conflict() {
+        let cli = Cli::try_parse_from([
+            "idnode",
+            "--grpc",
+            "https://10.0.0.1:50051",
+            "--grpc-pin",
+            "AB:CD",
+            "prefix",
+            "list",
+        ])
+        .unwrap();
+        assert_eq!(cli.admin.grpc_pin.as_deref(), Some("AB:CD"));
+        let both = [
+            "idnode",
+            "--grpc-pin",
+            "x",
+            "--grpc-ca-file",
+            "ca.pem",
+            "compact",
+        ];
+        assert!(Cli::try_parse_from(both).is_err());
+        let half = ["idnode", "--grpc-cert", "c.pem", "compact"];
+        assert!(Cli::try_parse_from(half).is_err());
+        let serve = Cli::try_parse_from(["idnode", "serve", "--insecure-grpc"]).unwrap();
+        assert!(matches!(serve.command, Command::Serve(s) if s.insecure_grpc));
     }
 
     #[test]

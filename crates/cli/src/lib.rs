@@ -6,6 +6,7 @@
 //! `token` call the gRPC management API, `bench` is the load generator.
 
 mod args;
+mod grpc;
 mod manage;
 mod resolve;
 mod serve;

@@ -3,7 +3,6 @@
 
 use crate::args::{AdminArgs, IdCommand, ImportArgs, PrefixCommand};
 use crate::usage;
-use anyhow::Context;
 use idnode_admin::proto;
 use idnode_core::{Permissions, Ttl, Value};
 use idnode_handle::site::{InterfaceProtocol, ServerInfo, SiteInfo};
@@ -36,12 +35,7 @@ impl Admin {
                 Err(_) => None,
             },
         };
-        let endpoint = Channel::from_shared(args.grpc.clone())
-            .map_err(|e| crate::UsageError(format!("--grpc `{}` is not a URL: {e}", args.grpc)))?;
-        let channel = endpoint
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach the node's gRPC API at {}", args.grpc))?;
+        let channel = crate::grpc::channel(args).await?;
         Ok(Self { channel, token })
     }
 
@@ -86,6 +80,7 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
         PrefixCommand::Create { .. }
             | PrefixCommand::Delete { .. }
             | PrefixCommand::Delegate { .. }
+            | PrefixCommand::Admin { .. }
     );
     let admin = Admin::connect(args, mutating).await?;
     let mut client = admin.prefixes();
@@ -189,6 +184,36 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                 );
             }
         }
+        PrefixCommand::Admin {
+            prefix,
+            handle,
+            index,
+            secret_file,
+            perms,
+        } => {
+            let secret = match std::fs::read(&secret_file) {
+                Ok(mut bytes) => {
+                    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                        bytes.pop();
+                    }
+                    bytes
+                }
+                Err(e) => usage!("cannot read {}: {e}", secret_file.display()),
+            };
+            if secret.is_empty() {
+                usage!("{} holds no secret", secret_file.display());
+            }
+            let scope =
+                match idnode_admin::tokens::parse_permissions(perms.iter().map(String::as_str)) {
+                    Ok(scope) if !scope.operator && scope.bits != 0 => scope,
+                    Ok(_) => usage!("--perm: give HS_ADMIN permissions (operator is not one)"),
+                    Err(e) => usage!("--perm: {e}"),
+                };
+            if index == 0 {
+                usage!("--index must be 1 or more");
+            }
+            handle_admin(&admin, &prefix, &handle, index, secret, scope.bits).await?;
+        }
         PrefixCommand::Delete { prefix } => {
             client
                 .delete_prefix(admin.request(proto::DeletePrefixRequest {
@@ -200,6 +225,102 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `prefix admin`: the admin handle gets the secret as HS_SECKEY at
+/// `index` (admin read only, so no resolution returns it), and the prefix
+/// record an HS_ADMIN value naming it with `bits`, at the first free index
+/// from 101.
+async fn handle_admin(
+    admin: &Admin,
+    prefix: &str,
+    handle: &str,
+    index: u32,
+    secret: Vec<u8>,
+    bits: u16,
+) -> anyhow::Result<()> {
+    let mut ids = admin.identifiers();
+    let seckey = proto::Value {
+        index,
+        r#type: "HS_SECKEY".into(),
+        data: secret.into(),
+        // Admin read and write only.
+        permissions: Some(0x0c),
+        ..proto::Value::default()
+    };
+    let existing = ids
+        .get_identifier(admin.request(proto::GetIdentifierRequest {
+            identifier: handle.to_owned(),
+        })?)
+        .await;
+    match existing {
+        Ok(found) if found.get_ref().values.iter().any(|v| v.index == index) => {
+            ids.modify_values(admin.request(proto::ModifyValuesRequest {
+                identifier: handle.to_owned(),
+                values: vec![seckey],
+            })?)
+            .await
+            .map_err(status)?;
+        }
+        Ok(_) => {
+            ids.add_values(admin.request(proto::AddValuesRequest {
+                identifier: handle.to_owned(),
+                values: vec![seckey],
+            })?)
+            .await
+            .map_err(status)?;
+        }
+        Err(e) if e.code() == tonic::Code::NotFound => {
+            ids.create_identifier(admin.request(proto::CreateIdentifierRequest {
+                identifier: handle.to_owned(),
+                values: vec![seckey],
+                overwrite: false,
+            })?)
+            .await
+            .map_err(status)?;
+        }
+        Err(e) => return Err(status(e)),
+    }
+    let record = format!("0.NA/{prefix}");
+    let current = ids
+        .get_identifier(admin.request(proto::GetIdentifierRequest {
+            identifier: record.clone(),
+        })?)
+        .await
+        .map_err(status)?
+        .into_inner();
+    let mut data = bits.to_be_bytes().to_vec();
+    data.extend_from_slice(&(handle.len() as u32).to_be_bytes());
+    data.extend_from_slice(handle.as_bytes());
+    data.extend_from_slice(&index.to_be_bytes());
+    if current
+        .values
+        .iter()
+        .any(|v| v.r#type.eq_ignore_ascii_case("HS_ADMIN") && v.data == data)
+    {
+        println!("{record} already names {handle} index {index} with these permissions");
+    } else {
+        let free = (101..)
+            .find(|i| current.values.iter().all(|v| v.index != *i))
+            .unwrap_or(101);
+        ids.add_values(admin.request(proto::AddValuesRequest {
+            identifier: record.clone(),
+            values: vec![proto::Value {
+                index: free,
+                r#type: "HS_ADMIN".into(),
+                data: data.into(),
+                ..proto::Value::default()
+            }],
+        })?)
+        .await
+        .map_err(status)?;
+        println!("{record}: HS_ADMIN at index {free} names {handle} index {index}");
+    }
+    println!(
+        "a Handle client now authenticates as {handle} index {index} with that secret key \
+         (HS_SECKEY) to administer identifiers under {prefix}, over TCP or QUIC"
+    );
+    Ok(())
 }
 
 /// The site to delegate to, with what its servers publish about

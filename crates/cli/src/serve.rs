@@ -52,6 +52,14 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if args.demo {
         config.demo = true;
     }
+    if args.insecure_grpc {
+        config.grpc.insecure = true;
+    }
+    // Before anything is opened or bound: a node that would expose tokens
+    // in clear does not start at all.
+    if let Err(e) = config.grpc.check() {
+        usage!("{e}");
+    }
     Ok(config)
 }
 
@@ -116,7 +124,16 @@ fn print_banner(a: &Addresses) {
     if !a.recursion_roots.is_empty() {
         println!("  recursion   roots {}", a.recursion_roots.join(" "));
     }
-    println!("  grpc        http://{}", a.grpc);
+    match &a.grpc_tls_sha256 {
+        Some(sha256) => {
+            println!("  grpc        https://{}", a.grpc);
+            if let Some(cert) = &a.grpc_tls_certificate {
+                println!("  grpc cert   {}", cert.display());
+            }
+            println!("  grpc sha256 {sha256}");
+        }
+        None => println!("  grpc        http://{}", a.grpc),
+    }
     println!("  admin token {}", a.admin_token_file.display());
     println!("  records     change sequence {}", a.change_sequence);
     let mut reach = a.handle_udp;

@@ -3,7 +3,6 @@
 
 use crate::args::AdminArgs;
 use crate::usage;
-use anyhow::Context;
 use clap::Subcommand;
 use idnode_admin::proto;
 use idnode_admin::tokens::parse_permissions;
@@ -152,15 +151,10 @@ pub async fn token(args: &AdminArgs, command: TokenCommand) -> anyhow::Result<Ex
             ),
         },
     };
-    let mut client = match idnode_admin::connect_tokens(&args.grpc, Some(token)).await {
-        Ok(c) => c,
-        Err(e @ idnode_admin::Error::InvalidEndpoint { .. })
-        | Err(e @ idnode_admin::Error::InvalidToken(_)) => usage!("{e}"),
-        Err(e) => {
-            return Err(e)
-                .with_context(|| format!("cannot reach the node's gRPC API at {}", args.grpc));
-        }
-    };
+    let tls = crate::grpc::client_tls(args)?;
+    let mut client = idnode_admin::connect_tokens_with(&args.grpc, Some(token), &tls)
+        .await
+        .map_err(|e| crate::grpc::connect_error(args, e))?;
     match action {
         Action::Create(request) => create(&mut client, request).await?,
         Action::List => {

@@ -261,12 +261,70 @@ pub struct GrpcConfig {
     /// Address of the gRPC management API. Loopback by default: expose it
     /// only behind TLS or on a management network.
     pub listen: SocketAddr,
+    /// Serve the API over TLS (`https://`). Off by default.
+    pub tls: bool,
+    /// PEM certificate chain and key of the API. Without them, the
+    /// certificate of `[quic]` (its files, or the self-signed pair kept in
+    /// `<data_dir>/tls/`, generated on first start).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// PEM file of the CA(s) that sign client certificates: with it,
+    /// clients must present a certificate that chains to one of them (and
+    /// still send a token).
+    pub client_ca: Option<PathBuf>,
+    /// Serve without TLS on an address other than loopback, where tokens
+    /// would cross the network in clear (`idnode serve --insecure-grpc`).
+    pub insecure: bool,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            tls: false,
+            cert: None,
+            key: None,
+            client_ca: None,
+            insecure: false,
+        }
+    }
+}
+
+impl GrpcConfig {
+    /// Whether the node may start with this section: TLS settings need
+    /// `tls = true` and come as a pair, and plain gRPC goes on loopback
+    /// only unless `insecure` says otherwise.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.tls && (self.cert.is_some() || self.key.is_some() || self.client_ca.is_some()) {
+            return Err("[grpc] cert, key and client_ca take effect with `tls = true`".into());
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err(
+                "[grpc] needs both `cert` and `key` (or neither, for the node's own certificate)"
+                    .into(),
+            );
+        }
+        if !self.tls && !self.insecure && !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "refusing to serve gRPC without TLS on {}, a non-loopback address: tokens \
+                 would cross the network in clear. Set `[grpc] tls = true` (or listen on \
+                 127.0.0.1), or pass --insecure-grpc (`[grpc] insecure = true`) if the \
+                 network is trusted",
+                self.listen
+            ));
+        }
+        Ok(())
+    }
+
+    /// The certificate of the API: `cert` and `key`, or those of `[quic]`.
+    pub fn certificate(&self, quic: &QuicConfig) -> idnode_server::CertificateSource {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => idnode_server::CertificateSource {
+                cert: Some(cert.clone()),
+                key: Some(key.clone()),
+                names: quic.names.clone(),
+            },
+            _ => quic.listener_options().certificate,
         }
     }
 }
@@ -551,6 +609,36 @@ mod tests {
         assert_eq!(config.dns.notify, ["192.0.2.53:53".parse().unwrap()]);
         assert_eq!(config.site.address, Some("192.0.2.10".parse().unwrap()));
         assert_eq!(config.recursion, RecursionConfig::default());
+    }
+
+    #[test]
+    fn grpc_without_tls_is_refused_off_loopback() {
+        let config = |text: &str| Config::from_toml(text, Path::new("x")).unwrap().grpc;
+        assert_eq!(config("").check(), Ok(()));
+        assert_eq!(config("[grpc]\nlisten = \"[::1]:1\"\n").check(), Ok(()));
+        let open = config("[grpc]\nlisten = \"0.0.0.0:50051\"\n");
+        let err = open.check().unwrap_err();
+        assert!(
+            err.contains("0.0.0.0:50051") && err.contains("--insecure-grpc"),
+            "{err}"
+        );
+        let insecure = config("[grpc]\nlisten = \"0.0.0.0:1\"\ninsecure = true\n");
+        assert_eq!(insecure.check(), Ok(()));
+        let tls = config("[grpc]\nlisten = \"0.0.0.0:1\"\ntls = true\n");
+        assert_eq!(tls.check(), Ok(()));
+        let half = config("[grpc]\ntls = true\ncert = \"c.pem\"\n");
+        assert!(half.check().unwrap_err().contains("both"));
+        let unused = config("[grpc]\nclient_ca = \"ca.pem\"\n");
+        assert!(unused.check().unwrap_err().contains("tls = true"));
+        // Without files of its own, the API takes the QUIC certificate.
+        let quic = QuicConfig {
+            cert: Some("q.pem".into()),
+            key: Some("q.key".into()),
+            ..QuicConfig::default()
+        };
+        assert_eq!(tls.certificate(&quic).cert, quic.cert);
+        let own = config("[grpc]\ntls = true\ncert = \"c.pem\"\nkey = \"k.pem\"\n");
+        assert_eq!(own.certificate(&quic).cert, Some(PathBuf::from("c.pem")));
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub struct Addresses {
     /// The QUIC listeners' certificate (PEM) and its SHA-256 fingerprint.
     pub tls_certificate: Option<PathBuf>,
     pub tls_sha256: Option<String>,
+    /// With `[grpc] tls`: the gRPC API's certificate (PEM) and its SHA-256
+    /// fingerprint (the API is then `https://`).
+    pub grpc_tls_certificate: Option<PathBuf>,
+    pub grpc_tls_sha256: Option<String>,
     /// The root servers of a recursive node.
     pub recursion_roots: Vec<String>,
     /// The store's change sequence at start (the DNS SOA serial).
@@ -255,15 +259,24 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         ),
         _ => None,
     };
+    config.grpc.check().map_err(BadConfig)?;
+    let grpc_tls = match config.grpc.tls {
+        true => Some(grpc_tls(&config)?),
+        false => None,
+    };
     let grpc_listener = tokio::net::TcpListener::bind(config.grpc.listen)
         .await
         .with_context(|| format!("cannot listen for gRPC on {}", config.grpc.listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
-    let grpc = tokio::spawn(idnode_admin::serve_in_site(
+    let grpc_certificate = grpc_tls
+        .as_ref()
+        .map(|(path, tls)| (path.clone(), tls.fingerprint));
+    let grpc = tokio::spawn(idnode_admin::serve_tls_in_site(
         grpc_listener,
         registry,
         auth,
         site_peers,
+        grpc_tls.map(|(_, tls)| tls),
         shutdown.clone().cancelled_owned(),
     ));
     // Both QUIC listeners present the node's one certificate.
@@ -280,6 +293,8 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         grpc: grpc_addr,
         tls_certificate: tls.map(|q| q.certificate.clone()),
         tls_sha256: tls.map(|q| q.fingerprint.to_string()),
+        grpc_tls_sha256: grpc_certificate.as_ref().map(|(_, f)| f.to_string()),
+        grpc_tls_certificate: grpc_certificate.map(|(path, _)| path),
         recursion_roots: config.recursion.roots.clone(),
         change_sequence: store.last_sequence(),
         public_key: {
@@ -297,6 +312,19 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         grpc,
         store,
     })
+}
+
+/// The gRPC API's TLS (`[grpc] tls`): its own certificate files or the
+/// node's (`[quic]`, generated into the data directory on first use), and
+/// the client CA. Returns the certificate file too, for the banner.
+fn grpc_tls(config: &Config) -> anyhow::Result<(PathBuf, idnode_admin::ServerTls)> {
+    let source = config.grpc.certificate(&config.quic);
+    let (cert, key, _) = source
+        .pem_files(&config.data_dir)
+        .map_err(|e| BadConfig(format!("[grpc] TLS certificate: {e}")))?;
+    let tls = idnode_admin::ServerTls::from_files(&cert, &key, config.grpc.client_ca.as_deref())
+        .map_err(|e| BadConfig(format!("[grpc] TLS: {e}")))?;
+    Ok((cert, tls))
 }
 
 /// Fills the response cache from the stored records in the background: the

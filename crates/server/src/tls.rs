@@ -45,6 +45,24 @@ pub struct CertificateSource {
     pub names: Vec<String>,
 }
 
+impl CertificateSource {
+    /// The PEM files of this certificate, with its fingerprint: the
+    /// configured files, or those kept under `data_dir` (generated there
+    /// on first use, as [`TlsIdentity::load`] does). For TLS stacks that
+    /// take PEM files (the gRPC API's).
+    pub fn pem_files(&self, data_dir: &Path) -> io::Result<(PathBuf, PathBuf, Fingerprint)> {
+        let identity = TlsIdentity::load(self, data_dir)?;
+        let (cert, key) = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            _ => {
+                let dir = data_dir.join(TLS_DIR);
+                (dir.join(CERT_FILE), dir.join(KEY_FILE))
+            }
+        };
+        Ok((cert, key, identity.fingerprint))
+    }
+}
+
 /// A certificate chain and its private key.
 pub struct TlsIdentity {
     pub chain: Vec<CertificateDer<'static>>,
@@ -225,6 +243,23 @@ mod tests {
         }
         assert!(!dir.join("key.pem.tmp").exists());
         first.server_config(&[b"hdl"]).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pem_files_are_the_generated_pair_or_the_configured_one() {
+        let dir = std::env::temp_dir().join(format!("idnode-tls-pem-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (cert, key, fingerprint) = CertificateSource::default().pem_files(&dir).unwrap();
+        assert_eq!(cert, dir.join(TLS_DIR).join(CERT_FILE));
+        assert_eq!(key, dir.join(TLS_DIR).join(KEY_FILE));
+        let configured = CertificateSource {
+            cert: Some(cert.clone()),
+            key: Some(key.clone()),
+            names: Vec::new(),
+        };
+        let (c, k, f) = configured.pem_files(Path::new("/nonexistent")).unwrap();
+        assert_eq!((c, k, f), (cert, key, fingerprint));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

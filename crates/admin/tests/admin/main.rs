@@ -6,4 +6,5 @@ mod batch;
 mod calls;
 mod security;
 mod support;
+mod tls;
 mod tokens;
