@@ -8,14 +8,10 @@
 //! or the client connects, not at the first handshake.
 
 use crate::error::Error;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
 
@@ -155,7 +151,7 @@ impl ClientTls {
                 endpoint.tls_config(config.ca_certificate(Certificate::from_pem(pem)))
             }
             Some(ServerTrust::Pin(fingerprint)) => endpoint
-                .tls_config_with_verifier(config, Arc::new(PinnedVerifier::new(*fingerprint))),
+                .tls_config_with_verifier(config, idnode_client::pinned_verifier(*fingerprint)),
         };
         configured.map_err(|e| Error::Tls(format!("{shown}: {}", chain_text(&e))))
     }
@@ -191,86 +187,4 @@ pub(crate) fn chain_text(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
-}
-
-/// Accepts the certificate whose fingerprint is pinned, and still checks
-/// that the server holds its key (the handshake signatures).
-#[derive(Debug)]
-struct PinnedVerifier {
-    pinned: Fingerprint,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl PinnedVerifier {
-    fn new(pinned: Fingerprint) -> Self {
-        Self {
-            pinned,
-            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        }
-    }
-}
-
-struct FingerprintMismatch {
-    got: Fingerprint,
-}
-
-// rustls shows this error with `Debug`: make that the readable message.
-impl fmt::Debug for FingerprintMismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl fmt::Display for FingerprintMismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the server's certificate has SHA-256 fingerprint {}, not the pinned one",
-            self.got
-        )
-    }
-}
-
-impl std::error::Error for FingerprintMismatch {}
-
-impl ServerCertVerifier for PinnedVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let got = Fingerprint::of(end_entity);
-        if got == self.pinned {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                rustls::OtherError(Arc::new(FingerprintMismatch { got })),
-            )))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }

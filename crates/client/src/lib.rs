@@ -22,7 +22,7 @@ mod udp;
 
 pub use quic::ALPN;
 pub use site::{SiteClient, SiteError};
-pub use tls::{Fingerprint, ServerAuth, TlsOptions};
+pub use tls::{Fingerprint, ServerAuth, TlsOptions, pinned_verifier};
 
 use idnode_handle::{
     DecodeError, RequestParams, Response, decode_response, encode_resolution_request, flags,

@@ -112,6 +112,17 @@ pub(crate) fn client_config(
     Ok(config)
 }
 
+/// A verifier that accepts only the certificate whose SHA-256 is `pinned`
+/// (whatever its name and dates: the pin is the trust) and checks that the
+/// server holds its key; with *ring*'s algorithms. The gRPC client of
+/// `idnode-admin` pins with it too.
+pub fn pinned_verifier(pinned: Fingerprint) -> Arc<dyn ServerCertVerifier> {
+    Arc::new(PinnedVerifier::new(
+        Some(pinned),
+        &rustls::crypto::ring::default_provider(),
+    ))
+}
+
 /// Accepts the certificate whose fingerprint is pinned (any, when none is),
 /// and still checks that the server holds its key (handshake signatures).
 #[derive(Debug)]
