@@ -23,18 +23,8 @@ struct Admin {
 
 impl Admin {
     async fn connect(args: &AdminArgs, need_token: bool) -> anyhow::Result<Self> {
-        let token = match &args.token {
-            Some(t) => Some(t.trim().to_owned()),
-            None => match std::fs::read_to_string(&args.token_file) {
-                Ok(t) => Some(t.trim().to_owned()),
-                Err(e) if need_token => usage!(
-                    "this command needs the admin token: pass --token or IDNODE_TOKEN, \
-                     or --token-file (cannot read {}: {e})",
-                    args.token_file.display()
-                ),
-                Err(_) => None,
-            },
-        };
+        let needed = need_token.then_some("this command needs the admin token");
+        let token = admin_token(args, needed)?;
         let channel = crate::grpc::channel(args).await?;
         Ok(Self { channel, token })
     }
@@ -59,8 +49,30 @@ impl Admin {
     }
 }
 
+/// The token from --token (IDNODE_TOKEN), else from --token-file. With
+/// `needed` (why it is needed), a missing file is a usage error; without,
+/// no token.
+pub(crate) fn admin_token(
+    args: &AdminArgs,
+    needed: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    if let Some(t) = &args.token {
+        return Ok(Some(t.trim().to_owned()));
+    }
+    match std::fs::read_to_string(&args.token_file) {
+        Ok(t) => Ok(Some(t.trim().to_owned())),
+        Err(e) => match needed {
+            Some(why) => usage!(
+                "{why}: pass --token or IDNODE_TOKEN, or --token-file (cannot read {}: {e})",
+                args.token_file.display()
+            ),
+            None => Ok(None),
+        },
+    }
+}
+
 /// Turns a gRPC status into an error; client-side mistakes exit with 2.
-fn status(e: tonic::Status) -> anyhow::Error {
+pub(crate) fn status(e: tonic::Status) -> anyhow::Error {
     use tonic::Code;
     let text = format!("{:?}: {}", e.code(), e.message());
     match e.code() {

@@ -2,6 +2,7 @@
 //! (operator only; docs/credentials.md).
 
 use crate::args::AdminArgs;
+use crate::manage::{admin_token, status};
 use crate::usage;
 use clap::Subcommand;
 use idnode_admin::proto;
@@ -72,21 +73,6 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     }
 }
 
-/// Turns a gRPC status into an error; client-side mistakes exit with 2.
-fn status(e: tonic::Status) -> anyhow::Error {
-    use tonic::Code;
-    let text = format!("{:?}: {}", e.code(), e.message());
-    match e.code() {
-        Code::InvalidArgument
-        | Code::AlreadyExists
-        | Code::NotFound
-        | Code::FailedPrecondition
-        | Code::Unauthenticated
-        | Code::PermissionDenied => anyhow::Error::new(crate::UsageError(text)),
-        _ => anyhow::anyhow!(text),
-    }
-}
-
 fn expiry(expires: u64) -> String {
     match expires {
         0 => "never".to_owned(),
@@ -140,19 +126,9 @@ pub async fn token(args: &AdminArgs, command: TokenCommand) -> anyhow::Result<Ex
         TokenCommand::Revoke { id } if id.trim().is_empty() => usage!("give the token's id"),
         TokenCommand::Revoke { id } => Action::Revoke(id),
     };
-    let token = match &args.token {
-        Some(t) => t.trim().to_owned(),
-        None => match std::fs::read_to_string(&args.token_file) {
-            Ok(t) => t.trim().to_owned(),
-            Err(e) => usage!(
-                "managing tokens needs the operator token: pass --token or IDNODE_TOKEN, or \
-                 --token-file (cannot read {}: {e})",
-                args.token_file.display()
-            ),
-        },
-    };
+    let token = admin_token(args, Some("managing tokens needs the operator token"))?;
     let tls = crate::grpc::client_tls(args)?;
-    let mut client = idnode_admin::connect_tokens_with(&args.grpc, Some(token), &tls)
+    let mut client = idnode_admin::connect_tokens_with(&args.grpc, token, &tls)
         .await
         .map_err(|e| crate::grpc::connect_error(args, e))?;
     match action {
