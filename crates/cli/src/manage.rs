@@ -301,10 +301,12 @@ async fn handle_admin(
         .await
         .map_err(status)?
         .into_inner();
-    let mut data = bits.to_be_bytes().to_vec();
-    data.extend_from_slice(&(handle.len() as u32).to_be_bytes());
-    data.extend_from_slice(handle.as_bytes());
-    data.extend_from_slice(&index.to_be_bytes());
+    let data = idnode_handle::admin::HsAdmin {
+        permissions: idnode_handle::admin::AdminPerms(bits),
+        admin: idnode_handle::admin::AdminRef::new(handle, index),
+        legacy: false,
+    }
+    .encode();
     if current
         .values
         .iter()

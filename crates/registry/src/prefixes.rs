@@ -4,7 +4,6 @@ use crate::error::{RegistryError, Result};
 use crate::txn::Txn;
 use crate::{Registry, validate};
 use bytes::Bytes;
-use idnode_core::wire::{put_bytes, put_u32};
 use idnode_core::{Identifier, Prefix, PrefixInfo, Record, Value};
 use idnode_store::{Space, StoreError};
 
@@ -39,11 +38,12 @@ pub(crate) const PREFIX_AUTHORITY: &str = "0.NA";
 /// The binary HS_ADMIN data (permission mask, admin identifier, admin
 /// index), as docs/handle-protocol.md ("HS_ADMIN") describes it.
 pub fn hs_admin_data(permissions: u16, admin: &str, admin_index: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + 4 + admin.len() + 4);
-    out.extend_from_slice(&permissions.to_be_bytes());
-    put_bytes(&mut out, admin.as_bytes());
-    put_u32(&mut out, admin_index);
-    out
+    idnode_handle::admin::HsAdmin {
+        permissions: idnode_handle::admin::AdminPerms(permissions),
+        admin: idnode_handle::admin::AdminRef::new(admin, admin_index),
+        legacy: false,
+    }
+    .encode()
 }
 
 pub(crate) fn decode_info(key: &[u8], bytes: &[u8]) -> Result<PrefixInfo> {
