@@ -84,7 +84,9 @@ pub(crate) trait Responder: Send + 'static {
 /// responder `make` gives it; they stop when `stop` is set. With `pin`,
 /// worker `n` runs only on the CPUs whose datagrams [`bind`]'s steering
 /// hands it (`idnode_udp::worker_cpus`); a worker that would get no CPU, or
-/// whose pinning fails, runs where the scheduler puts it.
+/// whose pinning fails, runs where the scheduler puts it. Returns once
+/// every worker is placed, so the node never reports itself started with a
+/// worker still running outside its CPUs.
 pub(crate) fn spawn<R: Responder>(
     sockets: Vec<UdpSocket>,
     name: &str,
@@ -98,11 +100,12 @@ pub(crate) fn spawn<R: Responder>(
         Vec::new()
     }
     .into_iter();
-    sockets
+    let (placed_tx, placed) = std::sync::mpsc::channel::<()>();
+    let workers = sockets
         .into_iter()
         .enumerate()
         .map(|(i, socket)| {
-            let (responder, stop) = (make(), stop.clone());
+            let (responder, stop, placed) = (make(), stop.clone(), placed_tx.clone());
             let cpus = cpus.next().unwrap_or_default();
             let thread = format!("{name}-{i}");
             std::thread::Builder::new()
@@ -113,10 +116,16 @@ pub(crate) fn spawn<R: Responder>(
                     {
                         tracing::debug!(thread, error = %e, "UDP worker not pinned");
                     }
+                    drop(placed);
                     Worker::new(socket, responder).run(&stop)
                 })
         })
-        .collect()
+        .collect::<std::io::Result<Vec<_>>>()?;
+    drop(placed_tx);
+    // Every sender is dropped once its worker is placed (or has died), so
+    // this returns then and never blocks for good.
+    let _ = placed.recv();
+    Ok(workers)
 }
 
 struct Worker<R> {
