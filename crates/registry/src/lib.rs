@@ -10,10 +10,15 @@
 //! of the write that stored them; prefixes live in `Space::Prefixes` as
 //! [`PrefixInfo`].
 //!
+//! Each change records its [`Origin`] (who, over which surface, from
+//! where, when) in the change log, and [`Registry::audit`] reads that trail
+//! back (`audit.rs`).
+//!
 //! It works over any [`Store`] and is synchronous: callers on an async
 //! runtime run it in `spawn_blocking`. It must not depend on a transport
 //! (no tonic, no sockets) nor on a storage engine (no RocksDB).
 
+mod audit;
 mod batch;
 mod error;
 mod identifiers;
@@ -21,6 +26,7 @@ mod prefixes;
 mod txn;
 mod validate;
 
+pub use audit::{Action, AuditEntry, AuditFilter, Origin, with_actor, with_origin};
 pub use batch::BatchItem;
 pub use error::{RegistryError, Result};
 pub use identifiers::Page;

@@ -21,7 +21,10 @@ pub(crate) struct Txn<'a> {
 
 impl<'a> Txn<'a> {
     pub(crate) fn begin(store: &'a dyn Store) -> Result<Self> {
-        let inner = store.begin()?;
+        let mut inner = store.begin()?;
+        if let Some(origin) = crate::audit::current() {
+            inner.set_origin(origin.encode());
+        }
         let next = store.last_sequence() + 1;
         Ok(Self { inner, next })
     }

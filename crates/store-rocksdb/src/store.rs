@@ -356,6 +356,10 @@ impl WriteTxn for RocksTxn<'_> {
         self.staged.stage(space, key, None)
     }
 
+    fn set_origin(&mut self, origin: Bytes) {
+        self.staged.origin = Some(origin);
+    }
+
     fn commit(self: Box<Self>) -> Result<u64> {
         let store = self.store;
         let last = self.staged.last();

@@ -92,6 +92,23 @@ pub fn change_log_records_every_write(store: &dyn Store) {
     assert_eq!(tail.len(), 1);
     assert_eq!(tail[0].sequence, 2);
     assert!(store.changes_since(3, 10).unwrap().is_empty());
+    assert!(all.iter().all(|c| c.origin.is_none()));
+
+    // The origin of a transaction goes with each of its changes.
+    let mut txn = store.begin().unwrap();
+    txn.set_origin(b("token:abc grpc 127.0.0.1"));
+    txn.put(Space::Records, b"b", b("2"));
+    txn.delete(Space::Records, b"b");
+    txn.commit().unwrap();
+    let log = store.changes_since(3, 10).unwrap();
+    assert_eq!(log.len(), 2);
+    for c in &log {
+        assert_eq!(c.origin, Some(b("token:abc grpc 127.0.0.1")));
+    }
+    assert_eq!(
+        (log[0].value.clone(), log[1].value.clone()),
+        (Some(b("2")), None)
+    );
 }
 
 pub fn scan_pages_in_key_order(store: &dyn Store) {

@@ -64,6 +64,9 @@ pub struct Change {
     pub key: Vec<u8>,
     /// The new value, or `None` for a delete.
     pub value: Option<Bytes>,
+    /// Who made the change, from where (the registry's audit record,
+    /// opaque here); `None` when the writer did not say.
+    pub origin: Option<Bytes>,
 }
 
 /// Why a store operation failed.
@@ -131,6 +134,10 @@ pub trait WriteTxn {
     /// Stages a delete; returns the sequence number it will carry.
     fn delete(&mut self, space: Space, key: &[u8]) -> u64;
 
+    /// Records `origin` (who writes, from where: opaque bytes) with every
+    /// change this transaction stages from now on, in the change log.
+    fn set_origin(&mut self, origin: Bytes);
+
     /// Commits every staged change as one atomic, durable batch and returns
     /// the last sequence number (the current one when nothing was staged).
     fn commit(self: Box<Self>) -> Result<u64>;
@@ -142,6 +149,8 @@ pub struct Staged {
     /// Sequence number of the last committed change when the txn began.
     pub base: u64,
     pub changes: Vec<Change>,
+    /// The origin given to the changes staged from now on.
+    pub origin: Option<Bytes>,
 }
 
 impl Staged {
@@ -149,6 +158,7 @@ impl Staged {
         Self {
             base,
             changes: Vec::new(),
+            origin: None,
         }
     }
 
@@ -169,6 +179,7 @@ impl Staged {
             space,
             key: key.to_vec(),
             value,
+            origin: self.origin.clone(),
         });
         sequence
     }
@@ -179,20 +190,28 @@ impl Staged {
     }
 }
 
-/// Encodes a change-log entry: space tag, key, then the value (absent for a
-/// delete). The sequence number is the entry's key.
+/// Encodes a change-log entry: space tag, key length (u32) and key, then a
+/// marker: 0 delete, 1 put followed by the value; with an origin, 2 delete
+/// and 3 put, each followed by the origin's length (u32) and bytes before
+/// the value. The sequence number is the entry's key.
 pub fn encode_change(change: &Change) -> Vec<u8> {
     let value_len = change.value.as_ref().map_or(0, |v| v.len());
-    let mut out = Vec::with_capacity(1 + 4 + change.key.len() + 1 + value_len);
+    let origin_len = change.origin.as_ref().map_or(0, |o| 4 + o.len());
+    let mut out = Vec::with_capacity(1 + 4 + change.key.len() + 1 + origin_len + value_len);
     out.push(change.space.tag());
     out.extend_from_slice(&(change.key.len() as u32).to_be_bytes());
     out.extend_from_slice(&change.key);
-    match &change.value {
-        Some(v) => {
-            out.push(1);
-            out.extend_from_slice(v);
+    let put = u8::from(change.value.is_some());
+    match &change.origin {
+        Some(origin) => {
+            out.push(2 + put);
+            out.extend_from_slice(&(origin.len() as u32).to_be_bytes());
+            out.extend_from_slice(origin);
         }
-        None => out.push(0),
+        None => out.push(put),
+    }
+    if let Some(v) = &change.value {
+        out.extend_from_slice(v);
     }
     out
 }
@@ -211,9 +230,23 @@ pub fn decode_change(sequence: u64, bytes: &[u8]) -> Result<Change> {
         return Err(corrupt());
     }
     let (key, rest) = rest.split_at(key_len);
-    let value = match rest[0] {
-        0 if rest.len() == 1 => None,
-        1 => Some(Bytes::copy_from_slice(&rest[1..])),
+    let (&marker, mut rest) = rest.split_first().ok_or_else(corrupt)?;
+    let origin = if marker >= 2 {
+        let len_bytes: [u8; 4] = rest
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(corrupt)?;
+        let len = u32::from_be_bytes(len_bytes) as usize;
+        let end = len.checked_add(4).ok_or_else(corrupt)?;
+        let origin = rest.get(4..end).ok_or_else(corrupt)?;
+        rest = &rest[end..];
+        Some(Bytes::copy_from_slice(origin))
+    } else {
+        None
+    };
+    let value = match marker {
+        0 | 2 if rest.is_empty() => None,
+        1 | 3 => Some(Bytes::copy_from_slice(rest)),
         _ => return Err(corrupt()),
     };
     Ok(Change {
@@ -221,5 +254,54 @@ pub fn decode_change(sequence: u64, bytes: &[u8]) -> Result<Change> {
         space,
         key: key.to_vec(),
         value,
+        origin,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_entries_round_trip_with_and_without_origin() {
+        for value in [
+            None,
+            Some(Bytes::from_static(b"")),
+            Some(Bytes::from_static(b"v1")),
+        ] {
+            for origin in [
+                None,
+                Some(Bytes::from_static(b"")),
+                Some(Bytes::from_static(b"who")),
+            ] {
+                let change = Change {
+                    sequence: 9,
+                    space: Space::Records,
+                    key: b"88.1/A".to_vec(),
+                    value: value.clone(),
+                    origin: origin.clone(),
+                };
+                let bytes = encode_change(&change);
+                assert_eq!(decode_change(9, &bytes).unwrap(), change);
+                // No truncation decodes to a different change.
+                for cut in 0..bytes.len() {
+                    if let Ok(other) = decode_change(9, &bytes[..cut]) {
+                        assert_ne!(other, change);
+                    }
+                }
+            }
+        }
+        // An origin longer than the entry is corrupt, not a panic.
+        let mut bad = vec![1, 0, 0, 0, 1, b'k', 3];
+        bad.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_change(1, &bad).is_err());
+        // Entries written before origins existed still decode.
+        assert_eq!(
+            decode_change(1, &[1, 0, 0, 0, 1, b'k', 1, b'v'])
+                .unwrap()
+                .value,
+            Some(Bytes::from_static(b"v"))
+        );
+    }
 }

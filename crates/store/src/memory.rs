@@ -96,6 +96,10 @@ impl WriteTxn for MemoryTxn<'_> {
         self.staged.stage(space, key, None)
     }
 
+    fn set_origin(&mut self, origin: Bytes) {
+        self.staged.origin = Some(origin);
+    }
+
     fn commit(self: Box<Self>) -> Result<u64> {
         let last = self.staged.last();
         let mut state = self.store.state.write().unwrap_or_else(|e| e.into_inner());

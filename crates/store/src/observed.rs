@@ -88,6 +88,10 @@ impl WriteTxn for ObservedTxn<'_> {
         self.inner.delete(space, key)
     }
 
+    fn set_origin(&mut self, origin: Bytes) {
+        self.inner.set_origin(origin);
+    }
+
     fn commit(self: Box<Self>) -> Result<u64> {
         let this = *self;
         let sequence = this.inner.commit()?;

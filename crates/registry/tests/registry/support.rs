@@ -31,6 +31,9 @@ impl WriteTxn for CountingTxn<'_> {
         self.staged = true;
         self.inner.delete(space, key)
     }
+    fn set_origin(&mut self, origin: Bytes) {
+        self.inner.set_origin(origin);
+    }
     fn commit(self: Box<Self>) -> Result<u64> {
         if self.staged {
             self.commits.fetch_add(1, Ordering::SeqCst);
