@@ -302,3 +302,179 @@ def resolve(addr, handle, key, indexes=(), types=(), flags=READ_FLAGS):
     `Outcome.replies[0].values`). A first reply that is not a 402 (the
     node had nothing private to guard, or refused) ends the flow."""
     return run(addr, RESOLUTION, resolution_body(handle, indexes, types), key, flags=flags)
+
+
+# --- sessions -----------------------------------------------------------------
+# What CNRI's HandleResolver does before its first admin request
+# (docs/handle-admin.md, "Sessions"): SESSION_SETUP with a Diffie-Hellman
+# exchange, then every request in the session carries its id and an HS_MAC
+# (HMAC-SHA256 with the session key over version, ids, counter, header and
+# body), requests carrying values without public read are AES-128-CBC
+# encrypted, and the first request is challenged under the session's id.
+
+SESSION_SETUP, SESSION_TERMINATE = 400, 401
+INVALID_CREDENTIAL = 404
+INVALID_SESSION_KEY, INVALID_SESSIONSETUP_REQUEST, SESSION_MESSAGE_REJECTED = 502, 504, 505
+ENC = 0x20000000
+ENCRYPTED = 0x40
+SETUP_FLAGS = CT | REC | CA | PO | RD  # 0x59800000, what CNRI sends
+
+# RFC 2409 group 2 (1024-bit MODP), g = 2: what the JDK gives CNRI's client.
+DH_P = int(
+    "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74"
+    "020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F1437"
+    "4FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED"
+    "EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE65381FFFFFFFFFFFFFFFF", 16)
+DH_G = 2
+
+
+def java_int(n):
+    """A BigInteger as Java writes it: two's complement, big-endian."""
+    return n.to_bytes(n.bit_length() // 8 + 1, "big")
+
+
+def dh_pub_key(y, p, g):
+    return s("DH_PUB_KEY") + struct.pack(">H", 0) + s(java_int(y)) + s(java_int(p)) + s(java_int(g))
+
+
+def read_dh_pub_key(data):
+    kind, at = _read_str(data, 0)
+    assert kind == b"DH_PUB_KEY", kind
+    at += 2
+    y, at = _read_str(data, at)
+    p, at = _read_str(data, at)
+    g, at = _read_str(data, at)
+    return int.from_bytes(y, "big"), int.from_bytes(p, "big"), int.from_bytes(g, "big")
+
+
+def session_key(shared, p):
+    z = shared.to_bytes((p.bit_length() + 7) // 8, "big")
+    at = 0
+    while len(z) - at > 32 and z[at] == 0:
+        at += 1
+    return z[at:at + 32]
+
+
+def with_credential(raw, credential):
+    """raw (a whole message with an empty credential) with `credential`."""
+    body_len, = struct.unpack_from(">I", raw, 20 + 20)
+    hb_end = 20 + 24 + body_len
+    payload = raw[20:hb_end] + s(credential)
+    return raw[:16] + struct.pack(">I", len(payload)) + payload
+
+
+def mac_bytes(raw, counter):
+    """What an HS_MAC covers at 2.8 and above."""
+    major, minor, b2, sminor, session_id, request_id = struct.unpack_from(">BBBBII", raw, 0)
+    body_len, = struct.unpack_from(">I", raw, 20 + 20)
+    return (bytes([major, minor, b2 & 0x1F, sminor])
+            + struct.pack(">III", session_id, request_id, counter) + raw[20:20 + 24 + body_len])
+
+
+def hs_mac(raw, key, counter):
+    tag = hmac.new(key, mac_bytes(raw, counter), hashlib.sha256).digest()
+    section = s("HMAC-SHA256") + s(tag)
+    return struct.pack(">BBH", 0, 0, 0) + s(b"") + struct.pack(">I", counter) + s("HS_MAC") \
+        + s(section)
+
+
+def encrypt(raw, key, iv=None):
+    from cryptography.hazmat.primitives import padding as sympad
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    iv = iv or os.urandom(16)
+    padder = sympad.PKCS7(128).padder()
+    plain = padder.update(raw[20:]) + padder.finalize()
+    enc = Cipher(algorithms.AES(key[:16]), modes.CBC(iv)).encryptor()
+    payload = iv + enc.update(plain) + enc.finalize()
+    envelope = bytearray(raw[:20])
+    envelope[2] |= ENCRYPTED
+    struct.pack_into(">I", envelope, 16, len(payload))
+    return bytes(envelope) + payload
+
+
+def decrypt(raw, key):
+    from cryptography.hazmat.primitives import padding as sympad
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    assert raw[2] & ENCRYPTED
+    iv, ciphertext = raw[20:36], raw[36:]
+    dec = Cipher(algorithms.AES(key[:16]), modes.CBC(iv)).decryptor()
+    unpadder = sympad.PKCS7(128).unpadder()
+    plain = unpadder.update(dec.update(ciphertext) + dec.finalize()) + unpadder.finalize()
+    envelope = bytearray(raw[:20])
+    envelope[2] &= ~ENCRYPTED & 0xFF
+    struct.pack_into(">I", envelope, 16, len(plain))
+    return bytes(envelope) + plain
+
+
+def exchange_raw(addr, raw, timeout=10.0):
+    """One request on a new TCP connection; the raw response frames."""
+    frames = []
+    with socket.create_connection(addr, timeout=timeout) as sock:
+        sock.sendall(raw)
+        rest = b""
+        while True:
+            frame, rest = _read_frame_with(sock, rest)
+            frames.append(frame)
+            plain_flags, = struct.unpack_from(">I", frame, 28) if not frame[2] & ENCRYPTED else (0,)
+            if not plain_flags & CN:
+                return frames
+
+
+class Session:
+    """A client session with the node, set up as CNRI's client does."""
+
+    def __init__(self, session_id, key, identity, setup_reply):
+        self.id, self.key, self.identity = session_id, key, identity
+        self.setup_reply = setup_reply
+        self.counter = 0
+
+    @classmethod
+    def setup(cls, send, identity_handle, identity_index, timeout=86400):
+        """`send(raw) -> raw response`: over UDP or TCP."""
+        x = int.from_bytes(os.urandom(32), "big")
+        y = pow(DH_G, x, DH_P)
+        body = (struct.pack(">HI", 4, timeout) + s(identity_handle)
+                + struct.pack(">I", identity_index) + s(dh_pub_key(y, DH_P, DH_G)) + b"\0\0")
+        request = message(SESSION_SETUP, body, new_request_id(), flags=SETUP_FLAGS)
+        raw = send(request)
+        reply = Reply(raw)
+        if reply.code != SUCCESS:
+            return reply
+        mode, = struct.unpack_from(">H", reply.body, 0)
+        data, _ = _read_str(reply.body, 2)
+        cipher, = struct.unpack_from(">I", data, 0)
+        ys, p, g = read_dh_pub_key(data[4:])
+        assert (mode, cipher, p, g) == (4, 3, DH_P, DH_G), (mode, cipher)
+        assert 1 < ys < p - 1
+        key = session_key(pow(ys, x, p), p)
+        session = cls(reply.session_id, key, (identity_handle, identity_index), reply)
+        session.setup_raw, session.setup_request = raw, request
+        return session
+
+    def request(self, opcode, body, flags=CLIENT_FLAGS, encrypted=False, mac=True,
+                key=None, counter=None):
+        """A request in the session: HS_MAC with the next counter (or the
+        one given), encrypted if asked."""
+        if counter is None:
+            self.counter += 1
+            counter = self.counter
+        raw = message(opcode, body, new_request_id(), session_id=self.id, flags=flags)
+        if mac:
+            raw = with_credential(raw, hs_mac(raw, key or self.key, counter))
+        return encrypt(raw, self.key) if encrypted else raw
+
+    def send(self, addr, raw):
+        """Sends a session request over TCP; the replies, decrypted."""
+        frames = exchange_raw(addr, raw)
+        self.last_frames = frames
+        return [Reply(decrypt(f, self.key) if f[2] & ENCRYPTED else f) for f in frames]
+
+    def answer(self, challenge, key):
+        """The answer to a 402 in the session: its id, no credential."""
+        body = (s(key.auth_type) + s(key.handle) + struct.pack(">I", key.index)
+                + s(key.answer(challenge.nonce, challenge.digest)))
+        return message(CHALLENGE_RESPONSE, body, new_request_id(), session_id=self.id)
+
+    def terminate(self, addr):
+        raw = self.request(SESSION_TERMINATE, s(self.identity[0]))
+        return self.send(addr, raw)

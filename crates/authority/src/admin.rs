@@ -27,11 +27,18 @@
 //! A RESOLUTION with PO clear that names values without public read goes
 //! through the same table and checks (see `read.rs`).
 //!
-//! Not served: sessions (400-402), VERIFY_RESPONSE (a key handle that is
-//! not on this node gets 403), prefix operations (300-302).
+//! Sessions (SESSION_SETUP, SESSION_TERMINATE, and any request carrying a
+//! session id or encrypted) take the same steps with the session's
+//! identity and key (see `session.rs`): the challenge keeps the session id,
+//! and once a session is authenticated its requests skip it.
+//!
+//! Not served: the RSA session key exchanges (modes 1 to 3: 504),
+//! SESSION_EXCHANGE_KEY (402), VERIFY_RESPONSE (a key handle that is not on
+//! this node gets 403), prefix operations (300-302).
 
 use crate::answer::protocol_error;
 use crate::service::{HandleService, Outcome};
+use crate::session::{MAX_SESSIONS, Sessions, is_encrypted, open_encrypted, seal};
 use idnode_core::{Identifier, Permissions, Record, Value};
 use idnode_handle::admin::{
     AdminPerms, AdminRef, AdminRequest, HsAdmin, LIST_HANDLES_PER_MESSAGE, Operation, Rule,
@@ -59,9 +66,12 @@ const LIST_PAGE: u32 = 1000;
 /// What administration needs: the registry it writes through and the
 /// challenges waiting for their answers.
 pub(crate) struct AdminState {
-    registry: Arc<Registry>,
+    pub(crate) registry: Arc<Registry>,
     /// Original request message bytes, by the 402's session id.
     pending: Mutex<PendingChallenges<Vec<u8>>>,
+    /// Open sessions. Lock order: `sessions` is never held while taking
+    /// `pending`, nor the other way round.
+    sessions: Mutex<Sessions>,
     policy: VerifyPolicy,
 }
 
@@ -70,8 +80,22 @@ impl AdminState {
         Self {
             registry,
             pending: Mutex::new(PendingChallenges::new(MAX_PENDING_CHALLENGES)),
+            sessions: Mutex::new(Sessions::new(MAX_SESSIONS)),
             policy: VerifyPolicy::default(),
         }
+    }
+
+    pub(crate) fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A fresh session id for a new session: ids of sessions have bit 30
+    /// clear, those of challenges outside sessions have it set, so the two
+    /// tables never hand out the same id.
+    pub(crate) fn fresh_session_id(&self, sessions: &Sessions) -> Result<u32, Refusal> {
+        fresh_id(0, |id| sessions.contains(id))
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, PendingChallenges<Vec<u8>>> {
@@ -86,7 +110,10 @@ impl AdminState {
 /// Whether `op` is served by [`HandleService::respond_admin`].
 #[inline]
 pub(crate) fn is_admin_side(op: u32) -> bool {
-    is_admin_opcode(op) || op == opcode::CHALLENGE_RESPONSE
+    is_admin_opcode(op)
+        || op == opcode::CHALLENGE_RESPONSE
+        || op == opcode::SESSION_SETUP
+        || op == opcode::SESSION_TERMINATE
 }
 
 /// A refusal: response code and a message for the client (never value
@@ -132,15 +159,18 @@ impl HandleService {
     /// (what [`Outcome::Admin`] says), reading only its header.
     pub fn is_admin_message(message: &[u8]) -> bool {
         let at = idnode_handle::ENVELOPE_LEN;
-        message
-            .get(at..at + 4)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .is_some_and(|b| is_admin_side(u32::from_be_bytes(b)))
+        is_encrypted(message)
+            || message
+                .get(at..at + 4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .is_some_and(|b| is_admin_side(u32::from_be_bytes(b)))
     }
 
     /// The answer of a query-only interface (UDP) to a message that got
-    /// [`Outcome::Admin`]: 4 PROTOCOL_ERROR, as CNRI's servers answer an
-    /// admin request on a non-admin interface. Reads nothing, writes
+    /// [`Outcome::Admin`]: a SESSION_SETUP is served (CNRI's clients send
+    /// it over UDP when the site has a UDP interface; it reads and writes
+    /// no record), anything else gets 4 PROTOCOL_ERROR, as CNRI's servers
+    /// answer an admin request on a non-admin interface, and touches
     /// nothing.
     pub fn refuse_admin(&self, message: &[u8], now: u32, out: &mut Vec<u8>) -> Outcome {
         out.clear();
@@ -149,6 +179,14 @@ impl HandleService {
             Err(e) => return protocol_error(message, e, now, out),
         };
         let ctx = self.context(&request, now);
+        if request.header.opcode == opcode::SESSION_SETUP
+            && let Some(admin) = self.admin.as_deref()
+        {
+            *out = self
+                .setup_session(admin, message, &request, &ctx, now)
+                .unwrap_or_else(|refused| error_message(&ctx, opcode::SESSION_SETUP, refused));
+            return Outcome::Reply { keep_open: false };
+        }
         let msg = "Received admin request on non-admin interface: administration is served \
                    over TCP and QUIC";
         encode_error_response(out, &ctx, request.header.opcode, code::PROTOCOL_ERROR, msg);
@@ -166,7 +204,38 @@ impl HandleService {
     /// Blocking: it reads the store, may compute PBKDF2 or verify a
     /// signature, and commits writes durably. Call it on a blocking thread.
     pub fn respond_admin(&self, message: &[u8], now: u32) -> Vec<Vec<u8>> {
+        self.respond_admin_from(message, now, "handle", None)
+    }
+
+    /// [`respond_admin`](Self::respond_admin) for a client at `address`
+    /// over `surface` (`handle-tcp`, `handle-quic`): the audit trail
+    /// records both, with the administrator that authenticated, for every
+    /// change the request makes.
+    pub fn respond_admin_from(
+        &self,
+        message: &[u8],
+        now: u32,
+        surface: &str,
+        address: Option<std::net::SocketAddr>,
+    ) -> Vec<Vec<u8>> {
+        let address = address.map(|a| a.to_string()).unwrap_or_default();
+        let origin = idnode_registry::Origin::now("handle:unauthenticated", surface, address);
+        idnode_registry::with_origin(origin, || self.admin_message(message, now))
+    }
+
+    fn admin_message(&self, message: &[u8], now: u32) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
+        let plain;
+        let message = match (is_encrypted(message), self.admin.as_deref()) {
+            (true, Some(admin)) => match open_encrypted(admin, message, now) {
+                Ok(opened) => {
+                    plain = opened;
+                    &plain[..]
+                }
+                Err(refused) => return vec![envelope_error(message, refused, now)],
+            },
+            _ => message,
+        };
         let request = match decode_request(message) {
             Ok(r) => r,
             Err(e) => {
@@ -184,35 +253,90 @@ impl HandleService {
                 refusal(code::OPERATION_NOT_SUPPORTED, msg),
             )];
         };
-        if op == opcode::CHALLENGE_RESPONSE {
-            return self.redeem(admin, &request, &ctx, now);
-        }
-        if op == opcode::RESOLUTION {
-            return self.challenge_read(admin, message, &request, &ctx, now);
-        }
-        match self.challenge(admin, message, &request, &ctx, now) {
-            Ok(challenge) => vec![challenge],
+        let single = |r: Result<Vec<u8>, Refusal>| match r {
+            Ok(out) => vec![out],
             Err(refused) => vec![error_message(&ctx, op, refused)],
+        };
+        match op {
+            opcode::CHALLENGE_RESPONSE => self.redeem(admin, &request, &ctx, now),
+            opcode::SESSION_SETUP => {
+                single(self.setup_session(admin, message, &request, &ctx, now))
+            }
+            opcode::SESSION_TERMINATE => {
+                single(self.terminate_session(admin, message, &request, &ctx, now))
+            }
+            _ if request.envelope.session_id != 0 => {
+                self.in_session(admin, message, &request, &ctx, now)
+            }
+            opcode::RESOLUTION => self.challenge_read(admin, message, &request, &ctx, now, None),
+            _ => single(self.challenge(admin, message, &request, &ctx, now, None)),
         }
     }
 
-    /// Step 1: the checks before a challenge, then the 402.
-    fn challenge(
+    /// An admin request or a resolution in session `Z` (its envelope's
+    /// session id): 500 when there is no such session; in an
+    /// authenticated session, the HS_MAC and counter checked and the
+    /// request served for the session's identity without a challenge; in
+    /// one not authenticated yet, the challenge, under `Z`.
+    fn in_session(
         &self,
         admin: &AdminState,
         message: &[u8],
         request: &Request<'_>,
         ctx: &ResponseContext,
         now: u32,
-    ) -> Result<Vec<u8>, Refusal> {
+    ) -> Vec<Vec<u8>> {
+        let id = request.envelope.session_id;
         let op = request.header.opcode;
-        if request.envelope.session_id != 0 {
-            return Err(refusal(
-                code::SESSION_TIMEOUT,
-                "no session with this id: this node does not keep sessions; send admin \
-                 requests with session id 0",
-            ));
+        let checked = {
+            let mut sessions = admin.sessions();
+            sessions.get(id, now).and_then(|s| {
+                if !s.is_authenticated() {
+                    return Ok(None);
+                }
+                let counter = s.check_message(message)?;
+                Ok(Some((s.identity(), *s.key(), counter)))
+            })
+        };
+        let (identity, key, counter) = match checked {
+            Err(refused) => return vec![error_message(ctx, op, refused)],
+            Ok(None) if op == opcode::RESOLUTION => {
+                return self.challenge_read(admin, message, request, ctx, now, Some(id));
+            }
+            Ok(None) => {
+                return match self.challenge(admin, message, request, ctx, now, Some(id)) {
+                    Ok(challenge) => vec![challenge],
+                    Err(refused) => vec![error_message(ctx, op, refused)],
+                };
+            }
+            Ok(Some(checked)) => checked,
+        };
+        let who = identity;
+        let (mut messages, private) = if op == opcode::RESOLUTION {
+            self.session_read(admin, request, &who, ctx)
+        } else {
+            let messages = self
+                .session_admin(admin, request, &who, ctx)
+                .unwrap_or_else(|refused| vec![error_message(ctx, op, refused)]);
+            (messages, false)
+        };
+        for out in &mut messages {
+            seal(&key, request.header.op_flags, counter, private, out);
         }
+        messages
+    }
+
+    /// An admin request in an authenticated session: the checks of a
+    /// challenged request, then the session identity against the
+    /// governing HS_ADMIN values (400), then the operation.
+    fn session_admin(
+        &self,
+        admin: &AdminState,
+        request: &Request<'_>,
+        who: &AdminRef,
+        ctx: &ResponseContext,
+    ) -> Result<Vec<Vec<u8>>, Refusal> {
+        let op = request.header.opcode;
         if let Some(own) = self.site_info.get()
             && !own.primary
         {
@@ -223,20 +347,50 @@ impl HandleService {
         }
         let req = AdminRequest::decode(op, request.body)
             .map_err(|e| refusal(e.response_code(), e.to_string()))?;
-        let version = (ctx.major, ctx.minor);
-        req.check_values().map_err(|c| {
-            if c == code::INVALID_VALUE {
-                refusal(
-                    invalid_value_code(version),
-                    "a value index is 0 or negative, or no value was given",
-                )
-            } else {
-                refusal(c, "two values share an index")
-            }
-        })?;
+        check_values(&req, (ctx.major, ctx.minor))?;
         let overwrite = request.header.op_flags & flags::OW != 0;
         self.before_challenge(admin, &req, overwrite)?;
-        issue_challenge(admin, message, request, ctx, now)
+        let registry = &*admin.registry;
+        let governing = governing(registry, &rules(registry, &req, overwrite)?)?;
+        if !allowed(registry, who, &governing) {
+            return Err(refused_admin(who));
+        }
+        tracing::info!(
+            op,
+            handle = req.handle(),
+            admin = %format_args!("{}:{}", who.index, who.handle),
+            "handle admin operation in an authenticated session"
+        );
+        let actor = format!("handle:{}:{}", who.index, who.handle);
+        idnode_registry::with_actor(actor, || execute(registry, req, overwrite, ctx))
+    }
+
+    /// Step 1: the checks before a challenge, then the 402 (under the
+    /// id of `session` when the request is in one, else a fresh id).
+    fn challenge(
+        &self,
+        admin: &AdminState,
+        message: &[u8],
+        request: &Request<'_>,
+        ctx: &ResponseContext,
+        now: u32,
+        session: Option<u32>,
+    ) -> Result<Vec<u8>, Refusal> {
+        let op = request.header.opcode;
+        if let Some(own) = self.site_info.get()
+            && !own.primary
+        {
+            return Err(refusal(
+                code::SERVER_NOT_RESP,
+                "this server is not a primary: send admin requests to a primary site",
+            ));
+        }
+        let req = AdminRequest::decode(op, request.body)
+            .map_err(|e| refusal(e.response_code(), e.to_string()))?;
+        check_values(&req, (ctx.major, ctx.minor))?;
+        let overwrite = request.header.op_flags & flags::OW != 0;
+        self.before_challenge(admin, &req, overwrite)?;
+        issue_challenge(admin, message, request, ctx, now, session)
     }
 
     /// The checks of spec section 6 that come before the challenge.
@@ -350,20 +504,62 @@ impl HandleService {
             ctx = ctx.with_site(own.serial, own.primary);
         }
         let op = original.header.opcode;
-        if op == opcode::RESOLUTION {
-            return self.redeem_read(
+        // A challenge under a session's id: the session is authenticated
+        // by this answer if it verifies.
+        let session = admin.sessions().contains(session_id).then(|| Answered {
+            session_id,
+            original: &original_bytes,
+            now,
+        });
+        let mut messages = if op == opcode::RESOLUTION {
+            let mut messages = self.redeem_read(
                 admin,
                 &original,
-                &original_bytes,
                 answer_request.body,
                 &challenge,
                 &ctx,
+                session,
             );
+            // Signed by the server key outside sessions; in one, `seal`
+            // below MACs it with the session key instead.
+            if session.is_none() {
+                for out in &mut messages {
+                    let reply = Outcome::Reply { keep_open: false };
+                    self.certify_if_asked(&original_bytes, reply, out);
+                }
+            }
+            messages
+        } else {
+            match self.authenticated(
+                admin,
+                &original,
+                answer_request.body,
+                &challenge,
+                &ctx,
+                session,
+            ) {
+                Ok(messages) => messages,
+                Err(refused) => vec![error_message(&ctx, op, refused)],
+            }
+        };
+        // In a session the result is sealed like any answer in it (a
+        // challenged resolution carries values without public read).
+        let key = session.and_then(|_| {
+            let mut sessions = admin.sessions();
+            sessions.get(session_id, now).ok().map(|s| *s.key())
+        });
+        if let Some(key) = key {
+            for out in &mut messages {
+                seal(
+                    &key,
+                    original.header.op_flags,
+                    0,
+                    op == opcode::RESOLUTION,
+                    out,
+                );
+            }
         }
-        match self.authenticated(admin, &original, answer_request.body, &challenge, &ctx) {
-            Ok(messages) => messages,
-            Err(refused) => vec![error_message(&ctx, op, refused)],
-        }
+        messages
     }
 
     fn authenticated(
@@ -373,6 +569,7 @@ impl HandleService {
         answer_body: &[u8],
         challenge: &Challenge,
         ctx: &ResponseContext,
+        session: Option<Answered<'_>>,
     ) -> Result<Vec<Vec<u8>>, Refusal> {
         let op = original.header.opcode;
         let answer = ChallengeAnswer::decode(answer_body).map_err(|e| {
@@ -385,37 +582,76 @@ impl HandleService {
             .map_err(|e| refusal(e.response_code(), e.to_string()))?;
         let overwrite = original.header.op_flags & flags::OW != 0;
         let registry = &*admin.registry;
-        let rules = rules(registry, &req, overwrite)?;
-        // The governing HS_ADMIN values, read once.
-        let mut governing: Vec<(Vec<HsAdmin>, AdminPerms)> = Vec::with_capacity(rules.len());
-        for rule in &rules {
-            let admins = load(registry, &rule.governing)?
-                .map(|r| hs_admins(&r.values))
-                .unwrap_or_default();
-            governing.push((admins, rule.needed));
-        }
+        let governing = governing(registry, &rules(registry, &req, overwrite)?)?;
         let key_index = verify_identity(admin, &answer, challenge, &governing)?;
+        if let Some(session) = session {
+            session.verified(admin, answer.key_handle, key_index)?;
+        }
+        let actor = format!("handle:{key_index}:{}", answer.key_handle);
         tracing::info!(
             op,
             handle = req.handle(),
             admin = %format_args!("{key_index}:{}", answer.key_handle),
             "handle admin operation authenticated"
         );
-        execute(registry, req, overwrite, ctx)
+        idnode_registry::with_actor(actor, || execute(registry, req, overwrite, ctx))
     }
 }
 
-/// Draws a nonce and a fresh session id, keeps `message` (the request
-/// being challenged) under it in the pending table, and returns the 402.
+/// A challenge answered in a session: what is checked once the answer
+/// verifies.
+#[derive(Clone, Copy)]
+pub(crate) struct Answered<'a> {
+    pub(crate) session_id: u32,
+    /// The challenged request, as the client sent it in the session.
+    pub(crate) original: &'a [u8],
+    pub(crate) now: u32,
+}
+
+impl Answered<'_> {
+    /// The challenged request's HS_MAC with the session key (404 missing,
+    /// 502 bad, 505 counter seen before); then the session is marked
+    /// authenticated if the identity that answered is the one its setup
+    /// named.
+    pub(crate) fn verified(
+        &self,
+        admin: &AdminState,
+        key_handle: &str,
+        key_index: u32,
+    ) -> Result<(), Refusal> {
+        let mut sessions = admin.sessions();
+        // The session may have ended while the challenge was out: the
+        // answer itself verified, so the operation stands on its own.
+        let Ok(session) = sessions.get(self.session_id, self.now) else {
+            return Ok(());
+        };
+        session.check_message(self.original)?;
+        if sessions.authenticate(self.session_id, key_handle, key_index) {
+            tracing::info!(
+                session = self.session_id,
+                admin = %format_args!("{key_index}:{key_handle}"),
+                "handle session authenticated"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Draws a nonce, keeps `message` (the request being challenged) in the
+/// pending table under `session`'s id or a fresh one, and returns the 402.
 pub(crate) fn issue_challenge(
     admin: &AdminState,
     message: &[u8],
     request: &Request<'_>,
     ctx: &ResponseContext,
     now: u32,
+    session: Option<u32>,
 ) -> Result<Vec<u8>, Refusal> {
     let mut pending = admin.pending();
-    let session_id = fresh_session_id(&pending)?;
+    let session_id = match session {
+        Some(id) => id,
+        None => fresh_id(CHALLENGE_ID_BIT, |id| pending.contains(id))?,
+    };
     let nonce = random_nonce()
         .map_err(|_| refusal(code::ERROR, "the node could not draw a random nonce"))?;
     let challenge = Challenge::new(request, session_id, nonce, now, CHALLENGE_TTL_SECS);
@@ -446,26 +682,9 @@ pub(crate) fn verify_identity(
     governing: &[(Vec<HsAdmin>, AdminPerms)],
 ) -> Result<u32, Refusal> {
     let registry = &*admin.registry;
-    let allowed = |identity: &AdminRef| {
-        governing.iter().all(|(admins, needed)| {
-            authorize(identity, *needed, admins, |handle, index| {
-                let record = registry.get_identifier(handle).ok()?;
-                vlist_members(&record.values, index)
-            })
-        })
-    };
-    let refused_admin = |index: u32| {
-        refusal(
-            code::INVALID_ADMIN,
-            format!(
-                "{index}:{} is not an administrator with the permissions this operation needs",
-                answer.key_handle
-            ),
-        )
-    };
     let pubkey_any = matches!(answer.auth_type, AuthType::PublicKey) && answer.key_index == 0;
-    if !pubkey_any && !allowed(&answer.identity()) {
-        return Err(refused_admin(answer.key_index));
+    if !pubkey_any && !allowed(registry, &answer.identity(), governing) {
+        return Err(refused_admin(&answer.identity()));
     }
     if let AuthType::Other(_) = answer.auth_type {
         return Err(refusal(
@@ -485,23 +704,108 @@ pub(crate) fn verify_identity(
             return Err(refusal(reason.response_code(), reason.to_string()));
         }
     };
-    if pubkey_any && !allowed(&AdminRef::new(answer.key_handle, key_index)) {
-        return Err(refused_admin(key_index));
+    let identity = AdminRef::new(answer.key_handle, key_index);
+    if pubkey_any && !allowed(registry, &identity, governing) {
+        return Err(refused_admin(&identity));
     }
     Ok(key_index)
 }
 
-/// A fresh non-zero session id (positive as a Java int) not in the table.
-fn fresh_session_id(pending: &PendingChallenges<Vec<u8>>) -> Result<u32, Refusal> {
+/// The HS_ADMIN values governing each rule, with the permissions it needs,
+/// read once.
+pub(crate) fn governing(
+    registry: &Registry,
+    rules: &[Rule],
+) -> Result<Vec<(Vec<HsAdmin>, AdminPerms)>, Refusal> {
+    let mut governing = Vec::with_capacity(rules.len());
+    for rule in rules {
+        let admins = load(registry, &rule.governing)?
+            .map(|r| hs_admins(&r.values))
+            .unwrap_or_default();
+        governing.push((admins, rule.needed));
+    }
+    Ok(governing)
+}
+
+/// Whether `identity` is named, with every needed permission, by the
+/// HS_ADMIN values of each governing record (HS_VLIST groups followed).
+pub(crate) fn allowed(
+    registry: &Registry,
+    identity: &AdminRef,
+    governing: &[(Vec<HsAdmin>, AdminPerms)],
+) -> bool {
+    governing.iter().all(|(admins, needed)| {
+        authorize(identity, *needed, admins, |handle, index| {
+            let record = registry.get_identifier(handle).ok()?;
+            vlist_members(&record.values, index)
+        })
+    })
+}
+
+pub(crate) fn refused_admin(identity: &AdminRef) -> Refusal {
+    refusal(
+        code::INVALID_ADMIN,
+        format!(
+            "{}:{} is not an administrator with the permissions this operation needs",
+            identity.index, identity.handle
+        ),
+    )
+}
+
+/// 4 and 11 (or the older code) for values a request may not carry.
+fn check_values(req: &AdminRequest, version: (u8, u8)) -> Result<(), Refusal> {
+    req.check_values().map_err(|c| {
+        if c == code::INVALID_VALUE {
+            refusal(
+                invalid_value_code(version),
+                "a value index is 0 or negative, or no value was given",
+            )
+        } else {
+            refusal(c, "two values share an index")
+        }
+    })
+}
+
+/// Bit 30 of the ids of challenges outside sessions (session ids have it
+/// clear).
+const CHALLENGE_ID_BIT: u32 = 0x4000_0000;
+
+/// A fresh non-zero id (positive as a Java int) with bit 30 as `high`
+/// says, for which `taken` is false.
+fn fresh_id(high: u32, taken: impl Fn(u32) -> bool) -> Result<u32, Refusal> {
     for _ in 0..16 {
         let bytes = random_nonce()
             .map_err(|_| refusal(code::ERROR, "the node could not draw a session id"))?;
-        let id = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) & 0x7fff_ffff;
-        if id != 0 && !pending.contains(id) {
+        let id =
+            (u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) & 0x3fff_ffff) | high;
+        if id != 0 && !taken(id) {
             return Ok(id);
         }
     }
     Err(refusal(code::SERVER_TOO_BUSY, "no free session id"))
+}
+
+/// An error answer to a message whose header could not be read (an
+/// encrypted message of an unknown session, or one that does not
+/// decrypt): the envelope's ids, opcode 0.
+fn envelope_error(message: &[u8], (code, text): Refusal, now: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Ok(envelope) = idnode_handle::Envelope::decode(message) else {
+        return out;
+    };
+    let ctx = ResponseContext {
+        request_id: envelope.request_id,
+        session_id: envelope.session_id,
+        major: envelope.major,
+        minor: envelope.minor.min(idnode_handle::VERSION_MINOR),
+        op_flags: flags::REC,
+        site_serial: -1,
+        recursion: 0,
+        expiration: now.saturating_add(idnode_handle::EXPIRATION_SECS),
+        digest: None,
+    };
+    encode_error_response(&mut out, &ctx, 0, code, &text);
+    out
 }
 
 pub(crate) fn not_found(handle: &str) -> Refusal {

@@ -34,6 +34,7 @@ mod prewarm;
 mod read;
 mod referral;
 pub mod service;
+mod session;
 pub mod upstream;
 
 pub use cache::ResponseCache;

@@ -25,15 +25,15 @@
 //! Value data is never logged.
 
 use crate::admin::{
-    AdminState, Refusal, error_message, issue_challenge, not_found, refusal, store_failure,
-    verify_identity,
+    AdminState, Answered, Refusal, allowed, error_message, issue_challenge, not_found, refusal,
+    refused_admin, store_failure, verify_identity,
 };
 use crate::answer::is_valid_handle;
 use crate::service::{HandleService, Outcome, Scratch};
 use idnode_core::normalize_into;
 use idnode_core::wire::{RecordView, ValueView};
 use idnode_core::{Permissions, Value};
-use idnode_handle::admin::{HS_ADMIN, HsAdmin, Operation};
+use idnode_handle::admin::{AdminPerms, AdminRef, HS_ADMIN, HsAdmin, Operation};
 use idnode_handle::auth::{Challenge, ChallengeAnswer};
 use idnode_handle::{
     ENVELOPE_LEN, Request, ResolutionQuery, ResponseContext, code, decode_request,
@@ -139,6 +139,7 @@ impl HandleService {
         request: &Request<'_>,
         ctx: &ResponseContext,
         now: u32,
+        session: Option<u32>,
     ) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         if self
@@ -157,15 +158,9 @@ impl HandleService {
                 }
             };
         }
-        out = if request.envelope.session_id != 0 {
-            let msg = "no session with this id: this node does not keep sessions; send \
-                       authenticated resolutions with session id 0";
-            error_message(ctx, opcode::RESOLUTION, refusal(code::SESSION_TIMEOUT, msg))
-        } else {
-            match issue_challenge(admin, message, request, ctx, now) {
-                Ok(challenge) => challenge,
-                Err(refused) => error_message(ctx, opcode::RESOLUTION, refused),
-            }
+        out = match issue_challenge(admin, message, request, ctx, now, session) {
+            Ok(challenge) => challenge,
+            Err(refused) => error_message(ctx, opcode::RESOLUTION, refused),
         };
         self.certify_if_asked(message, Outcome::Reply { keep_open: false }, &mut out);
         vec![out]
@@ -173,42 +168,72 @@ impl HandleService {
 
     /// Steps 2 and 3 for a resolution: the answer checked, then every
     /// value the question names that an admin may read, with the answer's
-    /// request id (`ctx`), signed when the resolution set CT.
+    /// request id (`ctx`); the caller signs it when the resolution set CT.
     pub(crate) fn redeem_read(
         &self,
         admin: &AdminState,
         original: &Request<'_>,
-        original_bytes: &[u8],
         answer_body: &[u8],
         challenge: &Challenge,
         ctx: &ResponseContext,
+        session: Option<Answered<'_>>,
     ) -> Vec<Vec<u8>> {
-        let mut out = match self.authenticated_read(admin, original, answer_body, challenge, ctx) {
-            Ok(out) => out,
+        let answered = ChallengeAnswer::decode(answer_body)
+            .map_err(|e| {
+                refusal(
+                    code::PROTOCOL_ERROR,
+                    format!("the challenge answer does not decode: {e}"),
+                )
+            })
+            .and_then(|answer| {
+                self.read_as(original, ctx, |governing| {
+                    let key_index = verify_identity(admin, &answer, challenge, governing)?;
+                    if let Some(session) = session {
+                        session.verified(admin, answer.key_handle, key_index)?;
+                    }
+                    Ok(AdminRef::new(answer.key_handle, key_index))
+                })
+            });
+        let out = match answered {
+            Ok((out, _)) => out,
             Err(refused) => error_message(ctx, opcode::RESOLUTION, refused),
         };
-        self.certify_if_asked(
-            original_bytes,
-            Outcome::Reply { keep_open: false },
-            &mut out,
-        );
         vec![out]
     }
 
-    fn authenticated_read(
+    /// A resolution in an authenticated session, for its identity: the
+    /// answer, and whether it carries values without public read (then it
+    /// is encrypted).
+    pub(crate) fn session_read(
         &self,
         admin: &AdminState,
-        original: &Request<'_>,
-        answer_body: &[u8],
-        challenge: &Challenge,
+        request: &Request<'_>,
+        who: &AdminRef,
         ctx: &ResponseContext,
-    ) -> Result<Vec<u8>, Refusal> {
-        let answer = ChallengeAnswer::decode(answer_body).map_err(|e| {
-            refusal(
-                code::PROTOCOL_ERROR,
-                format!("the challenge answer does not decode: {e}"),
-            )
-        })?;
+    ) -> (Vec<Vec<u8>>, bool) {
+        let read = self.read_as(request, ctx, |governing| {
+            if allowed(&admin.registry, who, governing) {
+                Ok(who.clone())
+            } else {
+                Err(refused_admin(who))
+            }
+        });
+        match read {
+            Ok((out, private)) => (vec![out], private),
+            Err(refused) => (vec![error_message(ctx, opcode::RESOLUTION, refused)], false),
+        }
+    }
+
+    /// The values a resolution names that an admin may read, once
+    /// `identify` (given the governing HS_ADMIN values of the identifier
+    /// and the read permission) says who reads; with whether any of them
+    /// lacks public read.
+    fn read_as(
+        &self,
+        original: &Request<'_>,
+        ctx: &ResponseContext,
+        identify: impl FnOnce(&[(Vec<HsAdmin>, AdminPerms)]) -> Result<AdminRef, Refusal>,
+    ) -> Result<(Vec<u8>, bool), Refusal> {
         let query = ResolutionQuery::decode(original.body).map_err(|e| {
             refusal(
                 code::PROTOCOL_ERROR,
@@ -238,7 +263,7 @@ impl HandleService {
             .filter_map(|v| v.to_value().ok())
             .filter_map(|v: Value| HsAdmin::decode(&v.data).ok())
             .collect();
-        let key_index = verify_identity(admin, &answer, challenge, &[(admins, rule.needed)])?;
+        let who = identify(&[(admins, rule.needed)])?;
 
         let wanted = || values.iter().filter(|v| query.wants(v.index, v.kind));
         let withheld = wanted().filter(|v| !admin_readable(v.permissions)).count();
@@ -251,9 +276,12 @@ impl HandleService {
                 .filter(|v| admin_readable(v.permissions))
                 .map(|v| v.raw),
         );
+        let private = wanted()
+            .filter(|v| admin_readable(v.permissions))
+            .any(|v| !v.permissions.public_read());
         tracing::info!(
             handle,
-            admin = %format_args!("{key_index}:{}", answer.key_handle),
+            admin = %format_args!("{}:{}", who.index, who.handle),
             values = sent,
             withheld,
             "authenticated resolution"
@@ -272,7 +300,8 @@ impl HandleService {
                 )
             };
             encode_error_response(&mut out, ctx, opcode::RESOLUTION, code, msg);
+            return Ok((out, false));
         }
-        Ok(out)
+        Ok((out, private))
     }
 }

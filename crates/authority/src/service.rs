@@ -370,6 +370,10 @@ impl HandleService {
     #[inline]
     fn begin(&self, message: &[u8], now: u32, out: &mut Vec<u8>, key: &mut Vec<u8>) -> Step {
         out.clear();
+        if self.admin.is_some() && crate::session::is_encrypted(message) {
+            // A session message: decrypted on the admin side.
+            return Step::Answered(Outcome::Admin { keep_open: true });
+        }
         let request = match decode_request(message) {
             Ok(r) => r,
             Err(e) => return Step::Answered(protocol_error(message, e, now, out)),

@@ -738,3 +738,115 @@ fn admin_opcodes_without_a_registry_and_on_udp() {
     assert_eq!(r.envelope.request_id, 1);
     assert!(HandleService::is_admin_message(&msg));
 }
+
+// Sessions: the setup of the CNRI vector (whose client DH private value
+// the vectors' README gives), then requests in the session.
+
+const SETUP_VECTOR: &str =
+    include_str!("../../handle/tests/vectors/auth/session-setup-request-dh.hex");
+
+/// The session key the client of the setup vector derives from `reply`.
+fn client_session_key(reply: &[u8]) -> (u32, [u8; 32]) {
+    use idnode_handle::session;
+    use sha2::Digest as _;
+    let r = decode_response(reply).unwrap();
+    assert_eq!(r.header.response_code, code::SUCCESS);
+    let ResponseBody::Other(body) = r.body else {
+        panic!("{:?}", r.body);
+    };
+    let (cipher, server) = session::decode_dh_setup_response(&body).unwrap();
+    assert_eq!(cipher, session::cipher::AES);
+    let x = sha2::Sha256::digest(b"idnode test DH client private");
+    (
+        r.envelope.session_id,
+        session::session_key(&server, &x).unwrap(),
+    )
+}
+
+fn in_session(
+    n: &Node,
+    req: &AdminRequest,
+    session_id: u32,
+    key: &[u8; 32],
+    counter: u32,
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    req.encode_body(&mut body);
+    let mut msg = message(req.opcode(), &body, n.id(), session_id, 0);
+    idnode_handle::session::add_session_mac(&mut msg, key, counter).unwrap();
+    msg
+}
+
+#[test]
+fn a_cnri_session_is_challenged_once_then_trusted() {
+    use idnode_handle::session;
+    let n = node();
+    let setup = parse_hex(SETUP_VECTOR);
+    // Over UDP (a query-only interface) the setup is served too.
+    let mut out = Vec::new();
+    n.service.refuse_admin(&setup, NOW, &mut out);
+    let (udp_session, _) = client_session_key(&out);
+    let replies = n.service.respond_admin(&setup, NOW);
+    let (sid, key) = client_session_key(&replies[0]);
+    assert!(sid != 0 && sid != udp_session);
+
+    // The first request is challenged under the session's id.
+    let pump = "88.100.1/PUMP-9";
+    let msg = in_session(&n, &create(pump, "https://p/9"), sid, &key, 1);
+    let answers = n.send(&msg, NOW);
+    assert_eq!(answers[0].header.response_code, code::AUTHENTICATION_NEEDED);
+    assert_eq!(answers[0].envelope.session_id, sid);
+    let AdminResponseBody::Challenge { nonce } = &answers[0].body else {
+        panic!();
+    };
+    let ch = Challenged {
+        session_id: sid,
+        nonce: nonce.clone(),
+        digest: answers[0].digest.unwrap().as_bytes().to_vec(),
+    };
+    let answers = n.send(&n.answer_message(&ch, &admin300(), n.id()), NOW + 1);
+    assert_eq!(answers[0].header.response_code, code::SUCCESS);
+    assert!(n.resolve(pump).is_ok());
+
+    // Authenticated: an encrypted ADD_VALUE needs no challenge.
+    let add = AdminRequest::AddValue {
+        handle: pump.to_owned(),
+        values: vec![Value::new(7, "EMAIL", b"ops@example.com".to_vec())],
+    };
+    let plain = in_session(&n, &add, sid, &key, 2);
+    let sealed = session::encrypt_message(&plain, &key, &[9; 16]).unwrap();
+    let answers = n.send(&sealed, NOW + 2);
+    assert_eq!(answers[0].header.response_code, code::SUCCESS);
+    assert!(n.registry.get_identifier(pump).unwrap().value(7).is_some());
+
+    // The same message again: 505; a bad MAC: 502; none: 404.
+    n.registry.remove_values(pump, &[7]).unwrap();
+    let answers = n.send(&sealed, NOW + 3);
+    assert_eq!(
+        answers[0].header.response_code,
+        code::SESSION_MESSAGE_REJECTED
+    );
+    let answers = n.send(&in_session(&n, &add, sid, &[1; 32], 3), NOW + 3);
+    assert_eq!(answers[0].header.response_code, code::INVALID_SESSION_KEY);
+    let mut body = Vec::new();
+    add.encode_body(&mut body);
+    let bare = message(opcode::ADD_VALUE, &body, n.id(), sid, 0);
+    assert_eq!(
+        n.send(&bare, NOW + 3)[0].header.response_code,
+        code::INVALID_CREDENTIAL
+    );
+    assert!(n.registry.get_identifier(pump).unwrap().value(7).is_none());
+
+    // Terminated: 500 afterwards.
+    let mut end = Vec::new();
+    idnode_core::wire::put_bytes(&mut end, PREFIX_HANDLE.as_bytes());
+    let mut msg = message(opcode::SESSION_TERMINATE, &end, n.id(), sid, 0);
+    session::add_session_mac(&mut msg, &key, 4).unwrap();
+    assert_eq!(n.send(&msg, NOW + 4)[0].header.response_code, code::SUCCESS);
+    let answers = n.send(&in_session(&n, &add, sid, &key, 5), NOW + 4);
+    assert_eq!(answers[0].header.response_code, code::SESSION_TIMEOUT);
+    // The UDP session, never authenticated, times out after two minutes.
+    let late = in_session(&n, &add, udp_session, &key, 1);
+    let answers = n.send(&late, NOW + 600);
+    assert_eq!(answers[0].header.response_code, code::SESSION_TIMEOUT);
+}

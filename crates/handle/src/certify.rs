@@ -153,7 +153,7 @@ pub fn hash_for(version: (u8, u8), kind: KeyKind) -> HashAlg {
 }
 
 /// The bytes before HB in the signed bytes (up to 16), by version.
-fn signed_prefix(envelope: &Envelope, counter: u32) -> ([u8; 16], usize) {
+pub(crate) fn signed_prefix(envelope: &Envelope, counter: u32) -> ([u8; 16], usize) {
     let mut b = [0u8; 16];
     let version = (envelope.major, envelope.minor);
     let (sid, rid, ctr) = (

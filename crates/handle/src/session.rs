@@ -4,10 +4,9 @@
 //! messages. The server does not serve sessions yet
 //! (docs/handle-admin.md).
 //!
-//! Not here yet: AES-128-CBC decryption of encrypted session messages
-//! (envelope flag 0x40), the RSA key-exchange modes 1 to 3, the
-//! replay window of session counters and SESSION_TERMINATE. The session
-//! table (id, key, identity, counters, idle timeout) belongs to the server.
+//! Not here: the RSA key-exchange modes 1 to 3 (decoded, answered 504 by
+//! the server). The session table (id, key, identity, counters, idle
+//! timeout) belongs to the server (`idnode-authority`).
 //!
 //! # SESSION_SETUP request body
 //! mode int2 (1 client RSA key, 2 server RSA key, 3 key from a handle, 4
@@ -26,11 +25,23 @@
 //! leading zero bytes are skipped only while more than 32 bytes remain; the
 //! key is the next 32 bytes. HS_MAC = HMAC-SHA256(key, signed bytes of
 //! [`crate::certify::signed_bytes`]); AES uses key[0..16].
+//!
+//! # Encrypted messages
+//! Envelope flag 0x40 ([`crate::flags::ENCRYPTED`]): the message after the
+//! envelope is a 16-byte IV followed by AES-128-CBC (PKCS#5 padding) of
+//! header + body + credential, and the envelope's message length counts
+//! that payload. [`decrypt_message`] gives back the plain message (flag
+//! cleared, length patched) that the rest of the codec reads;
+//! [`encrypt_message`] does the reverse.
 
 use crate::auth::RngError;
-use crate::certify::{Credential, HS_MAC};
+use crate::certify::{Credential, HS_MAC, signed_prefix};
+use crate::envelope::Envelope;
 use crate::keys::DH_PUB_KEY;
 use crate::{DecodeError, ResponseBuilder, ResponseContext, code, opcode};
+use crate::{ENVELOPE_LEN, MAX_MESSAGE_LEN, flags};
+use cbc::cipher::block_padding::Pkcs7;
+use cbc::cipher::{BlockModeDecrypt as _, BlockModeEncrypt as _, KeyIvInit as _};
 use crypto_bigint::modular::{BoxedMontyForm, BoxedMontyParams};
 use crypto_bigint::{BoxedUint, Odd};
 use hmac::{Hmac, KeyInit as _, Mac as _};
@@ -80,6 +91,11 @@ pub enum SessionError {
     /// The HS_MAC does not verify: 502 INVALID_SESSION_KEY.
     #[error("the session MAC does not verify")]
     BadMac,
+    /// An encrypted message that does not decrypt with the session key
+    /// (length not whole blocks, bad padding, or a plain message that is
+    /// not a message): 502 INVALID_SESSION_KEY.
+    #[error("the encrypted message does not decrypt with the session key")]
+    BadCiphertext,
 }
 
 impl SessionError {
@@ -87,7 +103,7 @@ impl SessionError {
         match self {
             Self::Decode(_) | Self::InvalidKey(_) => code::INVALID_SESSIONSETUP_REQUEST,
             Self::MissingMac => code::INVALID_CREDENTIAL,
-            Self::BadMac => code::INVALID_SESSION_KEY,
+            Self::BadMac | Self::BadCiphertext => code::INVALID_SESSION_KEY,
         }
     }
 }
@@ -394,6 +410,121 @@ pub fn verify_session_mac(
     } else {
         Err(SessionError::BadMac)
     }
+}
+
+/// Adds an HS_MAC credential (HMAC-SHA256 with the session key, signer
+/// index `counter`) to a complete message that has none (a request a
+/// client sends in a session, or a response to a request that set CT),
+/// patching the envelope's message length. On error `message` is
+/// unchanged.
+pub fn add_session_mac(
+    message: &mut Vec<u8>,
+    key: &[u8; SESSION_KEY_LEN],
+    counter: u32,
+) -> Result<(), SessionError> {
+    let parts = crate::message::split(message)?;
+    if !parts.credential.is_empty() {
+        return Err(DecodeError::Malformed("credential (the message has one already)").into());
+    }
+    let (prefix, prefix_len) = signed_prefix(&parts.envelope, counter);
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key).map_err(|_| SessionError::InvalidKey("session key"))?;
+    mac.update(&prefix[..prefix_len]);
+    mac.update(parts.digest_input);
+    let tag: [u8; 32] = mac.finalize().into_bytes().into();
+    let hb_end = ENVELOPE_LEN + parts.digest_input.len();
+    let credential = Credential {
+        version: 0,
+        reserved: 0,
+        flags: 0,
+        signer_handle: b"",
+        signer_index: counter,
+        kind: HS_MAC,
+        hash: HMAC_SHA256,
+        signature: &tag,
+    };
+    let total = hb_end + 4 + credential.encoded_len();
+    if total - ENVELOPE_LEN > MAX_MESSAGE_LEN {
+        return Err(DecodeError::TooLong("message", (total - ENVELOPE_LEN) as u32).into());
+    }
+    message.truncate(hb_end);
+    put_u32(message, credential.encoded_len() as u32);
+    credential.encode_into(message);
+    patch_length(message);
+    Ok(())
+}
+
+fn patch_length(message: &mut [u8]) {
+    let len = (message.len() - ENVELOPE_LEN) as u32;
+    message[16..20].copy_from_slice(&len.to_be_bytes());
+}
+
+/// The plain message of an encrypted one (module documentation): the
+/// envelope with the encrypted flag cleared and its length patched, then
+/// the decrypted header, body and credential. The payload length is
+/// checked before anything is allocated; a result that does not split
+/// into header, body and credential is [`SessionError::BadCiphertext`].
+pub fn decrypt_message(
+    message: &[u8],
+    key: &[u8; SESSION_KEY_LEN],
+) -> Result<Vec<u8>, SessionError> {
+    let envelope = Envelope::decode(message)?;
+    let payload = &message[ENVELOPE_LEN..];
+    if payload.len() != envelope.message_length as usize {
+        return Err(DecodeError::LengthMismatch("message length").into());
+    }
+    if envelope.flags & flags::ENCRYPTED == 0 {
+        return Err(DecodeError::Malformed("envelope (the message is not encrypted)").into());
+    }
+    if payload.len() > MAX_MESSAGE_LEN + 32
+        || payload.len() < 32
+        || !payload.len().is_multiple_of(16)
+    {
+        return Err(SessionError::BadCiphertext);
+    }
+    let (iv, ciphertext) = payload.split_at(16);
+    let plain = cbc::Decryptor::<aes::Aes128>::new_from_slices(&key[..16], iv)
+        .map_err(|_| SessionError::InvalidKey("session key"))?
+        .decrypt_padded_vec::<Pkcs7>(ciphertext)
+        .map_err(|_| SessionError::BadCiphertext)?;
+    let mut out = Vec::with_capacity(ENVELOPE_LEN + plain.len());
+    out.extend_from_slice(&message[..ENVELOPE_LEN]);
+    out[2] &= !flags::ENCRYPTED;
+    out.extend_from_slice(&plain);
+    patch_length(&mut out);
+    crate::message::split(&out).map_err(|_| SessionError::BadCiphertext)?;
+    Ok(out)
+}
+
+/// The encrypted form of a complete plain message with the IV `iv` (draw
+/// it at random per message; [`random_iv`]): envelope with the encrypted
+/// flag set and its length patched, then IV and ciphertext.
+pub fn encrypt_message(
+    message: &[u8],
+    key: &[u8; SESSION_KEY_LEN],
+    iv: &[u8; 16],
+) -> Result<Vec<u8>, SessionError> {
+    crate::message::split(message)?;
+    let ciphertext = cbc::Encryptor::<aes::Aes128>::new_from_slices(&key[..16], iv)
+        .map_err(|_| SessionError::InvalidKey("session key"))?
+        .encrypt_padded_vec::<Pkcs7>(&message[ENVELOPE_LEN..]);
+    let mut out = Vec::with_capacity(ENVELOPE_LEN + 16 + ciphertext.len());
+    out.extend_from_slice(&message[..ENVELOPE_LEN]);
+    out[2] |= flags::ENCRYPTED;
+    out.extend_from_slice(iv);
+    out.extend_from_slice(&ciphertext);
+    patch_length(&mut out);
+    Ok(out)
+}
+
+/// A random IV from the OS RNG.
+pub fn random_iv() -> Result<[u8; 16], RngError> {
+    use rand::TryRng as _;
+    let mut iv = [0u8; 16];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut iv)
+        .map_err(|_| RngError)?;
+    Ok(iv)
 }
 
 #[cfg(test)]
