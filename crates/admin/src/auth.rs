@@ -76,6 +76,20 @@ impl Caller {
     }
 }
 
+/// The audit origin of a gRPC call: the token's id (`token:admin` for the
+/// operator token, `anonymous` without one), `grpc`, the peer's address.
+pub fn origin_of<T>(caller: &Caller, request: &tonic::Request<T>) -> idnode_registry::Origin {
+    let actor = match caller {
+        Caller::Token(grant) => format!("token:{}", grant.id()),
+        Caller::Anonymous => "anonymous".to_owned(),
+    };
+    let address = request
+        .remote_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    idnode_registry::Origin::now(actor, "grpc", address)
+}
+
 /// What a valid token may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {

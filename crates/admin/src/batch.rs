@@ -53,6 +53,8 @@ pub(crate) struct Context {
     pub auth: Arc<Auth>,
     /// The caller's token.
     pub grant: Grant,
+    /// Who writes, from where: recorded with every change.
+    pub origin: idnode_registry::Origin,
 }
 
 /// Starts the reader and writer tasks for one BatchCreate call.
@@ -161,10 +163,14 @@ async fn write_chunk(
     items: Vec<CreateIdentifierRequest>,
 ) -> Vec<Result<BatchResult, Status>> {
     if let Some(site) = &context.site {
-        return site_chunk(&context.registry, site, first, items).await;
+        return site_chunk(&context.registry, &context.origin, site, first, items).await;
     }
     let registry = Arc::clone(&context.registry);
-    match tokio::task::spawn_blocking(move || judge(&registry, first, items)).await {
+    let origin = context.origin.clone();
+    let judged = tokio::task::spawn_blocking(move || {
+        idnode_registry::with_origin(origin, || judge(&registry, first, items))
+    });
+    match judged.await {
         Ok(judged) => judged.into_iter().map(Ok).collect(),
         Err(e) => {
             tracing::error!(error = %e, "a batch registration panicked or was cancelled");
@@ -340,6 +346,7 @@ fn judge(registry: &Registry, first: u64, items: Vec<CreateIdentifierRequest>) -
 /// BatchCreate stream each; the results come back in the chunk's order.
 async fn site_chunk(
     registry: &Arc<Registry>,
+    origin: &idnode_registry::Origin,
     site: &SitePeers,
     first: u64,
     items: Vec<CreateIdentifierRequest>,
@@ -389,7 +396,11 @@ async fn site_chunk(
     let (positions, items) = local;
     if !items.is_empty() {
         let registry = Arc::clone(registry);
-        match tokio::task::spawn_blocking(move || judge(&registry, 0, items)).await {
+        let origin = origin.clone();
+        let judged = tokio::task::spawn_blocking(move || {
+            idnode_registry::with_origin(origin, || judge(&registry, 0, items))
+        });
+        match judged.await {
             Ok(judged) => {
                 for (at, mut result) in positions.into_iter().zip(judged) {
                     result.item = first + at as u64;

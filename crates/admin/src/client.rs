@@ -101,6 +101,21 @@ pub async fn connect_tokens_with(
     Ok(TokensClient::with_interceptor(channel, interceptor))
 }
 
+/// A client of the `Audit` service (the audit trail), over TLS when
+/// `endpoint` is `https://`.
+pub async fn connect_audit_with(
+    endpoint: &str,
+    token: Option<String>,
+    tls: &ClientTls,
+) -> Result<crate::proto::audit_client::AuditClient<AdminChannel>, Error> {
+    let interceptor = BearerToken::new(token.as_deref())?;
+    let channel = open_channel(endpoint, tls).await?;
+    Ok(crate::proto::audit_client::AuditClient::with_interceptor(
+        channel,
+        interceptor,
+    ))
+}
+
 /// One connection to an admin endpoint: plain HTTP/2 for `http://` (or a
 /// bare `host:port`), TLS for `https://`, where `tls` must say how to
 /// check the server. TLS settings with an `http://` endpoint are an error

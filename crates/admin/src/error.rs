@@ -82,3 +82,20 @@ where
         }
     }
 }
+
+/// [`blocking`] for a write: the registry records `origin` (who, over
+/// which surface, from where) with each change it makes.
+pub(crate) async fn blocking_as<T, F>(
+    registry: &Arc<Registry>,
+    origin: idnode_registry::Origin,
+    call: F,
+) -> Result<T, Status>
+where
+    T: Send + 'static,
+    F: FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
+{
+    blocking(registry, move |r| {
+        idnode_registry::with_origin(origin, || call(r))
+    })
+    .await
+}

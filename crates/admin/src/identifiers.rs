@@ -4,7 +4,7 @@
 
 use crate::auth::{Auth, Caller, Grant};
 use crate::batch::{self, BatchStream};
-use crate::error::blocking;
+use crate::error::{blocking, blocking_as};
 use crate::proto::identifiers_server::Identifiers;
 use crate::quota::{self, Quota};
 use crate::site::SitePeers;
@@ -168,6 +168,7 @@ impl Identifiers for IdentifiersService {
         request: Request<proto::CreateIdentifierRequest>,
     ) -> Result<Response<proto::Identifier>, Status> {
         let caller = self.caller(&request)?;
+        let origin = crate::auth::origin_of(&caller, &request);
         let grant = caller.grant("creating an identifier")?;
         let request = request.into_inner();
         let need = match request.overwrite {
@@ -200,7 +201,7 @@ impl Identifiers for IdentifiersService {
             Some(mut owner) => owner.create_identifier(request).await,
             None => {
                 let item = BatchItem::try_from(request)?;
-                blocking(&self.registry, move |r| {
+                blocking_as(&self.registry, origin, move |r| {
                     r.create_identifier(&item.identifier, item.values, item.overwrite)
                 })
                 .await
@@ -235,6 +236,7 @@ impl Identifiers for IdentifiersService {
         request: Request<proto::DeleteIdentifierRequest>,
     ) -> Result<Response<proto::DeleteIdentifierResponse>, Status> {
         let caller = self.caller(&request)?;
+        let origin = crate::auth::origin_of(&caller, &request);
         let request = request.into_inner();
         caller
             .grant("deleting an identifier")?
@@ -243,7 +245,7 @@ impl Identifiers for IdentifiersService {
             return owner.delete_identifier(request).await;
         }
         let id = request.identifier;
-        blocking(&self.registry, move |r| r.delete_identifier(&id)).await?;
+        blocking_as(&self.registry, origin, move |r| r.delete_identifier(&id)).await?;
         Ok(Response::new(proto::DeleteIdentifierResponse {}))
     }
 
@@ -252,6 +254,7 @@ impl Identifiers for IdentifiersService {
         request: Request<proto::AddValuesRequest>,
     ) -> Result<Response<proto::Identifier>, Status> {
         let caller = self.caller(&request)?;
+        let origin = crate::auth::origin_of(&caller, &request);
         let grant = caller.grant("adding values")?;
         let request = request.into_inner();
         let need = request.values.iter().fold(0, |need, v| {
@@ -271,7 +274,8 @@ impl Identifiers for IdentifiersService {
         }
         let values = convert::values(request.values)?;
         let id = request.identifier;
-        let record = blocking(&self.registry, move |r| r.add_values(&id, values)).await?;
+        let record =
+            blocking_as(&self.registry, origin, move |r| r.add_values(&id, values)).await?;
         Ok(shown(all, record))
     }
 
@@ -280,6 +284,7 @@ impl Identifiers for IdentifiersService {
         request: Request<proto::ModifyValuesRequest>,
     ) -> Result<Response<proto::Identifier>, Status> {
         let caller = self.caller(&request)?;
+        let origin = crate::auth::origin_of(&caller, &request);
         let grant = caller.grant("modifying values")?;
         let request = request.into_inner();
         let changes: Vec<(u32, Option<&str>)> = request
@@ -303,7 +308,10 @@ impl Identifiers for IdentifiersService {
         }
         let values = convert::values(request.values)?;
         let id = request.identifier;
-        let record = blocking(&self.registry, move |r| r.modify_values(&id, values)).await?;
+        let record = blocking_as(&self.registry, origin, move |r| {
+            r.modify_values(&id, values)
+        })
+        .await?;
         Ok(shown(all, record))
     }
 
@@ -312,6 +320,7 @@ impl Identifiers for IdentifiersService {
         request: Request<proto::RemoveValuesRequest>,
     ) -> Result<Response<proto::Identifier>, Status> {
         let caller = self.caller(&request)?;
+        let origin = crate::auth::origin_of(&caller, &request);
         let grant = caller.grant("removing values")?;
         let request = request.into_inner();
         let changes: Vec<(u32, Option<&str>)> =
@@ -331,7 +340,10 @@ impl Identifiers for IdentifiersService {
             return Ok(shown_forwarded(all, owner.remove_values(request).await?));
         }
         let (id, indexes) = (request.identifier, request.indexes);
-        let record = blocking(&self.registry, move |r| r.remove_values(&id, &indexes)).await?;
+        let record = blocking_as(&self.registry, origin, move |r| {
+            r.remove_values(&id, &indexes)
+        })
+        .await?;
         Ok(shown(all, record))
     }
 
@@ -379,12 +391,14 @@ impl Identifiers for IdentifiersService {
     ) -> Result<Response<BatchStream>, Status> {
         let caller = self.caller(&request)?;
         let grant = caller.grant("BatchCreate")?.clone();
+        let origin = crate::auth::origin_of(&caller, &request);
         Ok(Response::new(batch::start(
             batch::Context {
                 registry: Arc::clone(&self.registry),
                 site: self.site.clone(),
                 auth: Arc::clone(&self.auth),
                 grant,
+                origin,
             },
             request.into_inner(),
         )))

@@ -16,6 +16,7 @@
 //! It must not depend on a storage engine (no RocksDB): it sees the store
 //! only through the `Store` trait.
 
+mod audit;
 mod auth;
 mod batch;
 mod client;
@@ -39,11 +40,12 @@ pub mod proto {
         include_bytes!(concat!(env!("OUT_DIR"), "/idnode_v1_descriptor.bin"));
 }
 
+pub use audit::AuditService;
 pub use auth::{Auth, Caller, Grant, TOKEN_FILE, TOKEN_HASH_KEY};
 pub use batch::{MAX_CHUNK, MAX_CHUNK_BYTES};
 pub use client::{
-    AdminChannel, BearerToken, connect, connect_tokens, connect_tokens_with, connect_with,
-    open_channel,
+    AdminChannel, BearerToken, connect, connect_audit_with, connect_tokens, connect_tokens_with,
+    connect_with, open_channel,
 };
 pub use convert::FieldError;
 pub use error::Error;
@@ -54,6 +56,7 @@ pub use tls::{ClientTls, Fingerprint, ServerTls, ServerTrust};
 pub use tokens_api::TokensService;
 
 use idnode_registry::Registry;
+use proto::audit_server::AuditServer;
 use proto::identifiers_server::IdentifiersServer;
 use proto::prefixes_server::PrefixesServer;
 use proto::tokens_server::TokensServer;
@@ -73,6 +76,7 @@ pub async fn router(
 ) -> Result<Routes, Error> {
     let prefixes = PrefixesServer::new(PrefixesService::new(registry.clone(), auth.clone()));
     let tokens = TokensServer::new(TokensService::new(registry.clone(), auth.clone()));
+    let audit = AuditServer::new(AuditService::new(registry.clone(), auth.clone()));
     let identifiers = IdentifiersServer::new(match site {
         Some(site) => IdentifiersService::with_site(registry, auth, site),
         None => IdentifiersService::new(registry, auth),
@@ -85,12 +89,14 @@ pub async fn router(
         .set_serving::<IdentifiersServer<IdentifiersService>>()
         .await;
     reporter.set_serving::<TokensServer<TokensService>>().await;
+    reporter.set_serving::<AuditServer<AuditService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     Ok(Routes::new(prefixes)
         .add_service(identifiers)
         .add_service(tokens)
+        .add_service(audit)
         .add_service(health)
         .add_service(reflection))
 }

@@ -2,7 +2,7 @@
 
 use crate::auth::{Auth, Caller};
 use crate::convert;
-use crate::error::blocking;
+use crate::error::{blocking, blocking_as};
 use crate::proto;
 use crate::proto::prefixes_server::Prefixes;
 use crate::tokens::{ADD_DERIVED_PREFIX, DELETE_DERIVED_PREFIX};
@@ -45,12 +45,13 @@ impl Prefixes for PrefixesService {
         request: Request<proto::CreatePrefixRequest>,
     ) -> Result<Response<proto::Prefix>, Status> {
         let caller = self.caller(&request)?;
+        let origin = crate::auth::origin_of(&caller, &request);
         let grant = caller.grant("creating a prefix")?;
         let prefix = request.into_inner().prefix;
         if !grant.is_operator() {
             grant.check_derived(&parsed(&prefix)?, ADD_DERIVED_PREFIX)?;
         }
-        let info = blocking(&self.registry, move |r| r.create_prefix(&prefix)).await?;
+        let info = blocking_as(&self.registry, origin, move |r| r.create_prefix(&prefix)).await?;
         Ok(Response::new(info.into()))
     }
 
@@ -79,15 +80,17 @@ impl Prefixes for PrefixesService {
         &self,
         request: Request<proto::DelegatePrefixRequest>,
     ) -> Result<Response<proto::Prefix>, Status> {
-        self.caller(&request)?
+        let caller = self.caller(&request)?;
+        caller
             .grant("delegating a prefix")?
             .require_operator("delegating a prefix")?;
+        let origin = crate::auth::origin_of(&caller, &request);
         let request = request.into_inner();
         let ttl = request.ttl.unwrap_or(DEFAULT_DELEGATION_TTL);
         let prefix = request.prefix;
         let info = if request.service.is_empty() {
             let sites = convert::sites(request.sites)?;
-            blocking(&self.registry, move |r| {
+            blocking_as(&self.registry, origin, move |r| {
                 r.delegate_prefix(&prefix, sites, ttl)
             })
             .await?
@@ -98,7 +101,7 @@ impl Prefixes for PrefixesService {
                 ));
             }
             let service = request.service;
-            blocking(&self.registry, move |r| {
+            blocking_as(&self.registry, origin, move |r| {
                 r.delegate_prefix_to_service(&prefix, &service, ttl)
             })
             .await?
@@ -111,12 +114,13 @@ impl Prefixes for PrefixesService {
         request: Request<proto::DeletePrefixRequest>,
     ) -> Result<Response<proto::DeletePrefixResponse>, Status> {
         let caller = self.caller(&request)?;
+        let origin = crate::auth::origin_of(&caller, &request);
         let grant = caller.grant("deleting a prefix")?;
         let prefix = request.into_inner().prefix;
         if !grant.is_operator() {
             grant.check_derived(&parsed(&prefix)?, DELETE_DERIVED_PREFIX)?;
         }
-        blocking(&self.registry, move |r| r.delete_prefix(&prefix)).await?;
+        blocking_as(&self.registry, origin, move |r| r.delete_prefix(&prefix)).await?;
         Ok(Response::new(proto::DeletePrefixResponse {}))
     }
 }

@@ -101,6 +101,12 @@ pub enum Command {
     /// permissions (through the gRPC API; needs the operator token).
     #[command(subcommand)]
     Token(crate::token::TokenCommand),
+    /// Show who changed what: an identifier's history, or what one
+    /// credential changed (through the gRPC API).
+    ///
+    /// Examples: idnode audit 88.100.1/ABC-123;
+    /// idnode audit --token 3fa2c1d0 --since 24h
+    Audit(crate::audit::AuditArgs),
     /// Load generator: drive a Handle server (UDP/TCP, closed or open loop),
     /// load a synthetic data set, sweep rates into an SVG, run the echo server.
     Bench(idnode_bench::BenchArgs),

@@ -6,6 +6,7 @@
 //! `token` call the gRPC management API, `bench` is the load generator.
 
 mod args;
+mod audit;
 mod grpc;
 mod manage;
 mod resolve;
@@ -74,6 +75,7 @@ async fn run(cli: args::Cli) -> anyhow::Result<ExitCode> {
         Command::Import(a) => manage::import(&cli.admin, a).await,
         Command::Compact => manage::compact(&cli.admin).await,
         Command::Token(a) => token::token(&cli.admin, a).await,
+        Command::Audit(a) => audit::audit(&cli.admin, a).await,
         Command::Bench(a) => {
             let admin = idnode_bench::AdminTarget {
                 grpc: cli.admin.grpc.clone(),

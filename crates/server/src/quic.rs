@@ -167,11 +167,13 @@ pub(crate) trait StreamProtocol: Send + Sync + 'static {
         scratch: &mut Self::Scratch,
     ) -> Result<Answer, Failure>;
 
-    /// Writes the answer that [`answer`](Self::answer) deferred.
+    /// Writes the answer that [`answer`](Self::answer) deferred; `peer`
+    /// is the client's address.
     fn answer_deferred<'a>(
         &'a self,
         _request: &'a [u8],
         _out: &'a mut Vec<u8>,
+        _peer: std::net::SocketAddr,
     ) -> impl std::future::Future<Output = ()> + Send + 'a {
         async {}
     }
@@ -217,13 +219,13 @@ impl StreamProtocol for HandleStreams {
         }
     }
 
-    async fn answer_deferred(&self, request: &[u8], out: &mut Vec<u8>) {
+    async fn answer_deferred(&self, request: &[u8], out: &mut Vec<u8>, peer: std::net::SocketAddr) {
         // Admin requests, challenge answers and resolutions that need
         // authentication, as `respond_stream` decided; the rest recursed.
         if self.service.defers_to_admin(request) {
             // Every message of the answer on the stream, in order.
             out.clear();
-            for message in crate::tcp::admin(&self.service, request).await {
+            for message in crate::tcp::admin(&self.service, request, "handle-quic", peer).await {
                 out.extend_from_slice(&message);
             }
         } else {
@@ -587,7 +589,10 @@ impl<P: StreamProtocol> Streams<P> {
         let protocol = &self.shared.protocol;
         let mut answered = protocol.answer(&request, &mut buffers.out, &mut buffers.scratch);
         if answered == Ok(Answer::Deferred) {
-            protocol.answer_deferred(&request, &mut buffers.out).await;
+            let peer = self.conn.remote_address();
+            protocol
+                .answer_deferred(&request, &mut buffers.out, peer)
+                .await;
             answered = Ok(Answer::Ready);
         }
         let result = match answered {

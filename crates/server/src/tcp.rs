@@ -99,6 +99,9 @@ async fn connection(
     limits: Limits,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
+    let peer = stream
+        .peer_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out = Vec::with_capacity(4096);
     let mut scratch = Scratch::default();
@@ -132,7 +135,7 @@ async fn connection(
                 outcome = Outcome::Reply { keep_open };
             }
             if let Outcome::Admin { keep_open } = outcome {
-                for message in admin(&service, &buf[..total]).await {
+                for message in admin(&service, &buf[..total], "handle-tcp", peer).await {
                     stream.write_all(&message).await?;
                 }
                 out.clear();
@@ -178,9 +181,15 @@ async fn connection(
 /// needs authentication on a blocking thread
 /// (it reads and writes the store, and may verify a signature): the
 /// messages to send, in order.
-pub(crate) async fn admin(service: &Arc<HandleService>, message: &[u8]) -> Vec<Vec<u8>> {
+pub(crate) async fn admin(
+    service: &Arc<HandleService>,
+    message: &[u8],
+    surface: &'static str,
+    peer: std::net::SocketAddr,
+) -> Vec<Vec<u8>> {
     let (service, message) = (service.clone(), message.to_vec());
-    match tokio::task::spawn_blocking(move || service.respond_admin(&message, unix_now())).await {
+    let answer = move || service.respond_admin_from(&message, unix_now(), surface, Some(peer));
+    match tokio::task::spawn_blocking(answer).await {
         Ok(messages) => messages,
         Err(e) => {
             tracing::warn!(error = %e, "handle admin task failed");
