@@ -136,7 +136,7 @@ echo "dns-compare: starting idnode (dns 127.0.0.1:$idn_dns), loading $count iden
 printf '[dns]\ncache_mb = %s\n[cache]\nbudget_mb = 0\n' "$dns_cache_mb" >"$work/idnode.toml"
 "$IDNODE" serve --config "$work/idnode.toml" --data-dir "$work/idnode" \
   --handle-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 \
-  --grpc-listen "127.0.0.1:$idn_grpc" \
+  --grpc-listen "127.0.0.1:$idn_grpc" --http-listen 127.0.0.1:0 \
   --dns-listen "127.0.0.1:$idn_dns" --dns-quic-listen 127.0.0.1:0 \
   ${idnode_args[@]+"${idnode_args[@]}"} >"$work/idnode.log" 2>&1 &
 idn_pid=$!

@@ -157,7 +157,7 @@ start_node() {
   shift
   rm -f "$ready"
   "$IDNODE" serve --data-dir "$dir" --ready-file "$ready" \
-    --handle-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 \
+    --handle-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
     "$@" >"$log" 2>"$dir.stderr" &
   node_pid=$!
   pids+=("$node_pid")

@@ -8,7 +8,8 @@
 #   recursive   root = top      127.0.0.1:26450 (resolves for clients that set REC)
 #
 # Each node also listens on port+1 (gRPC), +2 (Handle over QUIC), +3 (DNS
-# UDP/TCP) and +4 (DNS over QUIC). State lives in $IDNODE_DEMO_DIR
+# UDP/TCP), +4 (DNS over QUIC) and +5 (HTTP: REST API and browser proxy).
+# State lives in $IDNODE_DEMO_DIR
 # (default ./hierarchy-data), wiped at start. Prints `ready` once all five
 # answer; Ctrl-C (or SIGTERM) stops every node it started.
 #
@@ -51,7 +52,8 @@ start() {
   RUST_LOG="${RUST_LOG:-warn}" "$bin" serve --data-dir "$dir" \
     --handle-listen "127.0.0.1:$port" --grpc-listen "127.0.0.1:$((port + 1))" \
     --quic-listen "127.0.0.1:$((port + 2))" --dns-listen "127.0.0.1:$((port + 3))" \
-    --dns-quic-listen "127.0.0.1:$((port + 4))" --udp-workers 1 "$@" \
+    --dns-quic-listen "127.0.0.1:$((port + 4))" --http-listen "127.0.0.1:$((port + 5))" \
+    --udp-workers 1 "$@" \
     >"$dir/node.log" 2>&1 &
   pids+=($!)
   local waited=0

@@ -38,9 +38,10 @@ if [ "${IDNODE_SKIP_PYTHON:-0}" != 1 ]; then
     echo "setup: creating Python virtualenv for the end-to-end tests in $IDNODE_VENV"
     python3 -m venv "$IDNODE_VENV"
   fi
-  if ! "$IDNODE_VENV/bin/python" -c "import grpc, grpc_tools, pytest, dns.quic, aioquic, cryptography" 2>/dev/null; then
-    echo "setup: installing Python test clients (grpcio, grpcio-tools, dnspython, aioquic, pytest)"
+  if ! "$IDNODE_VENV/bin/python" -c "import grpc, grpc_tools, pytest, dns.quic, aioquic, cryptography, pyhandle" 2>/dev/null; then
+    echo "setup: installing Python test clients (grpcio, grpcio-tools, dnspython, aioquic, pytest, pyhandle)"
     "$IDNODE_VENV/bin/pip" install -q --disable-pip-version-check \
-      'grpcio>=1.60' 'grpcio-tools>=1.60' 'dnspython>=2.6' 'aioquic>=1.0' 'pytest>=8' 'cryptography>=42'
+      'grpcio>=1.60' 'grpcio-tools>=1.60' 'dnspython>=2.6' 'aioquic>=1.0' 'pytest>=8' 'cryptography>=42' \
+      'pyhandle>=1.3'
   fi
 fi

@@ -43,7 +43,7 @@ class Node:
                "--ready-file", str(ready_file),
                "--handle-listen", self.handle_listen, "--grpc-listen", self.grpc_listen,
                "--udp-workers", "2", "--dns-listen", "127.0.0.1:0",
-               "--dns-quic-listen", "127.0.0.1:0", *self.extra]
+               "--dns-quic-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env={**os.environ, "RUST_LOG": "warn"})
         ready = threading.Event()
@@ -74,6 +74,8 @@ class Node:
         self.udp = host_port("handle_udp")
         self.tcp = host_port("handle_tcp")
         self.grpc = addresses["grpc"]
+        # The web listener (REST API, browser proxy), absent with --no-http.
+        self.http = addresses.get("http")
         # DNS listeners, absent with --no-dns (then None).
         self.dns_udp = host_port("dns_udp")
         self.dns_tcp = host_port("dns_tcp")

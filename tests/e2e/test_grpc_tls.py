@@ -139,7 +139,8 @@ def serve(data_dir, *args, timeout=60):
     return subprocess.run(
         [idnode_bin(), "serve", "--data-dir", str(data_dir), "--handle-listen", "127.0.0.1:0",
          "--quic-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0",
-         "--dns-quic-listen", "127.0.0.1:0", "--udp-workers", "1", *args],
+         "--dns-quic-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+         "--udp-workers", "1", *args],
         capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "RUST_LOG": "warn"})
 

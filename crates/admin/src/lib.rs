@@ -54,6 +54,9 @@ pub use prefixes::PrefixesService;
 pub use site::{PeerConfig, SitePeers};
 pub use tls::{ClientTls, Fingerprint, ServerTls, ServerTrust};
 pub use tokens_api::TokensService;
+/// gRPC metadata, as [`Auth::caller`] reads it (for other front ends that
+/// check the same tokens).
+pub use tonic::metadata::MetadataMap;
 
 use idnode_registry::Registry;
 use proto::audit_server::AuditServer;

@@ -349,7 +349,7 @@ impl HandleService {
             .map_err(|e| refusal(e.response_code(), e.to_string()))?;
         check_values(&req, (ctx.major, ctx.minor))?;
         let overwrite = request.header.op_flags & flags::OW != 0;
-        self.before_challenge(admin, &req, overwrite)?;
+        before_challenge(&admin.registry, &req, overwrite)?;
         let registry = &*admin.registry;
         let governing = governing(registry, &rules(registry, &req, overwrite)?)?;
         if !allowed(registry, who, &governing) {
@@ -389,18 +389,51 @@ impl HandleService {
             .map_err(|e| refusal(e.response_code(), e.to_string()))?;
         check_values(&req, (ctx.major, ctx.minor))?;
         let overwrite = request.header.op_flags & flags::OW != 0;
-        self.before_challenge(admin, &req, overwrite)?;
+        before_challenge(&admin.registry, &req, overwrite)?;
         issue_challenge(admin, message, request, ctx, now, session)
     }
+}
 
-    /// The checks of spec section 6 that come before the challenge.
-    fn before_challenge(
-        &self,
-        admin: &AdminState,
-        req: &AdminRequest,
-        overwrite: bool,
-    ) -> Result<(), Refusal> {
-        let registry = &admin.registry;
+/// An admin request for an administrator authenticated some other way
+/// than by a challenge (HTTP Basic against its HS_SECKEY): the same checks
+/// as a challenged request, `who` against the governing HS_ADMIN values,
+/// then the write through the registry. Returns the Handle response code
+/// and message of a refusal.
+pub fn write_as(
+    registry: &Registry,
+    who: &AdminRef,
+    req: AdminRequest,
+    overwrite: bool,
+) -> Result<(), Refusal> {
+    let version = (idnode_handle::VERSION_MAJOR, idnode_handle::VERSION_MINOR);
+    check_values(&req, version)?;
+    before_challenge(registry, &req, overwrite)?;
+    let governing = governing(registry, &rules(registry, &req, overwrite)?)?;
+    if !allowed(registry, who, &governing) {
+        return Err(refused_admin(who));
+    }
+    let ctx = ResponseContext {
+        request_id: 0,
+        session_id: 0,
+        major: version.0,
+        minor: version.1,
+        op_flags: 0,
+        site_serial: -1,
+        recursion: 0,
+        expiration: 0,
+        digest: None,
+    };
+    let actor = format!("handle:{}:{}", who.index, who.handle);
+    idnode_registry::with_actor(actor, || execute(registry, req, overwrite, &ctx)).map(|_| ())
+}
+
+/// The checks of spec section 6 that come before the challenge.
+fn before_challenge(
+    registry: &Registry,
+    req: &AdminRequest,
+    overwrite: bool,
+) -> Result<(), Refusal> {
+    {
         let writable = |handle: &str| -> Result<(), Refusal> {
             match registry.is_writable(handle) {
                 Ok(true) => Ok(()),
@@ -459,7 +492,9 @@ impl HandleService {
         }
         Ok(())
     }
+}
 
+impl HandleService {
     /// Steps 2 and 3: the answer to a challenge.
     fn redeem(
         &self,

@@ -126,6 +126,13 @@ pub struct ServeArgs {
     /// gRPC management address.
     #[arg(long)]
     pub grpc_listen: Option<SocketAddr>,
+    /// HTTP address of the REST API and the browser proxy (port 0 picks a
+    /// free port; default 127.0.0.1:8000).
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
+    /// Do not serve HTTP.
+    #[arg(long)]
+    pub no_http: bool,
     /// UDP worker sockets (0 = one per core).
     #[arg(long)]
     pub udp_workers: Option<usize>,

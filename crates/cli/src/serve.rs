@@ -24,6 +24,12 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(addr) = args.grpc_listen {
         config.grpc.listen = addr;
     }
+    if let Some(addr) = args.http_listen {
+        config.http.listen = addr;
+    }
+    if args.no_http {
+        config.http.enabled = false;
+    }
     if let Some(n) = args.udp_workers {
         config.handle.udp_workers = n;
     }
@@ -133,6 +139,9 @@ fn print_banner(a: &Addresses) {
             println!("  grpc sha256 {sha256}");
         }
         None => println!("  grpc        http://{}", a.grpc),
+    }
+    if let Some(addr) = a.http {
+        println!("  http        http://{addr} (REST API /api/handles, browser proxy /)");
     }
     println!("  admin token {}", a.admin_token_file.display());
     println!("  records     change sequence {}", a.change_sequence);

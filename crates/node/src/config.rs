@@ -33,6 +33,7 @@ pub struct Config {
     pub handle: HandleConfig,
     pub quic: QuicConfig,
     pub grpc: GrpcConfig,
+    pub http: HttpConfig,
     pub cache: CacheConfig,
     pub dns: DnsServerConfig,
     pub site: SiteConfig,
@@ -49,6 +50,7 @@ impl Default for Config {
             handle: HandleConfig::default(),
             quic: QuicConfig::default(),
             grpc: GrpcConfig::default(),
+            http: HttpConfig::default(),
             cache: CacheConfig::default(),
             dns: DnsServerConfig::default(),
             site: SiteConfig::default(),
@@ -251,6 +253,45 @@ impl QuicConfig {
                 key: self.key.clone(),
                 names: self.names.clone(),
             },
+        }
+    }
+}
+
+/// The web listener (`idnode-http`): the JSON REST API and the browser
+/// proxy, HTTP/1.1 and HTTP/2.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Serve HTTP at all.
+    pub enabled: bool,
+    /// Address of the HTTP listener (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Seconds a request's headers may take to arrive.
+    pub header_timeout_secs: u64,
+    /// Seconds a request may take, body and answer included.
+    pub request_timeout_secs: u64,
+    /// Most connections at once.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_connections: 4096,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn limits(&self) -> idnode_http::Limits {
+        idnode_http::Limits {
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_secs.max(1)),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs.max(1)),
+            max_connections: self.max_connections.max(1),
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct Addresses {
     pub dns_tcp: Option<SocketAddr>,
     pub dns_quic: Option<SocketAddr>,
     pub grpc: SocketAddr,
+    /// The web listener (REST API and browser proxy), when `[http]` is on.
+    pub http: Option<SocketAddr>,
     /// The QUIC listeners' certificate (PEM) and its SHA-256 fingerprint.
     pub tls_certificate: Option<PathBuf>,
     pub tls_sha256: Option<String>,
@@ -74,6 +76,7 @@ pub struct Node {
     dns: Option<DnsListeners>,
     dns_quic: Option<QuicListener>,
     grpc: tokio::task::JoinHandle<Result<(), idnode_admin::Error>>,
+    http: Option<tokio::task::JoinHandle<()>>,
     store: Arc<dyn Store>,
 }
 
@@ -206,7 +209,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     let quic = if config.quic.enabled {
         let listener = QuicListener::start(
             &config.quic.listener_options(),
-            service,
+            service.clone(),
             &config.data_dir,
             shutdown.clone(),
         )
@@ -271,6 +274,23 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     let grpc_certificate = grpc_tls
         .as_ref()
         .map(|(path, tls)| (path.clone(), tls.fingerprint));
+    let http = if config.http.enabled {
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
+        let addr = listener.local_addr()?;
+        let router =
+            idnode_http::Web::new(service.clone(), registry.clone(), auth.clone()).router();
+        let task = tokio::spawn(idnode_http::serve(
+            listener,
+            router,
+            config.http.limits(),
+            shutdown.clone(),
+        ));
+        Some((addr, task))
+    } else {
+        None
+    };
     let grpc = tokio::spawn(idnode_admin::serve_tls_in_site(
         grpc_listener,
         registry,
@@ -291,6 +311,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         dns_tcp: dns.as_ref().map(|d| d.tcp),
         dns_quic: dns_quic.as_ref().map(|q| q.addr),
         grpc: grpc_addr,
+        http: http.as_ref().map(|(addr, _)| *addr),
         tls_certificate: tls.map(|q| q.certificate.clone()),
         tls_sha256: tls.map(|q| q.fingerprint.to_string()),
         grpc_tls_sha256: grpc_certificate.as_ref().map(|(_, f)| f.to_string()),
@@ -310,6 +331,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         dns,
         dns_quic,
         grpc,
+        http: http.map(|(_, task)| task),
         store,
     })
 }
@@ -364,6 +386,11 @@ impl Node {
         }
         if let Some(q) = self.dns_quic {
             q.join().await;
+        }
+        if let Some(http) = self.http
+            && let Err(e) = http.await
+        {
+            tracing::warn!(error = %e, "HTTP task failed");
         }
         match self.grpc.await {
             Ok(Ok(())) => {}

@@ -1,0 +1,173 @@
+//! The web side of a node (docs/http.md): the JSON REST API in the shape
+//! of Handle.Net's (`/api/handles/...`, what pyhandle and the other Handle
+//! tools call) and the browser proxy (`/88.100.1/ABC-123` redirects to the
+//! identifier's URL; `?noredirect` shows its public values as a page).
+//!
+//! Reads go through the node's [`HandleService`], as a Handle resolution
+//! does, so they share its response cache, its referrals and its rule that
+//! only public values leave without credentials. Writes go through the
+//! [`Registry`], authenticated by the node's scoped tokens (`Bearer`) or by
+//! a Handle administrator's secret key (HTTP Basic, `index:handle` and the
+//! HS_SECKEY), checked against the same permissions as gRPC and the
+//! Handle protocol, and recorded in the audit trail with surface `http`.
+//!
+//! This crate owns HTTP: routing, JSON, HTML, the listener (HTTP/1.1 and
+//! HTTP/2 on one port, keep-alive, request size and time limits, graceful
+//! shutdown). It holds no state of its own.
+
+mod api;
+mod credentials;
+mod json;
+mod pages;
+mod proxy;
+
+use axum::Router;
+use idnode_admin::Auth;
+use idnode_authority::HandleService;
+use idnode_registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Largest request body accepted (a PUT of a record), in bytes.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Web {
+    pub(crate) service: Arc<HandleService>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) auth: Arc<Auth>,
+}
+
+impl Web {
+    /// `service` answers reads (it must serve the same store `registry`
+    /// writes to); `auth` checks Bearer tokens.
+    pub fn new(service: Arc<HandleService>, registry: Arc<Registry>, auth: Arc<Auth>) -> Self {
+        Self {
+            service,
+            registry,
+            auth,
+        }
+    }
+
+    /// Every route: the REST API under `/api/handles`, the proxy and its
+    /// pages everywhere else.
+    pub fn router(self) -> Router {
+        Router::new()
+            .merge(api::routes())
+            .merge(proxy::routes())
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(self)
+    }
+}
+
+/// Limits of the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A request's headers must arrive within this time.
+    pub header_timeout: Duration,
+    /// A request must be answered within this time (its body included).
+    pub request_timeout: Duration,
+    /// Most connections at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+        }
+    }
+}
+
+/// Serves `router` on `listener` (HTTP/1.1 with keep-alive and HTTP/2,
+/// cleartext) until `shutdown`, then lets the requests in flight finish
+/// (at most `limits.request_timeout`).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    let router = router.layer(axum::middleware::from_fn(move |req, next| {
+        with_deadline(req, next, limits.request_timeout)
+    }));
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(
+            router.clone().layer(axum::Extension(Peer(peer))),
+        );
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "http connection ended");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.request_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::debug!("http: connections still open at shutdown were dropped");
+    }
+}
+
+/// The client's address, for the audit trail.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub SocketAddr);
+
+async fn with_deadline(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+    limit: Duration,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => (
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "the request took too long",
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,262 @@
+//! The browser proxy: `GET /88.100.1/ABC-123` answers 302 to the
+//! identifier's URL (the lowest index of type URL, or the first location
+//! of a `10320/loc` value; `?type=T` or `?index=N` pick another value),
+//! `?noredirect` (or an identifier without a URL) shows its public values
+//! as a page; `/` has a search box (`/?id=...` goes to the identifier).
+//! Only `http` and `https` URLs are redirected to.
+
+use crate::api::{Resolved, referral_for, resolve_public, url_pairs};
+use crate::{Web, pages};
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Response};
+use idnode_core::{Identifier, Value};
+
+pub(crate) fn routes() -> Router<Web> {
+    Router::new().fallback(proxy)
+}
+
+/// The first `href` of a `10320/loc` location list
+/// (`<locations><location href="..."/></locations>`).
+fn first_location(xml: &str) -> Option<String> {
+    let at = xml.match_indices("<location").find_map(|(at, _)| {
+        let next = xml.as_bytes().get(at + "<location".len())?;
+        (next.is_ascii_whitespace() || *next == b'/' || *next == b'>').then_some(at)
+    })?;
+    let rest = &xml[at..];
+    let end = rest.find('>')?;
+    let tag = &rest[..end];
+    let h = tag.find("href")?;
+    let after = tag[h + 4..].trim_start().strip_prefix('=')?.trim_start();
+    let quote = after.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let value = &after[1..];
+    let close = value.find(quote)?;
+    Some(
+        value[..close]
+            .replace("&amp;", "&")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">"),
+    )
+}
+
+fn web_url(text: &str) -> Option<String> {
+    let t = text.trim();
+    let lower = t.get(..8).unwrap_or(t).to_ascii_lowercase();
+    let ok = (lower.starts_with("https://") || lower.starts_with("http://"))
+        && !t.chars().any(|c| c.is_control() || c == ' ');
+    ok.then(|| t.to_owned())
+}
+
+/// Where an identifier's values send a browser.
+fn target(values: &[Value], index: Option<u32>, kind: Option<&str>) -> Option<String> {
+    let text = |v: &Value| std::str::from_utf8(&v.data).ok().map(str::to_owned);
+    if let Some(i) = index {
+        return values
+            .iter()
+            .find(|v| v.index == i)
+            .and_then(text)
+            .and_then(|t| web_url(&t));
+    }
+    if let Some(k) = kind {
+        let mut of: Vec<&Value> = values
+            .iter()
+            .filter(|v| v.kind.eq_ignore_ascii_case(k))
+            .collect();
+        of.sort_by_key(|v| v.index);
+        return of.into_iter().filter_map(text).find_map(|t| {
+            if k == "10320/loc" {
+                first_location(&t).and_then(|u| web_url(&u))
+            } else {
+                web_url(&t)
+            }
+        });
+    }
+    let mut locs: Vec<&Value> = values.iter().filter(|v| v.kind == "10320/loc").collect();
+    locs.sort_by_key(|v| v.index);
+    if let Some(url) = locs
+        .into_iter()
+        .filter_map(text)
+        .find_map(|t| first_location(&t).and_then(|u| web_url(&u)))
+    {
+        return Some(url);
+    }
+    let mut urls: Vec<&Value> = values
+        .iter()
+        .filter(|v| v.kind.eq_ignore_ascii_case("URL"))
+        .collect();
+    urls.sort_by_key(|v| v.index);
+    urls.into_iter().filter_map(text).find_map(|t| web_url(&t))
+}
+
+/// A URL as a `Location` header may carry it: bytes outside printable
+/// ASCII percent-encoded (the rest, `%` included, as they are).
+fn location(url: &str) -> String {
+    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+    const OUTSIDE: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'<').add(b'>');
+    utf8_percent_encode(url, OUTSIDE).to_string()
+}
+
+fn html(status: StatusCode, markup: maud::Markup) -> Response {
+    (status, Html(markup.into_string())).into_response()
+}
+
+async fn proxy(
+    State(web): State<Web>,
+    method: axum::http::Method,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        return (StatusCode::METHOD_NOT_ALLOWED, "the proxy answers GET").into_response();
+    }
+    let params: Vec<(String, String)> = query
+        .as_deref()
+        .map(|q| url_pairs(q).take(64).collect())
+        .unwrap_or_default();
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let raw_path = uri.path().trim_start_matches('/');
+    if raw_path.is_empty() {
+        return match get("id")
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+        {
+            Some(id) => (
+                StatusCode::FOUND,
+                [(header::LOCATION, format!("/{}", pages::encode(&id)))],
+            )
+                .into_response(),
+            None => html(StatusCode::OK, pages::home()),
+        };
+    }
+    if raw_path == "favicon.ico" {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let text = match percent_encoding::percent_decode_str(raw_path).decode_utf8() {
+        Ok(t) => t.into_owned(),
+        Err(_) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                pages::malformed(raw_path, "not UTF-8"),
+            );
+        }
+    };
+    let id = match Identifier::parse(&text) {
+        Ok(id) => id,
+        Err(e) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                pages::malformed(&text, &e.to_string()),
+            );
+        }
+    };
+    let noredirect = params.iter().any(|(k, _)| k == "noredirect");
+    let index = get("index").and_then(|i| i.parse().ok());
+    let kind = get("type");
+    let resolved = {
+        let web = web.clone();
+        let handle = id.as_str().to_owned();
+        match tokio::task::spawn_blocking(move || {
+            let resolved = resolve_public(&web, &handle, &[], &[]);
+            let referral = match &resolved {
+                Resolved::Refused { code, .. } if *code == idnode_handle::code::SERVER_NOT_RESP => {
+                    referral_for(&web, &handle)
+                }
+                _ => None,
+            };
+            (resolved, referral)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                return html(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    pages::failure("internal error"),
+                );
+            }
+        }
+    };
+    match resolved {
+        (Resolved::Values { handle, values }, _) => {
+            if !noredirect && let Some(url) = target(&values, index, kind.as_deref()) {
+                return (StatusCode::FOUND, [(header::LOCATION, location(&url))]).into_response();
+            }
+            html(StatusCode::OK, pages::record(&handle, &values, None))
+        }
+        (Resolved::Referral { handle, values }, _) | (_, Some((handle, values))) => html(
+            StatusCode::OK,
+            pages::delegated(id.as_str(), &handle, &servers(&values)),
+        ),
+        (Resolved::Refused { code, .. }, None) if code == idnode_handle::code::HANDLE_NOT_FOUND => {
+            html(StatusCode::NOT_FOUND, pages::not_found(id.as_str()))
+        }
+        (Resolved::Refused { code, .. }, None) if code == idnode_handle::code::SERVER_NOT_RESP => {
+            html(StatusCode::NOT_FOUND, pages::not_found(id.as_str()))
+        }
+        (Resolved::Refused { code, message }, None) => html(
+            crate::api::status_of(code),
+            pages::failure(&format!("response code {code}: {message}")),
+        ),
+    }
+}
+
+/// The servers named by HS_SITE values: address, then (protocol, port).
+fn servers(values: &[Value]) -> Vec<(String, Vec<(String, u32)>)> {
+    values
+        .iter()
+        .filter(|v| v.kind.starts_with("HS_SITE"))
+        .filter_map(|v| idnode_handle::site::SiteInfo::decode(&v.data).ok())
+        .flat_map(|site| site.servers)
+        .map(|s| {
+            let interfaces = s
+                .interfaces
+                .iter()
+                .map(|i| (format!("{:?}", i.protocol), i.port))
+                .collect();
+            (s.address.to_string(), interfaces)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_and_urls() {
+        assert_eq!(
+            first_location(
+                r#"<locations><location id="0" href="https://a.example/x?a=1&amp;b=2" /></locations>"#
+            ),
+            Some("https://a.example/x?a=1&b=2".into())
+        );
+        assert_eq!(first_location("<locations/>"), None);
+        let values = vec![
+            Value::new(3, "URL", b"https://three".to_vec()),
+            Value::new(2, "URL", b"javascript:alert(1)".to_vec()),
+            Value::new(5, "EMAIL", b"x@y".to_vec()),
+        ];
+        assert_eq!(target(&values, None, None), Some("https://three".into()));
+        assert_eq!(target(&values, Some(2), None), None);
+        assert_eq!(target(&values, Some(3), None), Some("https://three".into()));
+        assert_eq!(target(&values, None, Some("EMAIL")), None);
+        let mut with_loc = values.clone();
+        with_loc.push(Value::new(
+            9,
+            "10320/loc",
+            br#"<locations><location href="http://loc.example/" /></locations>"#.to_vec(),
+        ));
+        assert_eq!(
+            target(&with_loc, None, None),
+            Some("http://loc.example/".into())
+        );
+    }
+}
