@@ -292,9 +292,7 @@ impl Iterator for AxfrRecords<'_> {
 }
 
 fn no_zone() -> DnsError {
-    DnsError::from(idnode_store::StoreError::Engine(
-        "the zone has no SOA to transfer".into(),
-    ))
+    DnsError::Transfer("the zone has no SOA to transfer".into())
 }
 
 /// Packs records into messages, one message per call.
@@ -377,9 +375,7 @@ impl Packer<'_> {
 }
 
 fn encoding(what: &str) -> DnsError {
-    DnsError::from(idnode_store::StoreError::Engine(format!(
-        "transfer message: {what}"
-    )))
+    DnsError::Transfer(format!("message: {what}"))
 }
 
 /// The whole zone from a snapshot, then its SOA again.
