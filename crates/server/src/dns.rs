@@ -22,7 +22,8 @@
 //!   `DOQ_REQUEST_CANCELLED`.
 //!
 //! Zone transfers (AXFR, IXFR) are served over TCP to the peers of
-//! `allow_transfer` ([`idnode_dns::transfer`]); over UDP and QUIC,
+//! `allow_transfer` ([`idnode_dns::transfer`]), each message sent while
+//! the next is built on a blocking thread; over UDP and QUIC,
 //! [`Outcome::Transfer`] sends the NOTIMP answer the service wrote. After
 //! writes, NOTIFY goes to the `notify` targets ([`crate::notify`]).
 
