@@ -300,6 +300,42 @@ def test_dig_axfr_lists_the_zone_between_two_soas(node):
     assert r.rcode() == dns.rcode.NOTAUTH
 
 
+def read_framed(s):
+    """One length-prefixed DNS message from a TCP socket."""
+    def exactly(n):
+        data = b""
+        while len(data) < n:
+            chunk = s.recv(n - len(data))
+            assert chunk, "the connection closed"
+            data += chunk
+        return data
+    (length,) = struct.unpack("!H", exactly(2))
+    return exactly(length)
+
+
+def test_axfr_streams_and_dnspython_gets_every_record_dig_lists(node):
+    # The first message, alone off the socket: the question, then the SOA.
+    q = dns.message.make_query(APEX, "AXFR")
+    wire = q.to_wire()
+    with socket.create_connection(node.dns_tcp, timeout=10) as s:
+        s.sendall(struct.pack("!H", len(wire)) + wire)
+        first = dns.message.from_wire(read_framed(s), xfr=True)
+    assert first.id == q.id and first.rcode() == dns.rcode.NOERROR
+    assert first.question and first.question[0].name == dns.name.from_text(APEX)
+    assert first.answer[0].rdtype == dns.rdatatype.SOA
+    # dnspython's transfer (it checks the SOA at both ends) gets, over
+    # several messages, the very records dig lists.
+    messages = list(dns.query.xfr(node.dns_tcp[0], APEX, port=node.dns_tcp[1], timeout=30,
+                                  lifetime=120, relativize=False))
+    assert len(messages) > 1
+    assert all(not m.question for m in messages[1:])
+    got = sorted((rrset.name.to_text().lower(), dns.rdatatype.to_text(rrset.rdtype), rd.to_text())
+                 for m in messages for rrset in m.answer for rd in rrset)
+    listed = sorted((r[0].lower(), r[3], r[4]) for r in xfr_records(dig(node.dns_tcp, "AXFR", APEX)))
+    assert len(got) == len(listed) and len(got) > 3000, (len(got), len(listed))
+    assert got == listed
+
+
 def test_dig_ixfr_after_a_grpc_write_shows_the_new_record(node, pb):
     pb2, ids = stub(node, pb)
     before = soa_serial(node)

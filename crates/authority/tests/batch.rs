@@ -61,6 +61,10 @@ impl Store for Counting {
         self.inner.scan(space, prefix, after, limit)
     }
 
+    fn snapshot(&self) -> idnode_store::Result<Box<dyn idnode_store::Snapshot + '_>> {
+        self.inner.snapshot()
+    }
+
     fn begin(&self) -> idnode_store::Result<Box<dyn WriteTxn + '_>> {
         self.inner.begin()
     }

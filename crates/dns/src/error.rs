@@ -18,6 +18,10 @@ pub enum DnsError {
     /// The name of an identifier or prefix would pass 255 octets.
     #[error("the DNS name of {0:?} would be longer than 255 octets")]
     NameTooLong(String),
+    /// A zone transfer answer could not be made (no such zone, a record
+    /// that does not encode or fit a message).
+    #[error("zone transfer: {0}")]
+    Transfer(String),
     /// The store failed, or holds a record that does not decode.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -30,6 +34,7 @@ impl DnsError {
             DnsError::InvalidName { .. } => "DNS_INVALID_NAME",
             DnsError::InvalidConfig(_) => "DNS_INVALID_CONFIG",
             DnsError::NameTooLong(_) => "DNS_NAME_TOO_LONG",
+            DnsError::Transfer(_) => "DNS_TRANSFER",
             DnsError::Store(_) => "DNS_STORE",
         }
     }

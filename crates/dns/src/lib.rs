@@ -16,10 +16,11 @@
 //!   ANY, referrals at the zone cuts of delegated prefixes), through an [`AnswerCache`] of encoded answers that commits
 //!   invalidate;
 //! - zone transfers ([`transfer`]): [`transfer::transfer`] turns an AXFR
-//!   or IXFR query from a peer into the answer messages (the zone from
-//!   [`DnsService::zone`], differences from the store's change log through
-//!   [`DnsService::record_set`]), signed with TSIG ([`tsig`]) when the
-//!   query was; the listener only frames them.
+//!   or IXFR query from a peer into a stream of answer messages, each
+//!   packed as soon as it is full (the zone from [`DnsService::zone`],
+//!   paged from a store snapshot; differences from the store's change log
+//!   through [`DnsService::record_set`]), signed with TSIG ([`tsig`]) when
+//!   the query was; the listener only frames and sends them.
 //!
 //! It is sans-IO: no sockets, no tokio, no clock (callers pass `now`).
 //! Listeners (UDP, TCP, QUIC) live above it; it must

@@ -3,12 +3,16 @@
 //!
 //! - Only peers whose address is in the allow list get a transfer; others
 //!   get REFUSED.
-//! - AXFR: SOA, every record of the zone, SOA again, packed into as few
-//!   messages as fit 65535 octets each (same id, the question in the first
-//!   message only, AA set). The zone iteration is no snapshot, so the whole
-//!   answer is built first and built again (at most [`AXFR_ATTEMPTS`]
-//!   times) when the serial moved meanwhile; then SERVFAIL. The answer is
-//!   held in memory while it is sent.
+//! - [`transfer`] returns the answer as a stream of messages ([`Transfer`]),
+//!   each built when the one before has been taken: records are packed
+//!   into a message until the next one would not fit 65535 octets (less
+//!   [`TSIG_ROOM`]), then that message is yielded. Same id and AA in every
+//!   message, the question in the first one only. Memory stays flat
+//!   whatever the zone's size: a page of stored records and one message
+//!   at a time, so the first message leaves within milliseconds.
+//! - AXFR: SOA, every record of the zone, SOA again, read from one
+//!   snapshot of the store (see [`DnsService::zone`]): the zone of one
+//!   moment, its serial the snapshot's, whatever is written meanwhile.
 //! - IXFR: the client's serial comes from the SOA in the query's authority
 //!   section (none: FORMERR). The same or a newer serial (RFC 1982): the
 //!   current SOA alone. Otherwise, when the change log holds every change
@@ -20,36 +24,42 @@
 //!   key, looked for at most [`LOOKBACK`] log entries back; when the log
 //!   starts at sequence 1 and has no earlier change of the key, it did not
 //!   exist. Anything else: the full zone, as AXFR sends it (RFC 1995
-//!   section 4 allows that).
+//!   section 4 allows that). The changes and the values before them are
+//!   read before the first message (both bounded by the limits above); the
+//!   records they become are made a change at a time.
+//! - An error before the first message (a store read, a corrupt record)
+//!   is answered SERVFAIL; after it, a SERVFAIL message ends the stream,
+//!   and the client drops what it got.
 //!
 //! - TSIG (RFC 8945, [`crate::tsig`]): with keys configured, a transfer
 //!   must be signed with one of them (unsigned: REFUSED; bad key,
 //!   signature or time: NOTAUTH), and every message of the answer is
-//!   signed with it.
+//!   signed with it, in order, each over the MAC of the one before.
 //!
 //! Not done: transfers over UDP and QUIC (they get the service's NOTIMP),
 //! and address ranges in the allow list.
 
-use crate::tsig::{self, TsigKey, Verdict};
-use crate::{DnsError, DnsService};
+use crate::tsig::{self, Signer, TsigKey, Verdict};
+use crate::{DnsError, DnsService, ZoneRecords};
 use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::{RData, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncodable;
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use idnode_store::{Change, Space};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
-/// How often an AXFR is built again when the serial moved while reading.
-pub const AXFR_ATTEMPTS: usize = 4;
 /// More changes than this since the client's serial: the full zone.
 pub const MAX_IXFR_CHANGES: u64 = 10_000;
 /// How far back the change log is read for the values before a change.
 pub const LOOKBACK: u64 = 200_000;
 /// Change-log entries read at once.
 const LOG_PAGE: usize = 4096;
-/// Room left in each message for the header and question (a question is
-/// at most 255 + 4 octets).
-const MESSAGE_BUDGET: usize = u16::MAX as usize - 512;
+/// Octets of each message left for the TSIG record the signer appends: a
+/// key name of at most 255 octets, the algorithm's name, a MAC of at most
+/// 64 octets and the fixed fields come to less than 700.
+pub const TSIG_ROOM: usize = 1024;
+/// The most a transfer message holds before it is signed.
+const MESSAGE_LIMIT: usize = u16::MAX as usize - TSIG_ROOM;
 
 /// Whether `peer` may transfer zones. IPv4-mapped IPv6 addresses count as
 /// their IPv4 address.
@@ -67,21 +77,27 @@ pub struct TransferPolicy {
     pub keys: Vec<TsigKey>,
 }
 
-/// The answer messages (unframed) to an AXFR or IXFR `query` of the apex
-/// at `apex` from `peer`, signed when the query was. `fallback` is what to
+/// The answer to an AXFR or IXFR `query` of the apex at `apex` from
+/// `peer`: a stream of messages (unframed, each at most 65535 octets),
+/// signed when the query was; see the module docs. `fallback` is what to
 /// send when the query cannot even be read back (the service's own
-/// answer). Never panics.
-pub fn transfer(
-    service: &DnsService,
+/// answer). The stream yields at least one message and never panics.
+pub fn transfer<'a>(
+    service: &'a DnsService,
     query: &[u8],
     apex: usize,
     peer: IpAddr,
-    policy: &TransferPolicy,
+    policy: &'a TransferPolicy,
     now: u32,
     fallback: &[u8],
-) -> Vec<Vec<u8>> {
-    let mut signer = match tsig::verify(query, &policy.keys, u64::from(now)) {
-        Verdict::Refused(answer) => return vec![answer],
+) -> Transfer<'a> {
+    let signer = match tsig::verify(query, &policy.keys, u64::from(now)) {
+        Verdict::Refused(answer) => {
+            return Transfer {
+                state: State::Last(Some(answer)),
+                signer: None,
+            };
+        }
         Verdict::Signed(signer) => Some(signer),
         Verdict::Unsigned => None,
     };
@@ -93,13 +109,46 @@ pub fn transfer(
         fallback,
         signed: signer.is_some(),
     };
-    let mut messages = transfer_unsigned(service, &request, policy);
-    if let Some(signer) = &mut signer {
-        for m in &mut messages {
-            signer.sign(m);
-        }
+    Transfer {
+        state: start(service, &request, policy),
+        signer,
     }
-    messages
+}
+
+/// The messages of one transfer answer; see [`transfer`].
+pub struct Transfer<'a> {
+    state: State<'a>,
+    signer: Option<Signer<'a>>,
+}
+
+enum State<'a> {
+    /// One message left (an error, a refusal), then the end.
+    Last(Option<Vec<u8>>),
+    /// Records to pack.
+    Packing(Box<Packer<'a>>),
+}
+
+impl Iterator for Transfer<'_> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let mut message = match &mut self.state {
+            State::Last(message) => message.take()?,
+            State::Packing(packer) => match packer.next_message()? {
+                Ok(message) => message,
+                Err(e) => {
+                    tracing::error!(error = %e, "zone transfer failed");
+                    let message = error_answer(&packer.request, ResponseCode::ServFail);
+                    self.state = State::Last(None);
+                    message?
+                }
+            },
+        };
+        if let Some(signer) = &mut self.signer {
+            signer.sign(&mut message);
+        }
+        Some(message)
+    }
 }
 
 /// One transfer request, as [`transfer`] got it.
@@ -113,11 +162,9 @@ struct Request<'a> {
     signed: bool,
 }
 
-fn transfer_unsigned(
-    service: &DnsService,
-    r: &Request<'_>,
-    policy: &TransferPolicy,
-) -> Vec<Vec<u8>> {
+/// The answer's first state: a single message (refusal, error) or the
+/// records to pack.
+fn start<'a>(service: &'a DnsService, r: &Request<'_>, policy: &TransferPolicy) -> State<'a> {
     let Request {
         query,
         apex,
@@ -127,21 +174,16 @@ fn transfer_unsigned(
         signed,
     } = *r;
     let Ok(request) = Message::from_vec(query) else {
-        return vec![fallback.to_vec()];
+        return State::Last(Some(fallback.to_vec()));
     };
     let Some(question) = request.queries.first() else {
-        return vec![fallback.to_vec()];
+        return State::Last(Some(fallback.to_vec()));
     };
     let qtype = question.query_type();
-    let error = |code: ResponseCode| -> Vec<Vec<u8>> {
-        let mut m = response_head(&request);
-        m.metadata.response_code = code;
-        m.metadata.authoritative = code != ResponseCode::Refused;
-        m.queries = request.queries.clone();
-        match m.to_vec() {
-            Ok(bytes) => vec![bytes],
-            Err(_) => vec![fallback.to_vec()],
-        }
+    let error = |code: ResponseCode| {
+        State::Last(Some(
+            error_answer(&request, code).unwrap_or_else(|| fallback.to_vec()),
+        ))
     };
     if !allowed(peer, &policy.allow) {
         tracing::info!(%peer, ?qtype, "zone transfer refused: peer not in allow_transfer");
@@ -162,27 +204,23 @@ fn transfer_unsigned(
                 return error(ResponseCode::FormErr);
             };
             match ixfr(service, apex, client, now) {
-                Ok(Some(records)) => Ok(records),
+                Ok(Some(records)) => Records::Changes(records),
                 Ok(None) => axfr(service, apex, now),
-                Err(e) => Err(e),
+                Err(e) => {
+                    tracing::error!(error = %e, "zone transfer failed");
+                    return error(ResponseCode::ServFail);
+                }
             }
         }
-        _ => return vec![fallback.to_vec()],
+        _ => return State::Last(Some(fallback.to_vec())),
     };
-    let records = match records {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "zone transfer failed");
-            return error(ResponseCode::ServFail);
-        }
-    };
-    match pack(&request, records) {
-        Ok(messages) => messages,
-        Err(e) => {
-            tracing::error!(error = %e, "zone transfer failed: encoding");
-            error(ResponseCode::ServFail)
-        }
-    }
+    State::Packing(Box::new(Packer {
+        request,
+        records,
+        carry: None,
+        packed: 0,
+        done: false,
+    }))
 }
 
 /// A response header for `request`: same id and RD, opcode QUERY.
@@ -192,65 +230,161 @@ fn response_head(request: &Message) -> Message {
     m
 }
 
-/// Packs `records` into messages of at most 65535 octets.
-fn pack(request: &Message, records: Vec<Record>) -> Result<Vec<Vec<u8>>, String> {
-    let mut messages = Vec::new();
-    let mut current: Vec<Record> = Vec::new();
-    let mut size = 0usize;
-    let flush = |current: &mut Vec<Record>, messages: &mut Vec<Vec<u8>>| {
-        let mut m = response_head(request);
-        m.metadata.authoritative = true;
-        if messages.is_empty() {
-            m.queries = request.queries.clone();
-        }
-        m.answers = std::mem::take(current);
-        let bytes = m.to_vec().map_err(|e| e.to_string())?;
-        if bytes.len() > usize::from(u16::MAX) {
-            return Err("a record does not fit one message".to_string());
-        }
-        messages.push(bytes);
-        Ok::<(), String>(())
-    };
-    for record in records {
-        // Its size alone: in a message, name compression only shrinks it.
-        let len = record.to_bytes().map_err(|e| e.to_string())?.len();
-        if !current.is_empty() && size + len > MESSAGE_BUDGET {
-            flush(&mut current, &mut messages)?;
-            size = 0;
-        }
-        size += len;
-        current.push(record);
-    }
-    if !current.is_empty() || messages.is_empty() {
-        flush(&mut current, &mut messages)?;
-    }
-    Ok(messages)
+/// The answer `code` to `request`, with its question; AA unless REFUSED.
+fn error_answer(request: &Message, code: ResponseCode) -> Option<Vec<u8>> {
+    let mut m = response_head(request);
+    m.metadata.response_code = code;
+    m.metadata.authoritative = code != ResponseCode::Refused;
+    m.queries = request.queries.clone();
+    m.to_vec().ok()
 }
 
-/// The whole zone: SOA, records, SOA; read again while the serial moves.
-fn axfr(service: &DnsService, apex: usize, now: u32) -> Result<Vec<Record>, DnsError> {
-    for _ in 0..AXFR_ATTEMPTS {
-        let before = service.soa_serial();
-        let mut records = Vec::new();
-        for record in service.zone(apex, now) {
-            records.push(record?);
-        }
-        let after = service.soa_serial();
-        let Some(first) = records.first().cloned() else {
-            break;
-        };
-        let first_serial = match &first.data {
-            RData::SOA(soa) => Some(soa.serial),
-            _ => None,
-        };
-        if before == after && first_serial == Some(before) {
-            records.push(first);
-            return Ok(records);
+/// The records of a transfer answer, in order.
+enum Records<'a> {
+    /// The whole zone.
+    Zone(Box<AxfrRecords<'a>>),
+    /// An incremental answer.
+    Changes(Box<IxfrRecords<'a>>),
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<Record, DnsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Records::Zone(zone) => zone.next(),
+            Records::Changes(changes) => changes.next(),
         }
     }
-    Err(DnsError::from(idnode_store::StoreError::Engine(
-        "the zone kept changing during the transfer".into(),
-    )))
+}
+
+/// The zone from a snapshot, then its SOA again.
+struct AxfrRecords<'a> {
+    zone: ZoneRecords<'a>,
+    /// The first record (the SOA), sent again at the end.
+    closing: Option<Record>,
+    started: bool,
+}
+
+impl Iterator for AxfrRecords<'_> {
+    type Item = Result<Record, DnsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.zone.next() {
+            Some(Ok(record)) => {
+                if !self.started {
+                    self.started = true;
+                    if record.record_type() != RecordType::SOA {
+                        return Some(Err(no_zone()));
+                    }
+                    self.closing = Some(record.clone());
+                }
+                Some(Ok(record))
+            }
+            Some(Err(e)) => Some(Err(e)),
+            None if !self.started => {
+                self.started = true;
+                Some(Err(no_zone()))
+            }
+            None => self.closing.take().map(Ok),
+        }
+    }
+}
+
+fn no_zone() -> DnsError {
+    DnsError::Transfer("the zone has no SOA to transfer".into())
+}
+
+/// Packs records into messages, one message per call.
+struct Packer<'a> {
+    request: Message,
+    records: Records<'a>,
+    /// The record that did not fit the last message.
+    carry: Option<Record>,
+    /// Messages made so far.
+    packed: usize,
+    done: bool,
+}
+
+impl Packer<'_> {
+    /// The next message: as many records as fit [`MESSAGE_LIMIT`]
+    /// octets; `None` when every record has gone, an error when a record
+    /// cannot be read or encoded (then the end).
+    fn next_message(&mut self) -> Option<Result<Vec<u8>, DnsError>> {
+        if self.done {
+            return None;
+        }
+        let mut head = response_head(&self.request);
+        head.metadata.authoritative = true;
+        if self.packed == 0 {
+            head.queries = self.request.queries.clone();
+        }
+        let mut bytes = Vec::with_capacity(MESSAGE_LIMIT);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        // MESSAGE_LIMIT is below u16::MAX.
+        encoder.set_max_size(MESSAGE_LIMIT as u16);
+        if let Err(e) = head.emit(&mut encoder) {
+            self.done = true;
+            return Some(Err(encoding(&e.to_string())));
+        }
+        let mut count: u16 = 0;
+        loop {
+            let record = match self.carry.take() {
+                Some(record) => record,
+                None => match self.records.next() {
+                    Some(Ok(record)) => record,
+                    Some(Err(e)) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                    None => {
+                        self.done = true;
+                        break;
+                    }
+                },
+            };
+            // Encoded in place, names compressed against the message so
+            // far; taken back out when it passes the limit.
+            let mark = encoder.offset();
+            if count < u16::MAX && record.emit(&mut encoder).is_ok() {
+                count += 1;
+                continue;
+            }
+            encoder.set_offset(mark);
+            encoder.trim();
+            if count == 0 {
+                self.done = true;
+                return Some(Err(encoding("a record does not fit one message")));
+            }
+            self.carry = Some(record);
+            break;
+        }
+        drop(encoder);
+        // The last records went with the message before (a message
+        // without records is sent only as the first).
+        if count == 0 && self.packed > 0 {
+            return None;
+        }
+        // ANCOUNT: the header's octets 6 and 7.
+        if let Some(ancount) = bytes.get_mut(6..8) {
+            ancount.copy_from_slice(&count.to_be_bytes());
+        }
+        self.packed += 1;
+        Some(Ok(bytes))
+    }
+}
+
+fn encoding(what: &str) -> DnsError {
+    DnsError::Transfer(format!("message: {what}"))
+}
+
+/// The whole zone from a snapshot, then its SOA again.
+fn axfr(service: &DnsService, apex: usize, now: u32) -> Records<'_> {
+    Records::Zone(Box::new(AxfrRecords {
+        zone: service.zone(apex, now),
+        closing: None,
+        started: false,
+    }))
 }
 
 /// The current SOA with another serial.
@@ -274,15 +408,26 @@ fn ixfr(
     apex: usize,
     client: u32,
     now: u32,
-) -> Result<Option<Vec<Record>>, DnsError> {
+) -> Result<Option<Box<IxfrRecords<'_>>>, DnsError> {
     let store = service.store();
     let last = store.last_sequence();
     let current = last as u32;
     let Some(current_soa) = soa_with_serial(service, apex, current) else {
         return Ok(None);
     };
+    let mut records = Box::new(IxfrRecords {
+        service,
+        apex,
+        now,
+        pending: VecDeque::from([current_soa.clone()]),
+        changes: Vec::new().into_iter(),
+        before: HashMap::new(),
+        soa: current_soa,
+        closed: false,
+    });
     if serial_at_least(client, current) {
-        return Ok(Some(vec![current_soa]));
+        records.closed = true;
+        return Ok(Some(records));
     }
     let behind = u64::from(current.wrapping_sub(client));
     if behind > MAX_IXFR_CHANGES {
@@ -300,36 +445,88 @@ fn ixfr(
     if !contiguous {
         return Ok(None);
     }
-    let Some(mut before) = values_before(store, from, &window)? else {
+    let Some(before) = values_before(store, from, &window)? else {
         return Ok(None);
     };
-    let mut out = vec![current_soa.clone()];
-    for change in &window {
-        let (Some(old_soa), Some(new_soa)) = (
-            soa_with_serial(service, apex, (change.sequence - 1) as u32),
-            soa_with_serial(service, apex, change.sequence as u32),
-        ) else {
-            return Ok(None);
-        };
-        out.push(old_soa);
-        if change.space == Space::Records
-            && let Some(Some(old)) = before.get(&change.key)
-        {
-            out.extend(service.record_set(apex, old, now)?);
+    records.changes = window.into_iter();
+    records.before = before;
+    Ok(Some(records))
+}
+
+/// The records of an incremental answer, made a change at a time: the
+/// current SOA, one difference sequence per change, the current SOA.
+struct IxfrRecords<'a> {
+    service: &'a DnsService,
+    apex: usize,
+    now: u32,
+    pending: VecDeque<Record>,
+    changes: std::vec::IntoIter<Change>,
+    /// The value each changed record key has before the next change.
+    before: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The current SOA.
+    soa: Record,
+    /// Whether the closing SOA is in `pending` (or none is sent).
+    closed: bool,
+}
+
+impl IxfrRecords<'_> {
+    /// The current SOA with `sequence` as its serial.
+    fn soa_at(&self, sequence: u64) -> Record {
+        let mut soa = self.soa.clone();
+        if let RData::SOA(data) = &mut soa.data {
+            data.serial = sequence as u32;
         }
-        out.push(new_soa);
+        soa
+    }
+
+    /// Puts the difference sequence of `change` into `pending`.
+    fn difference(&mut self, change: Change) -> Result<(), DnsError> {
+        let old_soa = self.soa_at(change.sequence.wrapping_sub(1));
+        let new_soa = self.soa_at(change.sequence);
+        self.pending.push_back(old_soa);
+        if change.space == Space::Records
+            && let Some(Some(old)) = self.before.get(&change.key)
+        {
+            let old = self.service.record_set(self.apex, old, self.now)?;
+            self.pending.extend(old);
+        }
+        self.pending.push_back(new_soa);
         if change.space == Space::Records {
             if let Some(new) = &change.value {
-                out.extend(service.record_set(apex, new, now)?);
+                let new = self.service.record_set(self.apex, new, self.now)?;
+                self.pending.extend(new);
             }
-            before.insert(
-                change.key.clone(),
-                change.value.as_ref().map(|v| v.to_vec()),
-            );
+            self.before
+                .insert(change.key, change.value.as_ref().map(|v| v.to_vec()));
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for IxfrRecords<'_> {
+    type Item = Result<Record, DnsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(record) = self.pending.pop_front() {
+                return Some(Ok(record));
+            }
+            match self.changes.next() {
+                Some(change) => {
+                    if let Err(e) = self.difference(change) {
+                        self.changes = Vec::new().into_iter();
+                        self.closed = true;
+                        return Some(Err(e));
+                    }
+                }
+                None if !self.closed => {
+                    self.closed = true;
+                    self.pending.push_back(self.soa.clone());
+                }
+                None => return None,
+            }
         }
     }
-    out.push(current_soa);
-    Ok(Some(out))
 }
 
 /// The value each record key changed in `window` had after sequence

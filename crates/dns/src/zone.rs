@@ -11,14 +11,18 @@
 //! stored under a delegated prefix (there should be none) are not left
 //! out, though a secondary would not serve them below the cut.
 //!
-//! Not captured: the iteration is not a snapshot, so a write during a
-//! transfer may or may not be in it; compare [`DnsService::soa_serial`]
-//! before and after and transfer again when it moved. Names that exist
-//! here without records (homed prefixes with no identifier, records with
+//! The zone is read from one snapshot of the store ([`Store::snapshot`]),
+//! a page of stored records at a time: it is the zone of one moment, its
+//! SOA serial the snapshot's sequence, whatever is written while it is
+//! read.
+//!
+//! Not captured: names that exist here without records (homed prefixes with no identifier, records with
 //! no publicly readable value, partial GTIN names) hold nothing to
 //! transfer, so a secondary answers NXDOMAIN where this node answers
 //! NODATA. Records whose TTL counts down to an absolute time are
 //! transferred with the TTL left at `now`.
+//!
+//! [`Store::snapshot`]: idnode_store::Store::snapshot
 
 use crate::DnsError;
 use crate::error::corrupt;
@@ -28,7 +32,7 @@ use crate::service::{DnsService, ors_naptr_records};
 use crate::special;
 use hickory_proto::rr::Record;
 use idnode_core::Identifier;
-use idnode_store::Space;
+use idnode_store::{Snapshot, Space};
 use std::collections::VecDeque;
 
 /// Stored records read per store scan during a zone iteration.
@@ -46,12 +50,23 @@ impl DnsService {
 
     /// The apex's own records: SOA, NS, glue.
     pub fn apex_records(&self, apex: usize) -> Vec<Record> {
-        let Some(zone) = self.zones().zones.get(apex) else {
+        self.apex_records_at(apex, self.soa_serial())
+    }
+
+    /// The apex's own records, the SOA with `serial`.
+    fn apex_records_at(&self, apex: usize, serial: u32) -> Vec<Record> {
+        let zones = self.zones();
+        let Some(zone) = zones.zones.get(apex) else {
             return Vec::new();
         };
-        let mut out = vec![self.soa(zone, self.zones().timers.ttl)];
-        out.extend(records::ns_records(zone, self.zones()));
-        out.extend(records::glue_records(zone, self.zones(), None));
+        let mut out = vec![records::soa_record(
+            zone,
+            &zones.timers,
+            serial,
+            zones.timers.ttl,
+        )];
+        out.extend(records::ns_records(zone, zones));
+        out.extend(records::glue_records(zone, zones, None));
         out
     }
 
@@ -110,40 +125,65 @@ impl DnsService {
     }
 
     /// Every record of the apex zone at `apex`, for AXFR (see the module
-    /// docs): read lazily, a page of stored records at a time.
+    /// docs): from a snapshot of the store taken now, read lazily, a page
+    /// of stored records at a time. The first record is the SOA, with the
+    /// snapshot's serial. When no snapshot can be taken, the only item is
+    /// the error.
     pub fn zone(&self, apex: usize, now: u32) -> ZoneRecords<'_> {
-        let exists = apex < self.zones().zones.len();
-        ZoneRecords {
+        let mut records = ZoneRecords {
             service: self,
             apex,
             now,
-            pending: self.apex_records(apex).into(),
+            snapshot: None,
+            pending: VecDeque::new(),
             after: None,
-            done: !exists,
+            done: true,
+            error: None,
+        };
+        if apex >= self.zones().zones.len() {
+            return records;
         }
+        match self.store().snapshot() {
+            Ok(snapshot) => {
+                // The serial is the sequence truncated, as `soa_serial` has it.
+                records.pending = self
+                    .apex_records_at(apex, snapshot.sequence() as u32)
+                    .into();
+                records.snapshot = Some(snapshot);
+                records.done = false;
+            }
+            Err(e) => records.error = Some(e.into()),
+        }
+        records
     }
 }
 
-/// The records of an apex zone; see [`DnsService::zone`]. After an error
-/// it ends.
+/// The records of an apex zone; see [`DnsService::zone`]. At most a page
+/// of stored records' records is held at once. After an error it ends.
 pub struct ZoneRecords<'a> {
     service: &'a DnsService,
     apex: usize,
     now: u32,
+    snapshot: Option<Box<dyn Snapshot + 'a>>,
     pending: VecDeque<Record>,
     after: Option<Vec<u8>>,
     done: bool,
+    /// Yielded before anything else (the snapshot could not be taken).
+    error: Option<DnsError>,
 }
 
 impl ZoneRecords<'_> {
     /// Reads the next page of stored records into `pending`.
     fn refill(&mut self) -> Result<(), DnsError> {
-        let page = self
-            .service
-            .store()
-            .scan(Space::Records, b"", self.after.as_deref(), PAGE)?;
-        if page.len() < PAGE {
+        let Some(snapshot) = &self.snapshot else {
             self.done = true;
+            return Ok(());
+        };
+        let page = snapshot.scan(Space::Records, b"", self.after.as_deref(), PAGE)?;
+        if page.len() < PAGE {
+            // Released as soon as the last page is read.
+            self.done = true;
+            self.snapshot = None;
         }
         if let Some((key, _)) = page.last() {
             self.after = Some(key.clone());
@@ -160,6 +200,9 @@ impl Iterator for ZoneRecords<'_> {
     type Item = Result<Record, DnsError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.error.take() {
+            return Some(Err(e));
+        }
         loop {
             if let Some(record) = self.pending.pop_front() {
                 return Some(Ok(record));

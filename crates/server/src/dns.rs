@@ -22,7 +22,8 @@
 //!   `DOQ_REQUEST_CANCELLED`.
 //!
 //! Zone transfers (AXFR, IXFR) are served over TCP to the peers of
-//! `allow_transfer` ([`idnode_dns::transfer`]); over UDP and QUIC,
+//! `allow_transfer` ([`idnode_dns::transfer`]), each message sent while
+//! the next is built on a blocking thread; over UDP and QUIC,
 //! [`Outcome::Transfer`] sends the NOTIMP answer the service wrote. After
 //! writes, NOTIFY goes to the `notify` targets ([`crate::notify`]).
 
@@ -61,6 +62,8 @@ const MAX_MESSAGE: usize = u16::MAX as usize;
 const TCP_CHUNK: usize = 16 * 1024;
 /// Pipelined TCP answers are written once this many bytes are waiting.
 const TCP_FLUSH_AT: usize = 64 * 1024;
+/// Transfer messages (up to 64 KiB each) built ahead of the peer.
+const TRANSFER_QUEUE: usize = 4;
 
 /// Settings of the DNS listeners on UDP and TCP.
 #[derive(Debug, Clone)]
@@ -244,44 +247,25 @@ async fn tcp_connection(
                 }
                 Outcome::Transfer { apex } => {
                     // Answers before it go first, then the transfer's
-                    // messages, built off the runtime's threads.
+                    // messages, each sent while the next is built.
                     if !answers.is_empty() {
                         write_within(&mut stream, &answers, idle).await?;
                         answers.clear();
                     }
-                    let (service, allow, query, notimp) = (
+                    let (mut messages, builder) = build_transfer(
                         service.clone(),
                         allow.clone(),
+                        apex,
+                        peer,
                         message.to_vec(),
                         out.clone(),
                     );
-                    let messages = tokio::task::spawn_blocking(move || {
-                        idnode_dns::transfer::transfer(
-                            &service,
-                            &query,
-                            apex,
-                            peer,
-                            &allow,
-                            unix_now(),
-                            &notimp,
-                        )
-                    })
-                    .await
-                    .map_err(io::Error::other)?;
-                    // Each within 65535 octets (`idnode_dns::transfer::transfer` sees to it).
-                    for m in messages {
-                        let Ok(len) = u16::try_from(m.len()) else {
-                            close = true;
-                            break;
-                        };
-                        answers.extend_from_slice(&len.to_be_bytes());
-                        answers.extend_from_slice(&m);
-                        write_within(&mut stream, &answers, idle).await?;
-                        answers.clear();
+                    // On an error the receiver is dropped, which stops the
+                    // builder.
+                    while let Some(framed) = messages.recv().await {
+                        write_within(&mut stream, &framed, idle).await?;
                     }
-                    if close {
-                        break;
-                    }
+                    builder.await.map_err(io::Error::other)?;
                 }
                 Outcome::Reply => {
                     // The service keeps stream answers within 65535 octets.
@@ -324,6 +308,51 @@ async fn tcp_connection(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Starts building the answer to the transfer `query` (AXFR, IXFR) of the
+/// apex at `apex` on a blocking thread: the framed messages come out of
+/// the receiver, at most [`TRANSFER_QUEUE`] ahead of the peer. When the
+/// receiver is dropped (the peer went away or stopped taking them),
+/// building stops too.
+fn build_transfer(
+    service: Arc<DnsService>,
+    allow: Arc<idnode_dns::transfer::TransferPolicy>,
+    apex: usize,
+    peer: IpAddr,
+    query: Vec<u8>,
+    notimp: Vec<u8>,
+) -> (
+    tokio::sync::mpsc::Receiver<Vec<u8>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (sender, messages) = tokio::sync::mpsc::channel::<Vec<u8>>(TRANSFER_QUEUE);
+    let builder = tokio::task::spawn_blocking(move || {
+        let transfer = idnode_dns::transfer::transfer(
+            &service,
+            &query,
+            apex,
+            peer,
+            &allow,
+            unix_now(),
+            &notimp,
+        );
+        for message in transfer {
+            // Each within 65535 octets (`idnode_dns::transfer` sees to it).
+            let Ok(len) = u16::try_from(message.len()) else {
+                tracing::error!(len = message.len(), "zone transfer message too long");
+                return;
+            };
+            let mut framed = Vec::with_capacity(2 + message.len());
+            framed.extend_from_slice(&len.to_be_bytes());
+            framed.extend_from_slice(&message);
+            // An error: the connection is gone.
+            if sender.blocking_send(framed).is_err() {
+                return;
+            }
+        }
+    });
+    (messages, builder)
 }
 
 /// Writes `bytes`, or fails when the peer takes longer than `limit` to

@@ -3,11 +3,12 @@
 use crate::tuning::{self, RocksOptions};
 use bytes::Bytes;
 use idnode_store::{
-    Change, Result, Space, Staged, Store, StoreError, WriteTxn, decode_change, encode_change,
+    Change, Result, Snapshot, Space, Staged, Store, StoreError, WriteTxn, decode_change,
+    encode_change,
 };
 use rocksdb::{
-    Cache, ColumnFamily, ColumnFamilyDescriptor, CompactOptions, DB, ErrorKind, Options,
-    PrefixRange, ReadOptions, WriteBatch, WriteOptions,
+    Cache, ColumnFamily, ColumnFamilyDescriptor, CompactOptions, DB, DBRawIteratorWithThreadMode,
+    ErrorKind, Options, PrefixRange, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions,
 };
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -262,33 +263,27 @@ impl Store for RocksStore {
             return Ok(Vec::new());
         }
         let family = self.family(space.name())?;
-        let mut options = ReadOptions::default();
-        // Bounds make the iterator stop at the end of the prefix by itself;
-        // total order keeps it correct whatever prefix settings a family has.
-        options.set_iterate_range(PrefixRange(prefix));
-        options.set_total_order_seek(true);
-        // A listing must not evict the lookups' hot blocks.
-        options.fill_cache(false);
-        let mut iter = self.db.raw_iterator_cf_opt(family, options);
-        match after {
-            Some(after) if after > prefix => iter.seek(after),
-            _ => iter.seek(prefix),
-        }
-        let mut out = Vec::new();
-        while out.len() < limit {
-            let Some((key, value)) = iter.item() else {
-                break;
-            };
-            if !key.starts_with(prefix) {
-                break;
-            }
-            if Some(key) != after {
-                out.push((key.to_vec(), Bytes::copy_from_slice(value)));
-            }
-            iter.next();
-        }
-        iter.status().map_err(engine_error)?;
-        Ok(out)
+        let iter = self.db.raw_iterator_cf_opt(family, listing(prefix));
+        page(iter, prefix, after, limit)
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
+        let snapshot = self.db.snapshot();
+        // The change log is written in the same batch as the changes, so
+        // its last entry in the snapshot is the snapshot's sequence.
+        let log = self.family(CHANGELOG_CF)?;
+        let mut iter = snapshot.raw_iterator_cf(log);
+        iter.seek_to_last();
+        let sequence = match iter.key() {
+            Some(key) => sequence_of(key)?,
+            None => iter.status().map(|()| 0).map_err(engine_error)?,
+        };
+        drop(iter);
+        Ok(Box::new(RocksSnapshot {
+            store: self,
+            snapshot,
+            sequence,
+        }))
     }
 
     fn begin(&self) -> Result<Box<dyn WriteTxn + '_>> {
@@ -330,6 +325,75 @@ impl Store for RocksStore {
         }
         iter.status().map_err(engine_error)?;
         Ok(out)
+    }
+}
+
+/// Read options of a listing of the keys that start with `prefix`.
+fn listing(prefix: &[u8]) -> ReadOptions {
+    let mut options = ReadOptions::default();
+    // Bounds make the iterator stop at the end of the prefix by itself;
+    // total order keeps it correct whatever prefix settings a family has.
+    options.set_iterate_range(PrefixRange(prefix));
+    options.set_total_order_seek(true);
+    // A listing must not evict the lookups' hot blocks.
+    options.fill_cache(false);
+    options
+}
+
+/// Up to `limit` entries from `iter` (made with [`listing`] of `prefix`),
+/// after `after`.
+fn page(
+    mut iter: DBRawIteratorWithThreadMode<'_, DB>,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Bytes)>> {
+    match after {
+        Some(after) if after > prefix => iter.seek(after),
+        _ => iter.seek(prefix),
+    }
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let Some((key, value)) = iter.item() else {
+            break;
+        };
+        if !key.starts_with(prefix) {
+            break;
+        }
+        if Some(key) != after {
+            out.push((key.to_vec(), Bytes::copy_from_slice(value)));
+        }
+        iter.next();
+    }
+    iter.status().map_err(engine_error)?;
+    Ok(out)
+}
+
+/// A RocksDB snapshot; released when dropped.
+struct RocksSnapshot<'a> {
+    store: &'a RocksStore,
+    snapshot: SnapshotWithThreadMode<'a, DB>,
+    sequence: u64,
+}
+
+impl Snapshot for RocksSnapshot<'_> {
+    fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Bytes)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let family = self.store.family(space.name())?;
+        let iter = self.snapshot.raw_iterator_cf_opt(family, listing(prefix));
+        page(iter, prefix, after, limit)
     }
 }
 

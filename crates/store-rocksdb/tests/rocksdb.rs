@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use bytes::Bytes;
-use idnode_store::{Change, Result, Space, Store, StoreError, WriteTxn, conformance};
+use idnode_store::{Change, Result, Snapshot, Space, Store, StoreError, WriteTxn, conformance};
 use idnode_store_rocksdb::{CHANGELOG_CF, RocksOptions, RocksStore};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -41,6 +41,9 @@ impl Store for TempStore {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Bytes)>> {
         self.store.scan(space, prefix, after, limit)
+    }
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
+        self.store.snapshot()
     }
     fn begin(&self) -> Result<Box<dyn WriteTxn + '_>> {
         self.store.begin()

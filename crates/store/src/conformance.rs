@@ -26,6 +26,8 @@ pub fn run_all(factory: Factory<'_>) {
     change_log_edges(&*factory());
     transaction_reads_committed_state(&*factory());
     transactions_are_serialized(&*factory());
+    snapshot_is_one_consistent_view(&*factory());
+    snapshot_pages_while_writes_go_on(&*factory());
 }
 
 fn b(s: &str) -> Bytes {
@@ -305,4 +307,102 @@ pub fn transactions_are_serialized(store: &dyn Store) {
         .map(|c| c.sequence)
         .collect();
     assert_eq!(seqs, (1..=2 * PER_THREAD).collect::<Vec<_>>());
+}
+
+/// A snapshot sees the store as it was when taken, with that sequence,
+/// whatever is written afterwards; a new one sees the new state.
+pub fn snapshot_is_one_consistent_view(store: &dyn Store) {
+    let empty = store.snapshot().unwrap();
+    assert_eq!(empty.sequence(), 0);
+    assert!(
+        empty
+            .scan(Space::Records, b"", None, 10)
+            .unwrap()
+            .is_empty()
+    );
+    let mut txn = store.begin().unwrap();
+    txn.put(Space::Records, b"88/A", b("a1"));
+    txn.put(Space::Records, b"88/B", b("b1"));
+    txn.put(Space::Prefixes, b"88", b("p1"));
+    txn.commit().unwrap();
+    let snapshot = store.snapshot().unwrap();
+    assert_eq!(snapshot.sequence(), 3);
+    let mut txn = store.begin().unwrap();
+    txn.delete(Space::Records, b"88/A");
+    txn.put(Space::Records, b"88/B", b("b2"));
+    txn.put(Space::Records, b"88/C", b("c2"));
+    txn.delete(Space::Prefixes, b"88");
+    txn.commit().unwrap();
+    assert!(
+        empty
+            .scan(Space::Records, b"", None, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(snapshot.sequence(), 3);
+    assert_eq!(
+        snapshot.scan(Space::Records, b"88/", None, 10).unwrap(),
+        vec![(b"88/A".to_vec(), b("a1")), (b"88/B".to_vec(), b("b1"))]
+    );
+    assert_eq!(
+        snapshot
+            .scan(Space::Records, b"88/", Some(b"88/A"), 10)
+            .unwrap(),
+        vec![(b"88/B".to_vec(), b("b1"))]
+    );
+    assert_eq!(
+        snapshot.scan(Space::Prefixes, b"", None, 10).unwrap(),
+        vec![(b"88".to_vec(), b("p1"))]
+    );
+    assert!(
+        snapshot
+            .scan(Space::Records, b"88/", None, 0)
+            .unwrap()
+            .is_empty()
+    );
+    let now = store.snapshot().unwrap();
+    assert_eq!(now.sequence(), 7);
+    assert_eq!(
+        now.scan(Space::Records, b"", None, 10).unwrap(),
+        vec![(b"88/B".to_vec(), b("b2")), (b"88/C".to_vec(), b("c2"))]
+    );
+    assert!(now.scan(Space::Prefixes, b"", None, 10).unwrap().is_empty());
+}
+
+/// Paging through a snapshot while another thread rewrites every key
+/// yields exactly the keys and values of one moment.
+pub fn snapshot_pages_while_writes_go_on(store: &dyn Store) {
+    const KEYS: usize = 200;
+    let key = |i: usize| format!("88/{i:04}");
+    let write = |round: usize| {
+        let mut txn = store.begin().unwrap();
+        for i in 0..KEYS {
+            txn.put(Space::Records, key(i).as_bytes(), b(&round.to_string()));
+        }
+        txn.commit().unwrap();
+    };
+    write(0);
+    let snapshot = store.snapshot().unwrap();
+    let mut seen = Vec::new();
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| (1..=5).for_each(write));
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = snapshot
+                .scan(Space::Records, b"88/", after.as_deref(), 7)
+                .unwrap();
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            seen.extend(page);
+            std::thread::yield_now();
+        }
+        writer.join().unwrap();
+    });
+    assert_eq!(snapshot.sequence(), KEYS as u64);
+    assert_eq!(seen.len(), KEYS);
+    for (i, (k, v)) in seen.iter().enumerate() {
+        assert_eq!(k, key(i).as_bytes());
+        assert_eq!(v, &b("0"));
+    }
+    assert_eq!(store.last_sequence(), 6 * KEYS as u64);
 }

@@ -103,6 +103,13 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Bytes)>>;
 
+    /// A consistent read-only view of the store as it is now: every
+    /// committed transaction up to one point is in it, later ones are not,
+    /// however long it is kept. What a long read (a zone transfer) pages
+    /// through. Keeping one keeps the data it sees (RocksDB: the files and
+    /// memtables it needs; memory: the maps the next writes copy).
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>>;
+
     /// Starts a write transaction. Transactions are serialized: this waits
     /// until no other transaction is open.
     fn begin(&self) -> Result<Box<dyn WriteTxn + '_>>;
@@ -121,6 +128,21 @@ pub trait Store: Send + Sync + 'static {
     fn compact(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// A consistent read-only view of a store; see [`Store::snapshot`].
+pub trait Snapshot: Send {
+    /// The sequence number of the last change in the view (0 when none).
+    fn sequence(&self) -> u64;
+
+    /// As [`Store::scan`], in the view.
+    fn scan(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Bytes)>>;
 }
 
 /// An open write transaction. Dropping it without `commit` discards it.

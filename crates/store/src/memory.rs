@@ -1,13 +1,17 @@
 //! The in-memory engine: for tests, and a reference for what the trait means.
 
-use crate::{Change, Result, Space, Staged, Store, WriteTxn};
+use crate::{Change, Result, Snapshot, Space, Staged, Store, WriteTxn};
 use bytes::Bytes;
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+type Spaces = BTreeMap<(Space, Vec<u8>), Bytes>;
 
 #[derive(Debug, Default)]
 struct State {
-    spaces: BTreeMap<(Space, Vec<u8>), Bytes>,
+    /// Shared with the snapshots taken since the last commit; a commit
+    /// copies it when one is still held (copy on write).
+    spaces: Arc<Spaces>,
     log: Vec<Change>,
 }
 
@@ -41,16 +45,15 @@ impl Store for MemoryStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Bytes)>> {
+        Ok(scan(&self.read().spaces, space, prefix, after, limit))
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
         let state = self.read();
-        let start = (space, after.unwrap_or(prefix).to_vec());
-        Ok(state
-            .spaces
-            .range(start..)
-            .filter(|((_, k), _)| Some(k.as_slice()) != after)
-            .take_while(|((s, k), _)| *s == space && k.starts_with(prefix))
-            .take(limit)
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(Box::new(MemorySnapshot {
+            spaces: state.spaces.clone(),
+            sequence: state.log.last().map_or(0, |c| c.sequence),
+        }))
     }
 
     fn begin(&self) -> Result<Box<dyn WriteTxn + '_>> {
@@ -71,6 +74,47 @@ impl Store for MemoryStore {
         let state = self.read();
         let start = state.log.partition_point(|c| c.sequence <= after);
         Ok(state.log[start..].iter().take(limit).cloned().collect())
+    }
+}
+
+/// Up to `limit` entries of `space` whose keys start with `prefix`, after
+/// `after`.
+fn scan(
+    spaces: &Spaces,
+    space: Space,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Vec<(Vec<u8>, Bytes)> {
+    let start = (space, after.unwrap_or(prefix).to_vec());
+    spaces
+        .range(start..)
+        .filter(|((_, k), _)| Some(k.as_slice()) != after)
+        .take_while(|((s, k), _)| *s == space && k.starts_with(prefix))
+        .take(limit)
+        .map(|((_, k), v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The maps as one commit left them.
+struct MemorySnapshot {
+    spaces: Arc<Spaces>,
+    sequence: u64,
+}
+
+impl Snapshot for MemorySnapshot {
+    fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Bytes)>> {
+        Ok(scan(&self.spaces, space, prefix, after, limit))
     }
 }
 
@@ -102,12 +146,17 @@ impl WriteTxn for MemoryTxn<'_> {
 
     fn commit(self: Box<Self>) -> Result<u64> {
         let last = self.staged.last();
+        if self.staged.changes.is_empty() {
+            return Ok(last);
+        }
         let mut state = self.store.state.write().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *state;
+        let spaces = Arc::make_mut(&mut state.spaces);
         for change in self.staged.changes {
             let key = (change.space, change.key.clone());
             match &change.value {
-                Some(v) => state.spaces.insert(key, v.clone()),
-                None => state.spaces.remove(&key),
+                Some(v) => spaces.insert(key, v.clone()),
+                None => spaces.remove(&key),
             };
             state.log.push(change);
         }

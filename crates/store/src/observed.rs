@@ -5,7 +5,7 @@
 //! `commit` returns, no write is acknowledged while a stale answer is still
 //! cached, whichever entrance (gRPC, import, seeding) made the write.
 
-use crate::{Change, Result, Space, Store, WriteTxn};
+use crate::{Change, Result, Snapshot, Space, Store, WriteTxn};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -48,6 +48,10 @@ impl Store for ObservedStore {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Bytes)>> {
         self.inner.scan(space, prefix, after, limit)
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
+        self.inner.snapshot()
     }
 
     fn begin(&self) -> Result<Box<dyn WriteTxn + '_>> {

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use idnode_registry::Registry;
-use idnode_store::{Change, MemoryStore, Result, Space, Store, WriteTxn};
+use idnode_store::{Change, MemoryStore, Result, Snapshot, Space, Store, WriteTxn};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
@@ -54,6 +54,9 @@ impl Store for CountingStore {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Bytes)>> {
         self.inner.scan(space, prefix, after, limit)
+    }
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
+        self.inner.snapshot()
     }
     fn begin(&self) -> Result<Box<dyn WriteTxn + '_>> {
         Ok(Box::new(CountingTxn {
