@@ -34,6 +34,7 @@ pub struct Config {
     pub quic: QuicConfig,
     pub grpc: GrpcConfig,
     pub http: HttpConfig,
+    pub rate_limit: RateLimitConfig,
     pub cache: CacheConfig,
     pub dns: DnsServerConfig,
     pub site: SiteConfig,
@@ -51,6 +52,7 @@ impl Default for Config {
             quic: QuicConfig::default(),
             grpc: GrpcConfig::default(),
             http: HttpConfig::default(),
+            rate_limit: RateLimitConfig::default(),
             cache: CacheConfig::default(),
             dns: DnsServerConfig::default(),
             site: SiteConfig::default(),
@@ -122,6 +124,7 @@ impl HandleConfig {
             tcp_max_connections: self.tcp_max_connections,
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout_secs.max(1)),
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            rate_limit: Default::default(),
         }
     }
 }
@@ -254,6 +257,74 @@ impl QuicConfig {
                 names: self.names.clone(),
             },
         }
+    }
+}
+
+/// Response rate limiting of UDP answers, Handle and DNS alike
+/// (`idnode_server::rrl`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Answers a second per source prefix and answer.
+    pub responses_per_second: u32,
+    /// Over the limit, every `slip`-th answer is sent small, telling the
+    /// client to ask over TCP; 0 drops them all.
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Sources never limited, as CIDR (`10.0.0.0/8`, `2001:db8::/32`).
+    pub exempt: Vec<String>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        let d = idnode_server::rrl::RateLimitOptions::default();
+        Self {
+            enabled: d.enabled,
+            responses_per_second: d.responses_per_second,
+            slip: d.slip,
+            ipv4_prefix: d.ipv4_prefix,
+            ipv6_prefix: d.ipv6_prefix,
+            exempt: vec!["127.0.0.0/8".into(), "::1/128".into()],
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// The limiter's options; an error names an `exempt` entry that is not
+    /// a CIDR or a prefix length out of range.
+    pub fn options(&self) -> Result<idnode_server::rrl::RateLimitOptions, String> {
+        if self.ipv4_prefix > 32 || self.ipv6_prefix > 128 {
+            return Err("[rate_limit] ipv4_prefix is at most 32, ipv6_prefix at most 128".into());
+        }
+        let exempt = self
+            .exempt
+            .iter()
+            .map(|cidr| {
+                let (ip, len) = cidr.split_once('/').unwrap_or((cidr, ""));
+                let ip: std::net::IpAddr = ip
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("[rate_limit] exempt `{cidr}`: not an IP/prefix"))?;
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                let len = match len.trim() {
+                    "" => max,
+                    l => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| {
+                        format!("[rate_limit] exempt `{cidr}`: bad prefix length")
+                    })?,
+                };
+                Ok((ip, len))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(idnode_server::rrl::RateLimitOptions {
+            enabled: self.enabled,
+            responses_per_second: self.responses_per_second,
+            slip: self.slip,
+            ipv4_prefix: self.ipv4_prefix,
+            ipv6_prefix: self.ipv6_prefix,
+            exempt,
+        })
     }
 }
 
@@ -571,6 +642,7 @@ impl DnsServerConfig {
             allow_transfer: self.allow_transfer.clone(),
             tsig_keys: self.tsig_keys()?,
             notify: self.notify.clone(),
+            rate_limit: Default::default(),
         })
     }
 

@@ -170,18 +170,19 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     if config.cache.prewarm && cache.is_some() {
         prewarm_in_background(service.clone(), shutdown.clone());
     }
-    let handle = HandleListeners::start(
-        &config.handle.listener_options(),
-        service.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "cannot listen for Handle requests on {}",
-            config.handle.listen
-        )
-    })?;
+    let rate_limit = Arc::new(config.rate_limit.options().map_err(BadConfig)?);
+    let handle_options = idnode_server::HandleListenerOptions {
+        rate_limit: rate_limit.clone(),
+        ..config.handle.listener_options()
+    };
+    let handle = HandleListeners::start(&handle_options, service.clone(), shutdown.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for Handle requests on {}",
+                config.handle.listen
+            )
+        })?;
     let own_site = site::own_site(&config.site, handle.udp, handle.tcp, &public_key)
         .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
     let own_site = own_site.encode();
@@ -232,10 +233,13 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     });
     let dns = match &dns_service {
         Some(service) => {
-            let options = config
-                .dns
-                .listener_options()
-                .map_err(|e| BadConfig(format!("invalid [dns] configuration: {e}")))?;
+            let options = idnode_server::DnsListenerOptions {
+                rate_limit: rate_limit.clone(),
+                ..config
+                    .dns
+                    .listener_options()
+                    .map_err(|e| BadConfig(format!("invalid [dns] configuration: {e}")))?
+            };
             Some(
                 DnsListeners::start(&options, service.clone(), shutdown.clone())
                     .await

@@ -85,6 +85,8 @@ pub struct DnsListenerOptions {
     pub tsig_keys: Vec<idnode_dns::tsig::TsigKey>,
     /// Secondaries sent a NOTIFY (UDP) after writes.
     pub notify: Vec<SocketAddr>,
+    /// Response rate limiting of the UDP answers (`rrl`).
+    pub rate_limit: Arc<crate::rrl::RateLimitOptions>,
 }
 
 /// Running DNS listeners on UDP and TCP.
@@ -121,6 +123,7 @@ impl DnsListeners {
         let tcp_addr = tcp_listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let udp_service = service.clone();
+        let counters = Arc::new(crate::rrl::RateLimitCounters::default());
         let udp_threads = udp::spawn(
             sockets,
             // `idnode-dns-<n>`: Linux keeps 15 bytes of a thread's name
@@ -129,6 +132,7 @@ impl DnsListeners {
             "idnode-dns",
             || DnsDatagrams {
                 service: udp_service.clone(),
+                limiter: crate::rrl::RateLimiter::new(options.rate_limit.clone(), counters.clone()),
             },
             stop.clone(),
             options.pin_udp_workers,
@@ -193,23 +197,76 @@ impl QuicListener {
 /// DNS over UDP, for one worker thread.
 struct DnsDatagrams {
     service: Arc<DnsService>,
+    limiter: crate::rrl::RateLimiter,
+}
+
+/// Where the question of a DNS message ends (after QNAME, QTYPE, QCLASS),
+/// when it has one that fits.
+fn question_end(message: &[u8]) -> Option<usize> {
+    let mut at = 12;
+    loop {
+        let len = *message.get(at)? as usize;
+        if len == 0 {
+            at += 1;
+            break;
+        }
+        if len & 0xc0 != 0 {
+            return None; // no compression in a question
+        }
+        at += 1 + len;
+    }
+    let end = at + 4;
+    (end <= message.len()).then_some(end)
+}
+
+/// The answer a rate-limited DNS query gets instead: the header with TC
+/// set (QR, the query's id and opcode) and the question, nothing else; the
+/// client asks over TCP.
+fn truncated(query: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let Some(end) = question_end(query) else {
+        return;
+    };
+    out.extend_from_slice(&query[..end]);
+    // QR and TC set, RD kept; RA, AD, CD and RCODE cleared.
+    out[2] = (query[2] & 0x01) | 0x80 | 0x02 | (query[2] & 0x78);
+    out[3] = 0;
+    out[4..6].copy_from_slice(&1u16.to_be_bytes());
+    out[6..12].fill(0);
 }
 
 impl Responder for DnsDatagrams {
     fn respond(
         &mut self,
         datagram: &[u8],
-        _peer: &SockaddrStorage,
+        peer: &SockaddrStorage,
         out: &mut Vec<u8>,
         _socket: &UdpSocket,
     ) -> bool {
-        match self
+        let answered = match self
             .service
             .respond(datagram, Transport::Udp, unix_now(), out)
         {
             Outcome::Drop => false,
-            // Zone transfers are not served yet: `out` holds NOTIMP.
+            // Zone transfers go over TCP: `out` holds NOTIMP.
             Outcome::Reply | Outcome::Transfer { .. } => !out.is_empty(),
+        };
+        if !answered {
+            return false;
+        }
+        let Some(ip) = crate::udp::peer_ip(peer) else {
+            return false;
+        };
+        let question = datagram
+            .get(12..question_end(datagram).unwrap_or(datagram.len()))
+            .unwrap_or_default();
+        match self.limiter.check(ip, question, std::time::Instant::now()) {
+            crate::rrl::Verdict::Send => true,
+            crate::rrl::Verdict::Drop => false,
+            crate::rrl::Verdict::Slip => {
+                truncated(datagram, out);
+                !out.is_empty()
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ mod cids;
 pub mod dns;
 pub mod notify;
 pub mod quic;
+pub mod rrl;
 mod tcp;
 pub mod tls;
 mod udp;
@@ -54,6 +55,8 @@ pub struct HandleListenerOptions {
     pub tcp_max_connections: usize,
     pub tcp_idle_timeout: Duration,
     pub request_timeout: Duration,
+    /// Response rate limiting of the UDP answers (`rrl`).
+    pub rate_limit: Arc<rrl::RateLimitOptions>,
 }
 
 /// Running Handle listeners.
@@ -83,6 +86,8 @@ impl HandleListeners {
         let udp_service = service.clone();
         let runtime = tokio::runtime::Handle::current();
         let reassemblies = udp::Reassemblies::default();
+        let verified = Arc::new(rrl::VerifiedSources::default());
+        let counters = Arc::new(rrl::RateLimitCounters::default());
         let udp_threads = udp::spawn(
             sockets,
             "idnode-udp",
@@ -91,6 +96,8 @@ impl HandleListeners {
                     udp_service.clone(),
                     runtime.clone(),
                     reassemblies.clone(),
+                    rrl::RateLimiter::new(options.rate_limit.clone(), counters.clone()),
+                    verified.clone(),
                 )
             },
             stop.clone(),
@@ -104,6 +111,7 @@ impl HandleListeners {
         tasks.spawn(tcp::serve(
             tcp_listener,
             service,
+            verified,
             tcp::Limits {
                 max_connections: options.tcp_max_connections,
                 idle_timeout: options.tcp_idle_timeout,

@@ -80,13 +80,19 @@ pub(crate) async fn accept_loop<H, F>(
 }
 
 /// Handle over TCP until `shutdown`.
+/// Each connection's source is recorded in `verified`: it has shown that
+/// it receives what is sent to it (see `rrl::VerifiedSources`).
 pub(crate) async fn serve(
     listener: TcpListener,
     service: Arc<HandleService>,
+    verified: Arc<crate::rrl::VerifiedSources>,
     limits: Limits,
     shutdown: CancellationToken,
 ) {
     accept_loop(listener, limits.max_connections, shutdown, |stream| {
+        if let Ok(peer) = stream.peer_addr() {
+            verified.saw(peer.ip());
+        }
         let service = service.clone();
         async move { connection(stream, service, limits).await }
     })

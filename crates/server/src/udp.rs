@@ -12,9 +12,12 @@
 //! answers over 512 bytes are split into datagrams and sent one by one. The
 //! DNS responder lives in `dns.rs`.
 
+use crate::rrl::{RateLimiter, Verdict, VerifiedSources};
 use crate::unix_now;
 use idnode_authority::{Batch, HandleService, Outcome, Scratch};
-use idnode_handle::{ENVELOPE_LEN, Envelope, MAX_DATAGRAM, Reassembly, for_each_datagram};
+use idnode_handle::{
+    ENVELOPE_LEN, Envelope, HEADER_LEN, MAX_DATAGRAM, Reassembly, for_each_datagram,
+};
 use idnode_udp::{BATCH, RecvBatch, send_all};
 use nix::sys::socket::SockaddrStorage;
 use std::collections::HashMap;
@@ -225,6 +228,10 @@ pub(crate) struct HandleDatagrams {
     batch: Batch,
     whole: Vec<bool>,
     outcomes: Vec<Outcome>,
+    /// This worker's response rate limiter, and the sources known to
+    /// receive what is sent to them (they get long answers whole).
+    limiter: RateLimiter,
+    verified: Arc<VerifiedSources>,
 }
 
 impl HandleDatagrams {
@@ -232,6 +239,8 @@ impl HandleDatagrams {
         service: Arc<HandleService>,
         runtime: tokio::runtime::Handle,
         pending: Reassemblies,
+        limiter: RateLimiter,
+        verified: Arc<VerifiedSources>,
     ) -> Self {
         Self {
             service,
@@ -242,6 +251,8 @@ impl HandleDatagrams {
             batch: Batch::default(),
             whole: Vec::new(),
             outcomes: Vec::new(),
+            limiter,
+            verified,
         }
     }
 
@@ -277,12 +288,19 @@ impl HandleDatagrams {
     /// true when `out` holds one datagram for the batch's send; answers
     /// longer than a datagram are sent here, one datagram after another,
     /// and questions for another node are resolved upstream.
+    ///
+    /// Every answer passes the response rate limiter first (dropped, or
+    /// replaced by a short "ask over TCP" error); an answer longer than a
+    /// datagram goes whole only to a source that has connected over TCP,
+    /// others get its first datagram (their reassembly times out and they
+    /// ask over TCP), so that no question draws more than one datagram
+    /// from an unverified address.
     fn deliver(
         &mut self,
         outcome: Outcome,
         message: &[u8],
         peer: &SockaddrStorage,
-        out: &[u8],
+        out: &mut Vec<u8>,
         socket: &UdpSocket,
     ) -> bool {
         match outcome {
@@ -292,17 +310,56 @@ impl HandleDatagrams {
             }
             Outcome::Drop | Outcome::Admin { .. } => return false,
             Outcome::Reply { .. } if out.is_empty() => return false,
-            Outcome::Reply { .. } if out.len() <= MAX_DATAGRAM => return true,
             Outcome::Reply { .. } => {}
         }
-        if let Some(addr) = to_std(peer) {
-            for_each_datagram(out, |d| {
+        let Some(addr) = to_std(peer) else {
+            return false;
+        };
+        let question = message.get(ENVELOPE_LEN + HEADER_LEN..).unwrap_or(message);
+        match self.limiter.check(addr.ip(), question, Instant::now()) {
+            Verdict::Send => {}
+            Verdict::Drop => return false,
+            Verdict::Slip => {
+                slip(message, out);
+                return !out.is_empty();
+            }
+        }
+        if out.len() <= MAX_DATAGRAM {
+            return true;
+        }
+        let whole = self.verified.verified(addr.ip());
+        let mut sent = 0;
+        for_each_datagram(out, |d| {
+            if whole || sent == 0 {
                 if let Err(e) = socket.send_to(d, addr) {
                     tracing::debug!(error = %e, %addr, "udp send failed");
                 }
-            });
-        }
+                sent += 1;
+            }
+        });
         false
+    }
+}
+
+/// The short answer a rate-limited question gets instead of its answer:
+/// 3 SERVER_TOO_BUSY saying to ask over TCP, no longer than the question
+/// (nothing when it would be).
+fn slip(message: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let Ok(request) = idnode_handle::decode_request(message) else {
+        return;
+    };
+    let mut ctx = idnode_handle::ResponseContext::for_request(&request, unix_now());
+    ctx.digest = None;
+    idnode_handle::encode_error_response(
+        out,
+        &ctx,
+        request.header.opcode,
+        idnode_handle::code::SERVER_TOO_BUSY,
+        "rate limited: ask over TCP",
+    );
+    if out.len() > message.len() {
+        out.clear();
     }
 }
 
@@ -412,6 +469,11 @@ impl Responder for HandleDatagrams {
         }
         (self.outcomes, self.whole) = (outcomes, whole);
     }
+}
+
+/// The IP address of a datagram's sender.
+pub(crate) fn peer_ip(addr: &SockaddrStorage) -> Option<std::net::IpAddr> {
+    to_std(addr).map(|a| a.ip())
 }
 
 fn to_std(addr: &SockaddrStorage) -> Option<SocketAddr> {
@@ -618,8 +680,15 @@ mod tests {
         let addr = sockets[0].local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let pending = Reassemblies::default();
-        let make =
-            || HandleDatagrams::new(service.clone(), runtime.handle().clone(), pending.clone());
+        let make = || {
+            HandleDatagrams::new(
+                service.clone(),
+                runtime.handle().clone(),
+                pending.clone(),
+                RateLimiter::new(Arc::default(), Arc::default()),
+                Arc::default(),
+            )
+        };
         let workers = spawn(sockets, "test-reassemble", make, stop.clone(), true).unwrap();
 
         // A handle long enough for a request of two datagrams.

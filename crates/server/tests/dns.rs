@@ -101,6 +101,7 @@ async fn start_udp_tcp(
         allow_transfer: vec!["127.0.0.1".parse().unwrap()],
         tsig_keys: Vec::new(),
         notify: Vec::new(),
+        rate_limit: Default::default(),
     };
     let listeners = DnsListeners::start(&options, service, shutdown.clone())
         .await

@@ -46,6 +46,7 @@ async fn start(max_connections: usize) -> (HandleListeners, CancellationToken) {
         tcp_max_connections: max_connections,
         tcp_idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_millis(300),
+        rate_limit: Default::default(),
     };
     let service = Arc::new(HandleService::new(Arc::new(store)));
     let listeners = HandleListeners::start(&options, service, shutdown.clone())

@@ -102,6 +102,7 @@ async fn start(
         allow_transfer: allow.iter().map(|a| a.parse::<IpAddr>().unwrap()).collect(),
         tsig_keys: Vec::new(),
         notify,
+        rate_limit: Default::default(),
     };
     let listeners = DnsListeners::start(&options, service, shutdown.clone())
         .await

@@ -260,6 +260,7 @@ async fn quic_against_udp() {
         tcp_max_connections: 16,
         tcp_idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(5),
+        rate_limit: Default::default(),
     };
     let handle = HandleListeners::start(&options, service.clone(), shutdown.clone())
         .await
