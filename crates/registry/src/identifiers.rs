@@ -184,7 +184,6 @@ impl Registry {
             .partition(|v| indexes.contains(&v.index));
         record.values = kept;
         if let Some(rules) = template::governing(&mut txn, &id)? {
-            let removed: Vec<Value> = removed;
             rules.check_removal(&id, &record.values, &removed, indexes)?;
         }
         txn.put_record(id.key(), &mut record)?;
