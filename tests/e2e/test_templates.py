@@ -1,13 +1,15 @@
 """End-to-end: metadata templates per prefix (docs/templates.md) against the
 real binary. A template set with `idnode prefix template set` is enforced on
 every write path: gRPC CreateIdentifier, AddValues, ModifyValues and
-RemoveValues, BatchCreate and `idnode import`, and Handle-protocol
-administration (hdl_admin.py). A write that breaks a rule is refused with the
+RemoveValues, BatchCreate and `idnode import`, Handle-protocol
+administration (hdl_admin.py) and the HTTP REST API. A write that breaks a rule is refused with the
 identifier, the field and the rule named, and nothing is stored; a valid one
 lands. A sub-prefix inherits its parent's template unless it has its own; the
 demo data satisfies the demo templates."""
 import json
 import re
+import urllib.error
+import urllib.request
 
 import grpc
 import pytest
@@ -263,6 +265,38 @@ def test_handle_admin_value_changes_are_checked_and_valid_ones_land(world):
     body = ha.modify_body(identifier, handle_values([(6, "status", "recalled")]))
     assert ha.run(world.tcp, ha.MODIFY_VALUE, body, seckey()).code == ha.SUCCESS
     assert stored(world, identifier)[6] == b"recalled"
+
+
+def http_put(node, identifier, values, query=""):
+    """PUT /api/handles/{identifier} (docs/http.md) with the operator token:
+    (HTTP status, JSON answer)."""
+    body = json.dumps({"values": [{"index": i, "type": t, "data": d} for i, t, d in values]})
+    req = urllib.request.Request(f"http://{node.http}/api/handles/{identifier}{query}",
+                                 data=body.encode(), method="PUT",
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {node.token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.parametrize("rule,values,field,words", BROKEN, ids=IDS)
+def test_http_put_refuses_each_rule(world, rule, values, field, words):
+    identifier = f"{CHILD}/W-{rule}"
+    status, out = http_put(world, identifier, values)
+    assert status == 400 and out["responseCode"] == INVALID_VALUE, (status, out)
+    assert out["message"].startswith(f"{field}: identifier {identifier}: "), out
+    assert words in out["message"], out
+    assert stored(world, identifier) is None
+
+
+def test_http_put_of_a_valid_record_lands(world):
+    identifier = f"{CHILD}/W-GOOD"
+    status, out = http_put(world, identifier, GOOD)
+    assert status == 201, out
+    assert stored(world, identifier)[5] == b"2026-03-24"
 
 
 def test_a_sub_prefix_with_its_own_template_is_judged_by_it_alone(world):
