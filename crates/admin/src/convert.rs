@@ -2,6 +2,7 @@
 //! the edge: nothing generated goes further in than this module.
 
 use crate::proto;
+use idnode_core::template::{Field, Kind, Template};
 use idnode_core::{Permissions, Record, Reference, Ttl, Value};
 use idnode_handle::site::{
     HashOption, Interface, InterfaceKind, InterfaceProtocol, ServerInfo, SiteInfo,
@@ -288,8 +289,99 @@ impl From<PrefixInfo> for proto::Prefix {
             prefix: p.prefix,
             homed: p.homed,
             created: p.created,
+            has_template: p.template.is_some(),
         }
     }
+}
+
+impl From<Template> for proto::Template {
+    fn from(t: Template) -> Self {
+        use proto::template_field::Kind as P;
+        let bound = |b: Option<String>| b.unwrap_or_default();
+        proto::Template {
+            strict: t.strict,
+            fields: t
+                .fields
+                .into_iter()
+                .map(|f| proto::TemplateField {
+                    r#type: f.value_type,
+                    required: f.required,
+                    max_count: f.max_count,
+                    kind: Some(match f.kind {
+                        Kind::Text { max_length } => P::Text(proto::TextKind { max_length }),
+                        Kind::Url { schemes } => P::Url(proto::UrlKind { schemes }),
+                        Kind::Integer { min, max } => P::Integer(proto::IntegerKind { min, max }),
+                        Kind::Decimal { min, max } => P::Decimal(proto::DecimalKind {
+                            min: bound(min),
+                            max: bound(max),
+                        }),
+                        Kind::Date { min, max } => P::Date(proto::DateKind {
+                            min: bound(min),
+                            max: bound(max),
+                        }),
+                        Kind::Enumeration { values } => P::Enumeration(proto::EnumKind { values }),
+                    }),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A template from a request; the error names the field
+/// (`template.fields[1].kind`). The template's own rules are checked by
+/// the registry.
+pub fn template_from_proto(t: Option<proto::Template>) -> Result<Template, FieldError> {
+    use proto::template_field::Kind as P;
+    let t = t.ok_or_else(|| FieldError::new("template", "is missing"))?;
+    if t.fields.len() > idnode_core::template::MAX_FIELDS {
+        return Err(FieldError::new(
+            "template.fields",
+            format!(
+                "{} fields; at most {} are allowed",
+                t.fields.len(),
+                idnode_core::template::MAX_FIELDS
+            ),
+        ));
+    }
+    let bound = |b: String| (!b.is_empty()).then_some(b);
+    let mut fields = Vec::with_capacity(t.fields.len());
+    for (at, f) in t.fields.into_iter().enumerate() {
+        let kind = match f.kind {
+            Some(P::Text(k)) => Kind::Text {
+                max_length: k.max_length,
+            },
+            Some(P::Url(k)) => Kind::Url { schemes: k.schemes },
+            Some(P::Integer(k)) => Kind::Integer {
+                min: k.min,
+                max: k.max,
+            },
+            Some(P::Decimal(k)) => Kind::Decimal {
+                min: bound(k.min),
+                max: bound(k.max),
+            },
+            Some(P::Date(k)) => Kind::Date {
+                min: bound(k.min),
+                max: bound(k.max),
+            },
+            Some(P::Enumeration(k)) => Kind::Enumeration { values: k.values },
+            None => {
+                return Err(FieldError::new(
+                    &format!("template.fields[{at}].kind"),
+                    "is missing: text, url, integer, decimal, date or enumeration",
+                ));
+            }
+        };
+        fields.push(Field {
+            value_type: f.r#type,
+            required: f.required,
+            max_count: f.max_count,
+            kind,
+        });
+    }
+    Ok(Template {
+        strict: t.strict,
+        fields,
+    })
 }
 
 #[cfg(test)]
@@ -312,6 +404,30 @@ mod tests {
         assert_eq!(v.timestamp, 0, "the node sets timestamps");
         let back = proto::Value::from(v.clone());
         assert_eq!(Value::try_from(back).unwrap(), v);
+    }
+
+    #[test]
+    fn templates_round_trip() {
+        let t = Template::from_json(
+            r#"{"strict": true, "fields": [
+                {"type": "URL", "kind": "url", "required": true, "max_count": 1},
+                {"type": "name", "kind": "text", "max_length": 64},
+                {"type": "n", "kind": "integer", "min": -1},
+                {"type": "price", "kind": "decimal", "max": "9.5"},
+                {"type": "made", "kind": "date", "min": "2000-01-01"},
+                {"type": "state", "kind": "enum", "values": ["a"]}
+            ]}"#,
+        )
+        .unwrap();
+        let back = template_from_proto(Some(proto::Template::from(t.clone()))).unwrap();
+        assert_eq!(back, t);
+        let e = template_from_proto(Some(proto::Template {
+            strict: false,
+            fields: vec![proto::TemplateField::default()],
+        }))
+        .unwrap_err();
+        assert_eq!(e.field, "template.fields[0].kind");
+        assert_eq!(template_from_proto(None).unwrap_err().field, "template");
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub use client::{
     AdminChannel, BearerToken, connect, connect_audit_with, connect_tokens, connect_tokens_with,
     connect_with, open_channel,
 };
-pub use convert::FieldError;
+pub use convert::{FieldError, template_from_proto};
 pub use error::Error;
 pub use identifiers::IdentifiersService;
 pub use prefixes::PrefixesService;

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 const DEFAULT_DELEGATION_TTL: u32 = 86_400;
 
 /// Prefixes homed on this node, and the ones it delegates: create,
-/// delegate, read, list, delete.
+/// delegate, read, list, delete; their metadata templates.
 #[derive(Debug, Clone)]
 pub struct PrefixesService {
     registry: Arc<Registry>,
@@ -122,5 +122,64 @@ impl Prefixes for PrefixesService {
         }
         blocking_as(&self.registry, origin, move |r| r.delete_prefix(&prefix)).await?;
         Ok(Response::new(proto::DeletePrefixResponse {}))
+    }
+
+    async fn set_template(
+        &self,
+        request: Request<proto::SetTemplateRequest>,
+    ) -> Result<Response<proto::TemplateInfo>, Status> {
+        let caller = self.caller(&request)?;
+        let origin = crate::auth::origin_of(&caller, &request);
+        let grant = caller.grant("setting a template")?;
+        let request = request.into_inner();
+        let prefix = request.prefix;
+        if !grant.is_operator() {
+            grant.check_derived(&parsed(&prefix)?, ADD_DERIVED_PREFIX)?;
+        }
+        let template = convert::template_from_proto(request.template)?;
+        let info = blocking_as(&self.registry, origin, move |r| {
+            r.set_template(&prefix, template)
+        })
+        .await?;
+        Ok(Response::new(proto::TemplateInfo {
+            prefix: info.prefix.clone(),
+            defined_at: info.prefix,
+            template: info.template.map(Into::into),
+        }))
+    }
+
+    async fn get_template(
+        &self,
+        request: Request<proto::GetTemplateRequest>,
+    ) -> Result<Response<proto::TemplateInfo>, Status> {
+        self.caller(&request)?;
+        let prefix = request.into_inner().prefix;
+        let asked = prefix.clone();
+        let applied = blocking(&self.registry, move |r| r.template_for(&prefix)).await?;
+        let Some(applied) = applied else {
+            return Err(Status::not_found(format!(
+                "no template applies to prefix {asked}: neither it nor a prefix above it has one"
+            )));
+        };
+        Ok(Response::new(proto::TemplateInfo {
+            prefix: asked,
+            defined_at: applied.prefix,
+            template: Some(applied.template.into()),
+        }))
+    }
+
+    async fn delete_template(
+        &self,
+        request: Request<proto::DeleteTemplateRequest>,
+    ) -> Result<Response<proto::DeleteTemplateResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let origin = crate::auth::origin_of(&caller, &request);
+        let grant = caller.grant("deleting a template")?;
+        let prefix = request.into_inner().prefix;
+        if !grant.is_operator() {
+            grant.check_derived(&parsed(&prefix)?, ADD_DERIVED_PREFIX)?;
+        }
+        blocking_as(&self.registry, origin, move |r| r.delete_template(&prefix)).await?;
+        Ok(Response::new(proto::DeleteTemplateResponse {}))
     }
 }

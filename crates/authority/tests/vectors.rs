@@ -75,6 +75,7 @@ fn put_prefix(store: &dyn Store, prefix: &str, homed: bool) {
         prefix: prefix.into(),
         homed,
         created: TIMESTAMP,
+        template: None,
     };
     let mut txn = store.begin().unwrap();
     txn.put(Space::Prefixes, prefix.as_bytes(), info.encode().into());

@@ -298,6 +298,31 @@ pub enum PrefixCommand {
     List,
     /// Delete a prefix (it must hold no identifiers).
     Delete { prefix: String },
+    /// Manage a prefix's metadata template: the value types its
+    /// identifiers must or may carry, and what their data must look like
+    /// (docs/templates.md).
+    #[command(subcommand)]
+    Template(TemplateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Give a prefix homed here a template (replacing its own, if any);
+    /// the prefixes below it without one inherit it.
+    ///
+    /// Example: idnode prefix template set 88.100.1 --file template.json
+    Set {
+        prefix: String,
+        /// The template in its JSON form (docs/templates.md); `-` reads
+        /// standard input.
+        #[arg(long, value_name = "PATH")]
+        file: std::path::PathBuf,
+    },
+    /// Print the template that applies to a prefix (its own or the one it
+    /// inherits) as JSON; where it comes from goes to standard error.
+    Get { prefix: String },
+    /// Remove a prefix's own template (it then inherits one from above).
+    Delete { prefix: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,7 @@
 //! `idnode prefix`, `idnode id` and `idnode import`: clients of the gRPC
 //! management API.
 
-use crate::args::{AdminArgs, IdCommand, ImportArgs, PrefixCommand};
+use crate::args::{AdminArgs, IdCommand, ImportArgs, PrefixCommand, TemplateCommand};
 use crate::usage;
 use idnode_admin::proto;
 use idnode_core::{Permissions, Ttl, Value};
@@ -93,6 +93,7 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
             | PrefixCommand::Delete { .. }
             | PrefixCommand::Delegate { .. }
             | PrefixCommand::Admin { .. }
+            | PrefixCommand::Template(TemplateCommand::Set { .. } | TemplateCommand::Delete { .. })
     );
     let admin = Admin::connect(args, mutating).await?;
     let mut client = admin.prefixes();
@@ -155,6 +156,12 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                 p.prefix,
                 if p.homed { "homed" } else { "delegated" }
             );
+            if p.has_template {
+                println!(
+                    "  template: its own (idnode prefix template get {})",
+                    p.prefix
+                );
+            }
             if !p.homed {
                 // Where to: the sites on its record 0.NA/<prefix>.
                 let record = admin
@@ -235,8 +242,75 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                 .map_err(status)?;
             println!("deleted prefix {prefix}");
         }
+        PrefixCommand::Template(command) => template(&admin, client, command).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `idnode prefix template ...`.
+async fn template(
+    admin: &Admin,
+    mut client: Prefixes,
+    command: TemplateCommand,
+) -> anyhow::Result<()> {
+    match command {
+        TemplateCommand::Set { prefix, file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+                    .map_err(|e| crate::UsageError(format!("cannot read standard input: {e}")))?
+            } else {
+                match std::fs::read_to_string(&file) {
+                    Ok(text) => text,
+                    Err(e) => usage!("cannot read {}: {e}", file.display()),
+                }
+            };
+            let template = match idnode_core::Template::from_json(&text) {
+                Ok(t) => t,
+                Err(e) => usage!("{}: {e}", file.display()),
+            };
+            let fields = template.fields.len();
+            let info = client
+                .set_template(admin.request(proto::SetTemplateRequest {
+                    prefix,
+                    template: Some(template.into()),
+                })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!(
+                "set the template of prefix {} ({fields} field{})",
+                info.prefix,
+                if fields == 1 { "" } else { "s" }
+            );
+        }
+        TemplateCommand::Get { prefix } => {
+            let info = client
+                .get_template(admin.request(proto::GetTemplateRequest { prefix })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let template = idnode_admin::template_from_proto(info.template).map_err(|e| {
+                anyhow::anyhow!("the node sent a template that does not convert: {e}")
+            })?;
+            if info.defined_at != info.prefix {
+                eprintln!(
+                    "prefix {} has no template of its own; it inherits this one from {}",
+                    info.prefix, info.defined_at
+                );
+            }
+            println!("{}", template.to_json());
+        }
+        TemplateCommand::Delete { prefix } => {
+            client
+                .delete_template(admin.request(proto::DeleteTemplateRequest {
+                    prefix: prefix.clone(),
+                })?)
+                .await
+                .map_err(status)?;
+            println!("deleted the template of prefix {prefix}");
+        }
+    }
+    Ok(())
 }
 
 /// `prefix admin`: the admin handle gets the secret as HS_SECKEY at

@@ -43,6 +43,8 @@ pub enum Error {
     InvalidUtf8(&'static str),
     #[error("unknown {0} {1}")]
     UnknownTag(&'static str, u32),
+    #[error("the stored template does not parse")]
+    InvalidTemplate,
     #[error("{0} trailing bytes after the end")]
     TrailingBytes(usize),
 }

@@ -2,8 +2,9 @@
 //!
 //! This crate owns identifiers (parsing, normalization, the `0.NA/<prefix>`
 //! form), values and records as RFC 3651 defines them, what the store keeps
-//! about a prefix ([`PrefixInfo`]: homed or delegated), the limits that every
-//! entrance enforces, and the binary encoding of values (the Handle wire
+//! about a prefix ([`PrefixInfo`]: homed or delegated, and its metadata
+//! [`Template`], whose rules `template` parses and judges values by), the
+//! limits that every entrance enforces, and the binary encoding of values (the Handle wire
 //! form, which the store also uses so that answers are cheap to build).
 //!
 //! It depends on nothing that does I/O: no sockets, no clock, no storage.
@@ -12,10 +13,12 @@ mod error;
 mod identifier;
 pub mod limits;
 mod prefix_info;
+pub mod template;
 mod value;
 pub mod wire;
 
 pub use error::Error;
 pub use identifier::{Identifier, Prefix, normalize_into};
 pub use prefix_info::PrefixInfo;
+pub use template::Template;
 pub use value::{Permissions, Record, Reference, Ttl, Value};

@@ -8,11 +8,13 @@
 
 use crate::error::{RegistryError, Result};
 use crate::prefixes::check_writable;
+use crate::template::{self, AppliedTemplate, Positions};
 use crate::txn::{Txn, decode_record};
 use crate::{Registry, validate};
 use idnode_core::{Identifier, Record, Value};
 use idnode_store::Space;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One item of [`Registry::batch_create`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -29,11 +31,16 @@ struct Prepared {
     id: Identifier,
     record: Record,
     overwrite: bool,
+    /// The item's index order, when it was not ascending.
+    order: Option<Vec<u32>>,
 }
 
-fn prepare(item: BatchItem, now: u32) -> Result<(Identifier, Record, bool)> {
+type Checked = (Identifier, Record, bool, Option<Vec<u32>>);
+
+fn prepare(item: BatchItem, now: u32) -> Result<Checked> {
     let id = validate::identifier(&item.identifier, "identifier")?;
     validate::values(&item.values)?;
+    let order = template::request_order(&item.values);
     let mut record = Record {
         identifier: id.as_str().to_owned(),
         values: item.values,
@@ -41,7 +48,7 @@ fn prepare(item: BatchItem, now: u32) -> Result<(Identifier, Record, bool)> {
     };
     validate::stamp(&mut record.values, now);
     validate::record(&mut record)?;
-    Ok((id, record, item.overwrite))
+    Ok((id, record, item.overwrite, order))
 }
 
 impl Registry {
@@ -60,13 +67,14 @@ impl Registry {
         let mut prepared = Vec::with_capacity(items.len());
         for (at, item) in items.into_iter().enumerate() {
             match prepare(item, now) {
-                Ok((id, record, overwrite)) => {
+                Ok((id, record, overwrite, order)) => {
                     results.push(None);
                     prepared.push(Prepared {
                         at,
                         id,
                         record,
                         overwrite,
+                        order,
                     });
                 }
                 Err(e) => results.push(Some(Err(e))),
@@ -117,6 +125,7 @@ impl Registry {
             .collect();
         let mut staged: HashMap<String, Record> = HashMap::new();
         let mut prefixes: HashMap<String, Option<String>> = HashMap::new();
+        let mut templates: HashMap<String, Option<Arc<AppliedTemplate>>> = HashMap::new();
 
         for (p, stored) in prepared.into_iter().zip(stored) {
             let Prepared {
@@ -124,6 +133,7 @@ impl Registry {
                 id,
                 mut record,
                 overwrite,
+                order,
             } = p;
             if let Some(why) = writable(&mut txn, &mut prefixes, &id)? {
                 results[at] = Some(Err(RegistryError::FailedPrecondition(why)));
@@ -141,6 +151,15 @@ impl Registry {
                     "identifier {id} already exists with other values"
                 ))),
                 _ => {
+                    let rules = governing(&mut txn, &mut templates, &id)?;
+                    if let Some(rules) = rules {
+                        let order = order.as_deref();
+                        let checked = rules.check(&id, &record.values, Positions::Record { order });
+                        if let Err(refused) = checked {
+                            results[at] = Some(Err(refused));
+                            continue;
+                        }
+                    }
                     txn.put_record(id.key(), &mut record)?;
                     if repeated.iter().any(|k| k == id.key()) {
                         staged.insert(id.key().to_owned(), record.clone());
@@ -153,6 +172,25 @@ impl Registry {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// The template governing `id`, remembered per prefix (prefix records
+/// have none).
+fn governing(
+    txn: &mut Txn<'_>,
+    cache: &mut HashMap<String, Option<Arc<AppliedTemplate>>>,
+    id: &Identifier,
+) -> Result<Option<Arc<AppliedTemplate>>> {
+    if id.as_prefix_record().is_some() {
+        return Ok(None);
+    }
+    let prefix = id.prefix_parsed();
+    if let Some(found) = cache.get(prefix.key()) {
+        return Ok(found.clone());
+    }
+    let found = template::governing(txn, id)?;
+    cache.insert(prefix.key().to_owned(), found.clone());
+    Ok(found)
 }
 
 /// Whether `id` may be written here, remembering the answer per prefix.

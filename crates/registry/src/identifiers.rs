@@ -3,6 +3,7 @@
 use crate::error::{RegistryError, Result};
 use crate::prefixes::PREFIX_AUTHORITY;
 use crate::prefixes::{check_writable, is_homed};
+use crate::template::{self, Positions};
 use crate::txn::{Txn, decode_record};
 use crate::{Registry, validate};
 use idnode_core::wire::RecordView;
@@ -25,6 +26,7 @@ fn not_found(id: &Identifier) -> RegistryError {
 impl Registry {
     /// Creates `identifier` with `values` under a prefix homed here. With
     /// `overwrite`, an existing record is replaced; without, ALREADY_EXISTS.
+    /// The record must satisfy the template that applies to its prefix.
     pub fn create_identifier(
         &self,
         identifier: &str,
@@ -33,6 +35,7 @@ impl Registry {
     ) -> Result<Record> {
         let id = validate::identifier(identifier, "identifier")?;
         validate::values(&values)?;
+        let order = template::request_order(&values);
         let mut record = Record {
             identifier: id.as_str().to_owned(),
             values,
@@ -46,6 +49,10 @@ impl Registry {
             return Err(RegistryError::AlreadyExists(format!(
                 "identifier {id} already exists"
             )));
+        }
+        if let Some(rules) = template::governing(&mut txn, &id)? {
+            let order = order.as_deref();
+            rules.check(&id, &record.values, Positions::Record { order })?;
         }
         txn.put_record(id.key(), &mut record)?;
         txn.commit()?;
@@ -157,6 +164,7 @@ impl Registry {
     }
 
     /// Removes the values at `indexes`; NOT_FOUND when an index is absent.
+    /// The last value of a type the prefix's template requires stays.
     pub fn remove_values(&self, identifier: &str, indexes: &[u32]) -> Result<Record> {
         let id = validate::identifier(identifier, "identifier")?;
         if indexes.is_empty() {
@@ -171,7 +179,13 @@ impl Registry {
                 )));
             }
         }
-        record.values.retain(|v| !indexes.contains(&v.index));
+        let (removed, kept) = std::mem::take(&mut record.values)
+            .into_iter()
+            .partition(|v| indexes.contains(&v.index));
+        record.values = kept;
+        if let Some(rules) = template::governing(&mut txn, &id)? {
+            rules.check_removal(&id, &record.values, &removed, indexes)?;
+        }
         txn.put_record(id.key(), &mut record)?;
         txn.commit()?;
         Ok(record)
@@ -179,7 +193,7 @@ impl Registry {
 
     /// The shared path of [`Self::add_values`] and [`Self::modify_values`]:
     /// check the new values, apply `change` to the stored record, check the
-    /// result, write it.
+    /// result (limits, then the template), write it.
     fn change_values(
         &self,
         identifier: &str,
@@ -192,10 +206,14 @@ impl Registry {
         }
         validate::values(&values)?;
         let now = self.now();
+        let order: Vec<u32> = values.iter().map(|v| v.index).collect();
         let mut txn = Txn::begin(&*self.store)?;
         let mut record = txn.record(id.key())?.ok_or_else(|| not_found(&id))?;
         change(&id, &mut record, values, now)?;
         validate::record(&mut record)?;
+        if let Some(rules) = template::governing(&mut txn, &id)? {
+            rules.check(&id, &record.values, Positions::Changed(&order))?;
+        }
         txn.put_record(id.key(), &mut record)?;
         txn.commit()?;
         Ok(record)

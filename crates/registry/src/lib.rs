@@ -10,6 +10,14 @@
 //! of the write that stored them; prefixes live in `Space::Prefixes` as
 //! [`PrefixInfo`].
 //!
+//! A prefix may carry a metadata [`Template`] (`template.rs`): the value
+//! types its identifiers must or may hold and what their data must look
+//! like. The prefixes below it without one of their own inherit it, and
+//! every write of a record here is checked against the one that applies
+//! ([`Registry::template_for`]), so every surface that writes through the
+//! registry enforces it; a refusal names the identifier, the value
+//! (`values[2].data`) and the rule, and stores nothing.
+//!
 //! Each change records its [`Origin`] (who, over which surface, from
 //! where, when) in the change log, and [`Registry::audit`] reads that trail
 //! back (`audit.rs`).
@@ -23,6 +31,7 @@ mod batch;
 mod error;
 mod identifiers;
 mod prefixes;
+mod template;
 mod txn;
 mod validate;
 
@@ -31,10 +40,12 @@ pub use batch::BatchItem;
 pub use error::{RegistryError, Result};
 pub use identifiers::Page;
 pub use idnode_core::PrefixInfo;
+pub use idnode_core::template::{Field, Kind, Template};
 pub use prefixes::{
     ALL_ADMIN_PERMISSIONS, OWN_SITE_INDEX, PREFIX_ADMIN_INDEX, PREFIX_ADMIN_KEY_INDEX,
     SERVICE_PREFIX_TYPE, SERVICE_TYPE, SITE_PREFIX_TYPE, SITE_TYPE, SiteSync, hs_admin_data,
 };
+pub use template::AppliedTemplate;
 
 use bytes::Bytes;
 use idnode_core::Record;

@@ -244,6 +244,7 @@ impl Registry {
             prefix: prefix.as_str().to_owned(),
             homed: false,
             created,
+            template: None,
         };
         let record_id = prefix.record_identifier();
         let mut record = Record {

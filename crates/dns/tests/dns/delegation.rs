@@ -40,6 +40,7 @@ fn delegate(store: &dyn Store, prefix: &str, sites: &[&[(u32, &str)]], ttl: Ttl)
         prefix: prefix.into(),
         homed: false,
         created: 0,
+        template: None,
     }
     .encode();
     let mut txn = store.begin().unwrap();
@@ -370,6 +371,7 @@ fn a_prefix_delegated_through_a_service_handle_is_a_cut_to_its_sites() {
         prefix: "88.100.2".into(),
         homed: false,
         created: 0,
+        template: None,
     };
     txn.put(Space::Prefixes, b"88.100.2", info.encode().into());
     let record = StoredRecord {

@@ -6,3 +6,4 @@ mod batch;
 mod identifiers;
 mod prefixes;
 mod support;
+mod templates;

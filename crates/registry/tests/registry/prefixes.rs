@@ -16,7 +16,8 @@ fn create_prefix_homes_it_and_writes_its_record() {
         PrefixInfo {
             prefix: "88.100.1".into(),
             homed: true,
-            created: T0
+            created: T0,
+            template: None,
         }
     );
     assert_eq!(f.commits(), 1);
@@ -156,7 +157,8 @@ fn delegate_prefix_writes_site_values_under_a_homed_parent() {
         PrefixInfo {
             prefix: "88.100.1".into(),
             homed: false,
-            created: T0
+            created: T0,
+            template: None,
         }
     );
     let record = f.registry.get_identifier("0.na/88.100.1").unwrap();
