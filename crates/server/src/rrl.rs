@@ -148,6 +148,12 @@ impl RateLimiter {
         }
     }
 
+    /// Whether `ip` is in the exempt ranges (never limited, and sent long
+    /// answers whole).
+    pub(crate) fn exempt(&self, ip: IpAddr) -> bool {
+        self.options.exempt.iter().any(|&net| within(ip, net))
+    }
+
     /// The verdict for an answer to `question` (the bytes that name the
     /// answer: the Handle body, the DNS question) for `ip`.
     pub(crate) fn check(&mut self, ip: IpAddr, question: &[u8], now: Instant) -> Verdict {

@@ -291,8 +291,8 @@ impl HandleDatagrams {
     ///
     /// Every answer passes the response rate limiter first (dropped, or
     /// replaced by a short "ask over TCP" error); an answer longer than a
-    /// datagram goes whole only to a source that has connected over TCP,
-    /// others get its first datagram (their reassembly times out and they
+    /// datagram goes whole only to a source that has connected over TCP
+    /// (or is exempt from rate limiting), others get its first datagram (their reassembly times out and they
     /// ask over TCP), so that no question draws more than one datagram
     /// from an unverified address.
     fn deliver(
@@ -327,7 +327,7 @@ impl HandleDatagrams {
         if out.len() <= MAX_DATAGRAM {
             return true;
         }
-        let whole = self.verified.verified(addr.ip());
+        let whole = self.limiter.exempt(addr.ip()) || self.verified.verified(addr.ip());
         let mut sent = 0;
         for_each_datagram(out, |d| {
             if whole || sent == 0 {
