@@ -238,8 +238,13 @@ impl StreamProtocol for HandleStreams {
 struct Shared<P> {
     protocol: Arc<P>,
     connections: Arc<Semaphore>,
+    max_connections: usize,
     request_timeout: Duration,
 }
+
+/// Time a client has to complete its handshake (the idle timeout would
+/// let half-open connections hold their slots far longer).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl QuicListener {
     /// Loads or generates the certificate (see [`TlsIdentity::load`]),
@@ -284,6 +289,7 @@ impl QuicListener {
         let shared = Arc::new(Shared {
             protocol,
             connections: connections.clone(),
+            max_connections,
             request_timeout: options.request_timeout,
         });
         // Dropping the listener stops its workers too.
@@ -458,6 +464,17 @@ async fn accept_loop<P: StreamProtocol>(
             },
             _ = shutdown.cancelled() => break,
         };
+        // Once half the slots are taken, a client must first show that it
+        // receives at its address (a stateless Retry) before it gets one:
+        // first flights from spoofed or throwaway addresses then take no
+        // slot.
+        let busy = shared.connections.available_permits() < shared.max_connections / 2;
+        if busy && !incoming.remote_address_validated() && incoming.may_retry() {
+            if let Err(e) = incoming.retry() {
+                e.into_incoming().refuse();
+            }
+            continue;
+        }
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
             tracing::debug!(peer = %incoming.remote_address(), "QUIC connection limit reached; refusing");
             incoming.refuse();
@@ -489,12 +506,15 @@ async fn connection<P: StreamProtocol>(
             return;
         }
     };
-    // The idle timeout bounds the handshake too.
     let conn = tokio::select! {
-        r = connecting => match r {
-            Ok(c) => c,
-            Err(e) => {
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting) => match r {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "QUIC handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "QUIC handshake not completed in time");
                 return;
             }
         },

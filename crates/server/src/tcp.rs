@@ -33,9 +33,52 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// Most connections one source address may hold at once: an eighth of
+/// the listener's cap, at least 16, so that one host cannot take every
+/// slot.
+pub(crate) fn per_source_cap(max_connections: usize) -> usize {
+    (max_connections / 8).max(16)
+}
+
+/// Open connections by source address.
+#[derive(Default)]
+struct BySource(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl BySource {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, usize>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes a slot for `ip` unless it holds `cap` already.
+    fn take(&self, ip: std::net::IpAddr, cap: usize) -> bool {
+        let mut map = self.lock();
+        let n = map.entry(ip).or_insert(0);
+        if *n >= cap {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn give_back(&self, ip: std::net::IpAddr) {
+        let mut map = self.lock();
+        if let Some(n) = map.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+}
+
 /// Accepts connections until `shutdown`, each served by `handle` on a task
-/// of its own while it holds one of `max_connections` permits; a connection
-/// over the cap is closed at once.
+/// of its own while it holds one of `max_connections` permits and one of
+/// its source's [`per_source_cap`] slots; a connection over either cap is
+/// closed at once.
 pub(crate) async fn accept_loop<H, F>(
     listener: TcpListener,
     max_connections: usize,
@@ -46,6 +89,8 @@ pub(crate) async fn accept_loop<H, F>(
     F: Future<Output = std::io::Result<()>> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    let by_source = Arc::new(BySource::default());
+    let source_cap = per_source_cap(max_connections);
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -58,13 +103,20 @@ pub(crate) async fn accept_loop<H, F>(
             },
             _ = shutdown.cancelled() => return,
         };
+        if !by_source.take(peer.ip(), source_cap) {
+            tracing::debug!(%peer, cap = source_cap, "per-source connection limit reached; closing new connection");
+            drop(stream);
+            continue;
+        }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection limit reached; closing new connection");
+            by_source.give_back(peer.ip());
             drop(stream);
             continue;
         };
         let connection = handle(stream);
         let shutdown = shutdown.clone();
+        let by_source = by_source.clone();
         tokio::spawn(async move {
             tokio::select! {
                 r = connection => {
@@ -74,6 +126,7 @@ pub(crate) async fn accept_loop<H, F>(
                 }
                 _ = shutdown.cancelled() => {}
             }
+            by_source.give_back(peer.ip());
             drop(permit);
         });
     }
@@ -127,7 +180,7 @@ async fn connection(
                     if service.respond(&buf[..end], unix_now(), &mut out, &mut scratch)
                         != Outcome::Drop
                     {
-                        stream.write_all(&out).await?;
+                        send(&mut stream, &out, limits.request_timeout).await?;
                     }
                     return Ok(());
                 }
@@ -142,7 +195,7 @@ async fn connection(
             }
             if let Outcome::Admin { keep_open } = outcome {
                 for message in admin(&service, &buf[..total], "handle-tcp", peer).await {
-                    stream.write_all(&message).await?;
+                    send(&mut stream, &message, limits.request_timeout).await?;
                 }
                 out.clear();
                 outcome = Outcome::Reply { keep_open };
@@ -152,7 +205,7 @@ async fn connection(
                 Outcome::Drop | Outcome::Recurse { .. } | Outcome::Admin { .. } => return Ok(()),
                 Outcome::Reply { keep_open } => {
                     if !out.is_empty() {
-                        stream.write_all(&out).await?;
+                        send(&mut stream, &out, limits.request_timeout).await?;
                     }
                     if !keep_open && buf.is_empty() {
                         stream.shutdown().await?;
@@ -180,6 +233,19 @@ async fn connection(
             return Ok(());
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Writes an answer, or fails when the client does not take it within
+/// `limit` (a client that pipelines requests and never reads would
+/// otherwise hold its connection and the answers queued for it forever).
+async fn send(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> std::io::Result<()> {
+    match tokio::time::timeout(limit, stream.write_all(bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client did not take its answer in time",
+        )),
     }
 }
 
