@@ -12,6 +12,7 @@ mod error;
 mod identifier;
 pub mod limits;
 mod prefix_info;
+pub mod text;
 mod value;
 pub mod wire;
 
