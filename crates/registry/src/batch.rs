@@ -32,7 +32,7 @@ struct Prepared {
 }
 
 fn prepare(item: BatchItem, now: u32) -> Result<(Identifier, Record, bool)> {
-    let id = validate::identifier(&item.identifier, "identifier")?;
+    let id = validate::new_identifier(&item.identifier, "identifier")?;
     validate::values(&item.values)?;
     let mut record = Record {
         identifier: id.as_str().to_owned(),

@@ -31,7 +31,7 @@ impl Registry {
         values: Vec<Value>,
         overwrite: bool,
     ) -> Result<Record> {
-        let id = validate::identifier(identifier, "identifier")?;
+        let id = validate::new_identifier(identifier, "identifier")?;
         validate::values(&values)?;
         let mut record = Record {
             identifier: id.as_str().to_owned(),
