@@ -12,6 +12,7 @@ mod log;
 mod manage;
 mod resolve;
 mod serve;
+mod shown;
 mod token;
 
 use clap::Parser;
@@ -56,7 +57,11 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // Not `eprintln!`: it panics when stderr cannot be written.
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}",
+                shown::lines(&format!("{e:#}"))
+            );
             if e.downcast_ref::<UsageError>().is_some()
                 || e.downcast_ref::<idnode_bench::BadInput>().is_some()
             {

@@ -2,7 +2,7 @@
 //! management API.
 
 use crate::args::{AdminArgs, IdCommand, ImportArgs, PrefixCommand};
-use crate::usage;
+use crate::{shown, usage};
 use idnode_admin::proto;
 use idnode_core::{Permissions, Ttl, Value};
 use idnode_handle::site::{InterfaceProtocol, ServerInfo, SiteInfo};
@@ -103,7 +103,7 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                 .await
                 .map_err(status)?
                 .into_inner();
-            println!("created prefix {} (homed here)", p.prefix);
+            println!("created prefix {} (homed here)", shown::text(&p.prefix));
         }
         PrefixCommand::Delegate {
             prefix,
@@ -124,7 +124,11 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                     .await
                     .map_err(status)?
                     .into_inner();
-                println!("delegated prefix {} to the sites of {service}", p.prefix);
+                println!(
+                    "delegated prefix {} to the sites of {}",
+                    shown::text(&p.prefix),
+                    shown::text(&service)
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             let mut site = site_arg(&to, &hash)?;
@@ -142,7 +146,11 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                 .await
                 .map_err(status)?
                 .into_inner();
-            println!("delegated prefix {} to {described}", p.prefix);
+            println!(
+                "delegated prefix {} to {}",
+                shown::text(&p.prefix),
+                shown::text(&described)
+            );
         }
         PrefixCommand::Get { prefix } => {
             let p = client
@@ -152,7 +160,7 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                 .into_inner();
             println!(
                 "{}\t{}",
-                p.prefix,
+                shown::text(&p.prefix),
                 if p.homed { "homed" } else { "delegated" }
             );
             if !p.homed {
@@ -174,9 +182,10 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                         let servers: Vec<String> = site.servers.iter().map(|s| s.urls()).collect();
                         let keyed = site.servers.iter().all(|s| !s.public_key.is_empty());
                         let key = if keyed { "" } else { " (no public key)" };
-                        println!("  site {}: {}{key}", value.index, servers.join(" | "));
+                        let servers = shown::text(&servers.join(" | ")).into_owned();
+                        println!("  site {}: {servers}{key}", value.index);
                     } else if value.r#type.eq_ignore_ascii_case("HS_SERV") {
-                        let named = String::from_utf8_lossy(&value.data);
+                        let named = shown::bytes(&value.data);
                         println!("  service {}: the sites of {named}", value.index);
                     }
                 }
@@ -191,7 +200,7 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
             for p in list.prefixes {
                 println!(
                     "{}\t{}",
-                    p.prefix,
+                    shown::text(&p.prefix),
                     if p.homed { "homed" } else { "delegated" }
                 );
             }
@@ -233,7 +242,7 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                 })?)
                 .await
                 .map_err(status)?;
-            println!("deleted prefix {prefix}");
+            println!("deleted prefix {}", shown::text(&prefix));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -547,7 +556,7 @@ pub async fn identifier(args: &AdminArgs, command: IdCommand) -> anyhow::Result<
                 .into_inner();
             println!(
                 "registered {} ({} values, version {})",
-                created.identifier,
+                shown::text(&created.identifier),
                 created.values.len(),
                 created.version
             );
@@ -560,15 +569,20 @@ pub async fn identifier(args: &AdminArgs, command: IdCommand) -> anyhow::Result<
                 .into_inner();
             let values: Vec<Value> = record.values.iter().map(from_proto).collect();
             if json {
-                println!("{}", crate::resolve::to_json(&record.identifier, &values));
+                let json = crate::resolve::to_json(&record.identifier, &values);
+                println!("{}", shown::json(&json));
             } else {
-                println!("{} (version {})", record.identifier, record.version);
+                println!(
+                    "{} (version {})",
+                    shown::text(&record.identifier),
+                    record.version
+                );
                 for v in &values {
                     println!(
                         "  {:>5}  {:<16}  {}  [permissions {:#04x}]",
                         v.index,
-                        v.kind,
-                        String::from_utf8_lossy(&v.data),
+                        shown::text(&v.kind),
+                        shown::bytes(&v.data),
                         v.permissions.0
                     );
                 }
@@ -581,7 +595,7 @@ pub async fn identifier(args: &AdminArgs, command: IdCommand) -> anyhow::Result<
                 })?)
                 .await
                 .map_err(status)?;
-            println!("deleted {identifier}");
+            println!("deleted {}", shown::text(&identifier));
         }
         IdCommand::List { prefix, limit } => {
             let mut token = String::new();
@@ -600,7 +614,7 @@ pub async fn identifier(args: &AdminArgs, command: IdCommand) -> anyhow::Result<
                     if limit != 0 && printed >= limit {
                         return Ok(ExitCode::SUCCESS);
                     }
-                    println!("{id}");
+                    println!("{}", shown::text(&id));
                     printed += 1;
                 }
                 if page.next_page_token.is_empty() {
@@ -698,7 +712,7 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
         failures.len()
     );
     for (line, message) in failures.iter().take(50) {
-        println!("  line {line}: {message}");
+        println!("  line {line}: {}", shown::text(message));
     }
     if failures.len() > 50 {
         println!("  ... and {} more", failures.len() - 50);
