@@ -73,16 +73,11 @@ pub(crate) fn admin_token(
 
 /// Turns a gRPC status into an error; client-side mistakes exit with 2.
 pub(crate) fn status(e: tonic::Status) -> anyhow::Error {
-    use tonic::Code;
     let text = format!("{:?}: {}", e.code(), e.message());
-    match e.code() {
-        Code::InvalidArgument
-        | Code::AlreadyExists
-        | Code::NotFound
-        | Code::FailedPrecondition
-        | Code::Unauthenticated
-        | Code::PermissionDenied => anyhow::Error::new(crate::UsageError(text)),
-        _ => anyhow::anyhow!(text),
+    if is_usage(e.code()) {
+        anyhow::Error::new(crate::UsageError(text))
+    } else {
+        anyhow::anyhow!(text)
     }
 }
 
@@ -642,12 +637,17 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
     // Parse everything first: a malformed file is reported before any write.
     let mut items = Vec::new();
     let mut failures: Vec<(usize, String)> = Vec::new();
+    let mut lines_read = 0;
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line_no = n + 1;
+        lines_read = line_no;
         let text = match line {
             Ok(t) => t,
             Err(e) => usage!("{}: line {line_no}: {e}", import.file.display()),
         };
+        if line_no <= import.skip {
+            continue;
+        }
         match idnode_node::jsonl::parse_line(&text) {
             Ok(None) => {}
             Ok(Some((parsed, values))) => items.push(Item {
@@ -660,6 +660,13 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
             }),
             Err(e) => failures.push((line_no, e)),
         }
+    }
+    if import.skip > lines_read {
+        usage!(
+            "--skip {}: {} has only {lines_read} lines",
+            import.skip,
+            import.file.display()
+        );
     }
     let admin = Admin::connect(args, true).await?;
     let progress = if import.quiet {
@@ -686,23 +693,63 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
             }
         }
     });
-    let mut results = client
-        .batch_create(request)
-        .await
-        .map_err(status)?
-        .into_inner();
+    // Which items the node answered for: it answers once an item's chunk
+    // is committed (or the item refused), so an acknowledged item is
+    // stored for good.
+    let mut acknowledged = vec![false; lines.len()];
     let mut ok = 0u64;
-    while let Some(result) = results.message().await.map_err(status)? {
-        progress.inc(1);
-        if result.code == 0 {
-            ok += 1;
-        } else {
-            let line = lines.get(result.item as usize).copied().unwrap_or(0);
-            failures.push((line, format!("{}: {}", result.identifier, result.message)));
+    let mut refused = 0u64;
+    let streamed: Result<(), tonic::Status> = async {
+        let mut results = client.batch_create(request).await?.into_inner();
+        while let Some(result) = results.message().await? {
+            progress.inc(1);
+            if let Some(seen) = acknowledged.get_mut(result.item as usize) {
+                *seen = true;
+            }
+            if result.code == 0 {
+                ok += 1;
+            } else {
+                refused += 1;
+                let line = lines.get(result.item as usize).copied().unwrap_or(0);
+                failures.push((line, format!("{}: {}", result.identifier, result.message)));
+            }
         }
+        Ok(())
     }
+    .await;
+    sender.abort();
     let _ = sender.await;
     progress.finish_and_clear();
+    let unacknowledged = acknowledged.iter().position(|seen| !seen);
+    if let (Err(e), Some(first)) = (&streamed, unacknowledged) {
+        if ok + refused == 0 && is_usage(e.code()) {
+            // Refused as a whole before anything was written (a token
+            // without the right, for instance).
+            return Err(status(e.clone()));
+        }
+        let line = lines[first];
+        failures.sort_by_key(|(line, _)| *line);
+        failures.retain(|(at, _)| *at < line);
+        print_failures(&failures);
+        anyhow::bail!(
+            "import interrupted after {} acknowledged identifiers ({} imported, {} refused) \
+             (line {} of {} is the first not acknowledged): {}; run again with --skip {}",
+            grouped(ok + refused),
+            grouped(ok),
+            grouped(refused),
+            grouped(line as u64),
+            import.file.display(),
+            broken(e),
+            line - 1,
+        );
+    }
+    if let Err(e) = &streamed {
+        // Every item was answered; only the end of the stream was lost.
+        eprintln!(
+            "warning: the stream ended with an error after every item was acknowledged: {}",
+            broken(e)
+        );
+    }
     let secs = started.elapsed().as_secs_f64();
     failures.sort_by_key(|(line, _)| *line);
     println!(
@@ -711,12 +758,7 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
         ok as f64 / secs.max(1e-9),
         failures.len()
     );
-    for (line, message) in failures.iter().take(50) {
-        println!("  line {line}: {}", shown::text(message));
-    }
-    if failures.len() > 50 {
-        println!("  ... and {} more", failures.len() - 50);
-    }
+    print_failures(&failures);
     if import.compact {
         compact_with(&admin).await?;
     }
@@ -725,6 +767,63 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
     } else {
         ExitCode::from(2)
     })
+}
+
+fn print_failures(failures: &[(usize, String)]) {
+    for (line, message) in failures.iter().take(50) {
+        println!("  line {line}: {}", shown::text(message));
+    }
+    if failures.len() > 50 {
+        println!("  ... and {} more", failures.len() - 50);
+    }
+}
+
+/// Whether a status says the request was wrong (exit code 2), as
+/// [`status`] decides.
+fn is_usage(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(
+        code,
+        Code::InvalidArgument
+            | Code::AlreadyExists
+            | Code::NotFound
+            | Code::FailedPrecondition
+            | Code::Unauthenticated
+            | Code::PermissionDenied
+    )
+}
+
+/// Why a stream of results ended early, in words.
+fn broken(e: &tonic::Status) -> String {
+    let detail = format!("{:?}: {}", e.code(), shown::text(e.message()));
+    let lower = e.message().to_ascii_lowercase();
+    let transport = [
+        "h2 protocol",
+        "transport",
+        "connection",
+        "broken pipe",
+        "reset",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
+    if transport || matches!(e.code(), tonic::Code::Unavailable | tonic::Code::Cancelled) {
+        format!("the connection to the node broke (the node stopped or reset it: {detail})")
+    } else {
+        format!("the node ended the import with an error ({detail})")
+    }
+}
+
+/// `65747` as `65,747`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
 }
 
 /// `idnode compact`.
@@ -747,4 +846,32 @@ async fn compact_with(admin: &Admin) -> anyhow::Result<()> {
         done.duration_ms as f64 / 1000.0
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(65_747), "65,747");
+        assert_eq!(grouped(1_000_000), "1,000,000");
+    }
+
+    #[test]
+    fn a_broken_stream_is_told_from_a_refusal() {
+        let reset =
+            tonic::Status::unknown("h2 protocol error: error reading a body from connection");
+        assert!(
+            broken(&reset).starts_with("the connection to the node broke"),
+            "{}",
+            broken(&reset)
+        );
+        let failed = tonic::Status::internal("the batch failed inside the node");
+        assert!(broken(&failed).starts_with("the node ended the import with an error"));
+        assert!(is_usage(tonic::Code::PermissionDenied));
+        assert!(!is_usage(tonic::Code::Unknown));
+    }
 }
