@@ -1,7 +1,8 @@
 //! The data model of idnode, shared by every other crate.
 //!
 //! This crate owns identifiers (parsing, normalization, the `0.NA/<prefix>`
-//! form), values and records as RFC 3651 defines them, what the store keeps
+//! form, and the stricter rules of what may be written: [`text`] and
+//! [`Identifier::check_new`]), values and records as RFC 3651 defines them, what the store keeps
 //! about a prefix ([`PrefixInfo`]: homed or delegated), the limits that every
 //! entrance enforces, and the binary encoding of values (the Handle wire
 //! form, which the store also uses so that answers are cheap to build).
