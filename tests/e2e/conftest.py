@@ -27,8 +27,11 @@ class Node:
     data into a new node."""
 
     def __init__(self, data_dir, extra=(), handle_listen="127.0.0.1:0",
-                 grpc_listen="127.0.0.1:0", demo=True):
+                 grpc_listen="127.0.0.1:0", demo=True, stderr=subprocess.PIPE, env=None):
         self.data_dir = Path(data_dir)
+        # Where the node's log goes (a pipe, or a file such as /dev/full),
+        # and environment variables over RUST_LOG=warn.
+        self.stderr, self.env = stderr, env or {}
         self.extra = (["--demo"] if demo else []) + list(extra)
         self.handle_listen, self.grpc_listen = handle_listen, grpc_listen
         self.proc = None
@@ -44,8 +47,9 @@ class Node:
                "--handle-listen", self.handle_listen, "--grpc-listen", self.grpc_listen,
                "--udp-workers", "2", "--dns-listen", "127.0.0.1:0",
                "--dns-quic-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", *self.extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env={**os.environ, "RUST_LOG": "warn"})
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr,
+                                     text=True,
+                                     env={**os.environ, "RUST_LOG": "warn", **self.env})
         ready = threading.Event()
         self.lines = []
 
@@ -58,7 +62,7 @@ class Node:
 
         threading.Thread(target=pump, daemon=True).start()
         if not ready.wait(timeout) or self.proc.poll() is not None:
-            err = self.proc.stderr.read() if self.proc.poll() is not None else ""
+            err = self.proc.stderr.read() if self.proc.stderr and self.proc.poll() is not None else ""
             raise RuntimeError(f"idnode did not start: {self.lines} {err}")
         # The ready file is written before `ready` is printed.
         addresses = json.loads(ready_file.read_text())

@@ -450,6 +450,12 @@ fn before_challenge(
         match req {
             AdminRequest::CreateHandle { handle, .. } => {
                 writable(handle)?;
+                // The registry's write rules (no control, invisible or
+                // bidi-control character, an ASCII prefix, an NFC suffix),
+                // refused before a challenge is spent on them.
+                if let Err(e) = Identifier::parse(handle).and_then(|id| id.check_new()) {
+                    return Err(refusal(code::INVALID_HANDLE, e.to_string()));
+                }
                 if !overwrite && load(registry, handle)?.is_some() {
                     return Err(refusal(
                         code::HANDLE_ALREADY_EXISTS,

@@ -372,6 +372,10 @@ pub struct ImportArgs {
     /// stored records, so it takes longer the larger the store is.
     #[arg(long)]
     pub compact: bool,
+    /// Skip the first N lines of the file: to resume an interrupted
+    /// import, with the N it printed.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub skip: usize,
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use crate::args::AdminArgs;
 use crate::manage::{admin_token, status};
 use crate::token::parse_duration;
-use crate::usage;
+use crate::{shown, usage};
 use clap::Args;
 use idnode_admin::proto;
 use std::process::ExitCode;
@@ -103,7 +103,7 @@ pub async fn audit(args: &AdminArgs, a: AuditArgs) -> anyhow::Result<ExitCode> {
                 "surface": e.surface,
                 "address": e.address,
             });
-            println!("{line}");
+            println!("{}", shown::json(&line));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -113,13 +113,16 @@ pub async fn audit(args: &AdminArgs, a: AuditArgs) -> anyhow::Result<ExitCode> {
     }
     println!("SEQUENCE\tTIME\tACTION\tSUBJECT\tBY\tSURFACE\tADDRESS");
     for e in entries {
-        let dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
+        let dash = |s: String| match s.is_empty() {
+            true => "-".to_owned(),
+            false => shown::text(&s).into_owned(),
+        };
         println!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             e.sequence,
             when(e.time),
-            e.action,
-            e.subject,
+            shown::text(&e.action),
+            shown::text(&e.subject),
             dash(e.actor),
             dash(e.surface),
             dash(e.address)

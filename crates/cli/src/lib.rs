@@ -8,12 +8,15 @@
 mod args;
 mod audit;
 mod grpc;
+mod log;
 mod manage;
 mod resolve;
 mod serve;
+mod shown;
 mod token;
 
 use clap::Parser;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 /// A failure caused by what the user typed or gave us (exit code 2).
@@ -53,7 +56,12 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Not `eprintln!`: it panics when stderr cannot be written.
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}",
+                shown::lines(&format!("{e:#}"))
+            );
             if e.downcast_ref::<UsageError>().is_some()
                 || e.downcast_ref::<idnode_bench::BadInput>().is_some()
             {

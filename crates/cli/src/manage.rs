@@ -2,7 +2,7 @@
 //! management API.
 
 use crate::args::{AdminArgs, IdCommand, ImportArgs, PrefixCommand, TemplateCommand};
-use crate::usage;
+use crate::{shown, usage};
 use idnode_admin::proto;
 use idnode_core::{Permissions, Ttl, Value};
 use idnode_handle::site::{InterfaceProtocol, ServerInfo, SiteInfo};
@@ -73,16 +73,11 @@ pub(crate) fn admin_token(
 
 /// Turns a gRPC status into an error; client-side mistakes exit with 2.
 pub(crate) fn status(e: tonic::Status) -> anyhow::Error {
-    use tonic::Code;
     let text = format!("{:?}: {}", e.code(), e.message());
-    match e.code() {
-        Code::InvalidArgument
-        | Code::AlreadyExists
-        | Code::NotFound
-        | Code::FailedPrecondition
-        | Code::Unauthenticated
-        | Code::PermissionDenied => anyhow::Error::new(crate::UsageError(text)),
-        _ => anyhow::anyhow!(text),
+    if is_usage(e.code()) {
+        anyhow::Error::new(crate::UsageError(text))
+    } else {
+        anyhow::anyhow!(text)
     }
 }
 
@@ -104,7 +99,7 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                 .await
                 .map_err(status)?
                 .into_inner();
-            println!("created prefix {} (homed here)", p.prefix);
+            println!("created prefix {} (homed here)", shown::text(&p.prefix));
         }
         PrefixCommand::Delegate {
             prefix,
@@ -125,7 +120,11 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                     .await
                     .map_err(status)?
                     .into_inner();
-                println!("delegated prefix {} to the sites of {service}", p.prefix);
+                println!(
+                    "delegated prefix {} to the sites of {}",
+                    shown::text(&p.prefix),
+                    shown::text(&service)
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             let mut site = site_arg(&to, &hash)?;
@@ -143,7 +142,11 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                 .await
                 .map_err(status)?
                 .into_inner();
-            println!("delegated prefix {} to {described}", p.prefix);
+            println!(
+                "delegated prefix {} to {}",
+                shown::text(&p.prefix),
+                shown::text(&described)
+            );
         }
         PrefixCommand::Get { prefix } => {
             let p = client
@@ -153,7 +156,7 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                 .into_inner();
             println!(
                 "{}\t{}",
-                p.prefix,
+                shown::text(&p.prefix),
                 if p.homed { "homed" } else { "delegated" }
             );
             if p.has_template {
@@ -181,9 +184,10 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                         let servers: Vec<String> = site.servers.iter().map(|s| s.urls()).collect();
                         let keyed = site.servers.iter().all(|s| !s.public_key.is_empty());
                         let key = if keyed { "" } else { " (no public key)" };
-                        println!("  site {}: {}{key}", value.index, servers.join(" | "));
+                        let servers = shown::text(&servers.join(" | ")).into_owned();
+                        println!("  site {}: {servers}{key}", value.index);
                     } else if value.r#type.eq_ignore_ascii_case("HS_SERV") {
-                        let named = String::from_utf8_lossy(&value.data);
+                        let named = shown::bytes(&value.data);
                         println!("  service {}: the sites of {named}", value.index);
                     }
                 }
@@ -198,7 +202,7 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
             for p in list.prefixes {
                 println!(
                     "{}\t{}",
-                    p.prefix,
+                    shown::text(&p.prefix),
                     if p.homed { "homed" } else { "delegated" }
                 );
             }
@@ -240,7 +244,7 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
                 })?)
                 .await
                 .map_err(status)?;
-            println!("deleted prefix {prefix}");
+            println!("deleted prefix {}", shown::text(&prefix));
         }
         PrefixCommand::Template(command) => template(&admin, client, command).await?,
     }
@@ -621,7 +625,7 @@ pub async fn identifier(args: &AdminArgs, command: IdCommand) -> anyhow::Result<
                 .into_inner();
             println!(
                 "registered {} ({} values, version {})",
-                created.identifier,
+                shown::text(&created.identifier),
                 created.values.len(),
                 created.version
             );
@@ -634,15 +638,20 @@ pub async fn identifier(args: &AdminArgs, command: IdCommand) -> anyhow::Result<
                 .into_inner();
             let values: Vec<Value> = record.values.iter().map(from_proto).collect();
             if json {
-                println!("{}", crate::resolve::to_json(&record.identifier, &values));
+                let json = crate::resolve::to_json(&record.identifier, &values);
+                println!("{}", shown::json(&json));
             } else {
-                println!("{} (version {})", record.identifier, record.version);
+                println!(
+                    "{} (version {})",
+                    shown::text(&record.identifier),
+                    record.version
+                );
                 for v in &values {
                     println!(
                         "  {:>5}  {:<16}  {}  [permissions {:#04x}]",
                         v.index,
-                        v.kind,
-                        String::from_utf8_lossy(&v.data),
+                        shown::text(&v.kind),
+                        shown::bytes(&v.data),
                         v.permissions.0
                     );
                 }
@@ -655,7 +664,7 @@ pub async fn identifier(args: &AdminArgs, command: IdCommand) -> anyhow::Result<
                 })?)
                 .await
                 .map_err(status)?;
-            println!("deleted {identifier}");
+            println!("deleted {}", shown::text(&identifier));
         }
         IdCommand::List { prefix, limit } => {
             let mut token = String::new();
@@ -674,7 +683,7 @@ pub async fn identifier(args: &AdminArgs, command: IdCommand) -> anyhow::Result<
                     if limit != 0 && printed >= limit {
                         return Ok(ExitCode::SUCCESS);
                     }
-                    println!("{id}");
+                    println!("{}", shown::text(&id));
                     printed += 1;
                 }
                 if page.next_page_token.is_empty() {
@@ -702,12 +711,17 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
     // Parse everything first: a malformed file is reported before any write.
     let mut items = Vec::new();
     let mut failures: Vec<(usize, String)> = Vec::new();
+    let mut lines_read = 0;
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line_no = n + 1;
+        lines_read = line_no;
         let text = match line {
             Ok(t) => t,
             Err(e) => usage!("{}: line {line_no}: {e}", import.file.display()),
         };
+        if line_no <= import.skip {
+            continue;
+        }
         match idnode_node::jsonl::parse_line(&text) {
             Ok(None) => {}
             Ok(Some((parsed, values))) => items.push(Item {
@@ -720,6 +734,13 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
             }),
             Err(e) => failures.push((line_no, e)),
         }
+    }
+    if import.skip > lines_read {
+        usage!(
+            "--skip {}: {} has only {lines_read} lines",
+            import.skip,
+            import.file.display()
+        );
     }
     let admin = Admin::connect(args, true).await?;
     let progress = if import.quiet {
@@ -746,23 +767,63 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
             }
         }
     });
-    let mut results = client
-        .batch_create(request)
-        .await
-        .map_err(status)?
-        .into_inner();
+    // Which items the node answered for: it answers once an item's chunk
+    // is committed (or the item refused), so an acknowledged item is
+    // stored for good.
+    let mut acknowledged = vec![false; lines.len()];
     let mut ok = 0u64;
-    while let Some(result) = results.message().await.map_err(status)? {
-        progress.inc(1);
-        if result.code == 0 {
-            ok += 1;
-        } else {
-            let line = lines.get(result.item as usize).copied().unwrap_or(0);
-            failures.push((line, format!("{}: {}", result.identifier, result.message)));
+    let mut refused = 0u64;
+    let streamed: Result<(), tonic::Status> = async {
+        let mut results = client.batch_create(request).await?.into_inner();
+        while let Some(result) = results.message().await? {
+            progress.inc(1);
+            if let Some(seen) = acknowledged.get_mut(result.item as usize) {
+                *seen = true;
+            }
+            if result.code == 0 {
+                ok += 1;
+            } else {
+                refused += 1;
+                let line = lines.get(result.item as usize).copied().unwrap_or(0);
+                failures.push((line, format!("{}: {}", result.identifier, result.message)));
+            }
         }
+        Ok(())
     }
+    .await;
+    sender.abort();
     let _ = sender.await;
     progress.finish_and_clear();
+    let unacknowledged = acknowledged.iter().position(|seen| !seen);
+    if let (Err(e), Some(first)) = (&streamed, unacknowledged) {
+        if ok + refused == 0 && is_usage(e.code()) {
+            // Refused as a whole before anything was written (a token
+            // without the right, for instance).
+            return Err(status(e.clone()));
+        }
+        let line = lines[first];
+        failures.sort_by_key(|(line, _)| *line);
+        failures.retain(|(at, _)| *at < line);
+        print_failures(&failures);
+        anyhow::bail!(
+            "import interrupted after {} acknowledged identifiers ({} imported, {} refused) \
+             (line {} of {} is the first not acknowledged): {}; run again with --skip {}",
+            grouped(ok + refused),
+            grouped(ok),
+            grouped(refused),
+            grouped(line as u64),
+            import.file.display(),
+            broken(e),
+            line - 1,
+        );
+    }
+    if let Err(e) = &streamed {
+        // Every item was answered; only the end of the stream was lost.
+        eprintln!(
+            "warning: the stream ended with an error after every item was acknowledged: {}",
+            broken(e)
+        );
+    }
     let secs = started.elapsed().as_secs_f64();
     failures.sort_by_key(|(line, _)| *line);
     println!(
@@ -771,12 +832,7 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
         ok as f64 / secs.max(1e-9),
         failures.len()
     );
-    for (line, message) in failures.iter().take(50) {
-        println!("  line {line}: {message}");
-    }
-    if failures.len() > 50 {
-        println!("  ... and {} more", failures.len() - 50);
-    }
+    print_failures(&failures);
     if import.compact {
         compact_with(&admin).await?;
     }
@@ -785,6 +841,63 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
     } else {
         ExitCode::from(2)
     })
+}
+
+fn print_failures(failures: &[(usize, String)]) {
+    for (line, message) in failures.iter().take(50) {
+        println!("  line {line}: {}", shown::text(message));
+    }
+    if failures.len() > 50 {
+        println!("  ... and {} more", failures.len() - 50);
+    }
+}
+
+/// Whether a status says the request was wrong (exit code 2), as
+/// [`status`] decides.
+fn is_usage(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(
+        code,
+        Code::InvalidArgument
+            | Code::AlreadyExists
+            | Code::NotFound
+            | Code::FailedPrecondition
+            | Code::Unauthenticated
+            | Code::PermissionDenied
+    )
+}
+
+/// Why a stream of results ended early, in words.
+fn broken(e: &tonic::Status) -> String {
+    let detail = format!("{:?}: {}", e.code(), shown::text(e.message()));
+    let lower = e.message().to_ascii_lowercase();
+    let transport = [
+        "h2 protocol",
+        "transport",
+        "connection",
+        "broken pipe",
+        "reset",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
+    if transport || matches!(e.code(), tonic::Code::Unavailable | tonic::Code::Cancelled) {
+        format!("the connection to the node broke (the node stopped or reset it: {detail})")
+    } else {
+        format!("the node ended the import with an error ({detail})")
+    }
+}
+
+/// `65747` as `65,747`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
 }
 
 /// `idnode compact`.
@@ -807,4 +920,32 @@ async fn compact_with(admin: &Admin) -> anyhow::Result<()> {
         done.duration_ms as f64 / 1000.0
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(65_747), "65,747");
+        assert_eq!(grouped(1_000_000), "1,000,000");
+    }
+
+    #[test]
+    fn a_broken_stream_is_told_from_a_refusal() {
+        let reset =
+            tonic::Status::unknown("h2 protocol error: error reading a body from connection");
+        assert!(
+            broken(&reset).starts_with("the connection to the node broke"),
+            "{}",
+            broken(&reset)
+        );
+        let failed = tonic::Status::internal("the batch failed inside the node");
+        assert!(broken(&failed).starts_with("the node ended the import with an error"));
+        assert!(is_usage(tonic::Code::PermissionDenied));
+        assert!(!is_usage(tonic::Code::Unknown));
+    }
 }

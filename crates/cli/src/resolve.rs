@@ -1,7 +1,7 @@
 //! `idnode resolve`: a Handle protocol client on the command line.
 
 use crate::args::ResolveArgs;
-use crate::usage;
+use crate::{shown, usage};
 use anyhow::Context;
 use idnode_client::{Client, Fingerprint, Query, TlsOptions};
 use idnode_core::{Identifier, Ttl, Value};
@@ -85,7 +85,7 @@ pub async fn run(args: ResolveArgs) -> anyhow::Result<ExitCode> {
     match response.body {
         ResponseBody::Resolution { handle, values } if response_code == code::SUCCESS => {
             if args.json {
-                println!("{}", to_json(&handle, &values));
+                println!("{}", shown::json(&to_json(&handle, &values)));
             } else {
                 print_table(&handle, &values);
             }
@@ -95,7 +95,7 @@ pub async fn run(args: ResolveArgs) -> anyhow::Result<ExitCode> {
             if args.json {
                 let mut json = to_json(&handle, &values);
                 json["responseCode"] = response_code.into();
-                println!("{json}");
+                println!("{}", shown::json(&json));
             } else {
                 // CNRI's servers (and idnode) leave the handle of a 303
                 // empty: the values are the sites to ask the same question.
@@ -105,8 +105,9 @@ pub async fn run(args: ResolveArgs) -> anyhow::Result<ExitCode> {
                     handle.as_str()
                 };
                 println!(
-                    "referral ({response_code} {}): ask these sites for {shown}",
-                    code_name(response_code)
+                    "referral ({response_code} {}): ask these sites for {}",
+                    code_name(response_code),
+                    shown::text(shown)
                 );
                 print_table(shown, &values);
             }
@@ -119,12 +120,12 @@ pub async fn run(args: ResolveArgs) -> anyhow::Result<ExitCode> {
                     "handle": args.identifier,
                     "message": message,
                 });
-                println!("{json}");
+                println!("{}", shown::json(&json));
             }
             eprintln!(
                 "error: {}: {} (response code {response_code}: {})",
-                args.identifier,
-                message,
+                shown::text(&args.identifier),
+                shown::text(&message),
                 code_name(response_code)
             );
             Ok(ExitCode::FAILURE)
@@ -132,7 +133,7 @@ pub async fn run(args: ResolveArgs) -> anyhow::Result<ExitCode> {
         _ => {
             eprintln!(
                 "error: {}: unexpected answer (response code {response_code}: {})",
-                args.identifier,
+                shown::text(&args.identifier),
                 code_name(response_code)
             );
             Ok(ExitCode::FAILURE)
@@ -164,7 +165,7 @@ fn data_text(v: &Value) -> Option<&str> {
 }
 
 fn print_table(handle: &str, values: &[Value]) {
-    println!("{handle}");
+    println!("{}", shown::text(handle));
     let width = values
         .iter()
         .map(|v| v.kind.len())
@@ -182,10 +183,11 @@ fn print_table(handle: &str, values: &[Value]) {
                 let servers: Vec<String> = site.servers.iter().map(|s| s.urls()).collect();
                 format!("site: {}", servers.join(" | "))
             }
-            (None, Some(s)) => s.to_owned(),
+            (None, Some(s)) => shown::text(s).into_owned(),
             (None, None) => format!("<{} bytes> {}", v.data.len(), hex(&v.data, 32)),
         };
-        println!("  {:>5}  {:<width$}  {}", v.index, v.kind, data);
+        let data = shown::text(&data);
+        println!("  {:>5}  {:<width$}  {data}", v.index, shown::text(&v.kind));
     }
 }
 

@@ -1,8 +1,11 @@
 //! `idnode serve`: the configuration from the file and the flags, then the
 //! node `idnode-node` assembles; prints where it listens (and writes it to
-//! `--ready-file` as JSON), and stops cleanly on SIGINT or SIGTERM.
+//! `--ready-file` as JSON), and stops cleanly on SIGINT or SIGTERM. The log
+//! goes to stderr through [`crate::log`], which drops what it cannot write;
+//! the lines on stdout are lost, not fatal, when stdout is gone.
 
 use crate::args::ServeArgs;
+use crate::log::say;
 use crate::usage;
 use anyhow::Context;
 use idnode_node::{Addresses, BadConfig, Config};
@@ -69,20 +72,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn init_logging(filter: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
-    init_logging(&config.log);
+    crate::log::init(&config.log);
     let node = match idnode_node::build(config).await {
         Ok(node) => node,
         Err(e) => match e.downcast::<BadConfig>() {
@@ -98,58 +90,64 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         write_ready_file(path, node.addresses())
             .with_context(|| format!("cannot write the ready file {}", path.display()))?;
     }
-    println!("ready");
+    say!("ready");
     node.run(async {
         shutdown_requested.await;
-        println!("shutting down");
+        say!("shutting down");
     })
     .await;
-    println!("stopped");
+    say!("stopped");
+    if crate::log::dropped() > 0 {
+        say!(
+            "{} log lines could not be written to stderr and were dropped",
+            crate::log::dropped()
+        );
+    }
     Ok(())
 }
 
 fn print_banner(a: &Addresses) {
-    println!("idnode {} is running", env!("CARGO_PKG_VERSION"));
-    println!("  data        {}", a.data_dir.display());
-    println!("  handle udp  {}", a.handle_udp);
-    println!("  handle tcp  {}", a.handle_tcp);
+    say!("idnode {} is running", env!("CARGO_PKG_VERSION"));
+    say!("  data        {}", a.data_dir.display());
+    say!("  handle udp  {}", a.handle_udp);
+    say!("  handle tcp  {}", a.handle_tcp);
     if let Some(addr) = a.handle_quic {
-        println!("  handle quic {addr} (ALPN hdl)");
+        say!("  handle quic {addr} (ALPN hdl)");
     }
     if let (Some(cert), Some(sha256)) = (&a.tls_certificate, &a.tls_sha256) {
-        println!("  tls cert    {}", cert.display());
-        println!("  tls sha256  {sha256}");
+        say!("  tls cert    {}", cert.display());
+        say!("  tls sha256  {sha256}");
     }
     if let (Some(udp), Some(tcp)) = (a.dns_udp, a.dns_tcp) {
-        println!("  dns udp     {udp}");
-        println!("  dns tcp     {tcp}");
+        say!("  dns udp     {udp}");
+        say!("  dns tcp     {tcp}");
     }
     if let Some(addr) = a.dns_quic {
-        println!("  dns quic    {addr} (ALPN doq)");
+        say!("  dns quic    {addr} (ALPN doq)");
     }
     if !a.recursion_roots.is_empty() {
-        println!("  recursion   roots {}", a.recursion_roots.join(" "));
+        say!("  recursion   roots {}", a.recursion_roots.join(" "));
     }
     match &a.grpc_tls_sha256 {
         Some(sha256) => {
-            println!("  grpc        https://{}", a.grpc);
+            say!("  grpc        https://{}", a.grpc);
             if let Some(cert) = &a.grpc_tls_certificate {
-                println!("  grpc cert   {}", cert.display());
+                say!("  grpc cert   {}", cert.display());
             }
-            println!("  grpc sha256 {sha256}");
+            say!("  grpc sha256 {sha256}");
         }
-        None => println!("  grpc        http://{}", a.grpc),
+        None => say!("  grpc        http://{}", a.grpc),
     }
     if let Some(addr) = a.http {
-        println!("  http        http://{addr} (REST API /api/handles, browser proxy /)");
+        say!("  http        http://{addr} (REST API /api/handles, browser proxy /)");
     }
-    println!("  admin token {}", a.admin_token_file.display());
-    println!("  records     change sequence {}", a.change_sequence);
+    say!("  admin token {}", a.admin_token_file.display());
+    say!("  records     change sequence {}", a.change_sequence);
     let mut reach = a.handle_udp;
     if reach.ip().is_unspecified() {
         reach.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    println!("try: idnode resolve --server {reach} 88.100.1/CNC-LATHE-202600000");
+    say!("try: idnode resolve --server {reach} 88.100.1/CNC-LATHE-202600000");
 }
 
 /// Writes the addresses as one JSON object, atomically (a reader that sees

@@ -144,7 +144,7 @@ pub async fn token(args: &AdminArgs, command: TokenCommand) -> anyhow::Result<Ex
                 let state = if t.revoked { "revoked" } else { "active" };
                 let prefixes = match t.prefixes.is_empty() {
                     true => "*".to_owned(),
-                    false => t.prefixes.join(","),
+                    false => crate::shown::text(&t.prefixes.join(",")).into_owned(),
                 };
                 let quota = match t.max_identifiers {
                     Some(max) => format!("{}/{max}", t.identifiers_created),
@@ -152,10 +152,10 @@ pub async fn token(args: &AdminArgs, command: TokenCommand) -> anyhow::Result<Ex
                 };
                 println!(
                     "{}\t{state}\t{prefixes}\t{}\t{quota}\t{}\t{}",
-                    t.id,
+                    crate::shown::text(&t.id),
                     t.permissions.join(","),
                     expiry(t.expires),
-                    t.name
+                    crate::shown::text(&t.name)
                 );
             }
         }
@@ -211,7 +211,7 @@ async fn create(client: &mut Client, request: proto::CreateTokenRequest) -> anyh
 fn named(name: &str) -> String {
     match name.is_empty() {
         true => String::new(),
-        false => format!(" ({name})"),
+        false => format!(" ({})", crate::shown::text(name)),
     }
 }
 

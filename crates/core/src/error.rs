@@ -19,6 +19,22 @@ pub enum Error {
     InvalidPrefix(String, &'static str),
     #[error("identifier contains a control character at byte {0}")]
     ControlCharacter(usize),
+    /// A character refused on write ([`crate::text::forbidden_char`]) in
+    /// the field named first: `identifier`, `value type`.
+    #[error(
+        "{0} contains {1}; control, invisible and bidirectional-control characters are not allowed"
+    )]
+    ForbiddenCharacter(&'static str, crate::text::CharAt),
+    /// A prefix written with a character outside ASCII; the last field is
+    /// the ASCII spelling it looks like, when there is one.
+    #[error("prefix `{0}` contains {1}; prefixes are written in ASCII{hint}", hint = ascii_hint(.2))]
+    NonAsciiPrefix(String, crate::text::CharAt, Option<String>),
+    /// An identifier whose suffix is not in Unicode NFC, with its NFC form.
+    #[error(
+        "the suffix of identifier `{0}` is not in Unicode normalization form C (NFC) from byte \
+         {1} on; register it as `{2}`"
+    )]
+    NotNfc(String, usize, String),
     #[error("value type has {0} bytes; at most {max} are allowed", max = crate::limits::MAX_TYPE_BYTES)]
     TypeTooLong(usize),
     #[error("value type is empty")]
@@ -47,4 +63,11 @@ pub enum Error {
     InvalidTemplate,
     #[error("{0} trailing bytes after the end")]
     TrailingBytes(usize),
+}
+
+fn ascii_hint(ascii: &Option<String>) -> String {
+    match ascii {
+        Some(ascii) => format!(" (did you mean `{ascii}`?)"),
+        None => String::new(),
+    }
 }

@@ -2,7 +2,9 @@
 
 use crate::Error;
 use crate::limits::MAX_IDENTIFIER_BYTES;
+use crate::text::{CharAt, check_text};
 use std::fmt;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
 /// The prefix under which prefixes themselves are identifiers: `0.NA/88.100`.
 pub const PREFIX_AUTHORITY: &str = "0.NA";
@@ -47,6 +49,50 @@ impl Identifier {
             key,
             slash,
         })
+    }
+
+    /// The rules an identifier must also meet to be written, beyond those
+    /// of [`Identifier::parse`] (which reads use: an identifier that breaks
+    /// them was never written, so a read of it finds nothing):
+    ///
+    /// - no control, invisible or bidirectional-control character anywhere
+    ///   ([`crate::text::forbidden_char`]);
+    /// - the prefix in ASCII ([`Prefix::check_new`]), and so the prefix of
+    ///   a prefix record `0.NA/<prefix>`;
+    /// - the suffix in Unicode NFC: `ä` as one code point (U+00E4), not `a`
+    ///   and a combining diaeresis. Keys are compared byte for byte, so two
+    ///   spellings of one text would be two identifiers; NFC is the form
+    ///   keyboards and most systems produce, and the error gives it.
+    ///
+    /// An identifier in ASCII meets them once it parses.
+    pub fn check_new(&self) -> Result<(), Error> {
+        if self.text.is_ascii() {
+            return Ok(());
+        }
+        check_text("identifier", &self.text)?;
+        check_prefix_ascii(self.prefix())?;
+        if let Some(prefix) = self.as_prefix_record() {
+            prefix.check_new()?;
+        }
+        let suffix = self.suffix();
+        if is_nfc_quick(suffix.chars()) != IsNormalized::Yes {
+            let nfc: String = suffix.nfc().collect();
+            if nfc != suffix {
+                // The first character NFC changes (a letter that composes
+                // with the combining mark after it).
+                let at = suffix
+                    .char_indices()
+                    .zip(nfc.chars())
+                    .find(|&((_, a), b)| a != b)
+                    .map_or(suffix.len().min(nfc.len()), |((at, _), _)| at);
+                return Err(Error::NotNfc(
+                    self.text.clone(),
+                    self.slash + 1 + at,
+                    format!("{}/{nfc}", self.prefix()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The identifier as it was registered.
@@ -114,6 +160,14 @@ impl Prefix {
         }
         check_prefix(text)?;
         Ok(Self::from_checked(text))
+    }
+
+    /// The rules a prefix must also meet to be created or delegated,
+    /// beyond those of [`Prefix::parse`]: it is ASCII, as DNS names and
+    /// Handle clients expect. A prefix spelled with look-alikes (`88.１００`,
+    /// full-width digits) is refused with its ASCII spelling suggested.
+    pub fn check_new(&self) -> Result<(), Error> {
+        check_prefix_ascii(&self.text)
     }
 
     fn from_checked(text: &str) -> Self {
@@ -198,6 +252,29 @@ fn check_prefix(prefix: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The write rule of prefixes ([`Prefix::check_new`]).
+fn check_prefix_ascii(prefix: &str) -> Result<(), Error> {
+    if prefix.is_ascii() {
+        return Ok(());
+    }
+    check_text("prefix", prefix)?;
+    let Some((at, c)) = prefix.char_indices().find(|(_, c)| !c.is_ascii()) else {
+        return Ok(());
+    };
+    // Full-width digits and stops: NFKC folds the digits to ASCII, the
+    // ideographic full stop is a dot.
+    let ascii: String = prefix
+        .nfkc()
+        .map(|c| if c == '\u{3002}' { '.' } else { c })
+        .collect();
+    let hint = (ascii.is_ascii() && check_prefix(&ascii).is_ok()).then_some(ascii);
+    Err(Error::NonAsciiPrefix(
+        prefix.to_owned(),
+        CharAt { c, at },
+        hint,
+    ))
+}
+
 /// Writes the normalized (ASCII upper-cased) form of `raw` into `out`,
 /// reusing its allocation: the hot path's way to build a lookup key.
 #[inline]
@@ -278,6 +355,84 @@ mod tests {
     }
 
     #[test]
+    fn new_identifiers_refuse_invisible_bidi_and_control_characters() {
+        let check = |text: &str| Identifier::parse(text).unwrap().check_new();
+        assert_eq!(check("88.100.1/ABC-123"), Ok(()));
+        assert_eq!(check("88.100.1/产品-ä"), Ok(()));
+        let e = check("88.100.1/ABC\u{202e}321").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "identifier contains U+202E RIGHT-TO-LEFT OVERRIDE at byte 12; control, invisible \
+             and bidirectional-control characters are not allowed"
+        );
+        for (text, at) in [
+            ("88.100.1/A\u{200b}B", 10),
+            ("88.100.1/\u{feff}AB", 9),
+            ("88.100.1/AB\u{ad}", 11),
+            ("88.100.1/A\u{9b}31m", 10),
+            ("88.100.1/A\u{2069}", 10),
+            ("88\u{200d}.1/A", 2),
+        ] {
+            assert!(
+                matches!(check(text), Err(Error::ForbiddenCharacter("identifier", c)) if c.at == at),
+                "{text:?}: {:?}",
+                check(text)
+            );
+        }
+        // Reads still parse them: they are simply not found.
+        assert!(Identifier::parse("88.100.1/A\u{200b}B").is_ok());
+    }
+
+    #[test]
+    fn new_prefixes_are_ascii() {
+        let e = Prefix::parse("88.１００").unwrap().check_new().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "prefix `88.１００` contains U+FF11 FULLWIDTH DIGIT ONE at byte 3; prefixes are \
+             written in ASCII (did you mean `88.100`?)"
+        );
+        let e = Identifier::parse("88.１００/X")
+            .unwrap()
+            .check_new()
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::NonAsciiPrefix(_, _, Some(ref a)) if a == "88.100"),
+            "{e}"
+        );
+        // The prefix of a prefix record is a prefix too.
+        let e = Identifier::parse("0.NA/88。1")
+            .unwrap()
+            .check_new()
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::NonAsciiPrefix(_, _, Some(ref a)) if a == "88.1"),
+            "{e}"
+        );
+        let e = Prefix::parse("88.ä").unwrap().check_new().unwrap_err();
+        assert!(matches!(e, Error::NonAsciiPrefix(_, _, None)), "{e}");
+        assert_eq!(Prefix::parse("88.a-1").unwrap().check_new(), Ok(()));
+    }
+
+    #[test]
+    fn new_suffixes_are_nfc() {
+        let composed = "88.100.1/x\u{e4}";
+        let decomposed = "88.100.1/xa\u{308}";
+        assert_eq!(Identifier::parse(composed).unwrap().check_new(), Ok(()));
+        let e = Identifier::parse(decomposed)
+            .unwrap()
+            .check_new()
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Error::NotNfc(decomposed.to_owned(), 10, composed.to_owned())
+        );
+        assert!(
+            e.to_string().contains("register it as `88.100.1/xä`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn prefixes_and_their_records() {
         let p = Prefix::parse("88.100.1").unwrap();
         assert_eq!(p.record_identifier().as_str(), "0.NA/88.100.1");
@@ -319,8 +474,23 @@ mod tests {
 
         #[test]
         fn arbitrary_text_never_panics(text in ".{0,100}") {
-            let _ = Identifier::parse(&text);
-            let _ = Prefix::parse(&text);
+            if let Ok(id) = Identifier::parse(&text) {
+                let _ = id.check_new();
+            }
+            if let Ok(prefix) = Prefix::parse(&text) {
+                let _ = prefix.check_new();
+            }
+        }
+
+        #[test]
+        fn what_check_new_accepts_is_nfc_without_forbidden_characters(text in "\\PC{0,30}") {
+            let text = format!("88.1/x{text}");
+            if let Ok(id) = Identifier::parse(&text)
+                && id.check_new().is_ok()
+            {
+                prop_assert!(crate::text::find_forbidden(&text).is_none());
+                prop_assert_eq!(id.suffix().nfc().collect::<String>(), id.suffix());
+            }
         }
     }
 }

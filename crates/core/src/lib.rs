@@ -1,7 +1,8 @@
 //! The data model of idnode, shared by every other crate.
 //!
 //! This crate owns identifiers (parsing, normalization, the `0.NA/<prefix>`
-//! form), values and records as RFC 3651 defines them, what the store keeps
+//! form, and the stricter rules of what may be written: [`text`] and
+//! [`Identifier::check_new`]), values and records as RFC 3651 defines them, what the store keeps
 //! about a prefix ([`PrefixInfo`]: homed or delegated, and its metadata
 //! [`Template`], whose rules `template` parses and judges values by), the
 //! limits that every entrance enforces, and the binary encoding of values (the Handle wire
@@ -14,6 +15,7 @@ mod identifier;
 pub mod limits;
 mod prefix_info;
 pub mod template;
+pub mod text;
 mod value;
 pub mod wire;
 

@@ -76,7 +76,8 @@ impl Value {
         }
     }
 
-    /// Checks the limits of one value.
+    /// Checks the limits of one value, and that its type holds no control,
+    /// invisible or bidirectional-control character.
     pub fn validate(&self) -> Result<(), Error> {
         if self.index == 0 {
             return Err(Error::ZeroIndex);
@@ -87,6 +88,8 @@ impl Value {
         if self.kind.len() > MAX_TYPE_BYTES {
             return Err(Error::TypeTooLong(self.kind.len()));
         }
+        // Types are shown as text (by clients, in tables, on terminals).
+        crate::text::check_text("value type", &self.kind)?;
         if self.data.len() > MAX_DATA_BYTES {
             return Err(Error::DataTooLarge(self.data.len()));
         }
@@ -201,6 +204,18 @@ mod tests {
         r.values.retain(|v| v.index != 0);
         r.values.push(Value::new(4, "T".repeat(129), ""));
         assert_eq!(r.normalize_and_validate(), Err(Error::TypeTooLong(129)));
+    }
+
+    #[test]
+    fn types_hold_no_control_or_invisible_characters() {
+        assert_eq!(Value::new(1, "产品名称", "").validate(), Ok(()));
+        for (kind, at) in [("URL\u{1b}[2J", 3), ("U\u{9b}RL", 1), ("\u{202e}LRU", 0)] {
+            let e = Value::new(1, kind, "").validate().unwrap_err();
+            assert!(
+                matches!(e, Error::ForbiddenCharacter("value type", c) if c.at == at),
+                "{kind:?}: {e}"
+            );
+        }
     }
 
     #[test]

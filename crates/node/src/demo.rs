@@ -9,6 +9,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use idnode_registry::{BatchItem, Registry, Template};
 use idnode_store::{Space, Store};
+use std::io::Write as _;
 
 const PREFIXES: &str = include_str!("../../../seeds/prefixes.txt");
 const IDENTIFIERS: &str = include_str!("../../../seeds/identifiers.jsonl");
@@ -48,7 +49,11 @@ pub fn load_if_new(store: &dyn Store, registry: &Registry) -> anyhow::Result<()>
     let mut txn = store.begin()?;
     txn.put(Space::Meta, SEEDED_KEY, Bytes::from_static(b"1"));
     txn.commit()?;
-    println!("seeded a new node with demo data: {count} identifiers");
+    // Lost, not a panic, when stdout is gone.
+    let _ = writeln!(
+        std::io::stdout(),
+        "seeded a new node with demo data: {count} identifiers"
+    );
     Ok(())
 }
 

@@ -80,12 +80,45 @@ pub struct Node {
     store: Arc<dyn Store>,
 }
 
+/// Makes the data directory the node's alone: from now on the process
+/// creates files 0600 and directories 0700 (umask 077: RocksDB's WAL and
+/// SST files hold private values), and a data directory that exists with
+/// group or other permissions is narrowed to 0700 (logged), which closes
+/// the files already in it to other users whatever their own modes.
+fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use nix::sys::stat::{Mode, umask};
+    use std::os::unix::fs::PermissionsExt;
+    // Process-wide, before the store or any other file is opened.
+    umask(Mode::from_bits_truncate(0o077));
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read data directory {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+            || {
+                format!(
+                    "cannot make data directory {} private (0700)",
+                    dir.display()
+                )
+            },
+        )?;
+        tracing::warn!(
+            dir = %dir.display(),
+            was = format_args!("{:04o}", mode & 0o7777),
+            "the data directory was open to other users; made it 0700"
+        );
+    }
+    Ok(())
+}
+
 /// Opens the store (seeding it with the demo data when `config.demo` and
 /// the store is new), builds the services and binds every listener the
 /// configuration asks for. The node serves from the moment this returns.
 pub async fn build(config: Config) -> anyhow::Result<Node> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    private_data_dir(&config.data_dir)?;
     let db_path = config.data_dir.join("db");
     let options = RocksOptions {
         block_cache_bytes: config.storage.block_cache_mb << 20,
@@ -434,5 +467,35 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
         async {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_data_directory_is_made_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        // An existing directory open to everyone is narrowed.
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_data_dir(&open).unwrap();
+        assert_eq!(mode(&open), 0o700);
+        // A new one is created private, and so is what is created in it.
+        let new = tmp.path().join("new/data");
+        private_data_dir(&new).unwrap();
+        assert_eq!(mode(&new), 0o700);
+        std::fs::write(new.join("file"), b"x").unwrap();
+        std::fs::create_dir(new.join("sub")).unwrap();
+        assert_eq!(mode(&new.join("file")), 0o600);
+        assert_eq!(mode(&new.join("sub")), 0o700);
     }
 }

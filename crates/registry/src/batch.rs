@@ -38,7 +38,7 @@ struct Prepared {
 type Checked = (Identifier, Record, bool, Option<Vec<u32>>);
 
 fn prepare(item: BatchItem, now: u32) -> Result<Checked> {
-    let id = validate::identifier(&item.identifier, "identifier")?;
+    let id = validate::new_identifier(&item.identifier, "identifier")?;
     validate::values(&item.values)?;
     let order = template::request_order(&item.values);
     let mut record = Record {

@@ -33,7 +33,7 @@ impl Registry {
         values: Vec<Value>,
         overwrite: bool,
     ) -> Result<Record> {
-        let id = validate::identifier(identifier, "identifier")?;
+        let id = validate::new_identifier(identifier, "identifier")?;
         validate::values(&values)?;
         let order = template::request_order(&values);
         let mut record = Record {

@@ -98,7 +98,7 @@ impl Registry {
     /// and, once the node's site is known ([`Registry::publish_site`]),
     /// this node's HS_SITE at index 1.
     pub fn create_prefix(&self, prefix: &str) -> Result<PrefixInfo> {
-        let prefix = validate::prefix(prefix, "prefix")?;
+        let prefix = validate::new_prefix(prefix, "prefix")?;
         if is_reserved(&prefix) {
             return Err(RegistryError::invalid(
                 "prefix",
@@ -205,7 +205,7 @@ impl Registry {
 
     /// Writes a delegation of `prefix` with `values` on its record.
     fn delegate(&self, prefix: &str, values: Vec<Value>) -> Result<PrefixInfo> {
-        let prefix = validate::prefix(prefix, "prefix")?;
+        let prefix = validate::new_prefix(prefix, "prefix")?;
         if is_reserved(&prefix) {
             return Err(RegistryError::invalid(
                 "prefix",

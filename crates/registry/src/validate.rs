@@ -1,6 +1,7 @@
 //! Checks of what a caller asks to write, with errors that name the field.
 
 use crate::error::{RegistryError, Result};
+use idnode_core::text::check_text;
 use idnode_core::{Error as CoreError, Identifier, Prefix, Record, Value};
 use std::collections::HashMap;
 
@@ -9,16 +10,40 @@ pub(crate) fn identifier(text: &str, field: &str) -> Result<Identifier> {
     Identifier::parse(text).map_err(|e| RegistryError::invalid(field, e))
 }
 
+/// Parses an identifier about to be created: the write rules of
+/// [`Identifier::check_new`] too (no control, invisible or bidi-control
+/// character, an ASCII prefix, an NFC suffix). Operations on an identifier
+/// that exists use [`identifier`]: one stored before these rules can still
+/// be read, changed and deleted.
+pub(crate) fn new_identifier(text: &str, field: &str) -> Result<Identifier> {
+    let id = identifier(text, field)?;
+    id.check_new()
+        .map_err(|e| RegistryError::invalid(field, e))?;
+    Ok(id)
+}
+
 /// Parses a prefix; errors name the field `field`.
 pub(crate) fn prefix(text: &str, field: &str) -> Result<Prefix> {
     Prefix::parse(text).map_err(|e| RegistryError::invalid(field, e))
+}
+
+/// Parses a prefix about to be created or delegated: it must be ASCII
+/// ([`Prefix::check_new`]).
+pub(crate) fn new_prefix(text: &str, field: &str) -> Result<Prefix> {
+    let prefix = prefix(text, field)?;
+    prefix
+        .check_new()
+        .map_err(|e| RegistryError::invalid(field, e))?;
+    Ok(prefix)
 }
 
 /// The name of the field of a value that a core error is about.
 fn value_field(error: &CoreError) -> &'static str {
     match error {
         CoreError::ZeroIndex => "index",
-        CoreError::EmptyType | CoreError::TypeTooLong(_) => "type",
+        CoreError::EmptyType
+        | CoreError::TypeTooLong(_)
+        | CoreError::ForbiddenCharacter("value type", _) => "type",
         CoreError::DataTooLarge(_) => "data",
         CoreError::TooManyReferences(_) => "references",
         _ => "",
@@ -44,7 +69,9 @@ pub(crate) fn values(values: &[Value]) -> Result<()> {
             return Err(RegistryError::invalid(field, e));
         }
         for (r, reference) in value.references.iter().enumerate() {
-            if let Err(e) = Identifier::parse(&reference.identifier) {
+            if let Err(e) = Identifier::parse(&reference.identifier)
+                .and_then(|_| check_text("identifier", &reference.identifier))
+            {
                 return Err(RegistryError::invalid(
                     format!("values[{at}].references[{r}].identifier"),
                     e,
@@ -135,6 +162,37 @@ mod tests {
                 .starts_with("values[0].references[0].identifier: "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn refuses_invisible_characters_in_types_and_references() {
+        let e =
+            values(&[Value::new(1, "URL", "a"), Value::new(2, "T\u{1b}]0;x", "b")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("values[1].type: value type contains U+001B ESCAPE at byte 1"),
+            "{e}"
+        );
+        let mut bad_ref = Value::new(1, "HS_VLIST", "");
+        bad_ref.references.push(idnode_core::Reference {
+            identifier: "88.1/A\u{200b}".into(),
+            index: 1,
+        });
+        let e = values(&[bad_ref]).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "values[0].references[0].identifier: identifier contains U+200B ZERO WIDTH SPACE"
+            ),
+            "{e}"
+        );
+        let e = new_identifier("88.１/A", "identifier").unwrap_err();
+        assert!(
+            e.to_string().starts_with("identifier: prefix `88.１`"),
+            "{e}"
+        );
+        assert!(identifier("88.１/A", "identifier").is_ok());
+        let e = new_prefix("８８", "prefix").unwrap_err();
+        assert!(e.to_string().contains("did you mean `88`?"), "{e}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ fn one_commit_and_bad_items_fail_alone() {
     items[500].values[0].kind.clear();
     items[600].identifier = "99.9/not-homed".into();
     items[700].identifier = "bad".into();
+    items[800].identifier = "88.100.1/8\u{2066}00".into();
     let results = f.registry.batch_create(items.clone());
     assert_eq!(f.commits(), commits + 1, "one commit for the whole batch");
     assert_eq!(results.len(), 1000);
@@ -31,6 +32,13 @@ fn one_commit_and_bad_items_fail_alone() {
             (700, Err(RegistryError::InvalidArgument { field, .. })) => {
                 assert_eq!(field, "identifier")
             }
+            (800, Err(RegistryError::InvalidArgument { field, message })) => {
+                assert_eq!(field, "identifier");
+                assert!(
+                    message.contains("U+2066 LEFT-TO-RIGHT ISOLATE"),
+                    "{message}"
+                );
+            }
             (_, Ok(rec)) => assert_eq!(rec.values[0].timestamp, T0),
             (i, other) => panic!("item {i}: {other:?}"),
         }
@@ -40,7 +48,7 @@ fn one_commit_and_bad_items_fail_alone() {
         .filter_map(|r| r.as_ref().ok())
         .map(|r| r.version)
         .collect();
-    assert_eq!(versions.len(), 997);
+    assert_eq!(versions.len(), 996);
     assert!(versions.windows(2).all(|w| w[1] == w[0] + 1));
     assert_eq!(*versions.last().unwrap(), f.sequence());
 

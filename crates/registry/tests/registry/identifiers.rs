@@ -109,6 +109,66 @@ fn create_refusals_name_the_problem() {
 }
 
 #[test]
+fn creates_refuse_look_alike_identifiers_and_write_nothing() {
+    let f = Fixture::with_prefix();
+    let before = f.sequence();
+    for (id, starts) in [
+        (
+            "88.100.1/ABC\u{200b}-1",
+            "identifier contains U+200B ZERO WIDTH SPACE at byte 12",
+        ),
+        (
+            "88.100.1/ABC\u{202e}1-",
+            "identifier contains U+202E RIGHT-TO-LEFT OVERRIDE at byte 12",
+        ),
+        (
+            "88.100.1/A\u{85}B",
+            "identifier contains U+0085 NEXT LINE at byte 10",
+        ),
+        (
+            "88.１００.1/A",
+            "prefix `88.１００.1` contains U+FF11 FULLWIDTH DIGIT ONE at byte 3",
+        ),
+        (
+            "88.100.1/Ba\u{308}r",
+            "the suffix of identifier `88.100.1/Ba\u{308}r` is not in Unicode normalization \
+             form C (NFC) from byte 10 on; register it as `88.100.1/B\u{e4}r`",
+        ),
+    ] {
+        let (field, message) = field_of(
+            f.registry
+                .create_identifier(id, vec![url(1, "a")], false)
+                .unwrap_err(),
+        );
+        assert_eq!(field, "identifier");
+        assert!(message.starts_with(starts), "{id:?}: {message}");
+    }
+    let (field, message) = field_of(
+        f.registry
+            .create_identifier(
+                "88.100.1/x",
+                vec![url(1, "a"), Value::new(2, "\u{1b}[31mURL", "b")],
+                false,
+            )
+            .unwrap_err(),
+    );
+    assert_eq!(field, "values[1].type");
+    assert!(message.contains("U+001B ESCAPE at byte 0"), "{message}");
+    assert_eq!(f.sequence(), before, "refused creates write nothing");
+
+    // Composed, the same text is one identifier, found however it is read.
+    f.registry
+        .create_identifier("88.100.1/B\u{e4}r", vec![url(1, "a")], false)
+        .unwrap();
+    assert!(f.registry.get_identifier("88.100.1/B\u{e4}R").is_ok());
+    // Reading a spelling that cannot be written finds nothing.
+    assert!(matches!(
+        f.registry.get_identifier("88.100.1/Ba\u{308}r"),
+        Err(RegistryError::NotFound(_))
+    ));
+}
+
+#[test]
 fn get_and_delete() {
     let f = Fixture::with_prefix();
     let e = f.registry.get_identifier("88.100.1/none").unwrap_err();

@@ -66,6 +66,23 @@ fn create_prefix_refusals() {
         let e = f.registry.create_prefix(reserved).unwrap_err();
         assert!(e.to_string().contains("reserved"), "{e}");
     }
+    // Prefixes are ASCII: full-width digits are refused, with a hint.
+    let e = f.registry.create_prefix("88.１００").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "prefix: prefix `88.１００` contains U+FF11 FULLWIDTH DIGIT ONE at byte 3; prefixes are \
+         written in ASCII (did you mean `88.100`?)"
+    );
+    let e = f.registry.create_prefix("88.1\u{200b}").unwrap_err();
+    assert!(
+        e.to_string().contains("U+200B ZERO WIDTH SPACE at byte 4"),
+        "{e}"
+    );
+    let e = f
+        .registry
+        .delegate_prefix("88.100.1.９", vec![Bytes::from_static(b"site")], 60)
+        .unwrap_err();
+    assert!(e.to_string().contains("did you mean `88.100.1.9`?"), "{e}");
     // A failed create writes nothing.
     assert_eq!(f.commits(), 1);
 }
