@@ -181,7 +181,7 @@ def test_the_data_directory_is_the_nodes_alone(tmp_path):
         lines = tmp_path / "ids.jsonl"
         lines.write_text("".join(
             json.dumps({"identifier": f"{PREFIX}/PERM-{i}",
-                        "values": [{"index": 1, "type": "URL", "data": "u"}]}) + "\n"
+                        "values": [{"index": 1, "type": "URL", "data": f"https://example.com/perm/{i}"}]}) + "\n"
             for i in range(100)))
         n.cli("import", str(lines), "--quiet")
         found = modes(str(data))
