@@ -120,3 +120,24 @@ def test_long_answers_go_whole_only_to_sources_that_connected(node, pb):
     assert r.code == hc.SUCCESS and len(r.values) == 4
     r = hc.udp_resolve(node.udp, big)
     assert r.code == hc.SUCCESS and len(r.values) == 4
+
+
+def test_a_recursive_node_resolves_only_for_its_clients(node, tmp_path):
+    """A recursive node answers REC questions for the ranges it serves and
+    301 to everyone else (never an open resolver)."""
+    roots = "udp://%s:%d,tcp://%s:%d" % (*node.udp, *node.tcp)
+    config = tmp_path / "recursive.toml"
+    config.write_text('[recursion]\nclients = ["127.0.0.1/32"]\n'
+                      '[rate_limit]\nexempt = ["127.0.0.0/8"]\n')
+    rec = Node(tmp_path / "rec", demo=False,
+               extra=["--config", str(config), "--root", roots]).start()
+    try:
+        assert hc.udp_resolve(rec.udp, SEED).code == hc.SUCCESS
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.2", 0))
+            s.settimeout(5)
+            s.sendto(hc.resolution_request(SEED, hc.new_request_id()), rec.udp)
+            refused = hc.Response(s.recvfrom(65535)[0])
+        assert refused.code == 301, refused.code
+    finally:
+        rec.stop()

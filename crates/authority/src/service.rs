@@ -90,6 +90,8 @@ pub struct HandleService {
     /// Where questions outside the prefixes homed here are resolved when
     /// the request sets REC; `None`: they are referred.
     pub(crate) upstream: Option<Arc<dyn Upstream>>,
+    /// Who may have questions resolved upstream (`None`: anyone).
+    pub(crate) recursion_clients: Option<Vec<(std::net::IpAddr, u8)>>,
     /// Handle administration (the registry and the pending challenges),
     /// when served.
     pub(crate) admin: Option<Arc<crate::admin::AdminState>>,
@@ -104,6 +106,7 @@ impl HandleService {
             site_info: std::sync::OnceLock::new(),
             signer: None,
             upstream: None,
+            recursion_clients: None,
             admin: None,
         }
     }

@@ -186,6 +186,9 @@ pub struct RecursionConfig {
     pub negative_ttl_secs: u64,
     /// Answers and referrals kept in the recursion cache.
     pub max_entries: usize,
+    /// The clients resolved for, as CIDR; others get 301 (the node is not
+    /// an open resolver). Default: loopback and the private ranges.
+    pub clients: Vec<String>,
 }
 
 impl Default for RecursionConfig {
@@ -195,6 +198,16 @@ impl Default for RecursionConfig {
             timeout_ms: 2000,
             negative_ttl_secs: 60,
             max_entries: 100_000,
+            clients: [
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -291,6 +304,34 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// Parses `IP/LEN` (or a bare IP, its own /32 or /128) entries; an error
+/// names the entry and the section.
+pub fn parse_cidrs(
+    section: &str,
+    entries: &[String],
+) -> Result<Vec<(std::net::IpAddr, u8)>, String> {
+    entries
+        .iter()
+        .map(|cidr| {
+            let (ip, len) = cidr.split_once('/').unwrap_or((cidr, ""));
+            let ip: std::net::IpAddr = ip
+                .trim()
+                .parse()
+                .map_err(|_| format!("[{section}] `{cidr}`: not an IP/prefix"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let len = match len.trim() {
+                "" => max,
+                l => l
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|l| *l <= max)
+                    .ok_or_else(|| format!("[{section}] `{cidr}`: bad prefix length"))?,
+            };
+            Ok((ip, len))
+        })
+        .collect()
+}
+
 impl RateLimitConfig {
     /// The limiter's options; an error names an `exempt` entry that is not
     /// a CIDR or a prefix length out of range.
@@ -298,25 +339,7 @@ impl RateLimitConfig {
         if self.ipv4_prefix > 32 || self.ipv6_prefix > 128 {
             return Err("[rate_limit] ipv4_prefix is at most 32, ipv6_prefix at most 128".into());
         }
-        let exempt = self
-            .exempt
-            .iter()
-            .map(|cidr| {
-                let (ip, len) = cidr.split_once('/').unwrap_or((cidr, ""));
-                let ip: std::net::IpAddr = ip
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("[rate_limit] exempt `{cidr}`: not an IP/prefix"))?;
-                let max = if ip.is_ipv4() { 32 } else { 128 };
-                let len = match len.trim() {
-                    "" => max,
-                    l => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| {
-                        format!("[rate_limit] exempt `{cidr}`: bad prefix length")
-                    })?,
-                };
-                Ok((ip, len))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let exempt = parse_cidrs("rate_limit", &self.exempt)?;
         Ok(idnode_server::rrl::RateLimitOptions {
             enabled: self.enabled,
             responses_per_second: self.responses_per_second,

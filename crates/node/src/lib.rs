@@ -193,6 +193,9 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         .map_err(|e| BadConfig(format!("invalid [recursion] configuration: {e}")))?
     {
         service.set_upstream(upstream);
+        let clients = config::parse_cidrs("recursion", &config.recursion.clients)
+            .map_err(|e| BadConfig(format!("invalid [recursion] clients: {e}")))?;
+        service.set_recursion_clients(clients);
     }
     if site::serves_handle_admin(&config.site) {
         // Handle administration (docs/handle-admin.md) writes through the

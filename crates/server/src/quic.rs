@@ -228,8 +228,10 @@ impl StreamProtocol for HandleStreams {
             for message in crate::tcp::admin(&self.service, request, "handle-quic", peer).await {
                 out.extend_from_slice(&message);
             }
-        } else {
+        } else if self.service.may_recurse_for(peer.ip()) {
             self.service.recurse(request, out, unix_now).await;
+        } else {
+            self.service.refuse_recursion(request, unix_now(), out);
         }
     }
 }

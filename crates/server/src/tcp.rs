@@ -190,7 +190,11 @@ async fn connection(
             let mut outcome =
                 service.respond_stream(&buf[..total], unix_now(), &mut out, &mut scratch);
             if let Outcome::Recurse { keep_open } = outcome {
-                service.recurse(&buf[..total], &mut out, unix_now).await;
+                if service.may_recurse_for(peer.ip()) {
+                    service.recurse(&buf[..total], &mut out, unix_now).await;
+                } else {
+                    service.refuse_recursion(&buf[..total], unix_now(), &mut out);
+                }
                 outcome = Outcome::Reply { keep_open };
             }
             if let Outcome::Admin { keep_open } = outcome {

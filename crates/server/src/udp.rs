@@ -260,6 +260,16 @@ impl HandleDatagrams {
     /// `peer` from this worker's socket when it comes; the worker goes on.
     fn recurse(&mut self, message: &[u8], peer: &SockaddrStorage, socket: &UdpSocket) {
         let Some(addr) = to_std(peer) else { return };
+        if !self.service.may_recurse_for(addr.ip()) {
+            let mut out = Vec::new();
+            self.service.refuse_recursion(message, unix_now(), &mut out);
+            if !out.is_empty()
+                && let Err(e) = socket.send_to(&out, addr)
+            {
+                tracing::debug!(error = %e, %addr, "udp send failed");
+            }
+            return;
+        }
         let socket = match &self.socket {
             Some(s) => s.clone(),
             None => match socket.try_clone() {
