@@ -122,6 +122,41 @@ def test_long_answers_go_whole_only_to_sources_that_connected(node, pb):
     assert r.code == hc.SUCCESS and len(r.values) == 4
 
 
+def scrape(node):
+    """The node's metrics: {(name, labels text): value}."""
+    import re
+    import urllib.request
+    with urllib.request.urlopen(f"http://{node.http}/metrics", timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("application/openmetrics-text")
+        text = r.read().decode()
+    assert text.rstrip().endswith("# EOF"), text[-200:]
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-z_]+)(\{[^}]*\})? (\S+)$", line)
+        if m:
+            out[(m.group(1), m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def test_metrics_count_answers_and_rate_limiting(node):
+    key = ("idnode_udp_responses_total", '{surface="handle-udp",code="1"}')
+    before = scrape(node)
+    for _ in range(10):
+        assert hc.udp_resolve(node.udp, OTHER).code == hc.SUCCESS
+    after = scrape(node)
+    assert after[key] - before.get(key, 0) == 10, (before.get(key), after[key])
+    requests = ("idnode_udp_requests_total", '{surface="handle-udp"}')
+    assert after[requests] - before[requests] == 10
+    # The floods of the tests above were limited, and counted.
+    for surface in ("handle-udp", "dns-udp"):
+        for action in ("dropped", "slipped"):
+            name = ("idnode_rate_limited_responses_total",
+                    f'{{surface="{surface}",action="{action}"}}')
+            assert after[name] > 0, (name, after.get(name))
+    assert after[("idnode_udp_responses_total", '{surface="dns-udp",code="truncated"}')] > 0
+    assert after[("idnode_change_sequence", "")] >= 1
+
+
 def test_a_recursive_node_resolves_only_for_its_clients(node, tmp_path):
     """A recursive node answers REC questions for the ranges it serves and
     301 to everyone else (never an open resolver)."""

@@ -40,7 +40,11 @@ pub struct Web {
     pub(crate) service: Arc<HandleService>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) auth: Arc<Auth>,
+    pub(crate) metrics: Option<Metrics>,
 }
+
+/// Renders the node's metrics (OpenMetrics text) for `GET /metrics`.
+pub type Metrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 impl Web {
     /// `service` answers reads (it must serve the same store `registry`
@@ -50,13 +54,21 @@ impl Web {
             service,
             registry,
             auth,
+            metrics: None,
         }
+    }
+
+    /// Serves `GET /metrics` with what `render` returns.
+    pub fn with_metrics(mut self, render: Metrics) -> Self {
+        self.metrics = Some(render);
+        self
     }
 
     /// Every route: the REST API under `/api/handles`, the proxy and its
     /// pages everywhere else.
     pub fn router(self) -> Router {
         Router::new()
+            .route("/metrics", axum::routing::get(metrics))
             .merge(api::routes())
             .merge(proxy::routes())
             .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -149,6 +161,21 @@ pub async fn serve(
         .is_err()
     {
         tracing::debug!("http: connections still open at shutdown were dropped");
+    }
+}
+
+async fn metrics(axum::extract::State(web): axum::extract::State<Web>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match &web.metrics {
+        Some(render) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            render(),
+        )
+            .into_response(),
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
     }
 }
 

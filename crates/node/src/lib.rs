@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod jsonl;
 pub mod key;
+pub mod metrics;
 pub mod site;
 
 pub use config::{Config, ConfigError};
@@ -319,8 +320,11 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
         let addr = listener.local_addr()?;
-        let router =
-            idnode_http::Web::new(service.clone(), registry.clone(), auth.clone()).router();
+        let mut counted = vec![handle.counts.clone()];
+        counted.extend(dns.as_ref().map(|d| d.counts.clone()));
+        let router = idnode_http::Web::new(service.clone(), registry.clone(), auth.clone())
+            .with_metrics(metrics::renderer(counted, store.clone()))
+            .router();
         let task = tokio::spawn(idnode_http::serve(
             listener,
             router,

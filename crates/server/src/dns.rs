@@ -93,6 +93,8 @@ pub struct DnsListenerOptions {
 pub struct DnsListeners {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// What the UDP workers count.
+    pub counts: Arc<crate::metrics::ListenerCounts>,
     tasks: JoinSet<()>,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -124,6 +126,11 @@ impl DnsListeners {
         let stop = Arc::new(AtomicBool::new(false));
         let udp_service = service.clone();
         let counters = Arc::new(crate::rrl::RateLimitCounters::default());
+        let counts = crate::metrics::ListenerCounts::new(
+            "dns-udp",
+            <DnsDatagrams as Responder>::CODE_LABELS,
+            counters.clone(),
+        );
         let udp_threads = udp::spawn(
             sockets,
             // `idnode-dns-<n>`: Linux keeps 15 bytes of a thread's name
@@ -136,6 +143,7 @@ impl DnsListeners {
             },
             stop.clone(),
             options.pin_udp_workers,
+            &counts,
         )?;
         let mut tasks = JoinSet::new();
         let udp_shutdown = shutdown.clone();
@@ -168,6 +176,7 @@ impl DnsListeners {
         Ok(Self {
             udp: udp_addr,
             tcp: tcp_addr,
+            counts,
             tasks,
             udp_threads,
         })
@@ -236,6 +245,25 @@ fn truncated(query: &[u8], out: &mut Vec<u8>) {
 }
 
 impl Responder for DnsDatagrams {
+    const CODE_LABELS: &'static [&'static str] = &[
+        "NOERROR",
+        "FORMERR",
+        "SERVFAIL",
+        "NXDOMAIN",
+        "NOTIMP",
+        "REFUSED",
+        "truncated",
+        "other",
+    ];
+
+    fn code_bucket(answer: &[u8]) -> usize {
+        match (answer.get(2), answer.get(3)) {
+            (Some(flags), _) if flags & 0x02 != 0 => 6,
+            (_, Some(rcode)) => usize::from(rcode & 0x0f).min(7),
+            _ => 7,
+        }
+    }
+
     fn respond(
         &mut self,
         datagram: &[u8],

@@ -17,6 +17,7 @@
 
 mod cids;
 pub mod dns;
+pub mod metrics;
 pub mod notify;
 pub mod quic;
 pub mod rrl;
@@ -63,6 +64,8 @@ pub struct HandleListenerOptions {
 pub struct HandleListeners {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// What the UDP workers count.
+    pub counts: Arc<metrics::ListenerCounts>,
     tasks: JoinSet<()>,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -88,6 +91,11 @@ impl HandleListeners {
         let reassemblies = udp::Reassemblies::default();
         let verified = Arc::new(rrl::VerifiedSources::default());
         let counters = Arc::new(rrl::RateLimitCounters::default());
+        let counts = metrics::ListenerCounts::new(
+            "handle-udp",
+            <udp::HandleDatagrams as udp::Responder>::CODE_LABELS,
+            counters.clone(),
+        );
         let udp_threads = udp::spawn(
             sockets,
             "idnode-udp",
@@ -102,6 +110,7 @@ impl HandleListeners {
             },
             stop.clone(),
             options.pin_udp_workers,
+            &counts,
         )?;
         let udp_shutdown = shutdown.clone();
         tasks.spawn(async move {
@@ -122,6 +131,7 @@ impl HandleListeners {
         Ok(Self {
             udp: udp_addr,
             tcp: tcp_addr,
+            counts,
             tasks,
             udp_threads,
         })

@@ -48,6 +48,12 @@ pub(crate) fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<UdpS
 
 /// What a worker does with each datagram it receives.
 pub(crate) trait Responder: Send + 'static {
+    /// The labels of the response-code buckets of [`code_bucket`](Self::code_bucket).
+    const CODE_LABELS: &'static [&'static str];
+
+    /// The bucket of an answer's response code, for the metrics.
+    fn code_bucket(answer: &[u8]) -> usize;
+
     /// Answers `datagram` from `peer` into `out`. True when `out` holds one
     /// datagram to send with the batch; false when there is nothing to
     /// send, or the responder sent the answer itself on `socket` (answers
@@ -96,6 +102,7 @@ pub(crate) fn spawn<R: Responder>(
     mut make: impl FnMut() -> R,
     stop: Arc<AtomicBool>,
     pin: bool,
+    counts: &crate::metrics::ListenerCounts,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let mut cpus = if pin {
         idnode_udp::worker_cpus(&idnode_udp::allowed_cpus(), sockets.len())
@@ -109,6 +116,7 @@ pub(crate) fn spawn<R: Responder>(
         .enumerate()
         .map(|(i, socket)| {
             let (responder, stop, placed) = (make(), stop.clone(), placed_tx.clone());
+            let counts = counts.worker();
             let cpus = cpus.next().unwrap_or_default();
             let thread = format!("{name}-{i}");
             std::thread::Builder::new()
@@ -120,7 +128,7 @@ pub(crate) fn spawn<R: Responder>(
                         tracing::debug!(thread, error = %e, "UDP worker not pinned");
                     }
                     drop(placed);
-                    Worker::new(socket, responder).run(&stop)
+                    Worker::new(socket, responder, counts).run(&stop)
                 })
         })
         .collect::<std::io::Result<Vec<_>>>()?;
@@ -136,15 +144,17 @@ struct Worker<R> {
     responder: R,
     received: RecvBatch,
     outputs: Vec<Vec<u8>>,
+    counts: Arc<crate::metrics::WorkerCounts>,
 }
 
 impl<R: Responder> Worker<R> {
-    fn new(socket: UdpSocket, responder: R) -> Self {
+    fn new(socket: UdpSocket, responder: R, counts: Arc<crate::metrics::WorkerCounts>) -> Self {
         Self {
             socket,
             responder,
             received: RecvBatch::new(),
             outputs: (0..BATCH).map(|_| Vec::with_capacity(1024)).collect(),
+            counts,
         }
     }
 
@@ -184,7 +194,25 @@ impl<R: Responder> Worker<R> {
                 &mut ready[..n],
                 &self.socket,
             );
+            self.count(&datagrams[..n], &ready[..n]);
             self.send_batch(&ready[..n], peers);
+        }
+    }
+
+    /// Counts a batch: datagrams and bytes in, answers, bytes and codes
+    /// out (answers longer than a datagram, which the responder sends
+    /// itself, count as received only).
+    fn count(&self, datagrams: &[&[u8]], ready: &[bool]) {
+        use crate::metrics::bump;
+        let c = &*self.counts;
+        bump(&c.received, datagrams.len() as u64);
+        bump(&c.bytes_in, datagrams.iter().map(|d| d.len() as u64).sum());
+        for (i, _) in ready.iter().enumerate().filter(|(_, r)| **r) {
+            let out = &self.outputs[i];
+            bump(&c.answered, 1);
+            bump(&c.bytes_out, out.len() as u64);
+            let bucket = R::code_bucket(out).min(crate::metrics::CODE_BUCKETS - 1);
+            bump(&c.codes[bucket], 1);
         }
     }
 
@@ -380,6 +408,26 @@ fn is_whole(datagram: &[u8]) -> Option<bool> {
 }
 
 impl Responder for HandleDatagrams {
+    const CODE_LABELS: &'static [&'static str] =
+        &["1", "100", "200", "301", "303", "3", "2", "other"];
+
+    fn code_bucket(answer: &[u8]) -> usize {
+        let code = answer
+            .get(ENVELOPE_LEN + 4..ENVELOPE_LEN + 8)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(u32::MAX, u32::from_be_bytes);
+        match code {
+            1 => 0,
+            100 => 1,
+            200 => 2,
+            301 => 3,
+            303 => 4,
+            3 => 5,
+            2 => 6,
+            _ => 7,
+        }
+    }
+
     fn respond(
         &mut self,
         datagram: &[u8],
@@ -536,6 +584,12 @@ mod tests {
     struct Tag(u8);
 
     impl Responder for Tag {
+        const CODE_LABELS: &'static [&'static str] = &["any"];
+
+        fn code_bucket(_: &[u8]) -> usize {
+            0
+        }
+
         fn respond(
             &mut self,
             _datagram: &[u8],
@@ -595,7 +649,8 @@ mod tests {
             next += 1;
             Tag(next - 1)
         };
-        let workers = spawn(sockets, name, make, stop.clone(), pin).unwrap();
+        let counts = crate::metrics::ListenerCounts::new("test", &["any"], Arc::default());
+        let workers = spawn(sockets, name, make, stop.clone(), pin, &counts).unwrap();
         let client = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         client
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -699,7 +754,16 @@ mod tests {
                 Arc::default(),
             )
         };
-        let workers = spawn(sockets, "test-reassemble", make, stop.clone(), true).unwrap();
+        let counts = crate::metrics::ListenerCounts::new("test", &[], Arc::default());
+        let workers = spawn(
+            sockets,
+            "test-reassemble",
+            make,
+            stop.clone(),
+            true,
+            &counts,
+        )
+        .unwrap();
 
         // A handle long enough for a request of two datagrams.
         let handle = format!("88.100.1/{}", "L".repeat(700));

@@ -1,0 +1,127 @@
+//! The node's metrics, encoded by prometheus-client on each scrape from
+//! the counters the listeners keep (per UDP worker, folded here) and from
+//! the store: `GET /metrics` on the HTTP listener.
+
+use idnode_server::metrics::ListenerCounts;
+use idnode_store::Store;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// What a scrape reads.
+pub struct NodeMetrics {
+    listeners: Vec<Arc<ListenerCounts>>,
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for NodeMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeMetrics")
+            .field("listeners", &self.listeners.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn counter_family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Vec<(&str, &str)>, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in rows {
+        ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for NodeMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let totals: Vec<_> = self.listeners.iter().map(|l| (l, l.totals())).collect();
+        let per = |f: fn(&idnode_server::metrics::Totals) -> u64| -> Vec<(Vec<(&str, &str)>, u64)> {
+            totals
+                .iter()
+                .map(|(l, t)| (vec![("surface", l.surface)], f(t)))
+                .collect()
+        };
+        counter_family(
+            &mut encoder,
+            "idnode_udp_requests",
+            "Datagrams received by the UDP listeners",
+            &per(|t| t.received),
+        )?;
+        counter_family(
+            &mut encoder,
+            "idnode_udp_request_bytes",
+            "Bytes received by the UDP listeners",
+            &per(|t| t.bytes_in),
+        )?;
+        counter_family(
+            &mut encoder,
+            "idnode_udp_response_bytes",
+            "Bytes of the one-datagram answers sent by the UDP listeners",
+            &per(|t| t.bytes_out),
+        )?;
+        let mut by_code = Vec::new();
+        for (l, t) in &totals {
+            for (label, n) in l.code_labels.iter().zip(t.codes) {
+                by_code.push((vec![("surface", l.surface), ("code", *label)], n));
+            }
+        }
+        counter_family(
+            &mut encoder,
+            "idnode_udp_responses",
+            "One-datagram answers sent by the UDP listeners, by response code",
+            &by_code,
+        )?;
+        let mut limited = Vec::new();
+        for l in &self.listeners {
+            let r = &l.rate_limited;
+            limited.push((
+                vec![("surface", l.surface), ("action", "dropped")],
+                r.dropped.load(Ordering::Relaxed),
+            ));
+            limited.push((
+                vec![("surface", l.surface), ("action", "slipped")],
+                r.slipped.load(Ordering::Relaxed),
+            ));
+        }
+        counter_family(
+            &mut encoder,
+            "idnode_rate_limited_responses",
+            "UDP answers the response rate limiter dropped or sent small",
+            &limited,
+        )?;
+        let sequence = i64::try_from(self.store.last_sequence()).unwrap_or(i64::MAX);
+        let gauge = ConstGauge::new(sequence);
+        gauge.encode(encoder.encode_descriptor(
+            "idnode_change_sequence",
+            "Sequence number of the last committed change (the DNS SOA serial)",
+            None,
+            gauge.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+/// A renderer of the node's metrics in the OpenMetrics text format.
+pub fn renderer(
+    listeners: Vec<Arc<ListenerCounts>>,
+    store: Arc<dyn Store>,
+) -> idnode_http::Metrics {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(NodeMetrics { listeners, store }));
+    let registry = Arc::new(registry);
+    Arc::new(move || {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+            tracing::warn!(error = %e, "metrics could not be encoded");
+        }
+        out
+    })
+}
