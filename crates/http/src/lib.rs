@@ -20,6 +20,7 @@ mod credentials;
 mod json;
 mod pages;
 mod proxy;
+pub mod qr;
 
 use axum::Router;
 use idnode_admin::Auth;
@@ -40,6 +41,9 @@ pub struct Web {
     pub(crate) service: Arc<HandleService>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) auth: Arc<Auth>,
+    /// The base of the proxy URLs the record pages' QR codes carry; `None`:
+    /// the scheme and host the request came to.
+    pub(crate) base_url: Option<Arc<str>>,
 }
 
 impl Web {
@@ -50,7 +54,17 @@ impl Web {
             service,
             registry,
             auth,
+            base_url: None,
         }
+    }
+
+    /// The base of the proxy URLs in the record pages' QR codes (`[http]
+    /// base_url`, as [`qr::base_url`] checks it), for a node behind a
+    /// proxy or known by another name; without it, `http://` and the
+    /// request's `Host`.
+    pub fn with_base_url(mut self, base_url: Option<String>) -> Self {
+        self.base_url = base_url.map(|b| b.trim_end_matches('/').into());
+        self
     }
 
     /// Every route: the REST API under `/api/handles`, the proxy and its

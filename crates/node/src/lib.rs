@@ -267,6 +267,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         _ => None,
     };
     config.grpc.check().map_err(BadConfig)?;
+    config.http.check().map_err(BadConfig)?;
     let grpc_tls = match config.grpc.tls {
         true => Some(grpc_tls(&config)?),
         false => None,
@@ -283,8 +284,9 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
         let addr = listener.local_addr()?;
-        let router =
-            idnode_http::Web::new(service.clone(), registry.clone(), auth.clone()).router();
+        let router = idnode_http::Web::new(service.clone(), registry.clone(), auth.clone())
+            .with_base_url(config.http.base_url.clone())
+            .router();
         let task = tokio::spawn(idnode_http::serve(
             listener,
             router,
