@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing idnode needs, and nothing twice:
 # system packages (libclang for RocksDB's bindings, protoc for the gRPC
-# code, dig, zbar's QR reader and cairo for the tests) and a Python
-# virtualenv with the test clients (grpcio, dnspython with aioquic for DNS
-# over QUIC, pytest, cairosvg).
+# code, dig, zbar's QR reader and cairo for the tests, Chromium for the
+# browser test) and a Python virtualenv with the test clients (grpcio,
+# dnspython with aioquic for DNS over QUIC, pytest, Playwright, cairosvg).
 # Safe to run again; quick when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,15 @@ if ((${#need[@]})); then
   updated=1
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# Headless Chromium for tests/e2e/test_browser.py (driven by Playwright, which
+# downloads no browser of its own). Large, so apart: when it cannot be
+# installed, that test skips and says so.
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  echo "setup: installing chromium for the browser test"
+  { ((updated)) || $SUDO apt-get update -qq; } &&
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null ||
+    echo "setup: chromium could not be installed; tests/e2e/test_browser.py will skip"
+fi
 
 # RocksDB's C++, once per machine (see scripts/env.sh).
 if [ ! -f "$IDNODE_ROCKSDB_DIR/librocksdb.a" ]; then
@@ -43,10 +52,10 @@ if [ "${IDNODE_SKIP_PYTHON:-0}" != 1 ]; then
     echo "setup: creating Python virtualenv for the end-to-end tests in $IDNODE_VENV"
     python3 -m venv "$IDNODE_VENV"
   fi
-  if ! "$IDNODE_VENV/bin/python" -c "import grpc, grpc_tools, pytest, dns.quic, aioquic, cryptography, pyhandle, cairosvg" 2>/dev/null; then
-    echo "setup: installing Python test clients (grpcio, grpcio-tools, dnspython, aioquic, pytest, pyhandle, cairosvg)"
+  if ! "$IDNODE_VENV/bin/python" -c "import grpc, grpc_tools, pytest, dns.quic, aioquic, cryptography, pyhandle, playwright.sync_api, cairosvg" 2>/dev/null; then
+    echo "setup: installing Python test clients (grpcio, grpcio-tools, dnspython, aioquic, pytest, pyhandle, playwright, cairosvg)"
     "$IDNODE_VENV/bin/pip" install -q --disable-pip-version-check \
       'grpcio>=1.60' 'grpcio-tools>=1.60' 'dnspython>=2.6' 'aioquic>=1.0' 'pytest>=8' 'cryptography>=42' \
-      'pyhandle>=1.3' 'cairosvg>=2.7'
+      'pyhandle>=1.3' 'playwright>=1.40' 'cairosvg>=2.7'
   fi
 fi
