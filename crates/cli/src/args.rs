@@ -352,6 +352,53 @@ pub enum IdCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Print QR codes of identifiers' proxy URLs (<base>/<identifier>),
+    /// for labels: one identifier, or a batch (one file each) from a JSONL
+    /// file or from every identifier under a prefix.
+    ///
+    /// Examples: idnode id qr 88.100.1/ABC-123 --base-url https://id.example.com --out label.svg;
+    /// idnode id qr --prefix 88.100.1 --dir labels/ --png
+    Qr(QrArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QrArgs {
+    /// The identifier, e.g. 88.100.1/ABC-123 (or --from, or --prefix).
+    #[arg(required_unless_present_any = ["from", "prefix"], conflicts_with_all = ["from", "prefix", "dir"])]
+    pub identifier: Option<String>,
+    /// Where the node's HTTP proxy is reached (`[http] base_url`).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "IDNODE_BASE_URL",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub base_url: String,
+    /// Write the code to this file (default: standard output).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["from", "prefix"])]
+    pub out: Option<PathBuf>,
+    /// PNG instead of SVG.
+    #[arg(long)]
+    pub png: bool,
+    /// Smallest width and height of the image, in pixels (whole pixels per
+    /// module, quiet zone included).
+    #[arg(long, value_name = "N", default_value_t = idnode_http::qr::DEFAULT_SIZE)]
+    pub size: u32,
+    /// A JSONL file of identifiers (as `idnode import` reads it): one code
+    /// each, into --dir.
+    #[arg(long, value_name = "FILE", requires = "dir", conflicts_with = "prefix")]
+    pub from: Option<PathBuf>,
+    /// Every identifier under this prefix (listed through the gRPC API):
+    /// one code each, into --dir.
+    #[arg(long, requires = "dir")]
+    pub prefix: Option<String>,
+    /// The directory of a batch's files (created if missing), named after
+    /// their identifiers: `88.100.1_ABC-123.svg`.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -418,6 +465,34 @@ mod tests {
         assert!(Cli::try_parse_from(half).is_err());
         let serve = Cli::try_parse_from(["idnode", "serve", "--insecure-grpc"]).unwrap();
         assert!(matches!(serve.command, Command::Serve(s) if s.insecure_grpc));
+    }
+
+    fn qr(args: &[&str]) -> Result<QrArgs, clap::Error> {
+        let argv = ["idnode", "id", "qr"].iter().chain(args);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Id(IdCommand::Qr(q)) => q,
+            other => panic!("parsed as {other:?}"),
+        })
+    }
+
+    #[test]
+    fn qr_takes_one_identifier_or_a_batch() {
+        let one = qr(&["88.1/a", "--out", "a.svg"]).unwrap();
+        assert_eq!(one.identifier.as_deref(), Some("88.1/a"));
+        assert_eq!(one.size, idnode_http::qr::DEFAULT_SIZE);
+        let batch = qr(&["--prefix", "88.1", "--dir", "labels", "--png"]).unwrap();
+        assert!(batch.png && batch.identifier.is_none());
+        assert!(qr(&["--from", "ids.jsonl", "--dir", "d"]).is_ok());
+        for bad in [
+            &[][..],
+            &["--prefix", "88.1"],
+            &["88.1/a", "--prefix", "88.1", "--dir", "d"],
+            &["88.1/a", "--dir", "d"],
+            &["--from", "f", "--prefix", "p", "--dir", "d"],
+            &["--prefix", "p", "--dir", "d", "--out", "x"],
+        ] {
+            assert!(qr(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -3,13 +3,15 @@
 //! `serve` reads the configuration and flags and runs the node that
 //! `idnode-node` assembles; the other commands are clients: `resolve`
 //! speaks the Handle protocol, `prefix`, `id`, `import`, `compact` and
-//! `token` call the gRPC management API, `bench` is the load generator.
+//! `token` call the gRPC management API (`id qr` prints the QR codes of
+//! proxy URLs for labels), `bench` is the load generator.
 
 mod args;
 mod audit;
 mod grpc;
 mod log;
 mod manage;
+mod qr;
 mod resolve;
 mod serve;
 mod shown;

@@ -601,6 +601,10 @@ fn from_proto(v: &proto::Value) -> Value {
 }
 
 pub async fn identifier(args: &AdminArgs, command: IdCommand) -> anyhow::Result<ExitCode> {
+    let command = match command {
+        IdCommand::Qr(qr) => return crate::qr::run(args, qr).await,
+        other => other,
+    };
     let mutating = matches!(command, IdCommand::Create { .. } | IdCommand::Delete { .. });
     let admin = Admin::connect(args, mutating).await?;
     let mut client = admin.identifiers();
@@ -666,6 +670,7 @@ pub async fn identifier(args: &AdminArgs, command: IdCommand) -> anyhow::Result<
                 .map_err(status)?;
             println!("deleted {}", shown::text(&identifier));
         }
+        IdCommand::Qr(_) => usage!("`idnode id qr` does not call the management API"),
         IdCommand::List { prefix, limit } => {
             let mut token = String::new();
             let mut printed = 0usize;
@@ -694,6 +699,34 @@ pub async fn identifier(args: &AdminArgs, command: IdCommand) -> anyhow::Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every identifier under `prefix`, a page of ListIdentifiers at a time.
+pub(crate) async fn list_all(args: &AdminArgs, prefix: &str) -> anyhow::Result<Vec<String>> {
+    let admin = Admin::connect(args, false).await?;
+    let mut client = admin.identifiers();
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_identifiers(admin.request(proto::ListIdentifiersRequest {
+                prefix: prefix.to_owned(),
+                page_size: 1000,
+                page_token: token,
+            })?)
+            .await
+            .map_err(status)?
+            .into_inner();
+        all.extend(page.identifiers);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    if all.is_empty() {
+        usage!("no identifiers under {prefix}");
+    }
+    Ok(all)
 }
 
 /// One line of the import file, ready to send.

@@ -69,6 +69,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Err(e) = config.grpc.check() {
         usage!("{e}");
     }
+    if let Err(e) = config.http.check() {
+        usage!("{e}");
+    }
     Ok(config)
 }
 

@@ -20,6 +20,7 @@ mod credentials;
 mod json;
 mod pages;
 mod proxy;
+pub mod qr;
 
 use axum::Router;
 use idnode_admin::Auth;
@@ -41,6 +42,9 @@ pub struct Web {
     pub(crate) registry: Arc<Registry>,
     pub(crate) auth: Arc<Auth>,
     pub(crate) metrics: Option<Metrics>,
+    /// The base of the proxy URLs the record pages' QR codes carry; `None`:
+    /// the scheme and host the request came to.
+    pub(crate) base_url: Option<Arc<str>>,
 }
 
 /// Renders the node's metrics (OpenMetrics text) for `GET /metrics`.
@@ -55,12 +59,22 @@ impl Web {
             registry,
             auth,
             metrics: None,
+            base_url: None,
         }
     }
 
     /// Serves `GET /metrics` with what `render` returns.
     pub fn with_metrics(mut self, render: Metrics) -> Self {
         self.metrics = Some(render);
+        self
+    }
+
+    /// The base of the proxy URLs in the record pages' QR codes (`[http]
+    /// base_url`, as [`qr::base_url`] checks it), for a node behind a
+    /// proxy or known by another name; without it, `http://` and the
+    /// request's `Host`.
+    pub fn with_base_url(mut self, base_url: Option<String>) -> Self {
+        self.base_url = base_url.map(|b| b.trim_end_matches('/').into());
         self
     }
 

@@ -13,7 +13,8 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.4rem;\
 border-bottom:1px solid #ddd;vertical-align:top}td.data{word-break:break-all}\
 input[type=text]{width:100%;font-size:1.1rem;padding:.5rem;box-sizing:border-box}\
 button{font-size:1.1rem;padding:.5rem 1rem;margin-top:.5rem}.muted{color:#666}\
-code{word-break:break-all}";
+code{word-break:break-all}figure.qr{margin:1rem 0}figure.qr svg{display:block;\
+max-width:100%;height:auto}";
 
 fn page(title: &str, body: Markup) -> Markup {
     html! {
@@ -77,9 +78,9 @@ fn data_text(v: &Value) -> Markup {
     }
 }
 
-/// An identifier's public values, its prefix, its QR code (an SVG of its
-/// proxy URL, when given) and links.
-pub fn record(handle: &str, values: &[Value], qr_svg: Option<&str>) -> Markup {
+/// An identifier's public values, its prefix, its QR code (when given: its
+/// proxy URL and that URL's QR code as an SVG) and links.
+pub fn record(handle: &str, values: &[Value], qr: Option<(&str, &str)>) -> Markup {
     let prefix = handle.split_once('/').map_or(handle, |(p, _)| p);
     page(
         handle,
@@ -106,10 +107,10 @@ pub fn record(handle: &str, values: &[Value], qr_svg: Option<&str>) -> Markup {
                     }
                 }
             }
-            @if let Some(svg) = qr_svg {
-                figure {
+            @if let Some((url, svg)) = qr {
+                figure.qr {
                     (PreEscaped(svg))
-                    figcaption.muted { "QR code of this page's address" }
+                    figcaption.muted { "QR code of " a href=(url) { (url) } }
                 }
             }
         },
@@ -196,6 +197,9 @@ mod tests {
         assert!(!html.contains("<script>alert"));
         assert!(html.contains("&lt;script&gt;"));
         assert!(!html.contains("88.1/<x>"));
+        let html = record("88.1/x", &[], Some(("http://h/88.1/<x>", "<svg></svg>"))).into_string();
+        assert!(html.contains("<svg></svg>"));
+        assert!(html.contains("http://h/88.1/&lt;x&gt;"));
     }
 
     #[test]

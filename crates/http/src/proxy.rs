@@ -6,10 +6,10 @@
 //! Only `http` and `https` URLs are redirected to.
 
 use crate::api::{Resolved, referral_for, resolve_public, url_pairs};
-use crate::{Web, pages};
+use crate::{Web, pages, qr};
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use idnode_core::{Identifier, Value};
 
@@ -103,10 +103,47 @@ fn html(status: StatusCode, markup: maud::Markup) -> Response {
     (status, Html(markup.into_string())).into_response()
 }
 
+/// The scheme and host the request came to, as the base of proxy URLs:
+/// `http://` and the URI's authority (HTTP/2) or the `Host` header, when it
+/// is a plain `host[:port]`.
+fn request_base(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    let host = match uri.authority() {
+        Some(authority) => authority.as_str(),
+        None => headers.get(header::HOST)?.to_str().ok()?,
+    };
+    let plain = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    plain.then(|| format!("http://{host}"))
+}
+
+/// The proxy URL of `handle` and its QR code, for the record page; none
+/// when the base is unknown or the URL is too long for a QR code.
+fn record_qr(web: &Web, uri: &Uri, headers: &HeaderMap, handle: &str) -> Option<(String, String)> {
+    let base = match &web.base_url {
+        Some(base) => base.to_string(),
+        None => request_base(uri, headers)?,
+    };
+    let url = qr::proxy_url(&base, handle);
+    match qr::svg(&url, PAGE_QR_SIZE) {
+        Ok(svg) => Some((url, svg)),
+        Err(e) => {
+            tracing::debug!(error = %e, %url, "no QR code on the record page");
+            None
+        }
+    }
+}
+
+/// The width of the record page's QR code, in pixels at least.
+const PAGE_QR_SIZE: u32 = 200;
+
 async fn proxy(
     State(web): State<Web>,
     method: axum::http::Method,
     uri: Uri,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
@@ -189,7 +226,9 @@ async fn proxy(
             if !noredirect && let Some(url) = target(&values, index, kind.as_deref()) {
                 return (StatusCode::FOUND, [(header::LOCATION, location(&url))]).into_response();
             }
-            html(StatusCode::OK, pages::record(&handle, &values, None))
+            let qr = record_qr(&web, &uri, &headers, &handle);
+            let qr = qr.as_ref().map(|(url, svg)| (url.as_str(), svg.as_str()));
+            html(StatusCode::OK, pages::record(&handle, &values, qr))
         }
         (Resolved::Referral { handle, values }, _) | (_, Some((handle, values))) => html(
             StatusCode::OK,
@@ -227,8 +266,28 @@ fn servers(values: &[Value]) -> Vec<(String, Vec<(String, u32)>)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_names_the_base() {
+        let mut headers = HeaderMap::new();
+        let path: Uri = "/88.1/a".parse().unwrap();
+        assert_eq!(request_base(&path, &headers), None);
+        headers.insert(header::HOST, "id.example.com:8000".parse().unwrap());
+        assert_eq!(
+            request_base(&path, &headers).as_deref(),
+            Some("http://id.example.com:8000")
+        );
+        let h2: Uri = "http://[::1]:9/88.1/a".parse().unwrap();
+        assert_eq!(
+            request_base(&h2, &headers).as_deref(),
+            Some("http://[::1]:9")
+        );
+        headers.insert(header::HOST, "evil/path?x".parse().unwrap());
+        assert_eq!(request_base(&path, &headers), None);
+    }
 
     #[test]
     fn locations_and_urls() {

@@ -366,6 +366,10 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// Most connections at once.
     pub max_connections: usize,
+    /// The base of the proxy URLs that the record pages' QR codes carry,
+    /// e.g. `https://id.example.com` for a node behind a TLS proxy; unset,
+    /// `http://` and the host the request came to.
+    pub base_url: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -376,11 +380,22 @@ impl Default for HttpConfig {
             header_timeout_secs: 10,
             request_timeout_secs: 30,
             max_connections: 4096,
+            base_url: None,
         }
     }
 }
 
 impl HttpConfig {
+    /// Whether `base_url`, when set, is an http:// or https:// URL.
+    pub fn check(&self) -> Result<(), String> {
+        match &self.base_url {
+            Some(base) => idnode_http::qr::base_url(base)
+                .map(drop)
+                .map_err(|e| format!("[http] {e}")),
+            None => Ok(()),
+        }
+    }
+
     pub fn limits(&self) -> idnode_http::Limits {
         idnode_http::Limits {
             header_timeout: std::time::Duration::from_secs(self.header_timeout_secs.max(1)),
@@ -745,6 +760,16 @@ mod tests {
         assert_eq!(config.dns.notify, ["192.0.2.53:53".parse().unwrap()]);
         assert_eq!(config.site.address, Some("192.0.2.10".parse().unwrap()));
         assert_eq!(config.recursion, RecursionConfig::default());
+    }
+
+    #[test]
+    fn http_base_url_is_checked() {
+        let config = |text: &str| Config::from_toml(text, Path::new("x")).unwrap().http;
+        assert_eq!(config("").check(), Ok(()));
+        let set = config("[http]\nbase_url = \"https://id.example.com/\"\n");
+        assert_eq!(set.check(), Ok(()));
+        let bad = config("[http]\nbase_url = \"id.example.com\"\n");
+        assert!(bad.check().unwrap_err().starts_with("[http] base URL"));
     }
 
     #[test]

@@ -304,6 +304,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         _ => None,
     };
     config.grpc.check().map_err(BadConfig)?;
+    config.http.check().map_err(BadConfig)?;
     let grpc_tls = match config.grpc.tls {
         true => Some(grpc_tls(&config)?),
         false => None,
@@ -324,6 +325,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         counted.extend(dns.as_ref().map(|d| d.counts.clone()));
         let router = idnode_http::Web::new(service.clone(), registry.clone(), auth.clone())
             .with_metrics(metrics::renderer(counted, store.clone()))
+            .with_base_url(config.http.base_url.clone())
             .router();
         let task = tokio::spawn(idnode_http::serve(
             listener,
