@@ -172,6 +172,14 @@ def test_export_import_export_is_byte_identical(node, pb, tmp_path):
                                        metadata=[("authorization", f"Bearer {secret}")]))
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
+    # A token with read_value on the prefix exports what the operator does.
+    reader = node.cli("token", "create", "--name", "reader", "--prefix", "88.300.2",
+                      "--perm", "read").stdout
+    reader = re.search(r"export IDNODE_TOKEN=(\S+)", reader).group(1)
+    assert node.cli("--token", reader, "export", "--prefix", "88.300.2").stdout == first
+    refused = node.cli("--token", reader, "export", check=False)
+    assert refused.returncode == 2 and "operator" in refused.stderr, refused.stderr
+
     dump = tmp_path / "all.jsonl"
     dump.write_text(first)
     empty = Node(tmp_path / "empty", demo=False).start()
