@@ -10,12 +10,13 @@ use crate::quota::{self, Quota};
 use crate::site::SitePeers;
 use crate::tokens::{
     ADD_ADMIN, ADD_HANDLE, ADD_VALUE, DELETE_HANDLE, LIST_HANDLES, MODIFY_ADMIN, MODIFY_VALUE,
-    REMOVE_ADMIN, REMOVE_VALUE,
+    READ_VALUE, REMOVE_ADMIN, REMOVE_VALUE,
 };
 use crate::{convert, proto};
 use idnode_core::{Identifier, Prefix};
 use idnode_registry::{BatchItem, Registry, public_view};
 use std::sync::Arc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Identifiers and their values.
@@ -131,6 +132,25 @@ impl IdentifiersService {
 
 fn is_admin(kind: &str) -> bool {
     kind.eq_ignore_ascii_case("HS_ADMIN")
+}
+
+/// Records per message of an export.
+const EXPORT_PAGE: usize = 256;
+
+/// The stream of an export.
+pub type ExportStream = ReceiverStream<Result<proto::ExportResponse, Status>>;
+
+/// The total size of the files in `dir` (a checkpoint: no subdirectories).
+fn directory_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 type Owner = crate::proto::identifiers_client::IdentifiersClient<crate::AdminChannel>;
@@ -381,6 +401,89 @@ impl Identifiers for IdentifiersService {
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(duration_ms, "store compacted");
         Ok(Response::new(proto::CompactResponse { duration_ms }))
+    }
+
+    type ExportStream = ExportStream;
+
+    async fn export(
+        &self,
+        request: Request<proto::ExportRequest>,
+    ) -> Result<Response<ExportStream>, Status> {
+        let caller = self.caller(&request)?;
+        let grant = caller.grant("exporting identifiers")?;
+        let prefix = request.into_inner().prefix;
+        let prefix = match prefix.as_str() {
+            "" => {
+                grant.require_operator("exporting every record")?;
+                None
+            }
+            text => {
+                let parsed = Prefix::parse(text)
+                    .map_err(|e| Status::invalid_argument(format!("prefix: {e}")))?;
+                grant.check(&parsed, READ_VALUE)?;
+                Some(prefix)
+            }
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let registry = Arc::clone(&self.registry);
+        tokio::task::spawn_blocking(move || {
+            let done = registry.export(prefix.as_deref(), EXPORT_PAGE, |sequence, records| {
+                let message = proto::ExportResponse {
+                    identifiers: records.into_iter().map(Into::into).collect(),
+                    sequence,
+                };
+                // A closed channel: the client went away; stop reading.
+                tx.blocking_send(Ok(message)).is_ok()
+            });
+            if let Err(e) = done {
+                let _ = tx.blocking_send(Err(crate::error::status(e)));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn backup(
+        &self,
+        request: Request<proto::BackupRequest>,
+    ) -> Result<Response<proto::BackupResponse>, Status> {
+        self.caller(&request)?
+            .grant("backing up the store")?
+            .require_operator("backing up the store")?;
+        let directory = request.into_inner().directory;
+        let path = std::path::PathBuf::from(&directory);
+        if !path.is_absolute() {
+            return Err(Status::invalid_argument(format!(
+                "directory: `{directory}` is not an absolute path (it names a directory on the \
+                 server's machine)"
+            )));
+        }
+        if path.symlink_metadata().is_ok() {
+            return Err(Status::already_exists(format!(
+                "directory: {directory} exists already on the server; a backup goes to a new \
+                 directory"
+            )));
+        }
+        if path.parent().is_none_or(|p| !p.is_dir()) {
+            return Err(Status::failed_precondition(format!(
+                "directory: the parent of {directory} is not a directory on the server"
+            )));
+        }
+        let started = std::time::Instant::now();
+        let dir = path.clone();
+        let sequence = blocking(&self.registry, move |r| Ok(r.store().checkpoint(&dir)?)).await?;
+        let bytes = directory_size(&path);
+        tracing::info!(
+            directory,
+            bytes,
+            sequence,
+            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "store backed up"
+        );
+        Ok(Response::new(proto::BackupResponse {
+            directory,
+            bytes,
+            sequence,
+        }))
     }
 
     type BatchCreateStream = BatchStream;

@@ -97,6 +97,20 @@ pub enum Command {
     /// file; the node keeps answering meanwhile. On a site of several
     /// servers, compacts the one that --grpc names.
     Compact,
+    /// Back up the node's store while it serves (through the gRPC API;
+    /// needs the operator token): a consistent RocksDB checkpoint written
+    /// by the node into DIR on its own machine. Prints its size and change
+    /// sequence. `idnode restore` makes a data directory of it.
+    Backup(BackupArgs),
+    /// Make a data directory from a backup: copies it into DATA_DIR/db
+    /// (DATA_DIR must not hold a store yet). Runs on the machine of the
+    /// backup, without a node.
+    Restore(RestoreArgs),
+    /// Print every record under a prefix (every record without one) as the
+    /// JSONL that `idnode import` reads, private values included (through
+    /// the gRPC API; needs read_value on the prefix, the operator token
+    /// without one).
+    Export(ExportArgs),
     /// Manage scoped tokens: credentials limited to some prefixes and
     /// permissions (through the gRPC API; needs the operator token).
     #[command(subcommand)]
@@ -423,6 +437,30 @@ pub struct ImportArgs {
     /// import, with the N it printed.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub skip: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Directory to create on the node's machine (it must not exist; its
+    /// parent must). A relative path is made absolute from the current
+    /// directory.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A directory written by `idnode backup`.
+    pub backup: PathBuf,
+    /// The data directory to prepare; it must not hold a store (db/) yet.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Only the records of this prefix and the prefixes below it.
+    #[arg(long)]
+    pub prefix: Option<String>,
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //!
 //! `serve` reads the configuration and flags and runs the node that
 //! `idnode-node` assembles; the other commands are clients: `resolve`
-//! speaks the Handle protocol, `prefix`, `id`, `import`, `compact` and
-//! `token` call the gRPC management API (`id qr` prints the QR codes of
-//! proxy URLs for labels), `bench` is the load generator.
+//! speaks the Handle protocol, `prefix`, `id`, `import`, `export`,
+//! `compact`, `backup` and `token` call the gRPC management API (`id qr`
+//! prints the QR codes of proxy URLs for labels), `restore` prepares a data
+//! directory from a backup, `bench` is the load generator.
 
 mod args;
 mod audit;
@@ -84,6 +85,9 @@ async fn run(cli: args::Cli) -> anyhow::Result<ExitCode> {
         Command::Id(a) => manage::identifier(&cli.admin, a).await,
         Command::Import(a) => manage::import(&cli.admin, a).await,
         Command::Compact => manage::compact(&cli.admin).await,
+        Command::Backup(a) => manage::backup(&cli.admin, a).await,
+        Command::Restore(a) => manage::restore(a),
+        Command::Export(a) => manage::export(&cli.admin, a).await,
         Command::Token(a) => token::token(&cli.admin, a).await,
         Command::Audit(a) => audit::audit(&cli.admin, a).await,
         Command::Bench(a) => {

@@ -1,7 +1,10 @@
 //! `idnode prefix`, `idnode id` and `idnode import`: clients of the gRPC
 //! management API.
 
-use crate::args::{AdminArgs, IdCommand, ImportArgs, PrefixCommand, TemplateCommand};
+use crate::args::{
+    AdminArgs, BackupArgs, ExportArgs, IdCommand, ImportArgs, PrefixCommand, RestoreArgs,
+    TemplateCommand,
+};
 use crate::{shown, usage};
 use idnode_admin::proto;
 use idnode_core::{Permissions, Ttl, Value};
@@ -597,6 +600,14 @@ fn from_proto(v: &proto::Value) -> Value {
             proto::ttl::Kind::Absolute(t) => Ttl::Absolute(*t),
         };
     }
+    value.references = v
+        .references
+        .iter()
+        .map(|r| idnode_core::Reference {
+            identifier: r.identifier.clone(),
+            index: r.index,
+        })
+        .collect();
     value
 }
 
@@ -953,6 +964,138 @@ async fn compact_with(admin: &Admin) -> anyhow::Result<()> {
         done.duration_ms as f64 / 1000.0
     );
     Ok(())
+}
+
+/// `idnode backup DIR`.
+pub async fn backup(args: &AdminArgs, backup: BackupArgs) -> anyhow::Result<ExitCode> {
+    let dir = match std::path::absolute(&backup.dir) {
+        Ok(dir) => dir,
+        Err(e) => usage!("{}: {e}", backup.dir.display()),
+    };
+    let Some(directory) = dir.to_str().map(str::to_owned) else {
+        usage!("{} is not UTF-8", dir.display());
+    };
+    let admin = Admin::connect(args, true).await?;
+    let done = admin
+        .identifiers()
+        .backup(admin.request(proto::BackupRequest { directory })?)
+        .await
+        .map_err(status)?
+        .into_inner();
+    println!(
+        "backed up the store to {} on the node: {} bytes, change sequence {}",
+        shown::text(&done.directory),
+        grouped(done.bytes),
+        done.sequence
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `idnode restore BACKUP --data-dir D`.
+pub fn restore(restore: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let backup = &restore.backup;
+    if !backup.join("CURRENT").is_file() {
+        usage!(
+            "{} is not a backup (no RocksDB CURRENT file in it; give the directory `idnode \
+             backup` wrote)",
+            backup.display()
+        );
+    }
+    let db = restore.data_dir.join("db");
+    if db.symlink_metadata().is_ok() {
+        usage!(
+            "{} holds a store already ({} exists); restore into a new data directory",
+            restore.data_dir.display(),
+            db.display()
+        );
+    }
+    let private = |dir: &std::path::Path| {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    };
+    if let Err(e) = private(&restore.data_dir) {
+        usage!("cannot create {}: {e}", restore.data_dir.display());
+    }
+    let copied = (|| -> std::io::Result<u64> {
+        use std::os::unix::fs::PermissionsExt;
+        private(&db)?;
+        let mut bytes = 0;
+        for entry in std::fs::read_dir(backup)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            let to = db.join(entry.file_name());
+            bytes += std::fs::copy(entry.path(), &to)?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(bytes)
+    })();
+    let bytes = match copied {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&db);
+            anyhow::bail!(
+                "cannot copy {} into {}: {e}",
+                backup.display(),
+                db.display()
+            );
+        }
+    };
+    let sequence = match idnode_node::restored_sequence(&db) {
+        Ok(sequence) => sequence,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&db);
+            return Err(e);
+        }
+    };
+    println!(
+        "restored {} ({} bytes) into {}: change sequence {sequence}",
+        backup.display(),
+        grouped(bytes),
+        db.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `idnode export [--prefix P]`: JSONL on stdout, a summary on stderr.
+pub async fn export(args: &AdminArgs, export: ExportArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let admin = Admin::connect(args, true).await?;
+    let prefix = export.prefix.unwrap_or_default();
+    let mut stream = admin
+        .identifiers()
+        .export(admin.request(proto::ExportRequest { prefix })?)
+        .await
+        .map_err(status)?
+        .into_inner();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut count, mut sequence) = (0u64, 0u64);
+    while let Some(page) = stream.message().await.map_err(|e| {
+        anyhow::anyhow!(
+            "the export ended early after {count} identifiers: {}",
+            broken(&e)
+        )
+    })? {
+        sequence = page.sequence;
+        for record in page.identifiers {
+            let values: Vec<Value> = record.values.iter().map(from_proto).collect();
+            let line = idnode_node::jsonl::to_line(&record.identifier, &values);
+            writeln!(out, "{line}").map_err(|e| anyhow::anyhow!("cannot write the export: {e}"))?;
+            count += 1;
+        }
+    }
+    out.flush()
+        .map_err(|e| anyhow::anyhow!("cannot write the export: {e}"))?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "exported {} identifiers (change sequence {sequence})",
+        grouped(count)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -7,36 +7,106 @@
 //!   {"index": 7, "type": "costPrice", "data": "12.00 CNY", "permissions": 12, "ttl": 3600},
 //!   {"index": 8, "type": "blob", "data_base64": "AAEC"}]}
 //! ```
+//!
+//! A value may also carry `"ttl_absolute": <unix seconds>` (instead of
+//! `ttl`) and `"references": [{"identifier": "...", "index": 1}]`.
+//! [`to_line`] writes this form (what `idnode export` prints): every
+//! field given, so that importing it stores the same values.
 
 use base64::Engine;
-use idnode_core::{Permissions, Ttl, Value};
-use serde::Deserialize;
+use idnode_core::{Permissions, Reference, Ttl, Value};
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Line {
     pub identifier: String,
     pub values: Vec<LineValue>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub overwrite: bool,
 }
 
-#[derive(Debug, Deserialize)]
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineValue {
     pub index: u32,
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_base64: Option<String>,
     /// Relative TTL in seconds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u32>,
+    /// Absolute TTL: cached until these unix seconds (instead of `ttl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_absolute: Option<u32>,
     /// Permission bits (admin read 8, admin write 4, public read 2, public write 1).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<u8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<LineReference>,
+}
+
+/// A reference to a value of another identifier.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineReference {
+    pub identifier: String,
+    pub index: u32,
+}
+
+impl LineValue {
+    /// The line form of `value`: its data as text when it is UTF-8, else
+    /// base64; its TTL, permissions and references always. The timestamp
+    /// is left out: the node sets it when it stores the value.
+    pub fn from_value(value: &Value) -> LineValue {
+        let (data, data_base64) = match std::str::from_utf8(&value.data) {
+            Ok(text) => (Some(text.to_owned()), None),
+            Err(_) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(&value.data)),
+            ),
+        };
+        let (ttl, ttl_absolute) = match value.ttl {
+            Ttl::Relative(s) => (Some(s), None),
+            Ttl::Absolute(t) => (None, Some(t)),
+        };
+        LineValue {
+            index: value.index,
+            kind: value.kind.clone(),
+            data,
+            data_base64,
+            ttl,
+            ttl_absolute,
+            permissions: Some(value.permissions.0),
+            references: value
+                .references
+                .iter()
+                .map(|r| LineReference {
+                    identifier: r.identifier.clone(),
+                    index: r.index,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One identifier and its values as a line (no newline), which
+/// [`parse_line`] reads back to the same values (timestamps aside).
+pub fn to_line(identifier: &str, values: &[Value]) -> String {
+    let line = Line {
+        identifier: identifier.to_owned(),
+        values: values.iter().map(LineValue::from_value).collect(),
+        overwrite: false,
+    };
+    // Strings and numbers only: serializing cannot fail.
+    serde_json::to_string(&line).unwrap_or_default()
 }
 
 impl LineValue {
@@ -55,9 +125,25 @@ impl LineValue {
             }
         };
         let mut value = Value::new(self.index, self.kind.clone(), data);
-        if let Some(ttl) = self.ttl {
-            value.ttl = Ttl::Relative(ttl);
+        match (self.ttl, self.ttl_absolute) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "value {}: give ttl or ttl_absolute, not both",
+                    self.index
+                ));
+            }
+            (Some(ttl), None) => value.ttl = Ttl::Relative(ttl),
+            (None, Some(until)) => value.ttl = Ttl::Absolute(until),
+            (None, None) => {}
         }
+        value.references = self
+            .references
+            .iter()
+            .map(|r| Reference {
+                identifier: r.identifier.clone(),
+                index: r.index,
+            })
+            .collect();
         if let Some(p) = self.permissions {
             value.permissions = Permissions(p);
         }
@@ -99,6 +185,31 @@ mod tests {
         assert!(parse_line("  ").unwrap().is_none());
         assert!(parse_line("{not json").is_err());
         assert!(parse_line(r#"{"identifier":"x","values":[],"extra":1}"#).is_err());
+    }
+
+    #[test]
+    fn lines_round_trip_every_field() {
+        let mut text = Value::new(1, "URL", b"https://x/\"y\"\n".to_vec());
+        text.ttl = Ttl::Absolute(2_000_000_000);
+        text.references = vec![Reference {
+            identifier: "88.1/B".into(),
+            index: 3,
+        }];
+        let mut private = Value::new(2, "costPrice", vec![0xff, 0, 1]);
+        private.permissions = Permissions(0x0c);
+        private.ttl = Ttl::Relative(5);
+        let values = vec![text, private];
+        let line = to_line("88.1/A", &values);
+        let (parsed, back) = parse_line(&line).unwrap().unwrap();
+        assert_eq!(parsed.identifier, "88.1/A");
+        assert_eq!(back, values);
+        assert_eq!(to_line("88.1/A", &back), line);
+        assert!(
+            parse_line(
+                r#"{"identifier":"x","values":[{"index":1,"type":"A","ttl":1,"ttl_absolute":2}]}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -81,6 +81,18 @@ pub struct Node {
     store: Arc<dyn Store>,
 }
 
+/// Opens the store in `db` (a restored backup) to check that it is one,
+/// and returns the sequence number of its last change.
+pub fn restored_sequence(db: &std::path::Path) -> anyhow::Result<u64> {
+    let options = RocksOptions {
+        block_cache_bytes: 8 << 20,
+        ..RocksOptions::default()
+    };
+    let store = RocksStore::open(db, &options)
+        .with_context(|| format!("{} is not a store idnode can open", db.display()))?;
+    Ok(store.last_sequence())
+}
+
 /// Makes the data directory the node's alone: from now on the process
 /// creates files 0600 and directories 0700 (umask 077: RocksDB's WAL and
 /// SST files hold private values), and a data directory that exists with

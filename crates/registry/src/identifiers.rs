@@ -219,6 +219,54 @@ impl Registry {
         Ok(record)
     }
 
+    /// Every record under `prefix` (its identifiers and those of the
+    /// prefixes below it) or, with `None`, every record of the store, in
+    /// key order, read from one snapshot: `each` gets them `page` at a time
+    /// with the snapshot's sequence number, and stops the export by
+    /// returning false. Returns that sequence number.
+    pub fn export(
+        &self,
+        prefix: Option<&str>,
+        page: usize,
+        mut each: impl FnMut(u64, Vec<Record>) -> bool,
+    ) -> Result<u64> {
+        let prefix = prefix.map(|p| validate::prefix(p, "prefix")).transpose()?;
+        let snapshot = self.store.snapshot()?;
+        let sequence = snapshot.sequence();
+        let scanned = prefix.as_ref().map_or(&b""[..], |p| p.key().as_bytes());
+        let page = page.max(1);
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let rows = snapshot.scan(Space::Records, scanned, after.as_deref(), page)?;
+            let Some((last, _)) = rows.last() else {
+                return Ok(sequence);
+            };
+            after = Some(last.clone());
+            let full = rows.len() == page;
+            let mut records = Vec::with_capacity(rows.len());
+            for (key, bytes) in rows {
+                let key = String::from_utf8_lossy(&key);
+                if let Some(prefix) = &prefix {
+                    // The scan also finds 88.100.10/... for 88.100.1.
+                    let own = key.split_once('/').map_or(&*key, |(p, _)| p);
+                    let below = own
+                        .strip_prefix(prefix.key())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'));
+                    if !below {
+                        continue;
+                    }
+                }
+                records.push(decode_record(&key, &bytes)?);
+            }
+            if !records.is_empty() && !each(sequence, records) {
+                return Ok(sequence);
+            }
+            if !full {
+                return Ok(sequence);
+            }
+        }
+    }
+
     /// Identifiers under `prefix`, in key order, `page_size` at a time (0
     /// means 100, at most 1000). `page_token` is empty for the first page,
     /// then the previous page's `next_page_token`.

@@ -252,6 +252,31 @@ impl Store for RocksStore {
         Ok(())
     }
 
+    // A RocksDB checkpoint, taken under the writer lock: no transaction
+    // commits while it is made, so the sequence it returns is exactly the
+    // last change in it. Reads go on; writes wait for the checkpoint
+    // (a memtable flush and hard links: moments, not a copy of the data).
+    fn checkpoint(&self, dir: &Path) -> Result<u64> {
+        if dir.exists() {
+            return Err(StoreError::Engine(format!(
+                "cannot write a checkpoint to {}: it exists already",
+                dir.display()
+            )));
+        }
+        let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let sequence = self.last_sequence();
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(dir))
+            .map_err(|e| {
+                StoreError::Engine(format!(
+                    "cannot write a checkpoint to {}: {}",
+                    dir.display(),
+                    e.into_string()
+                ))
+            })?;
+        Ok(sequence)
+    }
+
     fn scan(
         &self,
         space: Space,

@@ -433,3 +433,82 @@ fn lookups_and_scans_read_flushed_tables() {
     assert_eq!(keys, [b"88.1/0058".as_slice(), b"88.1/0059"]);
     assert_eq!(store.changes_since(1190, 100).unwrap().len(), 10);
 }
+
+/// Every entry of every key space and the change log, through the store.
+fn everything(store: &dyn Store) -> Vec<(Space, Vec<u8>, Bytes)> {
+    let mut out = Vec::new();
+    for space in Space::ALL {
+        for (key, value) in store.scan(space, b"", None, usize::MAX).unwrap() {
+            out.push((space, key, value));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_checkpoint_taken_under_writes_opens_with_the_same_records_and_sequence() {
+    let dir = TempDir::new().unwrap();
+    let store = std::sync::Arc::new(RocksStore::open(&dir.path().join("db"), &small()).unwrap());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || n < 200 {
+                let mut txn = store.begin().unwrap();
+                txn.put(Space::Records, format!("88.1/{n}").as_bytes(), b("v"));
+                txn.put(Space::Meta, b"counter", b(&n.to_string()));
+                txn.commit().unwrap();
+                n += 1;
+            }
+        })
+    };
+    // Let some writes land first.
+    while store.last_sequence() < 100 {
+        std::thread::yield_now();
+    }
+    let copy = dir.path().join("backup");
+    let sequence = store.checkpoint(&copy).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(sequence >= 100, "{sequence}");
+    assert!(store.last_sequence() > sequence);
+
+    // A second checkpoint into the same directory is refused, not merged.
+    assert!(matches!(
+        store.checkpoint(&copy),
+        Err(StoreError::Engine(m)) if m.contains("exists")
+    ));
+
+    let restored = RocksStore::open(&copy, &small()).unwrap();
+    assert_eq!(restored.last_sequence(), sequence);
+    // Its records are exactly the original's as of `sequence`: replay the
+    // change log up to it into a fresh memory store and compare.
+    let replayed = idnode_store::MemoryStore::new();
+    let mut txn = replayed.begin().unwrap();
+    for change in store.changes_since(0, sequence as usize).unwrap() {
+        match change.value {
+            Some(v) => txn.put(change.space, &change.key, v),
+            None => txn.delete(change.space, &change.key),
+        };
+    }
+    txn.commit().unwrap();
+    assert_eq!(everything(&restored), everything(&replayed));
+    assert_eq!(
+        restored.changes_since(0, usize::MAX).unwrap(),
+        store.changes_since(0, sequence as usize).unwrap()
+    );
+    // And it takes writes of its own from there.
+    let mut txn = restored.begin().unwrap();
+    txn.put(Space::Records, b"88.1/after", b("x"));
+    assert_eq!(txn.commit().unwrap(), sequence + 1);
+}
+
+#[test]
+fn the_memory_engine_has_no_checkpoints() {
+    let dir = TempDir::new().unwrap();
+    let error = idnode_store::MemoryStore::new()
+        .checkpoint(&dir.path().join("backup"))
+        .unwrap_err();
+    assert!(error.to_string().contains("not supported"), "{error}");
+}

@@ -128,6 +128,21 @@ pub trait Store: Send + Sync + 'static {
     fn compact(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Writes a consistent copy of the whole store (every key space and
+    /// the change log, as of one committed transaction) into `dir`, which
+    /// must not exist yet (its parent must), and returns the sequence
+    /// number of the last change in it. The copy is a store directory that
+    /// the engine opens as it is. RocksDB: a checkpoint (SST files hard
+    /// linked when on the same filesystem, so it is fast and small);
+    /// engines that cannot copy themselves to disk (memory) fail with
+    /// [`StoreError::Engine`] saying so.
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<u64> {
+        let _ = dir;
+        Err(StoreError::Engine(
+            "checkpoints are not supported by this storage engine".to_owned(),
+        ))
+    }
 }
 
 /// A consistent read-only view of a store; see [`Store::snapshot`].

@@ -36,6 +36,10 @@ impl Store for ObservedStore {
         self.inner.multi_get(space, keys)
     }
 
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<u64> {
+        self.inner.checkpoint(dir)
+    }
+
     fn compact(&self) -> Result<()> {
         self.inner.compact()
     }

@@ -352,3 +352,62 @@ fn list_identifiers_pages_through_one_prefix() {
     let e = f.registry.list_identifiers("77", 10, "").unwrap_err();
     assert!(matches!(e, RegistryError::NotFound(_)), "{e:?}");
 }
+
+#[test]
+fn export_reads_a_prefix_and_those_below_it_from_one_snapshot() {
+    let f = Fixture::with_prefix();
+    for p in ["88.100.10", "88.100.1.7"] {
+        f.registry.create_prefix(p).unwrap();
+    }
+    f.registry
+        .create_identifier("88.100.10/other", vec![url(1, "x")], false)
+        .unwrap();
+    f.registry
+        .create_identifier("88.100.1.7/below", vec![url(1, "x")], false)
+        .unwrap();
+    for i in 0..25 {
+        f.registry
+            .create_identifier(&format!("88.100.1/item-{i:02}"), vec![url(1, "x")], false)
+            .unwrap();
+    }
+    let sequence = f.sequence();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    let at = f
+        .registry
+        .export(Some("88.100.1"), 10, |s, records| {
+            assert_eq!(s, sequence);
+            pages += 1;
+            seen.extend(records.into_iter().map(|r| r.identifier));
+            true
+        })
+        .unwrap();
+    assert_eq!(at, sequence);
+    assert_eq!(seen.len(), 26, "{seen:?}");
+    assert_eq!(seen[0], "88.100.1.7/below");
+    assert!(!seen.iter().any(|i| i.starts_with("88.100.10/")));
+    assert!(pages >= 3);
+
+    // Every record, prefix records included; stopping early stops.
+    let mut all = 0;
+    f.registry
+        .export(None, 1000, |_, records| {
+            all += records.len();
+            true
+        })
+        .unwrap();
+    assert!(all > 27 && seen.len() < all, "{all}");
+    let mut calls = 0;
+    f.registry
+        .export(None, 1, |_, _| {
+            calls += 1;
+            false
+        })
+        .unwrap();
+    assert_eq!(calls, 1);
+    assert!(
+        f.registry
+            .export(Some("not a prefix/"), 10, |_, _| true)
+            .is_err()
+    );
+}
