@@ -336,20 +336,8 @@ impl HandleService {
         who: &AdminRef,
         ctx: &ResponseContext,
     ) -> Result<Vec<Vec<u8>>, Refusal> {
-        let op = request.header.opcode;
-        if let Some(own) = self.site_info.get()
-            && !own.primary
-        {
-            return Err(refusal(
-                code::SERVER_NOT_RESP,
-                "this server is not a primary: send admin requests to a primary site",
-            ));
-        }
-        let req = AdminRequest::decode(op, request.body)
-            .map_err(|e| refusal(e.response_code(), e.to_string()))?;
-        check_values(&req, (ctx.major, ctx.minor))?;
-        let overwrite = request.header.op_flags & flags::OW != 0;
-        before_challenge(&admin.registry, &req, overwrite)?;
+        let (req, overwrite) = self.checked(admin, request, ctx)?;
+        let op = req.opcode();
         let registry = &*admin.registry;
         let governing = governing(registry, &rules(registry, &req, overwrite)?)?;
         if !allowed(registry, who, &governing) {
@@ -376,7 +364,20 @@ impl HandleService {
         now: u32,
         session: Option<u32>,
     ) -> Result<Vec<u8>, Refusal> {
-        let op = request.header.opcode;
+        self.checked(admin, request, ctx)?;
+        issue_challenge(admin, message, request, ctx, now, session)
+    }
+
+    /// The checks that need no proof of who asks (spec section 6): the
+    /// site is primary, the body decodes, its values are well formed, and
+    /// the identifier is as the operation needs. Returns the request and
+    /// whether it set OW.
+    fn checked(
+        &self,
+        admin: &AdminState,
+        request: &Request<'_>,
+        ctx: &ResponseContext,
+    ) -> Result<(AdminRequest, bool), Refusal> {
         if let Some(own) = self.site_info.get()
             && !own.primary
         {
@@ -385,12 +386,12 @@ impl HandleService {
                 "this server is not a primary: send admin requests to a primary site",
             ));
         }
-        let req = AdminRequest::decode(op, request.body)
+        let req = AdminRequest::decode(request.header.opcode, request.body)
             .map_err(|e| refusal(e.response_code(), e.to_string()))?;
         check_values(&req, (ctx.major, ctx.minor))?;
         let overwrite = request.header.op_flags & flags::OW != 0;
         before_challenge(&admin.registry, &req, overwrite)?;
-        issue_challenge(admin, message, request, ctx, now, session)
+        Ok((req, overwrite))
     }
 }
 

@@ -73,9 +73,11 @@ impl HandleService {
     /// Whether a request from `ip` that got [`Outcome::Recurse`] may be
     /// resolved upstream: the node is not an open resolver.
     pub fn may_recurse_for(&self, ip: std::net::IpAddr) -> bool {
-        self.recursion_clients
-            .as_ref()
-            .is_none_or(|ranges| ranges.iter().any(|&(net, len)| within(ip, net, len)))
+        self.recursion_clients.as_ref().is_none_or(|ranges| {
+            ranges
+                .iter()
+                .any(|&net| idnode_core::net::contains(net, ip))
+        })
     }
 
     /// The answer to a request that got [`Outcome::Recurse`] from a client
@@ -169,49 +171,5 @@ impl HandleService {
         }
         // The recursive node signs its own answer with its own key.
         self.certify_if_asked(message, crate::Outcome::Reply { keep_open: false }, out);
-    }
-}
-
-/// Whether `ip` is in the network `net`/`len`.
-fn within(ip: std::net::IpAddr, net: std::net::IpAddr, len: u8) -> bool {
-    use std::net::IpAddr;
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let keep = u32::MAX
-                .checked_shl(32 - u32::from(len.min(32)))
-                .unwrap_or(0);
-            u32::from(a) & keep == u32::from(n) & keep
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let keep = u128::MAX
-                .checked_shl(128 - u32::from(len.min(128)))
-                .unwrap_or(0);
-            u128::from(a) & keep == u128::from(n) & keep
-        }
-        (IpAddr::V6(a), IpAddr::V4(_)) => a
-            .to_ipv4_mapped()
-            .is_some_and(|v4| within(IpAddr::V4(v4), net, len)),
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod within_tests {
-    use super::within;
-
-    #[test]
-    fn ranges() {
-        let ip = |s: &str| {
-            s.parse::<std::net::IpAddr>()
-                .unwrap_or(std::net::IpAddr::from([0; 4]))
-        };
-        assert!(within(ip("10.1.2.3"), ip("10.0.0.0"), 8));
-        assert!(!within(ip("11.1.2.3"), ip("10.0.0.0"), 8));
-        assert!(within(ip("192.168.7.1"), ip("192.168.0.0"), 16));
-        assert!(within(ip("1.2.3.4"), ip("0.0.0.0"), 0));
-        assert!(within(ip("fd00::1"), ip("fc00::"), 7));
-        assert!(!within(ip("2001:db8::1"), ip("fc00::"), 7));
-        assert!(within(ip("::ffff:127.0.0.1"), ip("127.0.0.0"), 8));
-        assert!(!within(ip("127.0.0.1"), ip("::1"), 128));
     }
 }

@@ -683,30 +683,16 @@ pub async fn identifier(args: &AdminArgs, command: IdCommand) -> anyhow::Result<
         }
         IdCommand::Qr(_) => usage!("`idnode id qr` does not call the management API"),
         IdCommand::List { prefix, limit } => {
-            let mut token = String::new();
             let mut printed = 0usize;
-            loop {
-                let page = client
-                    .list_identifiers(admin.request(proto::ListIdentifiersRequest {
-                        prefix: prefix.clone(),
-                        page_size: 1000,
-                        page_token: token,
-                    })?)
-                    .await
-                    .map_err(status)?
-                    .into_inner();
-                for id in page.identifiers {
-                    if limit != 0 && printed >= limit {
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                    println!("{}", shown::text(&id));
-                    printed += 1;
+            each_identifier(&admin, &mut client, &prefix, |id| {
+                if limit != 0 && printed >= limit {
+                    return false;
                 }
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                token = page.next_page_token;
-            }
+                println!("{}", shown::text(&id));
+                printed += 1;
+                true
+            })
+            .await?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -717,6 +703,25 @@ pub(crate) async fn list_all(args: &AdminArgs, prefix: &str) -> anyhow::Result<V
     let admin = Admin::connect(args, false).await?;
     let mut client = admin.identifiers();
     let mut all = Vec::new();
+    each_identifier(&admin, &mut client, prefix, |id| {
+        all.push(id);
+        true
+    })
+    .await?;
+    if all.is_empty() {
+        usage!("no identifiers under {prefix}");
+    }
+    Ok(all)
+}
+
+/// Calls `f` with each identifier under `prefix`, in order, a page of
+/// ListIdentifiers at a time, until it returns false.
+async fn each_identifier(
+    admin: &Admin,
+    client: &mut Identifiers,
+    prefix: &str,
+    mut f: impl FnMut(String) -> bool,
+) -> anyhow::Result<()> {
     let mut token = String::new();
     loop {
         let page = client
@@ -728,16 +733,16 @@ pub(crate) async fn list_all(args: &AdminArgs, prefix: &str) -> anyhow::Result<V
             .await
             .map_err(status)?
             .into_inner();
-        all.extend(page.identifiers);
+        for id in page.identifiers {
+            if !f(id) {
+                return Ok(());
+            }
+        }
         if page.next_page_token.is_empty() {
-            break;
+            return Ok(());
         }
         token = page.next_page_token;
     }
-    if all.is_empty() {
-        usage!("no identifiers under {prefix}");
-    }
-    Ok(all)
 }
 
 /// One line of the import file, ready to send.

@@ -13,6 +13,7 @@
 mod error;
 mod identifier;
 pub mod limits;
+pub mod net;
 mod prefix_info;
 pub mod template;
 pub mod text;

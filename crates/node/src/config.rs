@@ -304,31 +304,15 @@ impl Default for RateLimitConfig {
     }
 }
 
-/// Parses `IP/LEN` (or a bare IP, its own /32 or /128) entries; an error
-/// names the entry and the section.
+/// Parses the networks of a configuration list (`IP/LEN`, or a bare IP);
+/// an error names the entry and the section.
 pub fn parse_cidrs(
     section: &str,
     entries: &[String],
-) -> Result<Vec<(std::net::IpAddr, u8)>, String> {
+) -> Result<Vec<idnode_core::net::Network>, String> {
     entries
         .iter()
-        .map(|cidr| {
-            let (ip, len) = cidr.split_once('/').unwrap_or((cidr, ""));
-            let ip: std::net::IpAddr = ip
-                .trim()
-                .parse()
-                .map_err(|_| format!("[{section}] `{cidr}`: not an IP/prefix"))?;
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            let len = match len.trim() {
-                "" => max,
-                l => l
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|l| *l <= max)
-                    .ok_or_else(|| format!("[{section}] `{cidr}`: bad prefix length"))?,
-            };
-            Ok((ip, len))
-        })
+        .map(|e| idnode_core::net::parse_network(e).map_err(|why| format!("[{section}] {why}")))
         .collect()
 }
 

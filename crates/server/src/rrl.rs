@@ -12,6 +12,7 @@
 //! times the rate. Sources in `exempt` (loopback by default: it cannot be
 //! spoofed from outside) are never limited.
 
+use idnode_core::net::contains;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
@@ -112,32 +113,6 @@ fn masked(ip: IpAddr, v4: u8, v6: u8) -> (u8, u128) {
     }
 }
 
-fn within(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let keep = if len >= 32 {
-                u32::MAX
-            } else if len == 0 {
-                0
-            } else {
-                !(u32::MAX >> len)
-            };
-            u32::from(a) & keep == u32::from(n) & keep
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let keep = if len >= 128 {
-                u128::MAX
-            } else if len == 0 {
-                0
-            } else {
-                !(u128::MAX >> len)
-            };
-            u128::from(a) & keep == u128::from(n) & keep
-        }
-        _ => false,
-    }
-}
-
 impl RateLimiter {
     pub(crate) fn new(options: Arc<RateLimitOptions>, counters: Arc<RateLimitCounters>) -> Self {
         Self {
@@ -151,14 +126,14 @@ impl RateLimiter {
     /// Whether `ip` is in the exempt ranges (never limited, and sent long
     /// answers whole).
     pub(crate) fn exempt(&self, ip: IpAddr) -> bool {
-        self.options.exempt.iter().any(|&net| within(ip, net))
+        self.options.exempt.iter().any(|&net| contains(net, ip))
     }
 
     /// The verdict for an answer to `question` (the bytes that name the
     /// answer: the Handle body, the DNS question) for `ip`.
     pub(crate) fn check(&mut self, ip: IpAddr, question: &[u8], now: Instant) -> Verdict {
         let o = &*self.options;
-        if !o.enabled || o.exempt.iter().any(|&net| within(ip, net)) {
+        if !o.enabled || o.exempt.iter().any(|&net| contains(net, ip)) {
             return Verdict::Send;
         }
         let mut h = self.hasher.build_hasher();
