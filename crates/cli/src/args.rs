@@ -147,6 +147,10 @@ pub struct ServeArgs {
     /// Do not serve HTTP.
     #[arg(long)]
     pub no_http: bool,
+    /// Serve HTTPS on --http-listen (`[http] tls`), with the node's
+    /// certificate unless `[http] cert` and `key` name others.
+    #[arg(long, conflicts_with = "no_http")]
+    pub http_tls: bool,
     /// UDP worker sockets (0 = one per core).
     #[arg(long)]
     pub udp_workers: Option<usize>,

@@ -33,6 +33,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if args.no_http {
         config.http.enabled = false;
     }
+    if args.http_tls {
+        config.http.tls = true;
+    }
     if let Some(n) = args.udp_workers {
         config.handle.udp_workers = n;
     }
@@ -141,8 +144,18 @@ fn print_banner(a: &Addresses) {
         }
         None => say!("  grpc        http://{}", a.grpc),
     }
-    if let Some(addr) = a.http {
-        say!("  http        http://{addr} (REST API /api/handles, browser proxy /)");
+    match (a.http, &a.http_tls_sha256) {
+        (Some(addr), Some(sha256)) => {
+            say!("  http        https://{addr} (REST API /api/handles, browser proxy /)");
+            if let Some(cert) = &a.http_tls_certificate {
+                say!("  http cert   {}", cert.display());
+            }
+            say!("  http sha256 {sha256}");
+        }
+        (Some(addr), None) => {
+            say!("  http        http://{addr} (REST API /api/handles, browser proxy /)")
+        }
+        (None, _) => {}
     }
     say!("  admin token {}", a.admin_token_file.display());
     say!("  records     change sequence {}", a.change_sequence);

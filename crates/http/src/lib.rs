@@ -12,8 +12,8 @@
 //! Handle protocol, and recorded in the audit trail with surface `http`.
 //!
 //! This crate owns HTTP: routing, JSON, HTML, the listener (HTTP/1.1 and
-//! HTTP/2 on one port, keep-alive, request size and time limits, graceful
-//! shutdown). It holds no state of its own.
+//! HTTP/2 on one port, plain or over TLS, keep-alive, request size and time
+//! limits, graceful shutdown). It holds no state of its own.
 
 mod api;
 mod credentials;
@@ -111,16 +111,18 @@ impl Default for Limits {
     }
 }
 
-/// Serves `router` on `listener` (HTTP/1.1 with keep-alive and HTTP/2,
-/// cleartext) until `shutdown`, then lets the requests in flight finish
-/// (at most `limits.request_timeout`).
+/// Serves `router` on `listener` (HTTP/1.1 with keep-alive and HTTP/2;
+/// over TLS when `tls` is given, both then offered by ALPN) until
+/// `shutdown`, then lets the requests in flight finish (at most
+/// `limits.request_timeout`).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::server::graceful::GracefulShutdown;
     let router = router.layer(axum::middleware::from_fn(move |req, next| {
@@ -135,6 +137,8 @@ pub async fn serve(
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p {
@@ -158,12 +162,26 @@ pub async fn serve(
         let service = hyper_util::service::TowerToHyperService::new(
             router.clone().layer(axum::Extension(Peer(peer))),
         );
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let served = match acceptor {
+                None => serve_connection(&builder, stream, service, watcher).await,
+                // The handshake gets the time the headers would have had:
+                // a client that opens a connection and stalls is dropped.
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => {
+                            serve_connection(&builder, stream, service, watcher).await
+                        }
+                        Ok(Err(e)) => Err(format!("TLS handshake: {e}").into()),
+                        Err(_) => Err("TLS handshake timed out".into()),
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, %peer, "http connection ended");
             }
             drop(permit);
@@ -176,6 +194,25 @@ pub async fn serve(
     {
         tracing::debug!("http: connections still open at shutdown were dropped");
     }
+}
+
+type ConnectionError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One connection, plain or TLS, until it closes or the listener shuts
+/// down (then its requests in flight finish first).
+async fn serve_connection<I>(
+    builder: &hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    io: I,
+    service: hyper_util::service::TowerToHyperService<Router>,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), ConnectionError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = builder
+        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service)
+        .into_owned();
+    watcher.watch(connection).await
 }
 
 async fn metrics(axum::extract::State(web): axum::extract::State<Web>) -> axum::response::Response {

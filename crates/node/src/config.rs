@@ -354,6 +354,14 @@ pub struct HttpConfig {
     /// e.g. `https://id.example.com` for a node behind a TLS proxy; unset,
     /// `http://` and the host the request came to.
     pub base_url: Option<String>,
+    /// Serve HTTPS instead of HTTP on `listen` (TLS 1.3; HTTP/2 and
+    /// HTTP/1.1 offered by ALPN). Off by default.
+    pub tls: bool,
+    /// PEM certificate chain and key of the listener. Without them, the
+    /// node's certificate (that of `[quic]`: its files, or the self-signed
+    /// pair kept in `<data_dir>/tls/`, generated on first start).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -365,18 +373,44 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             max_connections: 4096,
             base_url: None,
+            tls: false,
+            cert: None,
+            key: None,
         }
     }
 }
 
 impl HttpConfig {
-    /// Whether `base_url`, when set, is an http:// or https:// URL.
+    /// Whether `base_url`, when set, is an http:// or https:// URL, and
+    /// the TLS files come as a pair, with `tls = true`.
     pub fn check(&self) -> Result<(), String> {
+        if !self.tls && (self.cert.is_some() || self.key.is_some()) {
+            return Err("[http] cert and key take effect with `tls = true`".into());
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err(
+                "[http] give both `cert` and `key` (or neither, to use the node's certificate)"
+                    .into(),
+            );
+        }
         match &self.base_url {
             Some(base) => idnode_http::qr::base_url(base)
                 .map(drop)
                 .map_err(|e| format!("[http] {e}")),
             None => Ok(()),
+        }
+    }
+
+    /// Where the HTTPS certificate comes from: `cert` and `key`, or the
+    /// node's (`[quic]`).
+    pub fn certificate(&self, quic: &QuicConfig) -> idnode_server::CertificateSource {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => idnode_server::CertificateSource {
+                cert: Some(cert.clone()),
+                key: Some(key.clone()),
+                names: quic.names.clone(),
+            },
+            _ => quic.listener_options().certificate,
         }
     }
 
@@ -754,6 +788,26 @@ mod tests {
         assert_eq!(set.check(), Ok(()));
         let bad = config("[http]\nbase_url = \"id.example.com\"\n");
         assert!(bad.check().unwrap_err().starts_with("[http] base URL"));
+    }
+
+    #[test]
+    fn http_tls_files_come_as_a_pair_with_tls_on() {
+        let config = |text: &str| Config::from_toml(text, Path::new("x")).unwrap().http;
+        assert_eq!(config("[http]\ntls = true\n").check(), Ok(()));
+        let both = "cert = \"c.pem\"\nkey = \"k.pem\"\n";
+        assert_eq!(
+            config(&format!("[http]\ntls = true\n{both}")).check(),
+            Ok(())
+        );
+        let off = config(&format!("[http]\n{both}")).check().unwrap_err();
+        assert!(off.contains("tls = true"), "{off}");
+        let half = config("[http]\ntls = true\ncert = \"c.pem\"\n")
+            .check()
+            .unwrap_err();
+        assert!(half.contains("both"), "{half}");
+        // Without files, the node's certificate: that of [quic].
+        let own = config("[http]\ntls = true\n").certificate(&QuicConfig::default());
+        assert_eq!((own.cert, own.key), (None, None));
     }
 
     #[test]

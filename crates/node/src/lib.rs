@@ -59,6 +59,10 @@ pub struct Addresses {
     /// fingerprint (the API is then `https://`).
     pub grpc_tls_certificate: Option<PathBuf>,
     pub grpc_tls_sha256: Option<String>,
+    /// With `[http] tls`: the HTTPS listener's certificate (PEM) and its
+    /// SHA-256 fingerprint.
+    pub http_tls_certificate: Option<PathBuf>,
+    pub http_tls_sha256: Option<String>,
     /// The root servers of a recursive node.
     pub recursion_roots: Vec<String>,
     /// The store's change sequence at start (the DNS SOA serial).
@@ -333,19 +337,27 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
         let addr = listener.local_addr()?;
+        let tls = match config.http.tls {
+            true => Some(http_tls(&config)?),
+            false => None,
+        };
         let mut counted = vec![handle.counts.clone()];
         counted.extend(dns.as_ref().map(|d| d.counts.clone()));
         let router = idnode_http::Web::new(service.clone(), registry.clone(), auth.clone())
             .with_metrics(metrics::renderer(counted, store.clone()))
             .with_base_url(config.http.base_url.clone())
             .router();
+        let certificate = tls
+            .as_ref()
+            .map(|(path, fingerprint, _)| (path.clone(), *fingerprint));
         let task = tokio::spawn(idnode_http::serve(
             listener,
             router,
             config.http.limits(),
+            tls.map(|(_, _, config)| config),
             shutdown.clone(),
         ));
-        Some((addr, task))
+        Some((addr, task, certificate))
     } else {
         None
     };
@@ -369,7 +381,13 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         dns_tcp: dns.as_ref().map(|d| d.tcp),
         dns_quic: dns_quic.as_ref().map(|q| q.addr),
         grpc: grpc_addr,
-        http: http.as_ref().map(|(addr, _)| *addr),
+        http: http.as_ref().map(|(addr, _, _)| *addr),
+        http_tls_certificate: http
+            .as_ref()
+            .and_then(|(_, _, c)| c.as_ref().map(|(path, _)| path.clone())),
+        http_tls_sha256: http
+            .as_ref()
+            .and_then(|(_, _, c)| c.as_ref().map(|(_, f)| f.to_string())),
         tls_certificate: tls.map(|q| q.certificate.clone()),
         tls_sha256: tls.map(|q| q.fingerprint.to_string()),
         grpc_tls_sha256: grpc_certificate.as_ref().map(|(_, f)| f.to_string()),
@@ -389,7 +407,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         dns,
         dns_quic,
         grpc,
-        http: http.map(|(_, task)| task),
+        http: http.map(|(_, task, _)| task),
         store,
     })
 }
@@ -405,6 +423,28 @@ fn grpc_tls(config: &Config) -> anyhow::Result<(PathBuf, idnode_admin::ServerTls
     let tls = idnode_admin::ServerTls::from_files(&cert, &key, config.grpc.client_ca.as_deref())
         .map_err(|e| BadConfig(format!("[grpc] TLS: {e}")))?;
     Ok((cert, tls))
+}
+
+/// The HTTPS listener's TLS (`[http] tls`): its own certificate files or
+/// the node's, with HTTP/2 and HTTP/1.1 offered by ALPN. Returns the
+/// certificate file and its fingerprint too, for the banner.
+fn http_tls(
+    config: &Config,
+) -> anyhow::Result<(
+    PathBuf,
+    idnode_server::Fingerprint,
+    Arc<rustls::ServerConfig>,
+)> {
+    let source = config.http.certificate(&config.quic);
+    let (cert, _, _) = source
+        .pem_files(&config.data_dir)
+        .map_err(|e| BadConfig(format!("[http] TLS certificate: {e}")))?;
+    let identity = idnode_server::TlsIdentity::load(&source, &config.data_dir)
+        .map_err(|e| BadConfig(format!("[http] TLS certificate: {e}")))?;
+    let tls = identity
+        .server_config(&[b"h2", b"http/1.1"])
+        .map_err(|e| BadConfig(format!("[http] TLS: {e}")))?;
+    Ok((cert, identity.fingerprint, Arc::new(tls)))
 }
 
 /// Fills the response cache from the stored records in the background: the
