@@ -15,15 +15,19 @@
 #      from one run to the next; each figure is the median of its rounds
 #      and the ratio is taken against the median of the same run;
 #   4. the node's resident memory after those runs; the node is stopped;
-#   5. DNS over UDP against NSD and Knot (benches/dns-compare.sh, dnsperf),
+#   5. HTTP against nginx (wrk): the REST API's JSON of identifiers spread
+#      over the set and the proxy's redirects, beside nginx serving a
+#      static file of the same JSON (Debian's nginx; installed unless
+#      --no-install);
+#   6. DNS over UDP against NSD and Knot (benches/dns-compare.sh, dnsperf),
 #      which loads a node of its own with the same data set;
-#   6. the in-process hot path (`cargo bench --bench resolve` and
+#   7. the in-process hot path (`cargo bench --bench resolve` and
 #      `--bench codec`, criterion).
 # A row whose tool is missing (dnsperf, cargo) says so instead of a figure.
 #
 # Usage: benches/run.sh [--quick] [--count N] [--prefixes P] [--duration S]
 #          [--rounds N] [--concurrency C] [--no-criterion] [--criterion]
-#          [--no-dns] [--no-install] [--keep]
+#          [--no-dns] [--no-http] [--no-install] [--keep]
 #   --quick          small and short: 2,000 identifiers, 2 s a run, 2 rounds,
 #                    no criterion (unless --criterion: then with short
 #                    settings), DNS only when dnsperf is installed (nothing
@@ -38,11 +42,12 @@
 #                    $CARGO_TARGET_DIR/bench-data once)
 #   --criterion      run them in --quick mode too, with short settings
 #   --no-dns         skip the DNS row
+#   --no-http        skip the HTTP rows
 #   --no-install     let dns-compare.sh install nothing (implied by --quick)
 #   --keep           keep the working directory (logs, JSON reports)
 # Needs: the release idnode ($CARGO_TARGET_DIR/release/idnode after
-# `source scripts/env.sh`, or $IDNODE_BIN), python3; dig and dnsperf for
-# the DNS row, cargo for the criterion rows.
+# `source scripts/env.sh`, or $IDNODE_BIN), python3; wrk and nginx for the
+# HTTP rows, dig and dnsperf for the DNS row, cargo for the criterion rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -52,7 +57,7 @@ die() { echo "run.sh: $*" >&2; exit 1; }
 say() { echo "run.sh: $*" >&2; }
 
 quick=0 count="" prefixes=100 duration="" rounds="" concurrency=64
-criterion="" dns=1 install=1 keep=0
+criterion="" dns=1 http=1 install=1 keep=0
 need_value() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "run.sh: $1 needs a value (see --help)" >&2; exit 2; }; }
 while (($#)); do
   case "$1" in
@@ -68,6 +73,7 @@ while (($#)); do
     --no-criterion) criterion=0; shift ;;
     --criterion) criterion=1; shift ;;
     --no-dns) dns=0; shift ;;
+    --no-http) http=0; shift ;;
     --no-install) install=0; shift ;;
     --keep) keep=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -147,7 +153,7 @@ echo_cmd=echo-server
 
 # start_node <dir> <serve args...>: starts `idnode serve` on 127.0.0.1, every
 # listener on a port the kernel picks, and waits until it is ready. Sets
-# node_pid, node_udp, node_quic, node_grpc, node_cert (addresses as
+# node_pid, node_udp, node_quic, node_grpc, node_http, node_cert (addresses as
 # host:port, empty when that listener is off). The one place that knows
 # how a node tells its addresses: its start-up lines on stdout (`handle
 # udp  127.0.0.1:PORT`, ... then `ready`); with `--ready-file` the file is
@@ -171,6 +177,7 @@ start_node() {
   node_udp="$(json "$ready" 'j["handle_udp"]')"
   node_quic="$(json "$ready" 'j["handle_quic"] or ""')"
   node_grpc="$(json "$ready" 'j["grpc"]')"
+  node_http="$(json "$ready" 'j["http"] or ""')"
   node_cert="$(json "$ready" 'j["tls_certificate"] or ""')"
   [ -n "$node_udp" ] && [ -n "$node_grpc" ] || { cat "$ready" >&2; die "cannot read the node's addresses from $ready"; }
 }
@@ -255,6 +262,120 @@ for ((r = 1; r <= rounds; r++)); do
 done
 rss_after_runs="$(rss_kb "$node_pid")"
 stop "$echo_pid"
+
+# --- 5. HTTP against nginx ----------------------------------------------------
+
+# free_port: a TCP port on 127.0.0.1 nobody listens on now.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# wrk_rps <name> <url> [lua script]: one wrk run; prints its requests/s, or
+# nothing (and why, on stderr) when it failed or saw errors.
+wrk_rps() {
+  local out="$work/wrk-$1.txt"
+  shift
+  if ! wrk -t 2 -c "$concurrency" -d "${duration}s" ${2:+-s "$2"} "$1" >"$out" 2>&1; then
+    sed 's/^/  /' "$out" >&2
+    return 0
+  fi
+  sed 's/^/  /' "$out" >&2
+  if grep -q -E 'Non-2xx or 3xx responses|Socket errors' "$out"; then
+    say "wrk saw errors against $1: not counted"
+    return 0
+  fi
+  awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out"
+}
+http_what="HTTP: \`GET /api/handles/{id}\` (the REST API's JSON), identifiers spread uniformly over the set"
+redirect_what="HTTP: \`GET /{id}\` (the proxy's 302 to the identifier's URL), spread the same way"
+http_cmd="\`wrk -t 2 -c $concurrency -d ${duration}s -s <random identifier>.lua http://<node http>/api/handles/\`"
+if ((http == 0)); then
+  say "HTTP: skipped (--no-http)"
+elif [ -z "$node_http" ]; then
+  row 35 "$http_what" "$http_cmd" "not measured: the node serves no HTTP" "" ""
+else
+  if ((install)) && { ! command -v wrk >/dev/null || ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; } && [ "$(id -u)" = 0 ]; then
+    say "HTTP: installing wrk and nginx-light (apt-get)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light; } >&2 || true
+  fi
+  nginx_bin="$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)"
+  if ! command -v wrk >/dev/null; then
+    row 35 "$http_what" "$http_cmd" "not measured: wrk is not installed (apt-get install wrk)" "" ""
+  else
+    # One Lua script per path: each request asks for identifier n, drawn
+    # uniformly, named as the synthetic set names it (crates/bench's
+    # workload). nginx gets the same script, so both clients do the same
+    # work, and serves its one file for every path.
+    for kind in api redirect; do
+      base="/"; [ "$kind" = api ] && base="/api/handles/"
+      cat >"$work/$kind.lua" <<LUA
+math.randomseed(os.time())
+request = function()
+  local n = math.random(0, $count - 1)
+  local k = n % $prefixes
+  return wrk.format("GET", string.format("${base}88.%d.%d/BENCH-%d", 900 + math.floor(k / 1000), k % 1000 + 1, n))
+end
+LUA
+    done
+    nginx_rps=""
+    if [ -n "$nginx_bin" ]; then
+      mkdir -p "$work/www" "$work/nginx-tmp"
+      sample="$(awk -v c="$count" -v p="$prefixes" 'BEGIN { n = int(c / 2); k = n % p; printf "88.%d.%d/BENCH-%d", 900 + int(k / 1000), k % 1000 + 1, n }')"
+      python3 -c 'import sys, urllib.request
+sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=10).read())' \
+        "http://$node_http/api/handles/$sample" >"$work/www/record.json"
+      nginx_port="$(free_port)"
+      cat >"$work/nginx.conf" <<NGINX
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+worker_processes auto;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx-tmp/body;
+  proxy_temp_path $work/nginx-tmp/proxy;
+  fastcgi_temp_path $work/nginx-tmp/fastcgi;
+  uwsgi_temp_path $work/nginx-tmp/uwsgi;
+  scgi_temp_path $work/nginx-tmp/scgi;
+  default_type application/json;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    root $work/www;
+    location / { try_files /record.json =404; }
+  }
+}
+NGINX
+      "$nginx_bin" -c "$work/nginx.conf" -p "$work" >"$work/nginx.out" 2>&1 &
+      nginx_pid=$!
+      pids+=("$nginx_pid")
+      sleep 1
+      if kill -0 "$nginx_pid" 2>/dev/null; then
+        say "HTTP: nginx serving a static copy of one record's JSON ($(wc -c <"$work/www/record.json") bytes)"
+        nginx_rps="$(wrk_rps nginx "http://127.0.0.1:$nginx_port/" "$work/api.lua")"
+      else
+        cat "$work/nginx.out" "$work/nginx.err" >&2 2>/dev/null || true
+        say "HTTP: nginx did not start"
+      fi
+      stop "$nginx_pid"
+    fi
+    say "HTTP: the REST API"
+    api_rps="$(wrk_rps api "http://$node_http/" "$work/api.lua")"
+    say "HTTP: the proxy's redirects"
+    redirect_rps="$(wrk_rps redirect "http://$node_http/" "$work/redirect.lua")"
+    peer="" ; [ -z "$nginx_rps" ] || peer="nginx, the same JSON as a static file (same wrk script): $(thousands "$nginx_rps") requests/s"
+    [ -n "$nginx_rps" ] || peer="nginx not measured (not installed, or it failed: see stderr)"
+    if [ -n "$api_rps" ]; then
+      row 35 "$http_what" "$http_cmd" "$(thousands "$api_rps") requests/s" "$peer" "${nginx_rps:+$(percent "$api_rps" "$nginx_rps") of nginx}"
+    else
+      row 35 "$http_what" "$http_cmd" "not measured: wrk failed or saw errors (see stderr)" "$peer" ""
+    fi
+    if [ -n "$redirect_rps" ]; then
+      row 36 "$redirect_what" "${http_cmd/\/api\/handles\//\/}" "$(thousands "$redirect_rps") requests/s" "$peer" "${nginx_rps:+$(percent "$redirect_rps" "$nginx_rps") of nginx}"
+    else
+      row 36 "$redirect_what" "${http_cmd/\/api\/handles\//\/}" "not measured: wrk failed or saw errors (see stderr)" "$peer" ""
+    fi
+  fi
+fi
 stop "$node_pid"
 
 run_args="--count $count --prefixes $prefixes --concurrency $concurrency --duration ${duration}s"
@@ -300,7 +421,7 @@ else
   row 70 "resident memory of the node" "\`grep VmRSS /proc/<pid>/status\`" "not measured: no /proc/$node_pid/status" "" ""
 fi
 
-# --- 5. DNS over UDP against NSD and Knot -----------------------------------
+# --- 6. DNS over UDP against NSD and Knot -----------------------------------
 
 dns_what="DNS over UDP, TXT for identifiers of the set (10 % misses), closed loop"
 if ((dns == 0)); then
@@ -339,7 +460,7 @@ else
   fi
 fi
 
-# --- 6. criterion ------------------------------------------------------------
+# --- 7. criterion ------------------------------------------------------------
 
 # criterion_rows <bench> <output file> <pattern|label|per> ...: a row per
 # benchmark whose name matches the pattern (an awk regular expression);

@@ -27,7 +27,7 @@ SEEDS = [json.loads(l) for l in (ROOT / "seeds/identifiers.jsonl").read_text().s
 def node(tmp_path_factory, pb):
     d = tmp_path_factory.mktemp("https")
     cfg = d / "node.toml"
-    cfg.write_text("[http]\ntls = true\nheader_timeout_secs = 1\n")
+    cfg.write_text("[http]\ntls = true\nheader_timeout_secs = 1\nrequest_timeout_secs = 1\n")
     n = Node(d / "data", extra=["--config", str(cfg)]).start()
     a = n.addresses
     assert a["http_tls_sha256"] and a["http_tls_certificate"], a
@@ -131,3 +131,15 @@ def test_a_stalled_handshake_is_dropped_while_others_are_served(node):
         assert stalled.recv(1) == b""
     finally:
         stalled.close()
+
+
+def test_a_stalled_body_gets_408(node):
+    host, port = node.http.rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=10)
+    with context(node).wrap_socket(raw) as s:
+        s.sendall(f"PUT /api/handles/{PREFIX}/SLOW HTTP/1.1\r\nHost: x\r\n"
+                  "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode())
+        # The rest of the body never comes: the request's time (1 s here)
+        # runs out and the node answers 408.
+        answer = s.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:80]

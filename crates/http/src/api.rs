@@ -286,13 +286,17 @@ async fn read(
     let private = !public_only
         && matches!(&who, Credential::Token(g)
             if g.is_operator() || g.check_identifier(id.as_str(), READ_VALUE).is_ok());
-    let resolved = {
+    let type_refs: Vec<&[u8]> = types.iter().map(|t| t.as_bytes()).collect();
+    // Public values on the async worker, as the UDP workers answer: a
+    // response-cache hit or a point read of the local store, shorter than
+    // a hand-off to the blocking pool would be. A token's full record goes
+    // through the registry on the blocking pool.
+    let resolved = if !private {
+        resolve_public(&web, id.as_str(), &wanted, &type_refs)
+    } else {
         let (web, handle, wanted) = (web.clone(), id.as_str().to_owned(), wanted.clone());
         tokio::task::spawn_blocking(move || {
             let type_refs: Vec<&[u8]> = types.iter().map(|t| t.as_bytes()).collect();
-            if !private {
-                return Ok(resolve_public(&web, &handle, &wanted, &type_refs));
-            }
             match web.registry.get_identifier(&handle) {
                 Ok(record) => Ok(Resolved::Values {
                     handle: record.identifier,
@@ -321,9 +325,19 @@ async fn read(
         )
             .into_response(),
         Resolved::Values { handle, values } => {
-            let list: Vec<Json> = values.iter().map(json::value).collect();
-            Body(json!({"responseCode": code::SUCCESS, "handle": handle, "values": list}))
-                .into_response()
+            #[derive(serde::Serialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Record<'a> {
+                response_code: u32,
+                handle: &'a str,
+                values: Vec<json::ValueOut<'a>>,
+            }
+            Body(Record {
+                response_code: code::SUCCESS,
+                handle: &handle,
+                values: values.iter().map(json::ValueOut).collect(),
+            })
+            .into_response()
         }
         Resolved::Referral { handle, values } => referral(&handle, &values),
         Resolved::Refused { code: c, message } if c == code::SERVER_NOT_RESP => {

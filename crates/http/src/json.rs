@@ -71,45 +71,86 @@ pub fn data(value: &Value) -> Json {
         _ => {}
     }
     match std::str::from_utf8(&value.data) {
-        Ok(text)
-            if !text
-                .chars()
-                .any(|c| c.is_control() && c != '\n' && c != '\t') =>
-        {
-            json!({"format": "string", "value": text})
-        }
+        Ok(text) if printable(text) => json!({"format": "string", "value": text}),
         _ => json!({"format": "base64", "value": b64().encode(&value.data)}),
     }
 }
 
-/// The JSON of a value.
+/// The JSON of a value (what [`ValueOut`] writes, as a tree).
+#[cfg(test)]
 pub fn value(value: &Value) -> Json {
-    let (ttl_type, ttl) = match value.ttl {
-        Ttl::Relative(s) => (0, s),
-        Ttl::Absolute(t) => (1, t),
-    };
-    let mut out = json!({
-        "index": value.index,
-        "type": value.kind,
-        "data": data(value),
-        "ttl": ttl,
-        "timestamp": rfc3339(value.timestamp),
-    });
-    if ttl_type == 1 {
-        out["ttlType"] = json!(1);
+    // Serializing into a tree with string keys cannot fail.
+    serde_json::to_value(ValueOut(value)).unwrap_or(Json::Null)
+}
+
+/// A value as the REST API writes it, serialized straight to the output
+/// without building a [`Json`] tree first: the read path's shape (the
+/// fields in Handle.Net's order), for the common data formats; admin and
+/// vlist data go through [`data`].
+pub struct ValueOut<'a>(pub &'a Value);
+
+impl serde::Serialize for ValueOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let value = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("index", &value.index)?;
+        map.serialize_entry("type", &value.kind)?;
+        match value.kind.as_str() {
+            "HS_ADMIN" | "HS_VLIST" => map.serialize_entry("data", &data(value))?,
+            _ => map.serialize_entry("data", &DataOut(&value.data))?,
+        }
+        match value.ttl {
+            Ttl::Relative(s) => map.serialize_entry("ttl", &s)?,
+            Ttl::Absolute(t) => {
+                map.serialize_entry("ttlType", &1)?;
+                map.serialize_entry("ttl", &t)?;
+            }
+        }
+        map.serialize_entry("timestamp", &rfc3339(value.timestamp))?;
+        if value.permissions != Permissions::default() {
+            let p = value.permissions.0;
+            map.serialize_entry("permissions", &format!("{:04b}", p & 0x0f))?;
+        }
+        if !value.references.is_empty() {
+            let refs: Vec<Json> = value
+                .references
+                .iter()
+                .map(|r| json!({"handle": r.identifier, "index": r.index}))
+                .collect();
+            map.serialize_entry("references", &refs)?;
+        }
+        map.end()
     }
-    if value.permissions != Permissions::default() {
-        let p = value.permissions.0;
-        out["permissions"] = json!(format!("{:04b}", p & 0x0f));
+}
+
+/// Data that is not HS_ADMIN or HS_VLIST, as [`data`] writes it.
+struct DataOut<'a>(&'a [u8]);
+
+impl serde::Serialize for DataOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        match std::str::from_utf8(self.0) {
+            Ok(text) if printable(text) => {
+                map.serialize_entry("format", "string")?;
+                map.serialize_entry("value", text)?;
+            }
+            _ => {
+                map.serialize_entry("format", "base64")?;
+                map.serialize_entry("value", &b64().encode(self.0))?;
+            }
+        }
+        map.end()
     }
-    if !value.references.is_empty() {
-        out["references"] = value
-            .references
-            .iter()
-            .map(|r| json!({"handle": r.identifier, "index": r.index}))
-            .collect();
-    }
-    out
+}
+
+/// Whether text goes out as the `string` format: no control characters
+/// but newlines and tabs.
+fn printable(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
 }
 
 /// Why a JSON value was refused: the field and what is wrong.

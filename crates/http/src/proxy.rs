@@ -197,29 +197,19 @@ async fn proxy(
     let noredirect = params.iter().any(|(k, _)| k == "noredirect");
     let index = get("index").and_then(|i| i.parse().ok());
     let kind = get("type");
+    // On the async worker, as the UDP workers answer: a public resolution
+    // is a response-cache hit or a point read of the local store, shorter
+    // than a hand-off to the blocking pool would be.
     let resolved = {
-        let web = web.clone();
-        let handle = id.as_str().to_owned();
-        match tokio::task::spawn_blocking(move || {
-            let resolved = resolve_public(&web, &handle, &[], &[]);
-            let referral = match &resolved {
-                Resolved::Refused { code, .. } if *code == idnode_handle::code::SERVER_NOT_RESP => {
-                    referral_for(&web, &handle)
-                }
-                _ => None,
-            };
-            (resolved, referral)
-        })
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => {
-                return html(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    pages::failure("internal error"),
-                );
+        let handle = id.as_str();
+        let resolved = resolve_public(&web, handle, &[], &[]);
+        let referral = match &resolved {
+            Resolved::Refused { code, .. } if *code == idnode_handle::code::SERVER_NOT_RESP => {
+                referral_for(&web, handle)
             }
-        }
+            _ => None,
+        };
+        (resolved, referral)
     };
     match resolved {
         (Resolved::Values { handle, values }, _) => {

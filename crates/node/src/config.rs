@@ -346,7 +346,8 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Seconds a request's headers may take to arrive.
     pub header_timeout_secs: u64,
-    /// Seconds a request may take, body and answer included.
+    /// Seconds a request with a body (PUT, POST, DELETE) may take, body
+    /// and answer included; reads are answered at once.
     pub request_timeout_secs: u64,
     /// Most connections at once.
     pub max_connections: usize,
