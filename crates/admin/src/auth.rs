@@ -277,6 +277,16 @@ pub struct Auth {
     /// One lock per token with a quota: its creates run one at a time, so
     /// that together they cannot pass the quota.
     quota_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The writes a scoped token may make a second (`[grpc]
+    /// token_writes_per_second`); `None`: unlimited.
+    write_rate: Option<WriteRate>,
+}
+
+/// A token bucket per scoped token: `per_second` writes a second, up to a
+/// second's worth saved up.
+struct WriteRate {
+    per_second: f64,
+    buckets: Mutex<HashMap<String, (f64, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -307,7 +317,49 @@ impl Auth {
             token_file,
             clock: Box::new(system_seconds),
             quota_locks: Mutex::new(HashMap::new()),
+            write_rate: None,
         }
+    }
+
+    /// Limits each scoped token to `per_second` writes a second (a write:
+    /// one identifier created, deleted or changed; a batch item), with a
+    /// second's worth of burst; 0 lifts the limit. Operator tokens are
+    /// never limited.
+    pub fn limit_token_writes(&mut self, per_second: u32) {
+        self.write_rate = (per_second > 0).then(|| WriteRate {
+            per_second: f64::from(per_second),
+            buckets: Mutex::new(HashMap::new()),
+        });
+    }
+
+    /// Takes one write from `grant`'s rate, or RESOURCE_EXHAUSTED naming
+    /// the limit and when to retry.
+    pub fn take_write(&self, grant: &Grant) -> Result<(), Status> {
+        let Some(rate) = &self.write_rate else {
+            return Ok(());
+        };
+        if grant.is_operator() {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        let mut buckets = rate.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (level, last) = buckets
+            .entry(grant.id().to_owned())
+            .or_insert((rate.per_second, now));
+        *level = (*level + now.duration_since(*last).as_secs_f64() * rate.per_second)
+            .min(rate.per_second);
+        *last = now;
+        if *level >= 1.0 {
+            *level -= 1.0;
+            return Ok(());
+        }
+        let wait = (1.0 - *level) / rate.per_second;
+        Err(Status::resource_exhausted(format!(
+            "token {} may write {} times a second on this node ([grpc] \
+             token_writes_per_second); retry in {wait:.2} s",
+            grant.id(),
+            rate.per_second
+        )))
     }
 
     /// The node's auth: loads the admin token hash from `store`, or on a

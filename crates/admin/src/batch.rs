@@ -10,7 +10,8 @@
 //!
 //! A scoped token's items are checked one by one before a chunk is
 //! written: an item outside its prefixes (or beyond its quota) gets its own
-//! PERMISSION_DENIED (or RESOURCE_EXHAUSTED) result and the others proceed.
+//! PERMISSION_DENIED (or RESOURCE_EXHAUSTED, beyond its quota or its
+//! write rate) result and the others proceed.
 //! The token is looked up again before each chunk, so a revocation stops a
 //! running stream.
 
@@ -207,7 +208,11 @@ async fn screen_chunk(
             true => ADD_HANDLE | DELETE_HANDLE,
             false => ADD_HANDLE,
         };
-        match context.grant.check_identifier(&item.identifier, need) {
+        let allowed = context
+            .grant
+            .check_identifier(&item.identifier, need)
+            .and_then(|()| context.auth.take_write(&context.grant));
+        match allowed {
             Ok(()) => kept.push((at, item)),
             Err(status) => {
                 let result = refused(

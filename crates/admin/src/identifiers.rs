@@ -196,6 +196,7 @@ impl Identifiers for IdentifiersService {
             false => ADD_HANDLE,
         };
         grant.check_identifier(&request.identifier, need)?;
+        self.auth.take_write(grant)?;
         let quota = Quota::acquire(&self.auth, grant, self.registry.store()).await?;
         let owner = self.elsewhere(&request.identifier).await?;
         // Whether this create would add an identifier (what a quota counts).
@@ -258,9 +259,9 @@ impl Identifiers for IdentifiersService {
         let caller = self.caller(&request)?;
         let origin = crate::auth::origin_of(&caller, &request);
         let request = request.into_inner();
-        caller
-            .grant("deleting an identifier")?
-            .check_identifier(&request.identifier, DELETE_HANDLE)?;
+        let grant = caller.grant("deleting an identifier")?;
+        grant.check_identifier(&request.identifier, DELETE_HANDLE)?;
+        self.auth.take_write(grant)?;
         if let Some(mut owner) = self.elsewhere(&request.identifier).await? {
             return owner.delete_identifier(request).await;
         }
@@ -286,6 +287,7 @@ impl Identifiers for IdentifiersService {
         });
         let need = if need == 0 { ADD_VALUE } else { need };
         grant.check_identifier(&request.identifier, need)?;
+        self.auth.take_write(grant)?;
         // The record in the answer shows private values only to a caller
         // that may read them, as GetIdentifier does.
         let all = caller.can_read(&request.identifier);
@@ -320,6 +322,7 @@ impl Identifiers for IdentifiersService {
             MODIFY_ADMIN,
         )
         .await?;
+        self.auth.take_write(grant)?;
         // The record in the answer shows private values only to a caller
         // that may read them, as GetIdentifier does.
         let all = caller.can_read(&request.identifier);
@@ -353,6 +356,7 @@ impl Identifiers for IdentifiersService {
             REMOVE_ADMIN,
         )
         .await?;
+        self.auth.take_write(grant)?;
         // The record in the answer shows private values only to a caller
         // that may read them, as GetIdentifier does.
         let all = caller.can_read(&request.identifier);

@@ -23,6 +23,7 @@ mod client;
 mod convert;
 mod error;
 mod identifiers;
+mod limits;
 mod prefixes;
 mod quota;
 mod site;
@@ -50,6 +51,7 @@ pub use client::{
 pub use convert::{FieldError, template_from_proto};
 pub use error::Error;
 pub use identifiers::IdentifiersService;
+pub use limits::Limits;
 pub use prefixes::PrefixesService;
 pub use site::{PeerConfig, SitePeers};
 pub use tls::{ClientTls, Fingerprint, ServerTls, ServerTrust};
@@ -72,18 +74,24 @@ use tonic::transport::server::TcpIncoming;
 
 /// The admin services, health (`grpc.health.v1`, SERVING for each) and
 /// reflection (`grpc.reflection.v1`), ready to add to a tonic server.
+/// Requests larger than `max_message_bytes` are refused.
 pub async fn router(
     registry: Arc<Registry>,
     auth: Arc<Auth>,
     site: Option<Arc<SitePeers>>,
+    max_message_bytes: usize,
 ) -> Result<Routes, Error> {
-    let prefixes = PrefixesServer::new(PrefixesService::new(registry.clone(), auth.clone()));
-    let tokens = TokensServer::new(TokensService::new(registry.clone(), auth.clone()));
-    let audit = AuditServer::new(AuditService::new(registry.clone(), auth.clone()));
+    let prefixes = PrefixesServer::new(PrefixesService::new(registry.clone(), auth.clone()))
+        .max_decoding_message_size(max_message_bytes);
+    let tokens = TokensServer::new(TokensService::new(registry.clone(), auth.clone()))
+        .max_decoding_message_size(max_message_bytes);
+    let audit = AuditServer::new(AuditService::new(registry.clone(), auth.clone()))
+        .max_decoding_message_size(max_message_bytes);
     let identifiers = IdentifiersServer::new(match site {
         Some(site) => IdentifiersService::with_site(registry, auth, site),
         None => IdentifiersService::new(registry, auth),
-    });
+    })
+    .max_decoding_message_size(max_message_bytes);
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_serving::<PrefixesServer<PrefixesService>>()
@@ -124,27 +132,39 @@ pub async fn serve_in_site(
     site: Option<Arc<SitePeers>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    serve_tls_in_site(listener, registry, auth, site, None, shutdown).await
+    serve_tls_in_site(
+        listener,
+        registry,
+        auth,
+        site,
+        None,
+        Limits::default(),
+        shutdown,
+    )
+    .await
 }
 
 /// [`serve_in_site`], over TLS when `tls` is given (and then asking clients
 /// for a certificate when it names a client CA). A client that fails the
-/// handshake is dropped; the others are served meanwhile.
+/// handshake is dropped; the others are served meanwhile. `limits` caps
+/// the messages and the calls in flight.
 pub async fn serve_tls_in_site(
     listener: TcpListener,
     registry: Arc<Registry>,
     auth: Arc<Auth>,
     site: Option<Arc<SitePeers>>,
     tls: Option<ServerTls>,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let routes = router(registry, auth, site).await?;
+    let routes = router(registry, auth, site, limits.max_message_bytes).await?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut server = Server::builder();
     if let Some(tls) = &tls {
         server = server.tls_config(tls.tonic_config())?;
     }
     server
+        .layer(limits::CallLimit::new(limits.max_concurrent_calls))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

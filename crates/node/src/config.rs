@@ -444,6 +444,13 @@ pub struct GrpcConfig {
     /// Serve without TLS on an address other than loopback, where tokens
     /// would cross the network in clear (`idnode serve --insecure-grpc`).
     pub insecure: bool,
+    /// Largest request message in bytes.
+    pub max_message_bytes: usize,
+    /// Most calls served at once; one more is answered RESOURCE_EXHAUSTED.
+    pub max_concurrent_calls: usize,
+    /// Writes a second each scoped token may make (gRPC calls and batch
+    /// items; operator tokens are not limited); 0: unlimited.
+    pub token_writes_per_second: u32,
 }
 
 impl Default for GrpcConfig {
@@ -455,6 +462,9 @@ impl Default for GrpcConfig {
             key: None,
             client_ca: None,
             insecure: false,
+            max_message_bytes: idnode_admin::Limits::default().max_message_bytes,
+            max_concurrent_calls: idnode_admin::Limits::default().max_concurrent_calls,
+            token_writes_per_second: 0,
         }
     }
 }
@@ -486,6 +496,14 @@ impl GrpcConfig {
     }
 
     /// The certificate of the API: `cert` and `key`, or those of `[quic]`.
+    /// The listener's limits.
+    pub fn limits(&self) -> idnode_admin::Limits {
+        idnode_admin::Limits {
+            max_message_bytes: self.max_message_bytes.max(1024),
+            max_concurrent_calls: self.max_concurrent_calls.max(1),
+        }
+    }
+
     pub fn certificate(&self, quic: &QuicConfig) -> idnode_server::CertificateSource {
         match (&self.cert, &self.key) {
             (Some(cert), Some(key)) => idnode_server::CertificateSource {

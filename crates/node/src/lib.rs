@@ -187,10 +187,12 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
             .await
             .context("demo data task failed")??;
     }
-    let auth = Arc::new(
-        idnode_admin::Auth::load_or_create(&config.data_dir, &*store)
-            .context("cannot set up the admin token")?,
-    );
+    let auth = Arc::new({
+        let mut auth = idnode_admin::Auth::load_or_create(&config.data_dir, &*store)
+            .context("cannot set up the admin token")?;
+        auth.limit_token_writes(config.grpc.token_writes_per_second);
+        auth
+    });
 
     let key = {
         let (dir, file) = (config.data_dir.clone(), config.site.key_file.clone());
@@ -367,6 +369,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         auth,
         site_peers,
         grpc_tls.map(|(_, tls)| tls),
+        config.grpc.limits(),
         shutdown.clone().cancelled_owned(),
     ));
     // Both QUIC listeners present the node's one certificate.

@@ -110,6 +110,7 @@ async fn serve(tls: ServerTls) -> (SocketAddr, oneshot::Sender<()>) {
         auth,
         None,
         Some(tls),
+        idnode_admin::Limits::default(),
         async move {
             let _ = rx.await;
         },
