@@ -452,7 +452,7 @@ fn before_challenge(
             AdminRequest::CreateHandle { handle, .. } => {
                 writable(handle)?;
                 // The registry's write rules (no control, invisible or
-                // bidi-control character, an ASCII prefix, an NFC suffix),
+                // bidi-control character, an ASCII prefix),
                 // refused before a challenge is spent on them.
                 if let Err(e) = Identifier::parse(handle).and_then(|id| id.check_new()) {
                     return Err(refusal(code::INVALID_HANDLE, e.to_string()));

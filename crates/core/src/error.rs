@@ -29,12 +29,6 @@ pub enum Error {
     /// the ASCII spelling it looks like, when there is one.
     #[error("prefix `{0}` contains {1}; prefixes are written in ASCII{hint}", hint = ascii_hint(.2))]
     NonAsciiPrefix(String, crate::text::CharAt, Option<String>),
-    /// An identifier whose suffix is not in Unicode NFC, with its NFC form.
-    #[error(
-        "the suffix of identifier `{0}` is not in Unicode normalization form C (NFC) from byte \
-         {1} on; register it as `{2}`"
-    )]
-    NotNfc(String, usize, String),
     #[error("value type has {0} bytes; at most {max} are allowed", max = crate::limits::MAX_TYPE_BYTES)]
     TypeTooLong(usize),
     #[error("value type is empty")]

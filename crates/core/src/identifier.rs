@@ -11,9 +11,11 @@ pub const PREFIX_AUTHORITY: &str = "0.NA";
 
 /// A parsed identifier: `prefix/suffix`.
 ///
-/// Keeps the spelling it was given ([`Identifier::as_str`]) and its
-/// normalized form ([`Identifier::key`], ASCII upper-cased), which is what
-/// comparison, hashing and storage use.
+/// Keeps the spelling it was given, in Unicode NFC ([`Identifier::as_str`]:
+/// `a` and a combining diaeresis become `ä`, so two spellings of one text
+/// are one identifier), and its normalized form ([`Identifier::key`], that
+/// spelling ASCII upper-cased), which is what comparison, hashing and
+/// storage use.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Identifier {
     text: String,
@@ -33,6 +35,17 @@ impl Identifier {
         if let Some(at) = text.bytes().position(|b| b < 0x20 || b == 0x7f) {
             return Err(Error::ControlCharacter(at));
         }
+        let nfc;
+        let text = match nfc_of(text) {
+            Some(normalized) => {
+                nfc = normalized;
+                if nfc.len() > MAX_IDENTIFIER_BYTES {
+                    return Err(Error::IdentifierTooLong(nfc.len()));
+                }
+                nfc.as_str()
+            }
+            None => text,
+        };
         let slash = text
             .find('/')
             .ok_or_else(|| Error::MissingSlash(text.to_owned()))?;
@@ -59,11 +72,6 @@ impl Identifier {
     ///   ([`crate::text::forbidden_char`]);
     /// - the prefix in ASCII ([`Prefix::check_new`]), and so the prefix of
     ///   a prefix record `0.NA/<prefix>`;
-    /// - the suffix in Unicode NFC: `ä` as one code point (U+00E4), not `a`
-    ///   and a combining diaeresis. Keys are compared byte for byte, so two
-    ///   spellings of one text would be two identifiers; NFC is the form
-    ///   keyboards and most systems produce, and the error gives it.
-    ///
     /// An identifier in ASCII meets them once it parses.
     pub fn check_new(&self) -> Result<(), Error> {
         if self.text.is_ascii() {
@@ -73,24 +81,6 @@ impl Identifier {
         check_prefix_ascii(self.prefix())?;
         if let Some(prefix) = self.as_prefix_record() {
             prefix.check_new()?;
-        }
-        let suffix = self.suffix();
-        if is_nfc_quick(suffix.chars()) != IsNormalized::Yes {
-            let nfc: String = suffix.nfc().collect();
-            if nfc != suffix {
-                // The first character NFC changes (a letter that composes
-                // with the combining mark after it).
-                let at = suffix
-                    .char_indices()
-                    .zip(nfc.chars())
-                    .find(|&((_, a), b)| a != b)
-                    .map_or(suffix.len().min(nfc.len()), |((at, _), _)| at);
-                return Err(Error::NotNfc(
-                    self.text.clone(),
-                    self.slash + 1 + at,
-                    format!("{}/{nfc}", self.prefix()),
-                ));
-            }
         }
         Ok(())
     }
@@ -275,10 +265,31 @@ fn check_prefix_ascii(prefix: &str) -> Result<(), Error> {
     ))
 }
 
-/// Writes the normalized (ASCII upper-cased) form of `raw` into `out`,
-/// reusing its allocation: the hot path's way to build a lookup key.
+/// `text` in Unicode NFC when that differs from `text`; `None` for text
+/// already in NFC (all ASCII text is).
+fn nfc_of(text: &str) -> Option<String> {
+    if text.is_ascii() || is_nfc_quick(text.chars()) == IsNormalized::Yes {
+        return None;
+    }
+    let nfc: String = text.nfc().collect();
+    (nfc != text).then_some(nfc)
+}
+
+/// Writes the normalized form of `raw` into `out` (its NFC spelling, as
+/// [`Identifier::parse`] keeps it, ASCII upper-cased), reusing its
+/// allocation: the hot path's way to build a lookup key. ASCII, and text
+/// already in NFC, take the fast path.
 #[inline]
 pub fn normalize_into(raw: &[u8], out: &mut Vec<u8>) {
+    if !raw.is_ascii()
+        && let Ok(text) = std::str::from_utf8(raw)
+        && let Some(nfc) = nfc_of(text)
+    {
+        out.clear();
+        out.extend_from_slice(nfc.as_bytes());
+        out.make_ascii_uppercase();
+        return;
+    }
     out.clear();
     out.resize(raw.len(), 0);
     // Equal lengths and no branch per byte: the compiler vectorizes it.
@@ -297,7 +308,11 @@ mod tests {
         fn normalize_into_upper_cases_ascii_only(raw in proptest::collection::vec(any::<u8>(), 0..80)) {
             let mut out = vec![1, 2, 3];
             normalize_into(&raw, &mut out);
-            prop_assert_eq!(out, raw.to_ascii_uppercase());
+            let expected = match std::str::from_utf8(&raw).ok().and_then(nfc_of) {
+                Some(nfc) => nfc.into_bytes().to_ascii_uppercase(),
+                None => raw.to_ascii_uppercase(),
+            };
+            prop_assert_eq!(out, expected);
         }
     }
 
@@ -414,22 +429,24 @@ mod tests {
     }
 
     #[test]
-    fn new_suffixes_are_nfc() {
+    fn suffixes_are_kept_and_compared_in_nfc() {
         let composed = "88.100.1/x\u{e4}";
         let decomposed = "88.100.1/xa\u{308}";
-        assert_eq!(Identifier::parse(composed).unwrap().check_new(), Ok(()));
-        let e = Identifier::parse(decomposed)
-            .unwrap()
-            .check_new()
-            .unwrap_err();
-        assert_eq!(
-            e,
-            Error::NotNfc(decomposed.to_owned(), 10, composed.to_owned())
-        );
-        assert!(
-            e.to_string().contains("register it as `88.100.1/xä`"),
-            "{e}"
-        );
+        let one = Identifier::parse(composed).unwrap();
+        let other = Identifier::parse(decomposed).unwrap();
+        assert_eq!(other.as_str(), composed);
+        assert_eq!(one, other);
+        assert_eq!(other.key(), "88.100.1/X\u{e4}");
+        assert_eq!(other.check_new(), Ok(()));
+        // The hot path's key is the parsed identifier's key.
+        let mut key = Vec::new();
+        normalize_into(decomposed.as_bytes(), &mut key);
+        assert_eq!(key, other.key().as_bytes());
+        normalize_into(composed.as_bytes(), &mut key);
+        assert_eq!(key, other.key().as_bytes());
+        // Invalid UTF-8 is upper-cased byte by byte, as ever.
+        normalize_into(b"88.1/a\xff", &mut key);
+        assert_eq!(key, b"88.1/A\xff");
     }
 
     #[test]
@@ -457,6 +474,9 @@ mod tests {
                              suffix in "[^\\x00-\\x1f\\x7f]{1,60}") {
             let text = format!("{prefix}/{suffix}");
             let id = Identifier::parse(&text).unwrap();
+            // Kept in NFC: the text itself when it is in NFC.
+            let suffix: String = suffix.nfc().collect();
+            let text = format!("{prefix}/{suffix}");
             prop_assert_eq!(id.as_str(), text.as_str());
             prop_assert_eq!(id.prefix(), prefix.as_str());
             prop_assert_eq!(id.suffix(), suffix.as_str());

@@ -5,8 +5,9 @@
 //! the limits (errors name the offending field, `values[3].data`), a new
 //! identifier or prefix and every value type against the write rules of
 //! [`Identifier::check_new`](idnode_core::Identifier::check_new) (no
-//! control, invisible or bidi-control character, an ASCII prefix, an NFC
-//! suffix; reads do not check them), the node
+//! control, invisible or bidi-control character, an ASCII prefix; reads
+//! do not check them; identifiers arrive parsed into their NFC spelling),
+//! the node
 //! sets timestamps, and each operation is one store transaction, committed
 //! once, durably. Records live in [`Space::Records`](idnode_store::Space)
 //! under [`Identifier::key`](idnode_core::Identifier::key), encoded with

@@ -12,7 +12,7 @@ pub(crate) fn identifier(text: &str, field: &str) -> Result<Identifier> {
 
 /// Parses an identifier about to be created: the write rules of
 /// [`Identifier::check_new`] too (no control, invisible or bidi-control
-/// character, an ASCII prefix, an NFC suffix). Operations on an identifier
+/// character, an ASCII prefix). Operations on an identifier
 /// that exists use [`identifier`]: one stored before these rules can still
 /// be read, changed and deleted.
 pub(crate) fn new_identifier(text: &str, field: &str) -> Result<Identifier> {
