@@ -71,8 +71,10 @@ impl Identifier {
     /// - no control, invisible or bidirectional-control character anywhere
     ///   ([`crate::text::forbidden_char`]);
     /// - the prefix in ASCII ([`Prefix::check_new`]), and so the prefix of
-    ///   a prefix record `0.NA/<prefix>`;
-    /// An identifier in ASCII meets them once it parses.
+    ///   a prefix record `0.NA/<prefix>`.
+    ///
+    /// (The suffix needs no check of its form: [`Identifier::parse`] keeps
+    /// it in NFC.) An identifier in ASCII meets them once it parses.
     pub fn check_new(&self) -> Result<(), Error> {
         if self.text.is_ascii() {
             return Ok(());
