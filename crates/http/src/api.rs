@@ -5,7 +5,7 @@
 //! 200 (201 for a create), 100 is 404, 101 and 201 are 409, 102, 202 and
 //! 301 are 400, referrals 300, 402 is 401, other 40x 403, 3 is 503.
 
-use crate::credentials::{Credential, credential};
+use crate::credentials::{AuthHeader, Credential, credential};
 use crate::json;
 use crate::{Peer, Web};
 use axum::extract::{Path, RawQuery, State};
@@ -271,7 +271,7 @@ async fn read(
     State(web): State<Web>,
     Path(identifier): Path<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    AuthHeader(headers): AuthHeader,
 ) -> Result<Response, ApiError> {
     let id = checked_identifier(&identifier)?;
     let params = params(&query);

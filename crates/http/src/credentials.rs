@@ -74,6 +74,25 @@ pub(crate) async fn credential(web: &Web, headers: &HeaderMap) -> Result<Credent
 
 /// The gRPC metadata of the `Authorization` header alone, for the token
 /// checks the gRPC API shares.
+/// Only the Authorization header of a request, which is all [`credential`]
+/// reads: a read's extractor, so that the other headers are not copied.
+pub(crate) struct AuthHeader(pub HeaderMap);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuthHeader {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let mut only = HeaderMap::new();
+        if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+            only.insert(axum::http::header::AUTHORIZATION, v.clone());
+        }
+        Ok(Self(only))
+    }
+}
+
 fn tonic_metadata(headers: &HeaderMap) -> idnode_admin::MetadataMap {
     let mut only = HeaderMap::new();
     if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {

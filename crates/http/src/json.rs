@@ -23,6 +23,14 @@ fn b64() -> &'static base64::engine::GeneralPurpose {
 
 /// RFC 3339 UTC of unix seconds.
 pub fn rfc3339(secs: u32) -> String {
+    let buf = rfc3339_bytes(secs);
+    // Digits, dashes, colons, `T` and `Z`: ASCII.
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// [`rfc3339`] into a stack buffer, without the formatting machinery: a
+/// record read writes one a value.
+fn rfc3339_bytes(secs: u32) -> [u8; 20] {
     let days = i64::from(secs) / 86_400;
     let rem = i64::from(secs) % 86_400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -35,12 +43,21 @@ pub fn rfc3339(secs: u32) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let mut out = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, width: usize, mut n: i64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    // A u32 of seconds ends in 2106: four digits of year always do.
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, rem / 3600);
+    put(14, 2, rem % 3600 / 60);
+    put(17, 2, rem % 60);
+    out
 }
 
 fn permissions_text(bits: u16) -> String {
@@ -107,7 +124,8 @@ impl serde::Serialize for ValueOut<'_> {
                 map.serialize_entry("ttl", &t)?;
             }
         }
-        map.serialize_entry("timestamp", &rfc3339(value.timestamp))?;
+        let stamp = rfc3339_bytes(value.timestamp);
+        map.serialize_entry("timestamp", std::str::from_utf8(&stamp).unwrap_or_default())?;
         if value.permissions != Permissions::default() {
             let p = value.permissions.0;
             map.serialize_entry("permissions", &format!("{:04b}", p & 0x0f))?;
@@ -148,6 +166,11 @@ impl serde::Serialize for DataOut<'_> {
 /// Whether text goes out as the `string` format: no control characters
 /// but newlines and tabs.
 fn printable(text: &str) -> bool {
+    if text.is_ascii() {
+        return !text
+            .bytes()
+            .any(|b| (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f);
+    }
     !text
         .chars()
         .any(|c| c.is_control() && c != '\n' && c != '\t')
@@ -328,6 +351,7 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_764_324_000), "2025-11-28T10:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(u32::MAX), "2106-02-07T06:28:15Z");
     }
 
     #[test]

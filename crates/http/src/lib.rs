@@ -35,9 +35,21 @@ use tokio_util::sync::CancellationToken;
 /// Largest request body accepted (a PUT of a record), in bytes.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// What the handlers share.
+/// What the handlers share; a clone (one a request, by axum's `State`)
+/// is one reference count.
 #[derive(Clone)]
-pub struct Web {
+pub struct Web(Arc<Shared>);
+
+impl std::ops::Deref for Web {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+#[derive(Clone)]
+pub struct Shared {
     pub(crate) service: Arc<HandleService>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) auth: Arc<Auth>,
@@ -54,18 +66,18 @@ impl Web {
     /// `service` answers reads (it must serve the same store `registry`
     /// writes to); `auth` checks Bearer tokens.
     pub fn new(service: Arc<HandleService>, registry: Arc<Registry>, auth: Arc<Auth>) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             service,
             registry,
             auth,
             metrics: None,
             base_url: None,
-        }
+        }))
     }
 
     /// Serves `GET /metrics` with what `render` returns.
     pub fn with_metrics(mut self, render: Metrics) -> Self {
-        self.metrics = Some(render);
+        Arc::make_mut(&mut self.0).metrics = Some(render);
         self
     }
 
@@ -74,7 +86,7 @@ impl Web {
     /// proxy or known by another name; without it, `http://` and the
     /// request's `Host`.
     pub fn with_base_url(mut self, base_url: Option<String>) -> Self {
-        self.base_url = base_url.map(|b| b.trim_end_matches('/').into());
+        Arc::make_mut(&mut self.0).base_url = base_url.map(|b| b.trim_end_matches('/').into());
         self
     }
 
@@ -193,6 +205,81 @@ pub async fn serve(
         .is_err()
     {
         tracing::debug!("http: connections still open at shutdown were dropped");
+    }
+}
+
+/// Binds `workers` listening sockets on `addr` sharing its port
+/// (SO_REUSEPORT: the kernel spreads new connections over them); with
+/// port 0, the first socket picks the port and the others take it.
+pub fn bind_workers(
+    addr: SocketAddr,
+    workers: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut listeners = Vec::with_capacity(workers.max(1));
+    let mut at = addr;
+    for _ in 0..workers.max(1) {
+        let socket = Socket::new(Domain::for_address(at), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&at.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        at = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// [`serve`] on each of `listeners` (from [`bind_workers`]), each on a
+/// thread of its own with a single-threaded runtime, as nginx's workers
+/// (and the node's UDP workers) run: a connection stays on one thread, with
+/// no hand-off between threads on the way. `limits.max_connections` is
+/// shared out among them. Returns once every worker has shut down.
+pub async fn serve_workers(
+    listeners: Vec<std::net::TcpListener>,
+    router: Router,
+    limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) {
+    let per_worker = Limits {
+        max_connections: (limits.max_connections / listeners.len().max(1)).max(1),
+        ..limits
+    };
+    let mut done = Vec::with_capacity(listeners.len());
+    for (n, listener) in listeners.into_iter().enumerate() {
+        let (router, tls, shutdown) = (router.clone(), tls.clone(), shutdown.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name(format!("idnode-http-{n}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "http worker: cannot start its runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => serve(listener, router, per_worker, tls, shutdown).await,
+                        Err(e) => tracing::error!(error = %e, "http worker: bad listener"),
+                    }
+                });
+                drop(tx);
+            });
+        match spawned {
+            Ok(_) => done.push(rx),
+            Err(e) => tracing::error!(error = %e, "http worker: cannot start its thread"),
+        }
+    }
+    for rx in done {
+        let _ = rx.await;
     }
 }
 

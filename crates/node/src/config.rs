@@ -351,6 +351,9 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// Most connections at once.
     pub max_connections: usize,
+    /// Worker threads, each with its own listening socket on `listen`
+    /// (SO_REUSEPORT) and its connections; 0: one per core.
+    pub workers: usize,
     /// The base of the proxy URLs that the record pages' QR codes carry,
     /// e.g. `https://id.example.com` for a node behind a TLS proxy; unset,
     /// `http://` and the host the request came to.
@@ -373,6 +376,7 @@ impl Default for HttpConfig {
             header_timeout_secs: 10,
             request_timeout_secs: 30,
             max_connections: 4096,
+            workers: 0,
             base_url: None,
             tls: false,
             cert: None,

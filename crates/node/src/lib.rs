@@ -335,10 +335,13 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         .as_ref()
         .map(|(path, tls)| (path.clone(), tls.fingerprint));
     let http = if config.http.enabled {
-        let listener = tokio::net::TcpListener::bind(config.http.listen)
-            .await
+        let workers = match config.http.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let listeners = idnode_http::bind_workers(config.http.listen, workers)
             .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
-        let addr = listener.local_addr()?;
+        let addr = listeners[0].local_addr()?;
         let tls = match config.http.tls {
             true => Some(http_tls(&config)?),
             false => None,
@@ -352,8 +355,8 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         let certificate = tls
             .as_ref()
             .map(|(path, fingerprint, _)| (path.clone(), *fingerprint));
-        let task = tokio::spawn(idnode_http::serve(
-            listener,
+        let task = tokio::spawn(idnode_http::serve_workers(
+            listeners,
             router,
             config.http.limits(),
             tls.map(|(_, _, config)| config),
