@@ -225,6 +225,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     if config.cache.prewarm && cache.is_some() {
         prewarm_in_background(service.clone(), shutdown.clone());
     }
+    check_identifiers_in_background(store.clone(), shutdown.clone());
     let rate_limit = Arc::new(config.rate_limit.options().map_err(BadConfig)?);
     let handle_options = idnode_server::HandleListenerOptions {
         rate_limit: rate_limit.clone(),
@@ -455,6 +456,39 @@ fn http_tls(
 
 /// Fills the response cache from the stored records in the background: the
 /// node answers meanwhile, from the store.
+/// Reports, in the background, the stored identifiers that today's rules
+/// would not let in (written before a rule existed; see
+/// `idnode_registry::policy`): they keep working, but a suffix not in NFC
+/// is no longer found by its name, and the operator should re-register
+/// them.
+fn check_identifiers_in_background(store: Arc<dyn Store>, shutdown: CancellationToken) {
+    tokio::task::spawn_blocking(move || {
+        match idnode_registry::policy::check_stored(&*store, || !shutdown.is_cancelled()) {
+            Ok(report) if report.refused > 0 => {
+                for (key, why) in &report.examples {
+                    tracing::warn!(
+                        identifier = ?key,
+                        why = %why,
+                        "a stored identifier breaks the identifier rules"
+                    );
+                }
+                tracing::warn!(
+                    checked = report.checked,
+                    refused = report.refused,
+                    "stored identifiers that the identifier rules would refuse today: \
+                     export them, delete them and import them under their NFC or ASCII names \
+                     (docs/handle-protocol.md)"
+                );
+            }
+            Ok(report) => tracing::info!(
+                checked = report.checked,
+                "every stored identifier meets the identifier rules"
+            ),
+            Err(e) => tracing::warn!(error = %e, "the check of stored identifiers stopped"),
+        }
+    });
+}
+
 fn prewarm_in_background(service: Arc<HandleService>, shutdown: CancellationToken) {
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();

@@ -35,6 +35,7 @@ mod audit;
 mod batch;
 mod error;
 mod identifiers;
+pub mod policy;
 mod prefixes;
 mod template;
 mod txn;
