@@ -157,6 +157,39 @@ def test_metrics_count_answers_and_rate_limiting(node):
     assert after[("idnode_change_sequence", "")] >= 1
 
 
+def test_metrics_count_http_grpc_and_the_store(node, pb):
+    import urllib.error
+    import urllib.request
+    import grpc
+    before = scrape(node)
+    for _ in range(5):
+        with urllib.request.urlopen(f"http://{node.http}/api/handles/{SEED}", timeout=10) as r:
+            assert r.status == 200
+    for _ in range(3):
+        try:
+            urllib.request.urlopen(f"http://{node.http}/api/handles/{SEED}-MISSING", timeout=10)
+        except urllib.error.HTTPError as e:
+            assert e.code == 404
+    pb2, pb2_grpc = pb
+    stub = pb2_grpc.IdentifiersStub(grpc.insecure_channel(node.grpc))
+    for _ in range(4):
+        stub.GetIdentifier(pb2.GetIdentifierRequest(identifier=SEED), timeout=10)
+    after = scrape(node)
+
+    def moved(name, labels=""):
+        return after[(name, labels)] - before.get((name, labels), 0)
+    # The scrape before is counted once it is answered: 5 reads and it.
+    assert moved("idnode_http_responses_total", '{class="2xx"}') == 6
+    assert moved("idnode_http_responses_total", '{class="4xx"}') == 3
+    assert moved("idnode_http_request_duration_seconds_count") == 9
+    assert moved("idnode_http_request_duration_seconds_bucket", '{le="+Inf"}') == 9
+    assert moved("idnode_grpc_calls_total", '{result="served"}') == 4
+    assert after[("idnode_grpc_calls_in_flight", "")] == 0
+    assert after[("idnode_store_records_estimate", "")] > 0
+    hits = ("idnode_response_cache_lookups_total", '{result="hit"}')
+    assert after[hits] > before.get(hits, 0)
+
+
 def test_a_recursive_node_resolves_only_for_its_clients(node, tmp_path):
     """A recursive node answers REC questions for the ranges it serves and
     301 to everyone else (never an open resolver)."""

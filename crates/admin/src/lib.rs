@@ -51,7 +51,7 @@ pub use client::{
 pub use convert::{FieldError, template_from_proto};
 pub use error::Error;
 pub use identifiers::IdentifiersService;
-pub use limits::Limits;
+pub use limits::{CallCounts, Limits};
 pub use prefixes::PrefixesService;
 pub use site::{PeerConfig, SitePeers};
 pub use tls::{ClientTls, Fingerprint, ServerTls, ServerTrust};
@@ -139,6 +139,7 @@ pub async fn serve_in_site(
         site,
         None,
         Limits::default(),
+        Arc::default(),
         shutdown,
     )
     .await
@@ -147,7 +148,8 @@ pub async fn serve_in_site(
 /// [`serve_in_site`], over TLS when `tls` is given (and then asking clients
 /// for a certificate when it names a client CA). A client that fails the
 /// handshake is dropped; the others are served meanwhile. `limits` caps
-/// the messages and the calls in flight.
+/// the messages and the calls in flight; `counts` counts the calls.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_tls_in_site(
     listener: TcpListener,
     registry: Arc<Registry>,
@@ -155,6 +157,7 @@ pub async fn serve_tls_in_site(
     site: Option<Arc<SitePeers>>,
     tls: Option<ServerTls>,
     limits: Limits,
+    counts: Arc<CallCounts>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let routes = router(registry, auth, site, limits.max_message_bytes).await?;
@@ -164,7 +167,7 @@ pub async fn serve_tls_in_site(
         server = server.tls_config(tls.tonic_config())?;
     }
     server
-        .layer(limits::CallLimit::new(limits.max_concurrent_calls))
+        .layer(limits::CallLimit::new(limits.max_concurrent_calls, counts))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tokio::sync::Semaphore;
 use tonic::Status;
@@ -32,19 +33,32 @@ impl Default for Limits {
     }
 }
 
+/// What the gRPC listener counts, for the node's metrics.
+#[derive(Debug, Default)]
+pub struct CallCounts {
+    /// Calls served (answered, or their answer stream started).
+    pub served: AtomicU64,
+    /// Calls refused for [`Limits::max_concurrent_calls`].
+    pub refused: AtomicU64,
+    /// Calls in flight now.
+    pub in_flight: AtomicU64,
+}
+
 /// The layer that keeps the calls in flight under a cap.
 #[derive(Clone)]
 pub(crate) struct CallLimit {
     permits: Arc<Semaphore>,
     max: usize,
+    counts: Arc<CallCounts>,
 }
 
 impl CallLimit {
-    pub(crate) fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize, counts: Arc<CallCounts>) -> Self {
         let max = max.max(1);
         Self {
             permits: Arc::new(Semaphore::new(max)),
             max,
+            counts,
         }
     }
 }
@@ -87,14 +101,19 @@ where
         match self.limit.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let answer = self.inner.call(request);
+                let counts = self.limit.counts.clone();
+                counts.in_flight.fetch_add(1, Ordering::Relaxed);
                 Box::pin(async move {
                     let answer = answer.await;
                     drop(permit);
+                    counts.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    counts.served.fetch_add(1, Ordering::Relaxed);
                     answer
                 })
             }
             Err(_) => {
                 let max = self.limit.max;
+                self.limit.counts.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(max, "gRPC call refused: too many calls in flight");
                 Box::pin(async move {
                     Ok(Status::resource_exhausted(format!(
@@ -138,7 +157,8 @@ mod tests {
     #[tokio::test]
     async fn a_call_beyond_the_cap_is_refused_and_a_freed_slot_serves_again() {
         let done = Arc::new(tokio::sync::Notify::new());
-        let mut service = CallLimit::new(1).layer(Held(done.clone()));
+        let counts = Arc::new(CallCounts::default());
+        let mut service = CallLimit::new(1, counts.clone()).layer(Held(done.clone()));
         let first = service.ready().await.unwrap().call(http::Request::new(()));
         let refused = service
             .ready()
@@ -155,5 +175,8 @@ mod tests {
         let again = service.ready().await.unwrap().call(http::Request::new(()));
         done.notify_one();
         assert_eq!(again.await.unwrap().body(), "answered");
+        assert_eq!(counts.served.load(Ordering::Relaxed), 2);
+        assert_eq!(counts.refused.load(Ordering::Relaxed), 1);
+        assert_eq!(counts.in_flight.load(Ordering::Relaxed), 0);
     }
 }

@@ -18,6 +18,7 @@
 mod api;
 mod credentials;
 mod json;
+pub mod metrics;
 mod pages;
 mod proxy;
 pub mod qr;
@@ -57,6 +58,8 @@ pub struct Shared {
     /// The base of the proxy URLs the record pages' QR codes carry; `None`:
     /// the scheme and host the request came to.
     pub(crate) base_url: Option<Arc<str>>,
+    /// What the listener's workers count.
+    pub(crate) counts: Arc<metrics::HttpCounts>,
 }
 
 /// Renders the node's metrics (OpenMetrics text) for `GET /metrics`.
@@ -72,6 +75,7 @@ impl Web {
             auth,
             metrics: None,
             base_url: None,
+            counts: Arc::default(),
         }))
     }
 
@@ -88,6 +92,12 @@ impl Web {
     pub fn with_base_url(mut self, base_url: Option<String>) -> Self {
         Arc::make_mut(&mut self.0).base_url = base_url.map(|b| b.trim_end_matches('/').into());
         self
+    }
+
+    /// What the listener counts (answers by status class, handler time),
+    /// for the node's metrics.
+    pub fn counts(&self) -> Arc<metrics::HttpCounts> {
+        self.counts.clone()
     }
 
     /// Every route: the REST API under `/api/handles`, the proxy and its
@@ -132,13 +142,15 @@ pub async fn serve(
     router: Router,
     limits: Limits,
     tls: Option<Arc<rustls::ServerConfig>>,
+    counts: Arc<metrics::HttpCounts>,
     shutdown: CancellationToken,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::server::graceful::GracefulShutdown;
+    let worker = counts.worker();
     let router = router.layer(axum::middleware::from_fn(move |req, next| {
-        with_deadline(req, next, limits.request_timeout)
+        with_deadline(req, next, limits.request_timeout, worker.clone())
     }));
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
@@ -242,6 +254,7 @@ pub async fn serve_workers(
     router: Router,
     limits: Limits,
     tls: Option<Arc<rustls::ServerConfig>>,
+    counts: Arc<metrics::HttpCounts>,
     shutdown: CancellationToken,
 ) {
     let per_worker = Limits {
@@ -250,7 +263,12 @@ pub async fn serve_workers(
     };
     let mut done = Vec::with_capacity(listeners.len());
     for (n, listener) in listeners.into_iter().enumerate() {
-        let (router, tls, shutdown) = (router.clone(), tls.clone(), shutdown.clone());
+        let (router, tls, counts, shutdown) = (
+            router.clone(),
+            tls.clone(),
+            counts.clone(),
+            shutdown.clone(),
+        );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name(format!("idnode-http-{n}"))
@@ -267,7 +285,9 @@ pub async fn serve_workers(
                 };
                 runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
-                        Ok(listener) => serve(listener, router, per_worker, tls, shutdown).await,
+                        Ok(listener) => {
+                            serve(listener, router, per_worker, tls, counts, shutdown).await
+                        }
                         Err(e) => tracing::error!(error = %e, "http worker: bad listener"),
                     }
                 });
@@ -321,27 +341,34 @@ async fn metrics(axum::extract::State(web): axum::extract::State<Web>) -> axum::
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Peer(pub SocketAddr);
 
+/// Runs a request under its time limit and counts its answer.
 async fn with_deadline(
     req: axum::extract::Request,
     next: axum::middleware::Next,
     limit: Duration,
+    counts: Arc<metrics::WorkerCounts>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let started = std::time::Instant::now();
     // Reads are answered from the node's own cache and store without
     // waiting on the client or anything else: no timer for them (one per
     // request costs on the read path). Requests with a body can stall.
-    if matches!(
+    let bodiless = matches!(
         *req.method(),
         axum::http::Method::GET | axum::http::Method::HEAD
-    ) {
-        return next.run(req).await;
-    }
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => (
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            "the request took too long",
-        )
-            .into_response(),
-    }
+    );
+    let response = if bodiless {
+        next.run(req).await
+    } else {
+        match tokio::time::timeout(limit, next.run(req)).await {
+            Ok(response) => response,
+            Err(_) => (
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "the request took too long",
+            )
+                .into_response(),
+        }
+    };
+    counts.record(response.status().as_u16(), started.elapsed());
+    response
 }

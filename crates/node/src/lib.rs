@@ -335,6 +335,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     let grpc_certificate = grpc_tls
         .as_ref()
         .map(|(path, tls)| (path.clone(), tls.fingerprint));
+    let grpc_counts = Arc::new(idnode_admin::CallCounts::default());
     let http = if config.http.enabled {
         let workers = match config.http.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -349,9 +350,17 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         };
         let mut counted = vec![handle.counts.clone()];
         counted.extend(dns.as_ref().map(|d| d.counts.clone()));
-        let router = idnode_http::Web::new(service.clone(), registry.clone(), auth.clone())
-            .with_metrics(metrics::renderer(counted, store.clone()))
-            .with_base_url(config.http.base_url.clone())
+        let web = idnode_http::Web::new(service.clone(), registry.clone(), auth.clone())
+            .with_base_url(config.http.base_url.clone());
+        let http_counts = web.counts();
+        let router = web
+            .with_metrics(metrics::renderer(metrics::NodeMetrics {
+                listeners: counted,
+                store: store.clone(),
+                service: service.clone(),
+                http: Some(http_counts.clone()),
+                grpc: grpc_counts.clone(),
+            }))
             .router();
         let certificate = tls
             .as_ref()
@@ -361,6 +370,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
             router,
             config.http.limits(),
             tls.map(|(_, _, config)| config),
+            http_counts,
             shutdown.clone(),
         ));
         Some((addr, task, certificate))
@@ -374,6 +384,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         site_peers,
         grpc_tls.map(|(_, tls)| tls),
         config.grpc.limits(),
+        grpc_counts,
         shutdown.clone().cancelled_owned(),
     ));
     // Both QUIC listeners present the node's one certificate.

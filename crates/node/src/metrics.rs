@@ -1,6 +1,6 @@
 //! The node's metrics, encoded by prometheus-client on each scrape from
-//! the counters the listeners keep (per UDP worker, folded here) and from
-//! the store: `GET /metrics` on the HTTP listener.
+//! the counters the listeners keep (per UDP and HTTP worker, folded here),
+//! the response cache and the store: `GET /metrics` on the HTTP listener.
 
 use idnode_server::metrics::ListenerCounts;
 use idnode_store::Store;
@@ -15,8 +15,11 @@ use std::sync::atomic::Ordering;
 
 /// What a scrape reads.
 pub struct NodeMetrics {
-    listeners: Vec<Arc<ListenerCounts>>,
-    store: Arc<dyn Store>,
+    pub listeners: Vec<Arc<ListenerCounts>>,
+    pub store: Arc<dyn Store>,
+    pub service: Arc<idnode_authority::HandleService>,
+    pub http: Option<Arc<idnode_http::metrics::HttpCounts>>,
+    pub grpc: Arc<idnode_admin::CallCounts>,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -24,6 +27,47 @@ impl std::fmt::Debug for NodeMetrics {
         f.debug_struct("NodeMetrics")
             .field("listeners", &self.listeners.len())
             .finish_non_exhaustive()
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+}
+
+/// A histogram from bucket counts (not cumulative; the last bucket is
+/// everything above the bounds) and the sum of the observations.
+struct ConstHistogram<'a> {
+    bounds: &'a [f64],
+    counts: &'a [u64],
+    sum: f64,
+}
+
+impl EncodeMetric for ConstHistogram<'_> {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = self
+            .bounds
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(self.counts.iter().copied())
+            .collect();
+        let count = self.counts.iter().sum();
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.sum, count, &buckets, None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
@@ -97,25 +141,118 @@ impl Collector for NodeMetrics {
             "UDP answers the response rate limiter dropped or sent small",
             &limited,
         )?;
-        let sequence = i64::try_from(self.store.last_sequence()).unwrap_or(i64::MAX);
-        let gauge = ConstGauge::new(sequence);
-        gauge.encode(encoder.encode_descriptor(
+        gauge(
+            &mut encoder,
             "idnode_change_sequence",
             "Sequence number of the last committed change (the DNS SOA serial)",
-            None,
-            gauge.metric_type(),
-        )?)?;
+            self.store.last_sequence(),
+        )?;
+        let engine = self.store.engine_stats();
+        for (name, help, value) in [
+            (
+                "idnode_store_file_bytes",
+                "Bytes of the store's sorted files on disk",
+                engine.file_bytes,
+            ),
+            (
+                "idnode_store_memtable_bytes",
+                "Bytes of the store's in-memory write buffers",
+                engine.memory_table_bytes,
+            ),
+            (
+                "idnode_store_level0_files",
+                "Level-0 files of the store (each searched on its own by a lookup)",
+                engine.level0_files,
+            ),
+            (
+                "idnode_store_pending_compaction_bytes",
+                "Bytes the store estimates compaction still has to rewrite",
+                engine.pending_compaction_bytes,
+            ),
+            (
+                "idnode_store_records_estimate",
+                "The store's estimate of the identifiers it holds",
+                engine.estimated_records,
+            ),
+        ] {
+            gauge(&mut encoder, name, help, value)?;
+        }
+        if let Some(cache) = self.service.cache() {
+            let stats = cache.stats();
+            counter_family(
+                &mut encoder,
+                "idnode_response_cache_lookups",
+                "Lookups of the response cache, by result",
+                &[
+                    (vec![("result", "hit")], stats.hits),
+                    (vec![("result", "miss")], stats.misses),
+                ],
+            )?;
+            gauge(
+                &mut encoder,
+                "idnode_response_cache_bytes",
+                "Bytes of the entries the response cache holds",
+                cache.bytes() as u64,
+            )?;
+        }
+        if let Some(http) = &self.http {
+            let t = http.totals();
+            let rows: Vec<_> = idnode_http::metrics::CLASSES
+                .iter()
+                .zip(t.by_class)
+                .map(|(class, n)| (vec![("class", *class)], n))
+                .collect();
+            counter_family(
+                &mut encoder,
+                "idnode_http_responses",
+                "Answers of the HTTP listener, by status class",
+                &rows,
+            )?;
+            let bounds: Vec<f64> = idnode_http::metrics::LATENCY_BOUNDS_US
+                .iter()
+                .map(|&us| us as f64 / 1e6)
+                .collect();
+            let histogram = ConstHistogram {
+                bounds: &bounds,
+                counts: &t.latency,
+                sum: t.latency_sum_ns as f64 / 1e9,
+            };
+            histogram.encode(encoder.encode_descriptor(
+                "idnode_http_request_duration_seconds",
+                "Time the HTTP handlers took, by request",
+                None,
+                MetricType::Histogram,
+            )?)?;
+        }
+        counter_family(
+            &mut encoder,
+            "idnode_grpc_calls",
+            "gRPC calls, by what became of them",
+            &[
+                (
+                    vec![("result", "served")],
+                    self.grpc.served.load(Ordering::Relaxed),
+                ),
+                (
+                    vec![("result", "refused")],
+                    self.grpc.refused.load(Ordering::Relaxed),
+                ),
+            ],
+        )?;
+        gauge(
+            &mut encoder,
+            "idnode_grpc_calls_in_flight",
+            "gRPC calls being served now",
+            self.grpc.in_flight.load(Ordering::Relaxed),
+        )?;
         Ok(())
     }
 }
 
 /// A renderer of the node's metrics in the OpenMetrics text format.
-pub fn renderer(
-    listeners: Vec<Arc<ListenerCounts>>,
-    store: Arc<dyn Store>,
-) -> idnode_http::Metrics {
+pub fn renderer(sources: NodeMetrics) -> idnode_http::Metrics {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(NodeMetrics { listeners, store }));
+    registry.register_collector(Box::new(sources));
     let registry = Arc::new(registry);
     Arc::new(move || {
         let mut out = String::new();

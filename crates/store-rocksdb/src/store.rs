@@ -327,6 +327,35 @@ impl Store for RocksStore {
         self.last.load(Ordering::Acquire)
     }
 
+    fn engine_stats(&self) -> idnode_store::EngineStats {
+        let mut stats = idnode_store::EngineStats::default();
+        let property = |family: &ColumnFamily, name: &str| {
+            self.db
+                .property_int_value_cf(family, name)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        for name in Space::ALL
+            .map(Space::name)
+            .into_iter()
+            .chain([CHANGELOG_CF])
+        {
+            let Ok(family) = self.family(name) else {
+                continue;
+            };
+            stats.file_bytes += property(family, "rocksdb.total-sst-files-size");
+            stats.memory_table_bytes += property(family, "rocksdb.cur-size-all-mem-tables");
+            stats.level0_files += property(family, "rocksdb.num-files-at-level0");
+            stats.pending_compaction_bytes +=
+                property(family, "rocksdb.estimate-pending-compaction-bytes");
+            if name == Space::Records.name() {
+                stats.estimated_records = property(family, "rocksdb.estimate-num-keys");
+            }
+        }
+        stats
+    }
+
     fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
         let Some(first) = after.checked_add(1) else {
             return Ok(Vec::new());

@@ -83,6 +83,22 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// What an engine reports of itself, for monitoring: every key space and
+/// the change log together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Bytes of the on-disk sorted files (RocksDB: SST files).
+    pub file_bytes: u64,
+    /// Bytes of the in-memory write buffers (RocksDB: memtables).
+    pub memory_table_bytes: u64,
+    /// Files of level 0: each is searched on its own by a lookup.
+    pub level0_files: u64,
+    /// Bytes the engine estimates compaction still has to rewrite.
+    pub pending_compaction_bytes: u64,
+    /// The engine's estimate of the stored records (identifiers).
+    pub estimated_records: u64,
+}
+
 /// A storage engine.
 pub trait Store: Send + Sync + 'static {
     /// The value stored under `key`, if any. The hot path of resolution.
@@ -116,6 +132,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The sequence number of the last committed change (0 when none).
     fn last_sequence(&self) -> u64;
+
+    /// Figures of the engine for monitoring; zero where it has none.
+    fn engine_stats(&self) -> EngineStats {
+        EngineStats::default()
+    }
 
     /// Up to `limit` changes with a sequence number above `after`, in order.
     fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>>;

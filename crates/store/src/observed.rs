@@ -70,6 +70,10 @@ impl Store for ObservedStore {
         self.inner.last_sequence()
     }
 
+    fn engine_stats(&self) -> crate::EngineStats {
+        self.inner.engine_stats()
+    }
+
     fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
         self.inner.changes_since(after, limit)
     }

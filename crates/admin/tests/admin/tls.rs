@@ -111,6 +111,7 @@ async fn serve(tls: ServerTls) -> (SocketAddr, oneshot::Sender<()>) {
         None,
         Some(tls),
         idnode_admin::Limits::default(),
+        Arc::default(),
         async move {
             let _ = rx.await;
         },
