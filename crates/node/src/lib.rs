@@ -16,7 +16,7 @@ pub mod key;
 pub mod metrics;
 pub mod site;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, LogConfig, LogFormat};
 
 use anyhow::Context;
 use idnode_authority::{HandleService, ResponseCache};
