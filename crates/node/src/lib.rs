@@ -127,10 +127,39 @@ fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The checks of a configuration that need neither its files nor the
+/// network: what [`build`] refuses before it opens the store or binds a
+/// listener (the gRPC and HTTP options, the rate limiter's networks, the
+/// DNS zones and TSIG keys, the recursion roots and clients, the site).
+pub fn check_config(config: &Config) -> Result<(), BadConfig> {
+    config.grpc.check().map_err(BadConfig)?;
+    config.http.check().map_err(BadConfig)?;
+    config.rate_limit.options().map_err(BadConfig)?;
+    if config.dns.enabled {
+        Zones::from_config(&config.dns.dns_config())
+            .map_err(|e| BadConfig(format!("[dns]: {e}")))?;
+        config
+            .dns
+            .listener_options()
+            .map_err(|e| BadConfig(format!("invalid [dns] configuration: {e}")))?;
+    }
+    site::upstream(&config.recursion)
+        .map_err(|e| BadConfig(format!("invalid [recursion] configuration: {e}")))?;
+    config::parse_cidrs("recursion", &config.recursion.clients)
+        .map_err(|e| BadConfig(format!("invalid [recursion] clients: {e}")))?;
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    site::own_site(&config.site, any, any, &[])
+        .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
+    site::peers(&config.site)
+        .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
+    Ok(())
+}
+
 /// Opens the store (seeding it with the demo data when `config.demo` and
 /// the store is new), builds the services and binds every listener the
 /// configuration asks for. The node serves from the moment this returns.
 pub async fn build(config: Config) -> anyhow::Result<Node> {
+    check_config(&config)?;
     private_data_dir(&config.data_dir)?;
     let db_path = config.data_dir.join("db");
     let options = RocksOptions {
