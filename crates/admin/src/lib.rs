@@ -11,7 +11,9 @@
 //! ([`connect`], [`connect_with`]). Writes are the registry's
 //! (`idnode-registry`), run on blocking threads. On a server of a
 //! multi-server site ([`SitePeers`], [`serve_in_site`]), calls about
-//! identifiers that hash to another server are forwarded to it.
+//! identifiers that hash to another server are forwarded to it. The
+//! `idnode.v1.Node` service ([`NodeService`]) reports what the node that
+//! embeds this crate tells it ([`NodeStatus`]).
 //!
 //! It must not depend on a storage engine (no RocksDB): it sees the store
 //! only through the `Store` trait.
@@ -26,6 +28,7 @@ mod identifiers;
 mod prefixes;
 mod quota;
 mod site;
+mod status;
 mod tls;
 pub mod tokens;
 mod tokens_api;
@@ -52,6 +55,7 @@ pub use error::Error;
 pub use identifiers::IdentifiersService;
 pub use prefixes::PrefixesService;
 pub use site::{PeerConfig, SitePeers};
+pub use status::{NodeService, NodeStatus};
 pub use tls::{ClientTls, Fingerprint, ServerTls, ServerTrust};
 pub use tokens_api::TokensService;
 /// gRPC metadata, as [`Auth::caller`] reads it (for other front ends that
@@ -61,6 +65,7 @@ pub use tonic::metadata::MetadataMap;
 use idnode_registry::Registry;
 use proto::audit_server::AuditServer;
 use proto::identifiers_server::IdentifiersServer;
+use proto::node_server::NodeServer;
 use proto::prefixes_server::PrefixesServer;
 use proto::tokens_server::TokensServer;
 use std::future::Future;
@@ -77,6 +82,17 @@ pub async fn router(
     auth: Arc<Auth>,
     site: Option<Arc<SitePeers>>,
 ) -> Result<Routes, Error> {
+    router_with_status(registry, auth, site, None).await
+}
+
+/// [`router`], with the `idnode.v1.Node` service when `status` is given.
+pub async fn router_with_status(
+    registry: Arc<Registry>,
+    auth: Arc<Auth>,
+    site: Option<Arc<SitePeers>>,
+    status: Option<Arc<dyn NodeStatus>>,
+) -> Result<Routes, Error> {
+    let node = status.map(|s| NodeServer::new(NodeService::new(registry.clone(), auth.clone(), s)));
     let prefixes = PrefixesServer::new(PrefixesService::new(registry.clone(), auth.clone()));
     let tokens = TokensServer::new(TokensService::new(registry.clone(), auth.clone()));
     let audit = AuditServer::new(AuditService::new(registry.clone(), auth.clone()));
@@ -93,15 +109,22 @@ pub async fn router(
         .await;
     reporter.set_serving::<TokensServer<TokensService>>().await;
     reporter.set_serving::<AuditServer<AuditService>>().await;
+    if node.is_some() {
+        reporter.set_serving::<NodeServer<NodeService>>().await;
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    Ok(Routes::new(prefixes)
+    let routes = Routes::new(prefixes)
         .add_service(identifiers)
         .add_service(tokens)
         .add_service(audit)
         .add_service(health)
-        .add_service(reflection))
+        .add_service(reflection);
+    Ok(match node {
+        Some(node) => routes.add_service(node),
+        None => routes,
+    })
 }
 
 /// Serves the admin API on `listener` until `shutdown` completes, then
@@ -139,6 +162,17 @@ pub async fn serve_tls_in_site(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let routes = router(registry, auth, site).await?;
+    serve_routes(listener, routes, tls, shutdown).await
+}
+
+/// Serves `routes` (from [`router`] or [`router_with_status`]) on
+/// `listener` as [`serve_tls_in_site`] does.
+pub async fn serve_routes(
+    listener: TcpListener,
+    routes: Routes,
+    tls: Option<ServerTls>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut server = Server::builder();
     if let Some(tls) = &tls {

@@ -7,7 +7,8 @@
 //! This is the only crate that knows the store is RocksDB. It also owns the
 //! configuration file ([`config`]), the node's place in the hierarchy
 //! ([`site`]), the demo data ([`demo`]) and the JSONL form of identifiers
-//! that both the demo data and `idnode import` use ([`jsonl`]).
+//! that both the demo data and `idnode import` use ([`jsonl`]), and what
+//! `idnode status` reports ([`status`]).
 
 pub mod config;
 pub mod demo;
@@ -15,6 +16,7 @@ pub mod jsonl;
 pub mod key;
 pub mod metrics;
 pub mod site;
+pub mod status;
 
 pub use config::{Config, ConfigError, LogConfig, LogFormat};
 
@@ -357,15 +359,16 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     let grpc_certificate = grpc_tls
         .as_ref()
         .map(|(path, tls)| (path.clone(), tls.fingerprint));
+    // The UDP listeners' counters, for /metrics and `idnode status`.
+    let mut counted = vec![handle.counts.clone()];
+    counted.extend(dns.as_ref().map(|d| d.counts.clone()));
     let http = if config.http.enabled {
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
         let addr = listener.local_addr()?;
-        let mut counted = vec![handle.counts.clone()];
-        counted.extend(dns.as_ref().map(|d| d.counts.clone()));
         let router = idnode_http::Web::new(service.clone(), registry.clone(), auth.clone())
-            .with_metrics(metrics::renderer(counted, store.clone()))
+            .with_metrics(metrics::renderer(counted.clone(), store.clone()))
             .with_base_url(config.http.base_url.clone())
             .router();
         let task = tokio::spawn(idnode_http::serve(
@@ -378,11 +381,26 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     } else {
         None
     };
-    let grpc = tokio::spawn(idnode_admin::serve_tls_in_site(
-        grpc_listener,
+    let node_status = status::NodeStatus::new(status::Parts {
+        registry: registry.clone(),
+        db_dir: config.data_dir.join("db"),
+        recursion_roots: config.recursion.roots.clone(),
+        site_servers: config.site.servers.len(),
+        response_cache: cache.clone().map(|c| (c, config.cache.budget_mb << 20)),
+        dns_cache: dns_cache.clone().map(|c| (c, config.dns.cache_mb << 20)),
+        counted,
+    });
+    node_status.sample_in_background(shutdown.clone());
+    let routes = idnode_admin::router_with_status(
         registry,
         auth,
         site_peers,
+        Some(node_status.clone() as Arc<dyn idnode_admin::NodeStatus>),
+    )
+    .await?;
+    let grpc = tokio::spawn(idnode_admin::serve_routes(
+        grpc_listener,
+        routes,
         grpc_tls.map(|(_, tls)| tls),
         shutdown.clone().cancelled_owned(),
     ));
@@ -410,6 +428,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
             base64::engine::general_purpose::STANDARD.encode(&public_key)
         },
     };
+    node_status.set_listeners(addresses.listeners());
     Ok(Node {
         addresses,
         shutdown,
@@ -451,6 +470,26 @@ fn prewarm_in_background(service: Arc<HandleService>, shutdown: CancellationToke
             Err(e) => tracing::warn!(error = %e, "response cache prewarm stopped"),
         }
     });
+}
+
+impl Addresses {
+    /// Every listener, named as `idnode status` shows it.
+    pub fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut all = vec![
+            ("handle udp", self.handle_udp),
+            ("handle tcp", self.handle_tcp),
+        ];
+        let optional = [
+            ("handle quic", self.handle_quic),
+            ("dns udp", self.dns_udp),
+            ("dns tcp", self.dns_tcp),
+            ("dns quic", self.dns_quic),
+            ("grpc", Some(self.grpc)),
+            ("http", self.http),
+        ];
+        all.extend(optional.into_iter().filter_map(|(n, a)| a.map(|a| (n, a))));
+        all
+    }
 }
 
 impl Node {

@@ -1,0 +1,261 @@
+//! What `idnode status` shows (the gRPC `Node.Status` call): the node's
+//! role (the prefixes it homes and delegates, its recursion roots), its
+//! listeners, its store (change sequence, bytes on disk), its caches, and
+//! the counts of its UDP listeners with their rates over about the last
+//! minute. A background task samples the counters every
+//! [`SAMPLE_EVERY`]; a rate is the difference between now and the oldest
+//! sample of the last [`WINDOW`], divided by the time between them.
+
+use idnode_admin::proto;
+use idnode_authority::ResponseCache;
+use idnode_dns::AnswerCache;
+use idnode_registry::Registry;
+use idnode_server::metrics::{ListenerCounts, Totals};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How often the counters are sampled.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// The span the rates are taken over, once the node has run that long.
+pub const WINDOW: Duration = Duration::from_secs(60);
+
+/// A listener's counts at one moment: its totals and its rate-limited
+/// answers.
+type Counts = (Totals, u64);
+
+struct Sample {
+    at: Instant,
+    counts: Vec<Counts>,
+}
+
+/// The node's side of `Node.Status`.
+pub struct NodeStatus {
+    started: Instant,
+    registry: Arc<Registry>,
+    db_dir: PathBuf,
+    recursion_roots: Vec<String>,
+    site_servers: usize,
+    response_cache: Option<(Arc<ResponseCache>, usize)>,
+    dns_cache: Option<(Arc<AnswerCache>, usize)>,
+    counted: Vec<Arc<ListenerCounts>>,
+    listeners: OnceLock<Vec<(&'static str, SocketAddr)>>,
+    samples: Mutex<VecDeque<Sample>>,
+}
+
+impl std::fmt::Debug for NodeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeStatus")
+            .field("db_dir", &self.db_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`NodeStatus::new`] is made of.
+pub struct Parts {
+    pub registry: Arc<Registry>,
+    pub db_dir: PathBuf,
+    pub recursion_roots: Vec<String>,
+    pub site_servers: usize,
+    /// The response cache and its budget in bytes.
+    pub response_cache: Option<(Arc<ResponseCache>, usize)>,
+    /// The DNS answer cache and its budget in bytes.
+    pub dns_cache: Option<(Arc<AnswerCache>, usize)>,
+    pub counted: Vec<Arc<ListenerCounts>>,
+}
+
+fn counts(listeners: &[Arc<ListenerCounts>]) -> Vec<Counts> {
+    listeners
+        .iter()
+        .map(|l| {
+            let limited = l.rate_limited.dropped.load(Ordering::Relaxed)
+                + l.rate_limited.slipped.load(Ordering::Relaxed);
+            (l.totals(), limited)
+        })
+        .collect()
+}
+
+impl NodeStatus {
+    pub fn new(parts: Parts) -> Arc<Self> {
+        let now = Instant::now();
+        let first = Sample {
+            at: now,
+            counts: counts(&parts.counted),
+        };
+        Arc::new(Self {
+            started: now,
+            registry: parts.registry,
+            db_dir: parts.db_dir,
+            recursion_roots: parts.recursion_roots,
+            site_servers: parts.site_servers,
+            response_cache: parts.response_cache,
+            dns_cache: parts.dns_cache,
+            counted: parts.counted,
+            listeners: OnceLock::new(),
+            samples: Mutex::new(VecDeque::from([first])),
+        })
+    }
+
+    /// Where the node listens, once every listener is bound.
+    pub fn set_listeners(&self, listeners: Vec<(&'static str, SocketAddr)>) {
+        let _ = self.listeners.set(listeners);
+    }
+
+    /// Takes a sample of the counters and forgets those older than the
+    /// window (keeping at least one).
+    pub fn sample(&self) {
+        let now = Instant::now();
+        let sample = Sample {
+            at: now,
+            counts: counts(&self.counted),
+        };
+        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        samples.push_back(sample);
+        while samples.len() > 1
+            && samples
+                .front()
+                .is_some_and(|s| now.duration_since(s.at) > WINDOW)
+        {
+            samples.pop_front();
+        }
+    }
+
+    /// Samples every [`SAMPLE_EVERY`] until `shutdown`.
+    pub fn sample_in_background(self: &Arc<Self>, shutdown: CancellationToken) {
+        let status = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SAMPLE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => status.sample(),
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
+
+    fn surfaces(&self) -> Vec<proto::SurfaceStatus> {
+        let now = Instant::now();
+        let current = counts(&self.counted);
+        let (since, base) = {
+            let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+            match samples.front() {
+                Some(s) => (s.at, s.counts.clone()),
+                None => (self.started, Vec::new()),
+            }
+        };
+        let window = now.duration_since(since).as_secs_f64();
+        let rate = |now: u64, then: u64| match window > 0.0 {
+            true => now.saturating_sub(then) as f64 / window,
+            false => 0.0,
+        };
+        self.counted
+            .iter()
+            .zip(current)
+            .enumerate()
+            .map(|(i, (listener, (totals, limited)))| {
+                let (then, then_limited) = base.get(i).cloned().unwrap_or_default();
+                proto::SurfaceStatus {
+                    surface: listener.surface.to_owned(),
+                    window_secs: window,
+                    requests: totals.received,
+                    requests_per_sec: rate(totals.received, then.received),
+                    responses: listener
+                        .code_labels
+                        .iter()
+                        .enumerate()
+                        .map(|(b, label)| proto::CodeCount {
+                            code: (*label).to_owned(),
+                            count: totals.codes[b],
+                            per_sec: rate(totals.codes[b], then.codes[b]),
+                        })
+                        .collect(),
+                    rate_limited: limited,
+                    rate_limited_per_sec: rate(limited, then_limited),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Bytes of the files in `dir` (RocksDB keeps its files in one folder).
+fn dir_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let meta = entry?.metadata()?;
+        if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    Ok(total)
+}
+
+impl idnode_admin::NodeStatus for NodeStatus {
+    fn status(&self) -> Result<proto::StatusResponse, String> {
+        let prefixes = self
+            .registry
+            .list_prefixes()
+            .map_err(|e| format!("cannot list the prefixes: {e}"))?;
+        let (mut homed, mut delegated): (Vec<_>, Vec<_>) =
+            prefixes.into_iter().partition(|p| p.homed);
+        homed.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        delegated.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        let store_bytes = dir_bytes(&self.db_dir)
+            .map_err(|e| format!("cannot size {}: {e}", self.db_dir.display()))?;
+        let response_cache = match &self.response_cache {
+            Some((cache, budget)) => {
+                let stats = cache.stats();
+                proto::CacheStatus {
+                    enabled: true,
+                    budget_bytes: *budget as u64,
+                    used_bytes: cache.bytes() as u64,
+                    entries: cache.len() as u64,
+                    hits: stats.hits,
+                    misses: stats.misses,
+                }
+            }
+            None => proto::CacheStatus::default(),
+        };
+        let dns_cache = match &self.dns_cache {
+            Some((cache, budget)) => proto::CacheStatus {
+                enabled: true,
+                budget_bytes: *budget as u64,
+                used_bytes: cache.bytes() as u64,
+                entries: cache.len() as u64,
+                hits: 0,
+                misses: 0,
+            },
+            None => proto::CacheStatus::default(),
+        };
+        Ok(proto::StatusResponse {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            homed_prefixes: homed.into_iter().map(|p| p.prefix).collect(),
+            delegated_prefixes: delegated.into_iter().map(|p| p.prefix).collect(),
+            recursion_roots: self.recursion_roots.clone(),
+            site_servers: u32::try_from(self.site_servers.max(1)).unwrap_or(u32::MAX),
+            listeners: self
+                .listeners
+                .get()
+                .map(|l| {
+                    l.iter()
+                        .map(|(name, addr)| proto::Listener {
+                            name: (*name).to_owned(),
+                            address: addr.to_string(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            change_sequence: self.registry.store().last_sequence(),
+            store_bytes,
+            response_cache: Some(response_cache),
+            dns_cache: Some(dns_cache),
+            surfaces: self.surfaces(),
+        })
+    }
+}
