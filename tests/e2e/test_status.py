@@ -76,3 +76,30 @@ def test_status_needs_the_operator_scope(node):
     r = subprocess.run([idnode_bin(), "status"], capture_output=True, text=True, env=env,
                        timeout=60)
     assert r.returncode != 0 and "operator scope" in r.stderr, (r.returncode, r.stderr)
+
+
+def scrape(node):
+    import urllib.request
+    text = urllib.request.urlopen(f"http://{node.http}/metrics", timeout=10).read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_carry_the_store_and_cache_figures(node):
+    before = scrape(node)
+    for _ in range(5):
+        assert hc.udp_resolve(node.udp, SEEDS[1]["identifier"]).code == hc.SUCCESS
+    after = scrape(node)
+    s = status(node)
+    assert after["idnode_store_bytes"] > 0
+    assert after['idnode_cache_budget_bytes{cache="response"}'] == 512 << 20
+    assert after['idnode_cache_budget_bytes{cache="dns"}'] == 64 << 20
+    assert after['idnode_cache_entries{cache="response"}'] > 0
+    assert after['idnode_cache_bytes{cache="response"}'] > 0
+    hits = 'idnode_response_cache_lookups_total{result="hit"}'
+    assert after[hits] - before[hits] >= 5
+    assert s["response_cache"]["hits"] >= after[hits]

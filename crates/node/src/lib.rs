@@ -362,13 +362,27 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     // The UDP listeners' counters, for /metrics and `idnode status`.
     let mut counted = vec![handle.counts.clone()];
     counted.extend(dns.as_ref().map(|d| d.counts.clone()));
+    let node_status = status::NodeStatus::new(status::Parts {
+        registry: registry.clone(),
+        db_dir: config.data_dir.join("db"),
+        recursion_roots: config.recursion.roots.clone(),
+        site_servers: config.site.servers.len(),
+        response_cache: cache.clone().map(|c| (c, config.cache.budget_mb << 20)),
+        dns_cache: dns_cache.clone().map(|c| (c, config.dns.cache_mb << 20)),
+        counted: counted.clone(),
+    });
+    node_status.sample_in_background(shutdown.clone());
     let http = if config.http.enabled {
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
         let addr = listener.local_addr()?;
         let router = idnode_http::Web::new(service.clone(), registry.clone(), auth.clone())
-            .with_metrics(metrics::renderer(counted.clone(), store.clone()))
+            .with_metrics(metrics::renderer(
+                counted,
+                store.clone(),
+                node_status.clone(),
+            ))
             .with_base_url(config.http.base_url.clone())
             .router();
         let task = tokio::spawn(idnode_http::serve(
@@ -381,16 +395,6 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     } else {
         None
     };
-    let node_status = status::NodeStatus::new(status::Parts {
-        registry: registry.clone(),
-        db_dir: config.data_dir.join("db"),
-        recursion_roots: config.recursion.roots.clone(),
-        site_servers: config.site.servers.len(),
-        response_cache: cache.clone().map(|c| (c, config.cache.budget_mb << 20)),
-        dns_cache: dns_cache.clone().map(|c| (c, config.dns.cache_mb << 20)),
-        counted,
-    });
-    node_status.sample_in_background(shutdown.clone());
     let routes = idnode_admin::router_with_status(
         registry,
         auth,

@@ -1,7 +1,10 @@
 //! The node's metrics, encoded by prometheus-client on each scrape from
-//! the counters the listeners keep (per UDP worker, folded here) and from
-//! the store: `GET /metrics` on the HTTP listener.
+//! the counters the listeners keep (per UDP worker, folded here), from
+//! the store, and from the caches and the store's files as `idnode status`
+//! reads them ([`crate::status::NodeStatus`]): `GET /metrics` on the HTTP
+//! listener.
 
+use crate::status::NodeStatus;
 use idnode_server::metrics::ListenerCounts;
 use idnode_store::Store;
 use prometheus_client::collector::Collector;
@@ -17,6 +20,7 @@ use std::sync::atomic::Ordering;
 pub struct NodeMetrics {
     listeners: Vec<Arc<ListenerCounts>>,
     store: Arc<dyn Store>,
+    status: Arc<NodeStatus>,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -25,6 +29,20 @@ impl std::fmt::Debug for NodeMetrics {
             .field("listeners", &self.listeners.len())
             .finish_non_exhaustive()
     }
+}
+
+fn gauge_family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Vec<(&str, &str)>, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        let value = i64::try_from(*value).unwrap_or(i64::MAX);
+        ConstGauge::new(value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
 }
 
 fn counter_family(
@@ -105,6 +123,50 @@ impl Collector for NodeMetrics {
             None,
             gauge.metric_type(),
         )?)?;
+        gauge_family(
+            &mut encoder,
+            "idnode_store_bytes",
+            "Summed lengths of the store's files (data_dir/db)",
+            &[(vec![], self.status.store_bytes())],
+        )?;
+        let (response, dns) = self.status.caches();
+        let caches = [("response", &response), ("dns", &dns)];
+        let rows = |f: fn(&idnode_admin::proto::CacheStatus) -> u64| {
+            caches
+                .iter()
+                .filter(|(_, c)| c.enabled)
+                .map(|(name, c)| (vec![("cache", *name)], f(c)))
+                .collect::<Vec<_>>()
+        };
+        gauge_family(
+            &mut encoder,
+            "idnode_cache_bytes",
+            "Bytes of the entries a cache holds",
+            &rows(|c| c.used_bytes),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "idnode_cache_budget_bytes",
+            "A cache's memory budget",
+            &rows(|c| c.budget_bytes),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "idnode_cache_entries",
+            "Entries a cache holds",
+            &rows(|c| c.entries),
+        )?;
+        if response.enabled {
+            counter_family(
+                &mut encoder,
+                "idnode_response_cache_lookups",
+                "Lookups of the response cache, by result",
+                &[
+                    (vec![("result", "hit")], response.hits),
+                    (vec![("result", "miss")], response.misses),
+                ],
+            )?;
+        }
         Ok(())
     }
 }
@@ -113,9 +175,14 @@ impl Collector for NodeMetrics {
 pub fn renderer(
     listeners: Vec<Arc<ListenerCounts>>,
     store: Arc<dyn Store>,
+    status: Arc<NodeStatus>,
 ) -> idnode_http::Metrics {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(NodeMetrics { listeners, store }));
+    registry.register_collector(Box::new(NodeMetrics {
+        listeners,
+        store,
+        status,
+    }));
     let registry = Arc::new(registry);
     Arc::new(move || {
         let mut out = String::new();

@@ -183,30 +183,14 @@ impl NodeStatus {
     }
 }
 
-/// Bytes of the files in `dir` (RocksDB keeps its files in one folder).
-fn dir_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let meta = entry?.metadata()?;
-        if meta.is_file() {
-            total += meta.len();
-        }
+impl NodeStatus {
+    /// The summed lengths of the store's files, 0 when they cannot be read.
+    pub fn store_bytes(&self) -> u64 {
+        dir_bytes(&self.db_dir).unwrap_or(0)
     }
-    Ok(total)
-}
 
-impl idnode_admin::NodeStatus for NodeStatus {
-    fn status(&self) -> Result<proto::StatusResponse, String> {
-        let prefixes = self
-            .registry
-            .list_prefixes()
-            .map_err(|e| format!("cannot list the prefixes: {e}"))?;
-        let (mut homed, mut delegated): (Vec<_>, Vec<_>) =
-            prefixes.into_iter().partition(|p| p.homed);
-        homed.sort_by(|a, b| a.prefix.cmp(&b.prefix));
-        delegated.sort_by(|a, b| a.prefix.cmp(&b.prefix));
-        let store_bytes = dir_bytes(&self.db_dir)
-            .map_err(|e| format!("cannot size {}: {e}", self.db_dir.display()))?;
+    /// The response cache and the DNS answer cache, now.
+    pub fn caches(&self) -> (proto::CacheStatus, proto::CacheStatus) {
         let response_cache = match &self.response_cache {
             Some((cache, budget)) => {
                 let stats = cache.stats();
@@ -232,6 +216,35 @@ impl idnode_admin::NodeStatus for NodeStatus {
             },
             None => proto::CacheStatus::default(),
         };
+        (response_cache, dns_cache)
+    }
+}
+
+/// Bytes of the files in `dir` (RocksDB keeps its files in one folder).
+fn dir_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let meta = entry?.metadata()?;
+        if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    Ok(total)
+}
+
+impl idnode_admin::NodeStatus for NodeStatus {
+    fn status(&self) -> Result<proto::StatusResponse, String> {
+        let prefixes = self
+            .registry
+            .list_prefixes()
+            .map_err(|e| format!("cannot list the prefixes: {e}"))?;
+        let (mut homed, mut delegated): (Vec<_>, Vec<_>) =
+            prefixes.into_iter().partition(|p| p.homed);
+        homed.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        delegated.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        let store_bytes = dir_bytes(&self.db_dir)
+            .map_err(|e| format!("cannot size {}: {e}", self.db_dir.display()))?;
+        let (response_cache, dns_cache) = self.caches();
         Ok(proto::StatusResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_secs: self.started.elapsed().as_secs(),
