@@ -3,8 +3,8 @@
 # reports them: a node on the default configuration (its own ports, so it
 # does not meet another node on this machine) is given COUNT generated
 # identifiers of three values with `idnode import`, then asked each of them
-# once over UDP; its resident memory (VmRSS, VmHWM) and the size of its
-# store are printed after each step. Needs a release build:
+# many times over UDP, then restarted; its resident memory (VmRSS, VmHWM)
+# and the size of its store are printed after each step. Needs a release build:
 #   IDNODE_BIN=target/release/idnode scripts/footprint.sh [COUNT] [WORKDIR]
 # FOOTPRINT_CONFIG=file.toml starts the node with that configuration
 # (its listen addresses are overridden); FOOTPRINT_LOAD=60s is how long the
@@ -67,6 +67,20 @@ report "after compact"
 report "after resolution load"
 kill "$pid"
 wait "$pid" 2>/dev/null || true
-trap - EXIT
 report_disk=$(du -sk "$data/db" | cut -f1)
 echo "store on disk after stop: $((report_disk / 1024)) MiB ($data/db)"
+
+# Restarted on the same store: the response cache is filled from the
+# stored records in the background (`[cache] prewarm`).
+rm -f "$work/ready.json"
+"$bin" serve "${config[@]}" --data-dir "$data" --handle-listen "$handle" \
+    --grpc-listen "127.0.0.1:$((port_base + 1))" --no-http --no-quic --no-dns \
+    --ready-file "$work/ready.json" > "$work/serve2.out" 2> "$work/serve2.err" &
+pid=$!
+for _ in $(seq 100); do [ -f "$work/ready.json" ] && break; sleep 0.2; done
+for _ in $(seq 120); do grep -q "prewarm" "$work/serve2.err" && break; sleep 0.5; done
+grep -o "response cache prewarm.*" "$work/serve2.err" || true
+report "restarted, cache prewarmed"
+kill "$pid"
+wait "$pid" 2>/dev/null || true
+trap - EXIT
