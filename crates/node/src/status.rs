@@ -108,20 +108,12 @@ impl NodeStatus {
     /// Takes a sample of the counters and forgets those older than the
     /// window (keeping at least one).
     pub fn sample(&self) {
-        let now = Instant::now();
         let sample = Sample {
-            at: now,
+            at: Instant::now(),
             counts: counts(&self.counted),
         };
         let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        samples.push_back(sample);
-        while samples.len() > 1
-            && samples
-                .front()
-                .is_some_and(|s| now.duration_since(s.at) > WINDOW)
-        {
-            samples.pop_front();
-        }
+        keep(&mut samples, sample);
     }
 
     /// Samples every [`SAMPLE_EVERY`] until `shutdown`.
@@ -150,36 +142,62 @@ impl NodeStatus {
             }
         };
         let window = now.duration_since(since).as_secs_f64();
-        let rate = |now: u64, then: u64| match window > 0.0 {
-            true => now.saturating_sub(then) as f64 / window,
-            false => 0.0,
-        };
         self.counted
             .iter()
             .zip(current)
             .enumerate()
-            .map(|(i, (listener, (totals, limited)))| {
-                let (then, then_limited) = base.get(i).cloned().unwrap_or_default();
-                proto::SurfaceStatus {
-                    surface: listener.surface.to_owned(),
-                    window_secs: window,
-                    requests: totals.received,
-                    requests_per_sec: rate(totals.received, then.received),
-                    responses: listener
-                        .code_labels
-                        .iter()
-                        .enumerate()
-                        .map(|(b, label)| proto::CodeCount {
-                            code: (*label).to_owned(),
-                            count: totals.codes[b],
-                            per_sec: rate(totals.codes[b], then.codes[b]),
-                        })
-                        .collect(),
-                    rate_limited: limited,
-                    rate_limited_per_sec: rate(limited, then_limited),
-                }
+            .map(|(i, (listener, now))| {
+                let then = base.get(i).cloned().unwrap_or_default();
+                surface(listener.surface, listener.code_labels, &now, &then, window)
             })
             .collect()
+    }
+}
+
+/// Adds `sample` and forgets the samples older than [`WINDOW`] before it
+/// (keeping at least one).
+fn keep(samples: &mut VecDeque<Sample>, sample: Sample) {
+    let now = sample.at;
+    samples.push_back(sample);
+    while samples.len() > 1
+        && samples
+            .front()
+            .is_some_and(|s| now.duration_since(s.at) > WINDOW)
+    {
+        samples.pop_front();
+    }
+}
+
+/// One listener's counts `now`, with the rates since `then`, `window`
+/// seconds earlier.
+fn surface(
+    name: &str,
+    labels: &[&str],
+    now: &Counts,
+    then: &Counts,
+    window: f64,
+) -> proto::SurfaceStatus {
+    let rate = |now: u64, then: u64| match window > 0.0 {
+        true => now.saturating_sub(then) as f64 / window,
+        false => 0.0,
+    };
+    let ((totals, limited), (before, limited_before)) = (now, then);
+    proto::SurfaceStatus {
+        surface: name.to_owned(),
+        window_secs: window,
+        requests: totals.received,
+        requests_per_sec: rate(totals.received, before.received),
+        responses: labels
+            .iter()
+            .enumerate()
+            .map(|(b, label)| proto::CodeCount {
+                code: (*label).to_owned(),
+                count: totals.codes[b],
+                per_sec: rate(totals.codes[b], before.codes[b]),
+            })
+            .collect(),
+        rate_limited: *limited,
+        rate_limited_per_sec: rate(*limited, *limited_before),
     }
 }
 
@@ -270,5 +288,70 @@ impl idnode_admin::NodeStatus for NodeStatus {
             dns_cache: Some(dns_cache),
             surfaces: self.surfaces(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(received: u64, ones: u64, limited: u64) -> Counts {
+        let mut totals = Totals {
+            received,
+            ..Totals::default()
+        };
+        totals.codes[0] = ones;
+        (totals, limited)
+    }
+
+    #[test]
+    fn samples_older_than_the_window_are_forgotten() {
+        let start = Instant::now();
+        let mut samples = VecDeque::new();
+        for i in 0..=20u64 {
+            let at = start + SAMPLE_EVERY * u32::try_from(i).unwrap_or(0);
+            keep(
+                &mut samples,
+                Sample {
+                    at,
+                    counts: vec![counts(i, i, 0)],
+                },
+            );
+        }
+        // At 100 s, the oldest kept is the one at 40 s: 60 s back.
+        let front = samples.front().map(|s| s.at.duration_since(start));
+        assert_eq!(front, Some(Duration::from_secs(40)));
+        assert_eq!(samples.len(), 13);
+        // A lone sample stays, however old.
+        let mut one = VecDeque::new();
+        keep(
+            &mut one,
+            Sample {
+                at: start,
+                counts: Vec::new(),
+            },
+        );
+        assert_eq!(one.len(), 1);
+    }
+
+    #[test]
+    fn rates_are_the_difference_over_the_window() {
+        let then = counts(1_000, 900, 10);
+        let now = counts(7_000, 6_900, 130);
+        let s = surface("handle-udp", &["1", "100"], &now, &then, 60.0);
+        assert_eq!(s.surface, "handle-udp");
+        assert_eq!(s.requests, 7_000);
+        assert!((s.requests_per_sec - 100.0).abs() < 1e-9);
+        assert_eq!(s.responses.len(), 2);
+        assert_eq!(
+            (s.responses[0].code.as_str(), s.responses[0].count),
+            ("1", 6_900)
+        );
+        assert!((s.responses[0].per_sec - 100.0).abs() < 1e-9);
+        assert_eq!(s.responses[1].per_sec, 0.0);
+        assert_eq!(s.rate_limited, 130);
+        assert!((s.rate_limited_per_sec - 2.0).abs() < 1e-9);
+        // No time between the two: no rate rather than a division by zero.
+        assert_eq!(surface("x", &[], &now, &then, 0.0).requests_per_sec, 0.0);
     }
 }
