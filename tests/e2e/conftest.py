@@ -30,7 +30,7 @@ class Node:
                  grpc_listen="127.0.0.1:0", demo=True, stderr=subprocess.PIPE, env=None):
         self.data_dir = Path(data_dir)
         # Where the node's log goes (a pipe, or a file such as /dev/full),
-        # and environment variables over RUST_LOG=warn.
+        # and environment variables over RUST_LOG=warn (None: unset it).
         self.stderr, self.env = stderr, env or {}
         self.extra = (["--demo"] if demo else []) + list(extra)
         self.handle_listen, self.grpc_listen = handle_listen, grpc_listen
@@ -49,7 +49,9 @@ class Node:
                "--dns-quic-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr,
                                      text=True,
-                                     env={**os.environ, "RUST_LOG": "warn", **self.env})
+                                     env={k: v for k, v in {**os.environ, "RUST_LOG": "warn",
+                                                            **self.env}.items()
+                                          if v is not None})
         ready = threading.Event()
         self.lines = []
 

@@ -11,7 +11,9 @@
 //! ([`connect`], [`connect_with`]). Writes are the registry's
 //! (`idnode-registry`), run on blocking threads. On a server of a
 //! multi-server site ([`SitePeers`], [`serve_in_site`]), calls about
-//! identifiers that hash to another server are forwarded to it.
+//! identifiers that hash to another server are forwarded to it. The
+//! `idnode.v1.Node` service ([`NodeService`]) reports what the node that
+//! embeds this crate tells it ([`NodeStatus`]).
 //!
 //! It must not depend on a storage engine (no RocksDB): it sees the store
 //! only through the `Store` trait.
@@ -27,6 +29,7 @@ mod limits;
 mod prefixes;
 mod quota;
 mod site;
+mod status;
 mod tls;
 pub mod tokens;
 mod tokens_api;
@@ -54,6 +57,7 @@ pub use identifiers::IdentifiersService;
 pub use limits::{CallCounts, Limits};
 pub use prefixes::PrefixesService;
 pub use site::{PeerConfig, SitePeers};
+pub use status::{NodeService, NodeStatus};
 pub use tls::{ClientTls, Fingerprint, ServerTls, ServerTrust};
 pub use tokens_api::TokensService;
 /// gRPC metadata, as [`Auth::caller`] reads it (for other front ends that
@@ -63,6 +67,7 @@ pub use tonic::metadata::MetadataMap;
 use idnode_registry::Registry;
 use proto::audit_server::AuditServer;
 use proto::identifiers_server::IdentifiersServer;
+use proto::node_server::NodeServer;
 use proto::prefixes_server::PrefixesServer;
 use proto::tokens_server::TokensServer;
 use std::future::Future;
@@ -81,6 +86,21 @@ pub async fn router(
     site: Option<Arc<SitePeers>>,
     max_message_bytes: usize,
 ) -> Result<Routes, Error> {
+    router_with_status(registry, auth, site, None, max_message_bytes).await
+}
+
+/// [`router`], with the `idnode.v1.Node` service when `status` is given.
+pub async fn router_with_status(
+    registry: Arc<Registry>,
+    auth: Arc<Auth>,
+    site: Option<Arc<SitePeers>>,
+    status: Option<Arc<dyn NodeStatus>>,
+    max_message_bytes: usize,
+) -> Result<Routes, Error> {
+    let node = status.map(|s| {
+        NodeServer::new(NodeService::new(registry.clone(), auth.clone(), s))
+            .max_decoding_message_size(max_message_bytes)
+    });
     let prefixes = PrefixesServer::new(PrefixesService::new(registry.clone(), auth.clone()))
         .max_decoding_message_size(max_message_bytes);
     let tokens = TokensServer::new(TokensService::new(registry.clone(), auth.clone()))
@@ -101,15 +121,22 @@ pub async fn router(
         .await;
     reporter.set_serving::<TokensServer<TokensService>>().await;
     reporter.set_serving::<AuditServer<AuditService>>().await;
+    if node.is_some() {
+        reporter.set_serving::<NodeServer<NodeService>>().await;
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    Ok(Routes::new(prefixes)
+    let routes = Routes::new(prefixes)
         .add_service(identifiers)
         .add_service(tokens)
         .add_service(audit)
         .add_service(health)
-        .add_service(reflection))
+        .add_service(reflection);
+    Ok(match node {
+        Some(node) => routes.add_service(node),
+        None => routes,
+    })
 }
 
 /// Serves the admin API on `listener` until `shutdown` completes, then
@@ -161,6 +188,19 @@ pub async fn serve_tls_in_site(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let routes = router(registry, auth, site, limits.max_message_bytes).await?;
+    serve_routes(listener, routes, tls, limits, counts, shutdown).await
+}
+
+/// Serves `routes` (from [`router`] or [`router_with_status`]) on
+/// `listener` as [`serve_tls_in_site`] does.
+pub async fn serve_routes(
+    listener: TcpListener,
+    routes: Routes,
+    tls: Option<ServerTls>,
+    limits: Limits,
+    counts: Arc<CallCounts>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut server = Server::builder();
     if let Some(tls) = &tls {

@@ -121,6 +121,11 @@ pub enum Command {
     /// Examples: idnode audit 88.100.1/ABC-123;
     /// idnode audit --token 3fa2c1d0 --since 24h
     Audit(crate::audit::AuditArgs),
+    /// Show a running node: its role (prefixes homed and delegated,
+    /// recursion), listeners, store (change sequence, size on disk), cache
+    /// fill, and the rates of its UDP listeners over about the last minute
+    /// (through the gRPC API; needs the operator token).
+    Status(crate::status::StatusArgs),
     /// Load generator: drive a Handle server (UDP/TCP, closed or open loop),
     /// load a synthetic data set, sweep rates into an SVG, run the echo server.
     Bench(idnode_bench::BenchArgs),

@@ -3,7 +3,8 @@
 //! `serve` reads the configuration and flags and runs the node that
 //! `idnode-node` assembles; the other commands are clients: `resolve`
 //! speaks the Handle protocol, `prefix`, `id`, `import`, `export`,
-//! `compact`, `backup` and `token` call the gRPC management API (`id qr`
+//! `compact`, `backup`, `token`, `audit` and `status` call the gRPC
+//! management API (`id qr`
 //! prints the QR codes of proxy URLs for labels), `restore` prepares a data
 //! directory from a backup, `bench` is the load generator.
 
@@ -16,6 +17,7 @@ mod qr;
 mod resolve;
 mod serve;
 mod shown;
+mod status;
 mod token;
 
 use clap::Parser;
@@ -90,6 +92,7 @@ async fn run(cli: args::Cli) -> anyhow::Result<ExitCode> {
         Command::Export(a) => manage::export(&cli.admin, a).await,
         Command::Token(a) => token::token(&cli.admin, a).await,
         Command::Audit(a) => audit::audit(&cli.admin, a).await,
+        Command::Status(a) => status::run(&cli.admin, a).await,
         Command::Bench(a) => {
             let admin = idnode_bench::AdminTarget {
                 grpc: cli.admin.grpc.clone(),

@@ -50,19 +50,37 @@ impl<W: Write> Write for LossyWriter<W> {
     }
 }
 
-/// Sends the log to stderr through [`LossyStderr`], lines at `filter`
-/// (unless `RUST_LOG` says otherwise).
-pub fn init(filter: &str) {
+/// Sends the log to stderr through [`LossyStderr`], lines at the
+/// configured level (unless `RUST_LOG` says otherwise), as text or as one
+/// JSON object a line.
+pub fn init(config: &idnode_node::LogConfig) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(LossyStderr)
-        // Its report of a failed write goes to stderr with `eprintln!`.
-        .log_internal_errors(false)
-        .try_init();
+    let filter = || {
+        EnvFilter::try_from_default_env()
+            .or_else(|_| EnvFilter::try_new(&config.level))
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+    };
+    // Both formats: a failed write is reported with `eprintln!`, so that
+    // report is off.
+    let _ = match config.format {
+        idnode_node::LogFormat::Plain => tracing_subscriber::fmt()
+            // Colours for a terminal only: not escape codes in a file or
+            // the journal.
+            .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()))
+            .with_env_filter(filter())
+            .with_writer(LossyStderr)
+            .log_internal_errors(false)
+            .try_init(),
+        idnode_node::LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            // The message and the event's fields at the top level, beside
+            // `timestamp`, `level` and `target`.
+            .flatten_event(true)
+            .with_env_filter(filter())
+            .with_writer(LossyStderr)
+            .log_internal_errors(false)
+            .try_init(),
+    };
 }
 
 /// A line for stdout that is lost, not a panic, when stdout is gone
@@ -117,5 +135,20 @@ mod tests {
             tracing::error!(lines = 2, "still full");
         });
         assert!(dropped() >= before + 2);
+    }
+
+    #[test]
+    fn a_json_subscriber_over_a_full_writer_does_not_panic() {
+        let before = dropped();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(|| LossyWriter(Full))
+            .log_internal_errors(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(peer = "192.0.2.1", "the disk is full");
+        });
+        assert!(dropped() > before);
     }
 }

@@ -27,8 +27,10 @@ pub struct Config {
     /// Load the demo data (`seeds/`) into a new, empty node (off by default;
     /// `idnode serve --demo` turns it on).
     pub demo: bool,
-    /// Log filter (`info`, `debug`, `idnode_server=debug`...). RUST_LOG wins.
-    pub log: String,
+    /// What the node logs and how: `[log]`, or (the older form) a filter
+    /// alone, `log = "info"`.
+    #[serde(deserialize_with = "log_config")]
+    pub log: LogConfig,
     pub storage: StorageConfig,
     pub handle: HandleConfig,
     pub quic: QuicConfig,
@@ -46,7 +48,7 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("./data"),
             demo: false,
-            log: "info".into(),
+            log: LogConfig::default(),
             storage: StorageConfig::default(),
             handle: HandleConfig::default(),
             quic: QuicConfig::default(),
@@ -59,6 +61,61 @@ impl Default for Config {
             recursion: RecursionConfig::default(),
         }
     }
+}
+
+/// The log: lines on stderr, at `level`, as text or JSON.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Filter (`info`, `debug`, `warn,idnode_server=debug`...), in
+    /// tracing's `EnvFilter` syntax. The RUST_LOG environment variable,
+    /// when set, wins.
+    pub level: String,
+    /// `plain`: a line of text per event; `json`: one JSON object a line
+    /// (`timestamp`, `level`, `target`, `message` and the event's fields).
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Plain,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable text.
+    #[default]
+    Plain,
+    /// JSON lines, for a log collector.
+    Json,
+}
+
+/// `log = "debug"` (a filter alone, as configurations written before
+/// `[log]` had it) or a `[log]` table.
+fn log_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<LogConfig, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = LogConfig;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a [log] table or a log filter string")
+        }
+        fn visit_str<E: serde::de::Error>(self, level: &str) -> Result<LogConfig, E> {
+            Ok(LogConfig {
+                level: level.to_owned(),
+                ..LogConfig::default()
+            })
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<LogConfig, A::Error> {
+            LogConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_any(Visitor)
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -801,6 +858,33 @@ mod tests {
         assert_eq!(config.dns.notify, ["192.0.2.53:53".parse().unwrap()]);
         assert_eq!(config.site.address, Some("192.0.2.10".parse().unwrap()));
         assert_eq!(config.recursion, RecursionConfig::default());
+        assert_eq!(config.log.level, "info");
+    }
+
+    #[test]
+    fn log_is_a_table_or_a_filter() {
+        let log = |text: &str| Config::from_toml(text, Path::new("x")).unwrap().log;
+        assert_eq!(log(""), LogConfig::default());
+        assert_eq!(log("").format, LogFormat::Plain);
+        let table = log("[log]\nlevel = \"warn\"\nformat = \"json\"\n");
+        assert_eq!(table.level, "warn");
+        assert_eq!(table.format, LogFormat::Json);
+        assert_eq!(log("[log]\nformat = \"json\"\n").level, "info");
+        // The form written before [log]: a filter alone.
+        let old = log("log = \"debug\"\n");
+        assert_eq!(old.level, "debug");
+        assert_eq!(old.format, LogFormat::Plain);
+        for bad in [
+            "[log]\nformat = \"xml\"\n",
+            "[log]\nlevl = \"info\"\n",
+            "log = 3\n",
+        ] {
+            assert!(Config::from_toml(bad, Path::new("x")).is_err(), "{bad}");
+        }
+        let err = Config::from_toml("[log]\nlevl = \"info\"\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("levl"), "{err}");
     }
 
     #[test]

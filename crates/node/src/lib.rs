@@ -7,7 +7,8 @@
 //! This is the only crate that knows the store is RocksDB. It also owns the
 //! configuration file ([`config`]), the node's place in the hierarchy
 //! ([`site`]), the demo data ([`demo`]) and the JSONL form of identifiers
-//! that both the demo data and `idnode import` use ([`jsonl`]).
+//! that both the demo data and `idnode import` use ([`jsonl`]), and what
+//! `idnode status` reports ([`status`]).
 
 pub mod config;
 pub mod demo;
@@ -15,8 +16,9 @@ pub mod jsonl;
 pub mod key;
 pub mod metrics;
 pub mod site;
+pub mod status;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, LogConfig, LogFormat};
 
 use anyhow::Context;
 use idnode_authority::{HandleService, ResponseCache};
@@ -131,10 +133,39 @@ fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The checks of a configuration that need neither its files nor the
+/// network: what [`build`] refuses before it opens the store or binds a
+/// listener (the gRPC and HTTP options, the rate limiter's networks, the
+/// DNS zones and TSIG keys, the recursion roots and clients, the site).
+pub fn check_config(config: &Config) -> Result<(), BadConfig> {
+    config.grpc.check().map_err(BadConfig)?;
+    config.http.check().map_err(BadConfig)?;
+    config.rate_limit.options().map_err(BadConfig)?;
+    if config.dns.enabled {
+        Zones::from_config(&config.dns.dns_config())
+            .map_err(|e| BadConfig(format!("[dns]: {e}")))?;
+        config
+            .dns
+            .listener_options()
+            .map_err(|e| BadConfig(format!("invalid [dns] configuration: {e}")))?;
+    }
+    site::upstream(&config.recursion)
+        .map_err(|e| BadConfig(format!("invalid [recursion] configuration: {e}")))?;
+    config::parse_cidrs("recursion", &config.recursion.clients)
+        .map_err(|e| BadConfig(format!("invalid [recursion] clients: {e}")))?;
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    site::own_site(&config.site, any, any, &[])
+        .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
+    site::peers(&config.site)
+        .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
+    Ok(())
+}
+
 /// Opens the store (seeding it with the demo data when `config.demo` and
 /// the store is new), builds the services and binds every listener the
 /// configuration asks for. The node serves from the moment this returns.
 pub async fn build(config: Config) -> anyhow::Result<Node> {
+    check_config(&config)?;
     private_data_dir(&config.data_dir)?;
     let db_path = config.data_dir.join("db");
     let options = RocksOptions {
@@ -336,6 +367,19 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         .as_ref()
         .map(|(path, tls)| (path.clone(), tls.fingerprint));
     let grpc_counts = Arc::new(idnode_admin::CallCounts::default());
+    // The UDP listeners' counters, for /metrics and `idnode status`.
+    let mut counted = vec![handle.counts.clone()];
+    counted.extend(dns.as_ref().map(|d| d.counts.clone()));
+    let node_status = status::NodeStatus::new(status::Parts {
+        registry: registry.clone(),
+        db_dir: config.data_dir.join("db"),
+        recursion_roots: config.recursion.roots.clone(),
+        site_servers: config.site.servers.len(),
+        response_cache: cache.clone().map(|c| (c, config.cache.budget_mb << 20)),
+        dns_cache: dns_cache.clone().map(|c| (c, config.dns.cache_mb << 20)),
+        counted: counted.clone(),
+    });
+    node_status.sample_in_background(shutdown.clone());
     let http = if config.http.enabled {
         let workers = match config.http.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -348,8 +392,6 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
             true => Some(http_tls(&config)?),
             false => None,
         };
-        let mut counted = vec![handle.counts.clone()];
-        counted.extend(dns.as_ref().map(|d| d.counts.clone()));
         let web = idnode_http::Web::new(service.clone(), registry.clone(), auth.clone())
             .with_base_url(config.http.base_url.clone());
         let http_counts = web.counts();
@@ -357,7 +399,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
             .with_metrics(metrics::renderer(metrics::NodeMetrics {
                 listeners: counted,
                 store: store.clone(),
-                service: service.clone(),
+                status: node_status.clone(),
                 http: Some(http_counts.clone()),
                 grpc: grpc_counts.clone(),
             }))
@@ -377,11 +419,17 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     } else {
         None
     };
-    let grpc = tokio::spawn(idnode_admin::serve_tls_in_site(
-        grpc_listener,
+    let routes = idnode_admin::router_with_status(
         registry,
         auth,
         site_peers,
+        Some(node_status.clone() as Arc<dyn idnode_admin::NodeStatus>),
+        config.grpc.max_message_bytes.max(1024),
+    )
+    .await?;
+    let grpc = tokio::spawn(idnode_admin::serve_routes(
+        grpc_listener,
+        routes,
         grpc_tls.map(|(_, tls)| tls),
         config.grpc.limits(),
         grpc_counts,
@@ -417,6 +465,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
             base64::engine::general_purpose::STANDARD.encode(&public_key)
         },
     };
+    node_status.set_listeners(addresses.listeners());
     Ok(Node {
         addresses,
         shutdown,
@@ -513,6 +562,26 @@ fn prewarm_in_background(service: Arc<HandleService>, shutdown: CancellationToke
             Err(e) => tracing::warn!(error = %e, "response cache prewarm stopped"),
         }
     });
+}
+
+impl Addresses {
+    /// Every listener, named as `idnode status` shows it.
+    pub fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut all = vec![
+            ("handle udp", self.handle_udp),
+            ("handle tcp", self.handle_tcp),
+        ];
+        let optional = [
+            ("handle quic", self.handle_quic),
+            ("dns udp", self.dns_udp),
+            ("dns tcp", self.dns_tcp),
+            ("dns quic", self.dns_quic),
+            ("grpc", Some(self.grpc)),
+            ("http", self.http),
+        ];
+        all.extend(optional.into_iter().filter_map(|(n, a)| a.map(|a| (n, a))));
+        all
+    }
 }
 
 impl Node {

@@ -1,7 +1,10 @@
 //! The node's metrics, encoded by prometheus-client on each scrape from
 //! the counters the listeners keep (per UDP and HTTP worker, folded here),
-//! the response cache and the store: `GET /metrics` on the HTTP listener.
+//! the gRPC calls, the store engine's figures, and the caches and the
+//! store's files as `idnode status` reads them
+//! ([`crate::status::NodeStatus`]): `GET /metrics` on the HTTP listener.
 
+use crate::status::NodeStatus;
 use idnode_server::metrics::ListenerCounts;
 use idnode_store::Store;
 use prometheus_client::collector::Collector;
@@ -17,7 +20,7 @@ use std::sync::atomic::Ordering;
 pub struct NodeMetrics {
     pub listeners: Vec<Arc<ListenerCounts>>,
     pub store: Arc<dyn Store>,
-    pub service: Arc<idnode_authority::HandleService>,
+    pub status: Arc<NodeStatus>,
     pub http: Option<Arc<idnode_http::metrics::HttpCounts>>,
     pub grpc: Arc<idnode_admin::CallCounts>,
 }
@@ -69,6 +72,20 @@ impl EncodeMetric for ConstHistogram<'_> {
     fn metric_type(&self) -> MetricType {
         MetricType::Histogram
     }
+}
+
+fn gauge_family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Vec<(&str, &str)>, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        let value = i64::try_from(*value).unwrap_or(i64::MAX);
+        ConstGauge::new(value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
 }
 
 fn counter_family(
@@ -177,22 +194,48 @@ impl Collector for NodeMetrics {
         ] {
             gauge(&mut encoder, name, help, value)?;
         }
-        if let Some(cache) = self.service.cache() {
-            let stats = cache.stats();
+        gauge_family(
+            &mut encoder,
+            "idnode_store_bytes",
+            "Summed lengths of the store's files (data_dir/db)",
+            &[(vec![], self.status.store_bytes())],
+        )?;
+        let (response, dns) = self.status.caches();
+        let caches = [("response", &response), ("dns", &dns)];
+        let rows = |f: fn(&idnode_admin::proto::CacheStatus) -> u64| {
+            caches
+                .iter()
+                .filter(|(_, c)| c.enabled)
+                .map(|(name, c)| (vec![("cache", *name)], f(c)))
+                .collect::<Vec<_>>()
+        };
+        gauge_family(
+            &mut encoder,
+            "idnode_cache_bytes",
+            "Bytes of the entries a cache holds",
+            &rows(|c| c.used_bytes),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "idnode_cache_budget_bytes",
+            "A cache's memory budget",
+            &rows(|c| c.budget_bytes),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "idnode_cache_entries",
+            "Entries a cache holds",
+            &rows(|c| c.entries),
+        )?;
+        if response.enabled {
             counter_family(
                 &mut encoder,
                 "idnode_response_cache_lookups",
                 "Lookups of the response cache, by result",
                 &[
-                    (vec![("result", "hit")], stats.hits),
-                    (vec![("result", "miss")], stats.misses),
+                    (vec![("result", "hit")], response.hits),
+                    (vec![("result", "miss")], response.misses),
                 ],
-            )?;
-            gauge(
-                &mut encoder,
-                "idnode_response_cache_bytes",
-                "Bytes of the entries the response cache holds",
-                cache.bytes() as u64,
             )?;
         }
         if let Some(http) = &self.http {
