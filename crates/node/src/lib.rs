@@ -131,11 +131,15 @@ fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 /// the store is new), builds the services and binds every listener the
 /// configuration asks for. The node serves from the moment this returns.
 pub async fn build(config: Config) -> anyhow::Result<Node> {
+    if config.storage.write_buffer_mb == 0 {
+        return Err(BadConfig("[storage] write_buffer_mb must be 1 or more".into()).into());
+    }
     private_data_dir(&config.data_dir)?;
     let db_path = config.data_dir.join("db");
     let options = RocksOptions {
         block_cache_bytes: config.storage.block_cache_mb << 20,
         sync: config.storage.sync,
+        write_buffer_bytes: config.storage.write_buffer_mb << 20,
     };
     let rocks: Arc<dyn Store> = Arc::new(
         tokio::task::spawn_blocking(move || RocksStore::open(&db_path, &options))

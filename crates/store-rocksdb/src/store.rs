@@ -49,24 +49,35 @@ impl RocksStore {
             reason,
         };
         let cache = Cache::new_hyper_clock_cache(options.block_cache_bytes, 0);
-        let db_options = tuning::db_options();
+        let db_options = tuning::db_options(options);
         let mut families: Vec<ColumnFamilyDescriptor> = Space::ALL
             .into_iter()
             .map(|space| {
-                ColumnFamilyDescriptor::new(space.name(), tuning::lookup_cf_options(&cache))
+                ColumnFamilyDescriptor::new(
+                    space.name(),
+                    tuning::lookup_cf_options(&cache, options),
+                )
             })
             .collect();
         families.push(ColumnFamilyDescriptor::new(
             CHANGELOG_CF,
-            tuning::changelog_cf_options(&cache),
+            tuning::changelog_cf_options(&cache, options),
+        ));
+        // Named here, or the crate would open it with RocksDB's default
+        // options (a 64 MiB memtable, whatever `write_buffer_bytes` says).
+        families.push(ColumnFamilyDescriptor::new(
+            rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
+            tuning::db_options(options),
         ));
         // RocksDB refuses to open a database without naming every column
         // family in it, so families written by a newer version are opened
         // too (untuned). Listing fails when there is no database yet.
         if let Ok(existing) = DB::list_cf(&db_options, path) {
             for name in existing {
-                if name != "default" && !families.iter().any(|f| f.name() == name) {
-                    families.push(ColumnFamilyDescriptor::new(name, Options::default()));
+                if !families.iter().any(|f| f.name() == name) {
+                    let mut untuned = Options::default();
+                    untuned.set_write_buffer_size(options.write_buffer_bytes);
+                    families.push(ColumnFamilyDescriptor::new(name, untuned));
                 }
             }
         }
@@ -157,8 +168,20 @@ impl Drop for RocksStore {
 fn engine_error(error: rocksdb::Error) -> StoreError {
     match error.kind() {
         ErrorKind::Corruption => StoreError::Corrupt(error.into_string()),
+        ErrorKind::IOError if is_no_space(error.as_ref()) => {
+            StoreError::NoSpace(error.into_string())
+        }
         _ => StoreError::Engine(error.into_string()),
     }
+}
+
+/// Whether a RocksDB IO error says the disk is full. RocksDB's status of
+/// ENOSPC reads "IO error: No space left on device: While appending to
+/// file: ...", and the writes refused after it (the database is read-only
+/// until it recovers) repeat that status; a space limit of its own file
+/// manager reads "IO error: Space limit reached".
+fn is_no_space(message: &str) -> bool {
+    message.contains("No space left on device") || message.contains("Space limit reached")
 }
 
 /// The reason an open failed, in words an operator can act on.
@@ -494,6 +517,18 @@ mod tests {
         for key in keys {
             assert_eq!(sequence_key(sequence_of(&key).unwrap()), key);
         }
+    }
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_io_errors() {
+        assert!(is_no_space(
+            "IO error: No space left on device: While appending to file: \
+             /d/db/000004.log: No space left on device"
+        ));
+        assert!(is_no_space("IO error: Space limit reached"));
+        assert!(!is_no_space(
+            "IO error: While open a file for appending: /d/db/x: Permission denied"
+        ));
     }
 
     #[test]
