@@ -134,7 +134,12 @@ def test_acknowledged_batch_items_survive_sigkill(tmp_path, pb):
     pb2, pb2_grpc = pb
     rng = random.Random(7)
     data = tmp_path / "node"
-    node = Node(data, demo=False).start()
+    # Small memtables: RocksDB flushes every few thousand items, and
+    # compacts level 0 now and then, while the stream runs.
+    config = tmp_path / "idnode.toml"
+    config.write_text("[storage]\nwrite_buffer_mb = 4\n")
+    extra = ["--config", str(config)]
+    node = Node(data, demo=False, extra=extra).start()
     node.cli("prefix", "create", PREFIX)
     started = time.monotonic()
     kills, streamed, acked_total = 0, 0, 0
@@ -181,7 +186,7 @@ def test_acknowledged_batch_items_survive_sigkill(tmp_path, pb):
             streamed += len(current.sent)
             acked_total += len(current.acked)
 
-            node = Node(data, demo=False).start()
+            node = Node(data, demo=False, extra=extra).start()
             sequence = change_sequence(node)
             assert sequence >= max(sequence_seen, sequence_before), (sequence, sequence_seen)
             # Each acknowledged item created a record: one change each, plus
