@@ -1069,8 +1069,8 @@ pub fn restore(restore: RestoreArgs) -> anyhow::Result<ExitCode> {
 /// `idnode repair --data-dir D`: RocksDB's repair of D/db, then what the
 /// store holds and what was set aside.
 pub fn repair(repair: RepairArgs) -> anyhow::Result<ExitCode> {
-    let repaired = match idnode_node::repair(&repair.data_dir) {
-        Ok(repaired) => repaired,
+    let report = match idnode_node::repair(&repair.data_dir) {
+        Ok(report) => report,
         Err(e) => match e.downcast::<idnode_node::BadConfig>() {
             Ok(bad) => usage!("{bad}"),
             Err(e) => match e.downcast::<idnode_node::DamagedStore>() {
@@ -1079,6 +1079,7 @@ pub fn repair(repair: RepairArgs) -> anyhow::Result<ExitCode> {
             },
         },
     };
+    let repaired = &report.repaired;
     let held: Vec<String> = repaired
         .entries
         .iter()
@@ -1100,6 +1101,15 @@ pub fn repair(repair: RepairArgs) -> anyhow::Result<ExitCode> {
         for file in &repaired.set_aside {
             println!("  {}", shown::lines(&file.display().to_string()));
         }
+    }
+    if report.newest_record > repaired.last_sequence {
+        println!(
+            "warning: records were written up to change {} but the change log now ends at {}: \
+             change-log entries were in the files set aside. The change sequence (the DNS SOA \
+             serial) counts on from {}; secondaries that follow the zone by IXFR need a full \
+             transfer (AXFR)",
+            report.newest_record, repaired.last_sequence, repaired.last_sequence
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -59,9 +59,20 @@ pub struct DamagedStore {
 /// What `repair` left in a store.
 pub use idnode_store_rocksdb::Repaired;
 
+/// What [`repair`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairReport {
+    pub repaired: Repaired,
+    /// The highest version (the change sequence it was written at) of a
+    /// record in the store: above `repaired.last_sequence` when change-log
+    /// entries were in the files set aside, so that the change sequence
+    /// now counts from lower than before.
+    pub newest_record: u64,
+}
+
 /// Runs RocksDB's repair on the store of the data directory `data_dir`
 /// (no node may be running on it), then opens it and says what it holds.
-pub fn repair(data_dir: &std::path::Path) -> anyhow::Result<Repaired> {
+pub fn repair(data_dir: &std::path::Path) -> anyhow::Result<RepairReport> {
     let db = data_dir.join("db");
     if !db.is_dir() {
         return Err(BadConfig(format!(
@@ -75,7 +86,7 @@ pub fn repair(data_dir: &std::path::Path) -> anyhow::Result<Repaired> {
         block_cache_bytes: 8 << 20,
         ..RocksOptions::default()
     };
-    RocksStore::repair(&db, &options).map_err(|e| match e {
+    let damaged = |e: idnode_store::StoreError| match e {
         idnode_store::StoreError::Corrupt(detail) => DamagedStore {
             data_dir: data_dir.to_path_buf(),
             db: db.clone(),
@@ -83,6 +94,30 @@ pub fn repair(data_dir: &std::path::Path) -> anyhow::Result<Repaired> {
         }
         .into(),
         other => anyhow::Error::new(other),
+    };
+    let repaired = RocksStore::repair(&db, &options).map_err(damaged)?;
+    let store = RocksStore::open(&db, &options).map_err(damaged)?;
+    let mut newest_record = 0;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store.scan(idnode_store::Space::Records, b"", after.as_deref(), 1000)?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(last.clone());
+        for (key, bytes) in &page {
+            let record = idnode_core::Record::decode(bytes).map_err(|e| {
+                anyhow::anyhow!(
+                    "record {} does not decode after the repair: {e}",
+                    String::from_utf8_lossy(key)
+                )
+            })?;
+            newest_record = newest_record.max(record.version);
+        }
+    }
+    Ok(RepairReport {
+        repaired,
+        newest_record,
     })
 }
 
