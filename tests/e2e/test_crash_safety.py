@@ -11,6 +11,7 @@ acknowledged creation."""
 import base64
 import hashlib
 import json
+import os
 import random
 import signal
 import threading
@@ -131,8 +132,11 @@ def kill(node):
 
 
 def test_acknowledged_batch_items_survive_sigkill(tmp_path, pb):
-    pb2, pb2_grpc = pb
-    rng = random.Random(7)
+    # A new seed each run (printed; IDNODE_CRASH_SEED replays one): where
+    # the kills land varies with the machine's timing anyway.
+    seed = int(os.environ.get("IDNODE_CRASH_SEED", random.randrange(1 << 32)))
+    print(f"\ncrash safety seed {seed}")
+    rng = random.Random(seed)
     data = tmp_path / "node"
     # Small memtables: RocksDB flushes every few thousand items, and
     # compacts level 0 now and then, while the stream runs.
