@@ -333,11 +333,16 @@ fn judge(registry: &Registry, first: u64, items: Vec<CreateIdentifierRequest>) -
         }
         out.push(result);
     }
+    let mut full = false;
     for (at, outcome) in positions.into_iter().zip(registry.batch_create(valid)) {
         let result = &mut out[at];
         match outcome {
             Ok(record) => result.version = record.version,
             Err(e) => {
+                if e.is_no_space() && !full {
+                    full = true;
+                    tracing::warn!(error = %e, "batch items refused: the disk is full");
+                }
                 result.code = error::code(&e) as i32;
                 result.message = error::message(&e);
             }

@@ -44,13 +44,19 @@ pub(crate) fn code(error: &RegistryError) -> Code {
         RegistryError::AlreadyExists(_) => Code::AlreadyExists,
         RegistryError::NotFound(_) => Code::NotFound,
         RegistryError::FailedPrecondition(_) => Code::FailedPrecondition,
+        e if e.is_no_space() => Code::ResourceExhausted,
         _ => Code::Internal,
     }
 }
 
 /// The message a caller sees for a registry error. Store failures are
-/// logged here and shown only as a pointer to the log.
+/// logged here and shown only as a pointer to the log; a full disk is
+/// named (and logged by the caller, once per request or batch chunk: a
+/// chunk's items all fail with it).
 pub(crate) fn message(error: &RegistryError) -> String {
+    if error.is_no_space() {
+        return idnode_store::NO_SPACE.to_owned();
+    }
     match code(error) {
         Code::Internal => {
             tracing::error!(error = %error, code = error.code(), "admin request failed in the store");
@@ -63,6 +69,9 @@ pub(crate) fn message(error: &RegistryError) -> String {
 /// A registry error as a gRPC status: INVALID_ARGUMENT carries
 /// `field: message` (`values[0].type: value type is empty`).
 pub(crate) fn status(error: RegistryError) -> Status {
+    if error.is_no_space() {
+        tracing::warn!(error = %error, "admin write refused: the disk is full");
+    }
     Status::new(code(&error), message(&error))
 }
 
@@ -98,4 +107,19 @@ where
         idnode_registry::with_origin(origin, || call(r))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_resource_exhausted_and_says_so() {
+        let full = RegistryError::Store(StoreError::NoSpace("IO error: No space left".into()));
+        let status = status(full);
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(status.message(), idnode_store::NO_SPACE);
+        let broken = RegistryError::Store(StoreError::Engine("IO error: EIO".into()));
+        assert_eq!(code(&broken), Code::Internal);
+    }
 }

@@ -131,6 +131,10 @@ pub(crate) fn error_message(ctx: &ResponseContext, op: u32, (code, message): Ref
 }
 
 pub(crate) fn store_failure(e: &RegistryError) -> Refusal {
+    if e.is_no_space() {
+        tracing::warn!(error = %e, "handle admin: write refused, the disk is full");
+        return refusal(code::ERROR, idnode_store::NO_SPACE);
+    }
     tracing::warn!(error = %e, "handle admin: store failure");
     refusal(code::ERROR, "the node could not read or write its store")
 }

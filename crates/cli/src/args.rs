@@ -106,6 +106,12 @@ pub enum Command {
     /// (DATA_DIR must not hold a store yet). Runs on the machine of the
     /// backup, without a node.
     Restore(RestoreArgs),
+    /// Repair a damaged store (a node refuses to start on one): RocksDB's
+    /// repair keeps every entry of the files it can read whole and moves
+    /// the others into DATA_DIR/db/lost/, then prints what the store holds.
+    /// Runs without a node; stop the node and copy the data directory
+    /// first. Restoring a backup (`idnode restore`) is the other way out.
+    Repair(RepairArgs),
     /// Print every record under a prefix (every record without one) as the
     /// JSONL that `idnode import` reads, private values included (through
     /// the gRPC API; needs read_value on the prefix, the operator token
@@ -461,6 +467,13 @@ pub struct RestoreArgs {
     /// A directory written by `idnode backup`.
     pub backup: PathBuf,
     /// The data directory to prepare; it must not hold a store (db/) yet.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// The data directory of the stopped node (its store is DATA_DIR/db).
     #[arg(long)]
     pub data_dir: PathBuf,
 }

@@ -89,6 +89,7 @@ async fn run(cli: args::Cli) -> anyhow::Result<ExitCode> {
         Command::Compact => manage::compact(&cli.admin).await,
         Command::Backup(a) => manage::backup(&cli.admin, a).await,
         Command::Restore(a) => manage::restore(a),
+        Command::Repair(a) => manage::repair(a),
         Command::Export(a) => manage::export(&cli.admin, a).await,
         Command::Token(a) => token::token(&cli.admin, a).await,
         Command::Audit(a) => audit::audit(&cli.admin, a).await,

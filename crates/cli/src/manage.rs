@@ -2,8 +2,8 @@
 //! management API.
 
 use crate::args::{
-    AdminArgs, BackupArgs, ExportArgs, IdCommand, ImportArgs, PrefixCommand, RestoreArgs,
-    TemplateCommand,
+    AdminArgs, BackupArgs, ExportArgs, IdCommand, ImportArgs, PrefixCommand, RepairArgs,
+    RestoreArgs, TemplateCommand,
 };
 use crate::{shown, usage};
 use idnode_admin::proto;
@@ -1063,6 +1063,54 @@ pub fn restore(restore: RestoreArgs) -> anyhow::Result<ExitCode> {
         grouped(bytes),
         db.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `idnode repair --data-dir D`: RocksDB's repair of D/db, then what the
+/// store holds and what was set aside.
+pub fn repair(repair: RepairArgs) -> anyhow::Result<ExitCode> {
+    let report = match idnode_node::repair(&repair.data_dir) {
+        Ok(report) => report,
+        Err(e) => match e.downcast::<idnode_node::BadConfig>() {
+            Ok(bad) => usage!("{bad}"),
+            Err(e) => match e.downcast::<idnode_node::DamagedStore>() {
+                Ok(damaged) => usage!("{damaged}"),
+                Err(e) => return Err(e),
+            },
+        },
+    };
+    let repaired = &report.repaired;
+    let held: Vec<String> = repaired
+        .entries
+        .iter()
+        .map(|(space, n)| format!("{} {}", grouped(*n), space.name()))
+        .collect();
+    println!(
+        "repaired the store in {}: {} entries; change sequence {}",
+        repair.data_dir.join("db").display(),
+        held.join(", "),
+        repaired.last_sequence
+    );
+    if repaired.set_aside.is_empty() {
+        println!("every file was read whole: nothing was set aside");
+    } else {
+        println!(
+            "set aside, unreadable (their entries are not in the store; a backup or an \
+             export may hold them):"
+        );
+        for file in &repaired.set_aside {
+            println!("  {}", shown::lines(&file.display().to_string()));
+        }
+    }
+    if report.newest_record > repaired.last_sequence {
+        println!(
+            "warning: records were written up to change {} but the change log now ends at {}: \
+             change-log entries were in the files set aside. The change sequence (the DNS SOA \
+             serial) counts on from {}; secondaries that follow the zone by IXFR need a full \
+             transfer (AXFR)",
+            report.newest_record, repaired.last_sequence, repaired.last_sequence
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -85,7 +85,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Ok(node) => node,
         Err(e) => match e.downcast::<BadConfig>() {
             Ok(bad) => usage!("{bad}"),
-            Err(e) => return Err(e),
+            Err(e) => match e.downcast::<idnode_node::DamagedStore>() {
+                Ok(damaged) => usage!("{damaged}"),
+                Err(e) => return Err(e),
+            },
         },
     };
     // Installed before `ready` is printed: a supervisor (or a test) may

@@ -386,6 +386,14 @@ fn registry_error(e: RegistryError) -> ApiError {
         }
         RegistryError::InvalidArgument { .. } => (code::INVALID_VALUE, e.to_string()),
         RegistryError::FailedPrecondition(_) => (code::SERVER_NOT_RESP, e.to_string()),
+        _ if e.is_no_space() => {
+            tracing::warn!(error = %e, "http: write refused, the disk is full");
+            return ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                code::ERROR,
+                idnode_store::NO_SPACE,
+            );
+        }
         _ => {
             tracing::warn!(error = %e, "http: store failure");
             return ApiError::internal();

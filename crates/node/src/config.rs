@@ -127,6 +127,10 @@ pub struct StorageConfig {
     pub block_cache_mb: usize,
     /// Sync the WAL before acknowledging each write batch.
     pub sync: bool,
+    /// RocksDB memtable of each column family, in MiB: writes gathered in
+    /// memory before a flush to disk. After the disk filled up, RocksDB
+    /// takes writes again once this much space is free.
+    pub write_buffer_mb: usize,
 }
 
 impl Default for StorageConfig {
@@ -134,6 +138,7 @@ impl Default for StorageConfig {
         Self {
             block_cache_mb: 192,
             sync: true,
+            write_buffer_mb: 64,
         }
     }
 }

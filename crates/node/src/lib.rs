@@ -39,6 +39,90 @@ use tokio_util::sync::CancellationToken;
 #[error("{0}")]
 pub struct BadConfig(pub String);
 
+/// The store is damaged (an SST file with a bad block, a file the store
+/// lists and that is missing): the node does not start on it, so that it
+/// never serves what it cannot read whole. The command line reports it as
+/// a usage error, with the way out.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the store in {} is damaged, so the node does not serve it: {detail}\n\
+     Stop here, keep a copy of the data directory, then either run `idnode repair --data-dir {}` \
+     (RocksDB's repair: keeps every entry of the files it can read whole, moves the others into \
+     {}/lost/ and says what is left) or restore a backup (`idnode restore`, docs/backups.md)",
+    db.display(), data_dir.display(), db.display()
+)]
+pub struct DamagedStore {
+    pub data_dir: PathBuf,
+    pub db: PathBuf,
+    /// RocksDB's words, naming the file.
+    pub detail: String,
+}
+
+/// What `repair` left in a store.
+pub use idnode_store_rocksdb::Repaired;
+
+/// What [`repair`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairReport {
+    pub repaired: Repaired,
+    /// The highest version (the change sequence it was written at) of a
+    /// record in the store: above `repaired.last_sequence` when change-log
+    /// entries were in the files set aside, so that the change sequence
+    /// now counts from lower than before.
+    pub newest_record: u64,
+}
+
+/// Runs RocksDB's repair on the store of the data directory `data_dir`
+/// (no node may be running on it), then opens it and says what it holds.
+pub fn repair(data_dir: &std::path::Path) -> anyhow::Result<RepairReport> {
+    let db = data_dir.join("db");
+    if !db.is_dir() {
+        return Err(BadConfig(format!(
+            "{} holds no store to repair ({} is not a directory)",
+            data_dir.display(),
+            db.display()
+        ))
+        .into());
+    }
+    let options = RocksOptions {
+        block_cache_bytes: 8 << 20,
+        ..RocksOptions::default()
+    };
+    let damaged = |e: idnode_store::StoreError| match e {
+        idnode_store::StoreError::Corrupt(detail) => DamagedStore {
+            data_dir: data_dir.to_path_buf(),
+            db: db.clone(),
+            detail: format!("still after the repair: {detail}"),
+        }
+        .into(),
+        other => anyhow::Error::new(other),
+    };
+    let repaired = RocksStore::repair(&db, &options).map_err(damaged)?;
+    let store = RocksStore::open(&db, &options).map_err(damaged)?;
+    let mut newest_record = 0;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store.scan(idnode_store::Space::Records, b"", after.as_deref(), 1000)?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(last.clone());
+        for (key, bytes) in &page {
+            let record = idnode_core::Record::decode(bytes).map_err(|e| {
+                anyhow::anyhow!(
+                    "record {} does not decode after the repair: {e}",
+                    String::from_utf8_lossy(key)
+                )
+            })?;
+            newest_record = newest_record.max(record.version);
+        }
+    }
+    Ok(RepairReport {
+        repaired,
+        newest_record,
+    })
+}
+
 /// Where a running node listens, and where its state is: what `idnode
 /// serve` prints and writes to `--ready-file` (as JSON).
 #[derive(Debug, Clone, Serialize)]
@@ -138,6 +222,9 @@ fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 /// listener (the gRPC and HTTP options, the rate limiter's networks, the
 /// DNS zones and TSIG keys, the recursion roots and clients, the site).
 pub fn check_config(config: &Config) -> Result<(), BadConfig> {
+    if config.storage.write_buffer_mb == 0 {
+        return Err(BadConfig("[storage] write_buffer_mb must be 1 or more".into()));
+    }
     config.grpc.check().map_err(BadConfig)?;
     config.http.check().map_err(BadConfig)?;
     config.rate_limit.options().map_err(BadConfig)?;
@@ -171,12 +258,26 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     let options = RocksOptions {
         block_cache_bytes: config.storage.block_cache_mb << 20,
         sync: config.storage.sync,
+        write_buffer_bytes: config.storage.write_buffer_mb << 20,
     };
-    let rocks: Arc<dyn Store> = Arc::new(
+    let opened = {
+        let db_path = db_path.clone();
         tokio::task::spawn_blocking(move || RocksStore::open(&db_path, &options))
             .await
-            .context("store open task failed")??,
-    );
+            .context("store open task failed")?
+    };
+    let rocks: Arc<dyn Store> = match opened {
+        Ok(store) => Arc::new(store),
+        Err(idnode_store::StoreError::Corrupt(detail)) => {
+            return Err(DamagedStore {
+                data_dir: config.data_dir.clone(),
+                db: db_path,
+                detail,
+            }
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     // Every write goes through the observed store, so the response cache
     // and the DNS answer cache hear of it before the write is acknowledged.
     let cache = (config.cache.budget_mb > 0).then(|| {

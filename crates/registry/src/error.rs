@@ -42,6 +42,13 @@ impl RegistryError {
         }
     }
 
+    /// Whether the store refused the write for a full disk
+    /// ([`StoreError::NoSpace`]): a state that passes, not a failure of the
+    /// request; callers answer with [`idnode_store::NO_SPACE`].
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, RegistryError::Store(StoreError::NoSpace(_)))
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, message: impl ToString) -> Self {
         RegistryError::InvalidArgument {
             field: field.into(),
@@ -62,6 +69,7 @@ impl RegistryError {
             RegistryError::FailedPrecondition(m) => RegistryError::FailedPrecondition(m.clone()),
             RegistryError::Store(e) => RegistryError::Store(match e {
                 StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+                StoreError::NoSpace(m) => StoreError::NoSpace(m.clone()),
                 other => StoreError::Engine(other.to_string()),
             }),
         }

@@ -14,6 +14,12 @@
 //!   before `commit` returns (unless [`RocksOptions::sync`] is off);
 //! - compaction on request (`Store::compact`, after a bulk load): the
 //!   lookup families merged into one sorted run each.
+//! - faults: `open` reads every block of every SST file once, so that a
+//!   damaged or missing file is [`StoreError::Corrupt`](idnode_store::StoreError)
+//!   (RocksDB's message names it) before anything is served; a write on a
+//!   full disk is `StoreError::NoSpace`, and RocksDB's file manager resumes
+//!   writes by itself once a memtable's worth of space is free;
+//!   [`RocksStore::repair`] runs RocksDB's repair and says what is left.
 //!
 //! Nothing above the store trait may depend on this crate: the resolver,
 //! the servers and the admin service see `dyn Store`, and only the wiring
@@ -23,5 +29,5 @@
 mod store;
 mod tuning;
 
-pub use store::{CHANGELOG_CF, RocksStore};
+pub use store::{CHANGELOG_CF, Repaired, RocksStore};
 pub use tuning::RocksOptions;

@@ -23,6 +23,13 @@ pub struct RocksOptions {
     /// Default: true. When false, a commit survives a crash of the process
     /// (it is in the OS page cache) but not a crash of the machine.
     pub sync: bool,
+    /// Size in bytes of each column family's memtable (RocksDB's
+    /// `write_buffer_size`): the writes gathered in memory before they are
+    /// flushed to an SST file. Default: 64 MiB. It is also the free space
+    /// RocksDB waits for before it takes writes again after the disk
+    /// filled up (its file manager checks every 5 s, then flushes the
+    /// memtables and resumes), so a small disk wants a small one.
+    pub write_buffer_bytes: usize,
 }
 
 impl Default for RocksOptions {
@@ -30,6 +37,7 @@ impl Default for RocksOptions {
         Self {
             block_cache_bytes: 256 << 20,
             sync: true,
+            write_buffer_bytes: 64 << 20,
         }
     }
 }
@@ -38,9 +46,11 @@ impl Default for RocksOptions {
 const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
 /// Options of the database as a whole (and of the unused `default` column
-/// family).
-pub(crate) fn db_options() -> Options {
+/// family: its memtable counts too, in the free space RocksDB waits for
+/// after a full disk, so it gets the same size as the others).
+pub(crate) fn db_options(options: &RocksOptions) -> Options {
     let mut opts = Options::default();
+    opts.set_write_buffer_size(options.write_buffer_bytes);
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -56,7 +66,7 @@ pub(crate) fn db_options() -> Options {
 
 /// Options of a column family read by point lookups: records, prefixes,
 /// meta.
-pub(crate) fn lookup_cf_options(cache: &Cache) -> Options {
+pub(crate) fn lookup_cf_options(cache: &Cache, options: &RocksOptions) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
     // A full (not block-based) filter on the whole key: there is no prefix
@@ -88,6 +98,7 @@ pub(crate) fn lookup_cf_options(cache: &Cache) -> Options {
     let mut opts = Options::default();
     opts.set_block_based_table_factory(&table);
     opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_write_buffer_size(options.write_buffer_bytes);
     // A whole-key bloom filter on the memtable too, so a miss does not
     // search the skip list.
     opts.set_memtable_prefix_bloom_ratio(0.02);
@@ -97,7 +108,7 @@ pub(crate) fn lookup_cf_options(cache: &Cache) -> Options {
 
 /// Options of the change log: appended in key order and read by ranges, so
 /// it needs no filter; it shares the block cache.
-pub(crate) fn changelog_cf_options(cache: &Cache) -> Options {
+pub(crate) fn changelog_cf_options(cache: &Cache, options: &RocksOptions) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
     table.set_cache_index_and_filter_blocks(true);
@@ -105,5 +116,6 @@ pub(crate) fn changelog_cf_options(cache: &Cache) -> Options {
     let mut opts = Options::default();
     opts.set_block_based_table_factory(&table);
     opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_write_buffer_size(options.write_buffer_bytes);
     opts
 }

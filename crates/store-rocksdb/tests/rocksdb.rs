@@ -512,3 +512,108 @@ fn the_memory_engine_has_no_checkpoints() {
         .unwrap_err();
     assert!(error.to_string().contains("not supported"), "{error}");
 }
+
+/// The SST files in `dir`.
+fn ssts(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sst"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// A store whose records `88.1/OLD-*` are in one set of SST files and
+/// `88.1/NEW-*` in newer ones: the newer files of the records family.
+fn two_flushes(dir: &Path) -> Vec<std::path::PathBuf> {
+    let store = RocksStore::open(dir, &small()).unwrap();
+    let write = |name: &str| {
+        let mut txn = store.begin().unwrap();
+        for n in 0..200 {
+            let key = format!("88.1/{name}-{n}");
+            txn.put(Space::Records, key.as_bytes(), b(&key.repeat(4)));
+        }
+        txn.commit().unwrap();
+        store.flush().unwrap();
+    };
+    write("OLD");
+    let before = ssts(dir);
+    write("NEW");
+    ssts(dir)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        // The records family's file has a bloom filter, the change log's not.
+        .filter(|p| {
+            let raw = std::fs::read(p).unwrap();
+            raw.windows(26).any(|w| w == b"rocksdb.BuiltinBloomFilter")
+        })
+        .collect()
+}
+
+#[test]
+fn a_damaged_sst_stops_the_open_naming_it_and_repair_keeps_the_rest() {
+    let dir = TempDir::new().unwrap();
+    let newer = two_flushes(dir.path());
+    assert_eq!(newer.len(), 1, "{newer:?}");
+    let damaged = &newer[0];
+    let mut raw = std::fs::read(damaged).unwrap();
+    for byte in &mut raw[40..72] {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(damaged, raw).unwrap();
+
+    match RocksStore::open(dir.path(), &small()) {
+        Err(StoreError::Corrupt(message)) => {
+            let name = damaged.file_name().unwrap().to_string_lossy();
+            assert!(message.contains(&*name), "{message}");
+        }
+        other => panic!("opened a damaged store: {other:?}"),
+    }
+
+    let repaired = RocksStore::repair(dir.path(), &small()).unwrap();
+    assert_eq!(repaired.set_aside.len(), 1, "{repaired:?}");
+    assert_eq!(
+        repaired.set_aside[0].file_name(),
+        damaged.file_name(),
+        "{repaired:?}"
+    );
+    assert!(repaired.set_aside[0].starts_with(dir.path().join("lost")));
+    assert!(
+        repaired.entries.contains(&(Space::Records, 200)),
+        "{repaired:?}"
+    );
+    // Both transactions' change-log entries were in intact files.
+    assert_eq!(repaired.last_sequence, 400);
+
+    let store = RocksStore::open(dir.path(), &small()).unwrap();
+    for n in 0..200 {
+        let key = format!("88.1/OLD-{n}");
+        assert_eq!(
+            store.get(Space::Records, key.as_bytes()).unwrap(),
+            Some(b(&key.repeat(4)))
+        );
+        let key = format!("88.1/NEW-{n}");
+        assert_eq!(store.get(Space::Records, key.as_bytes()).unwrap(), None);
+    }
+    assert_eq!(store.last_sequence(), 400);
+}
+
+#[test]
+fn a_missing_sst_stops_the_open_naming_it() {
+    let dir = TempDir::new().unwrap();
+    let newer = two_flushes(dir.path());
+    std::fs::remove_file(&newer[0]).unwrap();
+    match RocksStore::open(dir.path(), &small()) {
+        Err(StoreError::Corrupt(message)) => {
+            let name = newer[0].file_name().unwrap().to_string_lossy();
+            assert!(message.contains(&*name), "{message}");
+        }
+        other => panic!("opened a store with a file missing: {other:?}"),
+    }
+    let repaired = RocksStore::repair(dir.path(), &small()).unwrap();
+    assert!(
+        repaired.entries.contains(&(Space::Records, 200)),
+        "{repaired:?}"
+    );
+}

@@ -79,7 +79,18 @@ pub enum StoreError {
     Corrupt(String),
     #[error("cannot open the store at {path}: {reason}")]
     Open { path: String, reason: String },
+    /// The disk under the store is full: the write was refused and none of
+    /// it is stored. Reads go on; the engine takes writes again once space
+    /// is freed. Carries the engine's own words, for the log; callers show
+    /// [`NO_SPACE`] instead.
+    #[error("no space left on the store's disk: {0}")]
+    NoSpace(String),
 }
+
+/// What a client is told of a write refused for a full disk
+/// ([`StoreError::NoSpace`]).
+pub const NO_SPACE: &str = "the node's disk is full: no space left to store writes, \
+     which are refused until space is freed (resolution goes on)";
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
