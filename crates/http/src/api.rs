@@ -123,32 +123,56 @@ pub(crate) fn resolve_public(
     indexes: &[u32],
     types: &[&[u8]],
 ) -> Resolved {
-    let now = idnode_registry::system_clock();
-    let mut request = Vec::with_capacity(64 + handle.len());
-    idnode_handle::encode_resolution_request(
-        &mut request,
-        &RequestParams {
-            request_id: 1,
-            session_id: 0,
-            op_flags: flags::PO,
-            site_serial: -1,
-            expiration: now.saturating_add(60),
-            handle: handle.as_bytes(),
-            indexes,
-            types,
-        },
-    );
-    let mut out = Vec::new();
-    let outcome = web
-        .service
-        .respond(&request, now, &mut out, &mut Scratch::default());
-    if !matches!(outcome, Outcome::Reply { .. }) || out.is_empty() {
-        return Resolved::Refused {
-            code: code::ERROR,
-            message: "the node could not answer".into(),
-        };
+    /// A worker thread's buffers, kept from one request to the next.
+    #[derive(Default)]
+    struct Buffers {
+        request: Vec<u8>,
+        out: Vec<u8>,
+        scratch: Scratch,
     }
-    match idnode_handle::decode_response(&out) {
+    thread_local! {
+        static BUFFERS: std::cell::RefCell<Buffers> = std::cell::RefCell::default();
+    }
+    let now = idnode_registry::system_clock();
+    BUFFERS.with(|buffers| {
+        // A re-entrant call (none today) would find the buffers taken: it
+        // gets fresh ones.
+        let mut fresh = Buffers::default();
+        let mut taken = buffers.try_borrow_mut();
+        let b = match taken.as_deref_mut() {
+            Ok(b) => b,
+            Err(_) => &mut fresh,
+        };
+        b.request.clear();
+        idnode_handle::encode_resolution_request(
+            &mut b.request,
+            &RequestParams {
+                request_id: 1,
+                session_id: 0,
+                op_flags: flags::PO,
+                site_serial: -1,
+                expiration: now.saturating_add(60),
+                handle: handle.as_bytes(),
+                indexes,
+                types,
+            },
+        );
+        let outcome = web
+            .service
+            .respond(&b.request, now, &mut b.out, &mut b.scratch);
+        if !matches!(outcome, Outcome::Reply { .. }) || b.out.is_empty() {
+            return Resolved::Refused {
+                code: code::ERROR,
+                message: "the node could not answer".into(),
+            };
+        }
+        decoded(handle, &b.out)
+    })
+}
+
+/// What a resolution's answer says.
+fn decoded(handle: &str, out: &[u8]) -> Resolved {
+    match idnode_handle::decode_response(out) {
         Ok(r) => match (r.header.response_code, r.body) {
             (_, ResponseBody::Resolution { handle, values }) => Resolved::Values { handle, values },
             (_, ResponseBody::Referral { handle, values }) => Resolved::Referral { handle, values },

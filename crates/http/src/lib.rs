@@ -149,9 +149,6 @@ pub async fn serve(
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::server::graceful::GracefulShutdown;
     let worker = counts.worker();
-    let router = router.layer(axum::middleware::from_fn(move |req, next| {
-        with_deadline(req, next, limits.request_timeout, worker.clone())
-    }));
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
@@ -183,9 +180,12 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(
-            router.clone().layer(axum::Extension(Peer(peer))),
-        );
+        let service = Connection {
+            router: router.clone(),
+            peer,
+            deadline: limits.request_timeout,
+            counts: worker.clone(),
+        };
         let watcher = graceful.watcher();
         let builder = builder.clone();
         let acceptor = acceptor.clone();
@@ -310,7 +310,7 @@ type ConnectionError = Box<dyn std::error::Error + Send + Sync>;
 async fn serve_connection<I>(
     builder: &hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     io: I,
-    service: hyper_util::service::TowerToHyperService<Router>,
+    service: Connection,
     watcher: hyper_util::server::graceful::Watcher,
 ) -> Result<(), ConnectionError>
 where
@@ -341,34 +341,65 @@ async fn metrics(axum::extract::State(web): axum::extract::State<Web>) -> axum::
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Peer(pub SocketAddr);
 
-/// Runs a request under its time limit and counts its answer.
-async fn with_deadline(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-    limit: Duration,
+/// One connection's requests: each gets the client's address ([`Peer`])
+/// and goes to the router, under its deadline when it carries a body, and
+/// its answer is counted. (A hyper service of our own rather than axum
+/// middleware and layers: nothing is boxed and cloned per request but the
+/// answer's future.)
+#[derive(Clone)]
+pub(crate) struct Connection {
+    router: Router,
+    peer: SocketAddr,
+    deadline: Duration,
     counts: Arc<metrics::WorkerCounts>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let started = std::time::Instant::now();
-    // Reads are answered from the node's own cache and store without
-    // waiting on the client or anything else: no timer for them (one per
-    // request costs on the read path). Requests with a body can stall.
-    let bodiless = matches!(
-        *req.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD
-    );
-    let response = if bodiless {
-        next.run(req).await
-    } else {
-        match tokio::time::timeout(limit, next.run(req)).await {
-            Ok(response) => response,
-            Err(_) => (
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                "the request took too long",
-            )
-                .into_response(),
-        }
-    };
-    counts.record(response.status().as_u16(), started.elapsed());
-    response
+}
+
+type Answer = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<axum::response::Response, std::convert::Infallible>>
+            + Send,
+    >,
+>;
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Connection {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = Answer;
+
+    fn call(&self, mut req: hyper::Request<hyper::body::Incoming>) -> Answer {
+        use axum::response::IntoResponse;
+        use tower::ServiceExt;
+        req.extensions_mut().insert(Peer(self.peer));
+        let router = self.router.clone();
+        let (deadline, counts) = (self.deadline, self.counts.clone());
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            // Reads are answered from the node's own cache and store
+            // without waiting on the client or anything else: no timer for
+            // them (one per request costs on the read path). Requests with
+            // a body can stall.
+            let bodiless = matches!(
+                *req.method(),
+                axum::http::Method::GET | axum::http::Method::HEAD
+            );
+            let response = if bodiless {
+                router.oneshot(req).await
+            } else {
+                match tokio::time::timeout(deadline, router.oneshot(req)).await {
+                    Ok(response) => response,
+                    Err(_) => Ok((
+                        axum::http::StatusCode::REQUEST_TIMEOUT,
+                        "the request took too long",
+                    )
+                        .into_response()),
+                }
+            };
+            let response = match response {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            counts.record(response.status().as_u16(), started.elapsed());
+            Ok(response)
+        })
+    }
 }

@@ -223,7 +223,9 @@ fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 /// DNS zones and TSIG keys, the recursion roots and clients, the site).
 pub fn check_config(config: &Config) -> Result<(), BadConfig> {
     if config.storage.write_buffer_mb == 0 {
-        return Err(BadConfig("[storage] write_buffer_mb must be 1 or more".into()));
+        return Err(BadConfig(
+            "[storage] write_buffer_mb must be 1 or more".into(),
+        ));
     }
     config.grpc.check().map_err(BadConfig)?;
     config.http.check().map_err(BadConfig)?;
