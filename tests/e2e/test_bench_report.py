@@ -59,6 +59,13 @@ def test_quick_report_is_a_table_with_figures():
     # Handle over UDP is set against the echo server of the same run.
     assert "echo" in udp[3] and first_number(udp[3]) > 0, udp
     assert re.fullmatch(r"\d+ % of the echo server", udp[4]), udp
+    # The web against nginx: a figure in requests/s beside nginx's, or why
+    # not (wrk or nginx missing).
+    for pattern in (r"^HTTP: `GET /api/handles", r"^HTTP: `GET /\{id\}`"):
+        web = row(pattern)
+        assert "requests/s" in web[2] or web[2].startswith("not measured"), web
+        if "requests/s" in web[2] and "nginx" in web[3] and "requests/s" in web[3]:
+            assert re.fullmatch(r"\d+ % of nginx", web[4]), web
     # Every other row has a figure or says why not.
     for x in rows:
         assert x[2] and (re.search(r"\d", x[2]) or x[2].startswith("not measured")), x
