@@ -2,7 +2,8 @@
 """Writes the seed corpus of the fuzz targets from the repository's test
 vectors (hex files with `#` comments): every Handle message vector seeds
 handle_message, every value vector handle_values, and the demo
-identifiers seed identifiers. Run from anywhere; writes fuzz/corpus/."""
+identifiers seed identifiers, and DNS queries for the demo identifier's
+names seed dns_query. Run from anywhere; writes fuzz/corpus/."""
 import json
 import pathlib
 
@@ -14,6 +15,16 @@ CORPUS = ROOT / "fuzz/corpus"
 def unhex(path):
     digits = "".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
     return bytes.fromhex("".join(digits.split()))
+
+
+def dns_query(ident, name, qtype, edns):
+    """A DNS query message: one question, and an OPT record when `edns`."""
+    header = ident.to_bytes(2, "big") + b"\x01\x00" + b"\x00\x01\x00\x00\x00\x00"
+    header += b"\x00\x01" if edns else b"\x00\x00"
+    qname = b"".join(len(l).to_bytes(1, "big") + l.encode() for l in name.rstrip(".").split("."))
+    question = qname + b"\x00" + qtype.to_bytes(2, "big") + b"\x00\x01"
+    opt = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00" if edns else b""
+    return header + question + opt
 
 
 def main():
@@ -31,6 +42,17 @@ def main():
     for i, line in enumerate(lines[:50]):
         (ids / f"seed-{i}").write_text(json.loads(line)["identifier"])
     counts["identifiers"] = min(50, len(lines))
+    dns = CORPUS / "dns_query"
+    dns.mkdir(parents=True, exist_ok=True)
+    names = ["ABC-123._.1.100.88.idnode.internal.", "MISSING._.1.100.88.idnode.internal.",
+             "idnode.internal.", "x.example."]
+    n = 0
+    for name in names:
+        for qtype in (16, 256, 35, 6, 2, 255, 252, 251):
+            for edns in (False, True):
+                (dns / f"query-{n}").write_bytes(dns_query(n, name, qtype, edns))
+                n += 1
+    counts["dns_query"] = n
     for target, n in sorted(counts.items()):
         print(f"{target}: {n} seeds")
 
