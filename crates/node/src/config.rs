@@ -343,6 +343,9 @@ pub struct RateLimitConfig {
     pub enabled: bool,
     /// Answers a second per source prefix and answer.
     pub responses_per_second: u32,
+    /// Answers a second per source prefix over all its answers (a source
+    /// asking for many names); 0: no such limit.
+    pub all_per_second: u32,
     /// Over the limit, every `slip`-th answer is sent small, telling the
     /// client to ask over TCP; 0 drops them all.
     pub slip: u32,
@@ -358,6 +361,7 @@ impl Default for RateLimitConfig {
         Self {
             enabled: d.enabled,
             responses_per_second: d.responses_per_second,
+            all_per_second: d.all_per_second,
             slip: d.slip,
             ipv4_prefix: d.ipv4_prefix,
             ipv6_prefix: d.ipv6_prefix,
@@ -389,6 +393,7 @@ impl RateLimitConfig {
         Ok(idnode_server::rrl::RateLimitOptions {
             enabled: self.enabled,
             responses_per_second: self.responses_per_second,
+            all_per_second: self.all_per_second,
             slip: self.slip,
             ipv4_prefix: self.ipv4_prefix,
             ipv6_prefix: self.ipv6_prefix,

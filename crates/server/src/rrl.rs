@@ -1,6 +1,8 @@
 //! Response rate limiting for UDP, in the manner of DNS RRL (BIND, Knot,
 //! NSD), for the Handle protocol and the DNS alike: a token bucket per
-//! source prefix (/24 for IPv4, /56 for IPv6 by default) and answer. Over
+//! source prefix (/24 for IPv4, /56 for IPv6 by default) and answer, and
+//! one per source prefix over all its answers (so that a source asking for
+//! many names does not get each name's allowance). Over
 //! the limit, every `slip`-th answer goes out as a small "ask over TCP"
 //! answer (DNS: TC set, no records; Handle: a short error no larger than
 //! the question) and the others are dropped, so a spoofed source can draw
@@ -27,6 +29,9 @@ pub struct RateLimitOptions {
     /// Answers a second per source prefix and answer (the bucket refills
     /// at this rate and holds as many).
     pub responses_per_second: u32,
+    /// Answers a second per source prefix over all answers; 0: no such
+    /// limit.
+    pub all_per_second: u32,
     /// Over the limit, every `slip`-th answer is sent small ("ask over
     /// TCP"); 0 drops them all.
     pub slip: u32,
@@ -43,6 +48,7 @@ impl Default for RateLimitOptions {
         Self {
             enabled: true,
             responses_per_second: 20,
+            all_per_second: 200,
             slip: 2,
             ipv4_prefix: 24,
             ipv6_prefix: 56,
@@ -83,11 +89,49 @@ struct Bucket {
 /// (full again) are dropped, then the table is cleared.
 const MAX_BUCKETS: usize = 65_536;
 
+/// The bucket of `key` (full when new); a table grown to [`MAX_BUCKETS`]
+/// first drops the buckets idle for a second (full again), then all.
+fn bucket_of<K: std::hash::Hash + Eq>(
+    table: &mut HashMap<K, Bucket>,
+    key: K,
+    rate: f32,
+    now: Instant,
+) -> &mut Bucket {
+    if table.len() >= MAX_BUCKETS && !table.contains_key(&key) {
+        table.retain(|_, b| now.duration_since(b.last).as_secs_f32() * rate < rate);
+        if table.len() >= MAX_BUCKETS {
+            table.clear();
+        }
+    }
+    table.entry(key).or_insert(Bucket {
+        tokens: rate,
+        last: now,
+        refused: 0,
+        logged: None,
+    })
+}
+
+/// Refills `bucket` at `rate` a second (holding at most `rate`) and takes
+/// a token from it if it has one.
+fn take(bucket: &mut Bucket, rate: f32, now: Instant) -> bool {
+    let elapsed = now.duration_since(bucket.last).as_secs_f32();
+    bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
+    bucket.last = now;
+    if bucket.tokens >= 1.0 {
+        bucket.tokens -= 1.0;
+        bucket.refused = 0;
+        return true;
+    }
+    false
+}
+
 /// One worker's limiter.
 pub(crate) struct RateLimiter {
     options: Arc<RateLimitOptions>,
     counters: Arc<RateLimitCounters>,
     buckets: HashMap<((u8, u128), u64), Bucket>,
+    /// One bucket per source prefix, over all its answers.
+    sources: HashMap<(u8, u128), Bucket>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -119,6 +163,7 @@ impl RateLimiter {
             options,
             counters,
             buckets: HashMap::new(),
+            sources: HashMap::new(),
             hasher: std::collections::hash_map::RandomState::new(),
         }
     }
@@ -138,29 +183,24 @@ impl RateLimiter {
         }
         let mut h = self.hasher.build_hasher();
         h.write(question);
-        let key = (masked(ip, o.ipv4_prefix, o.ipv6_prefix), h.finish());
+        let source = masked(ip, o.ipv4_prefix, o.ipv6_prefix);
+        let key = (source, h.finish());
         let rate = o.responses_per_second.max(1) as f32;
-        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&key) {
-            self.buckets
-                .retain(|_, b| now.duration_since(b.last).as_secs_f32() * rate < rate);
-            if self.buckets.len() >= MAX_BUCKETS {
-                self.buckets.clear();
+        let bucket = bucket_of(&mut self.buckets, key, rate, now);
+        let bucket = match take(bucket, rate, now) {
+            false => bucket,
+            // Within this answer's limit: then within the source's, over
+            // all its answers?
+            true if o.all_per_second == 0 => return Verdict::Send,
+            true => {
+                let all = o.all_per_second as f32;
+                let source = bucket_of(&mut self.sources, source, all, now);
+                if take(source, all, now) {
+                    return Verdict::Send;
+                }
+                source
             }
-        }
-        let bucket = self.buckets.entry(key).or_insert(Bucket {
-            tokens: rate,
-            last: now,
-            refused: 0,
-            logged: None,
-        });
-        let elapsed = now.duration_since(bucket.last).as_secs_f32();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            bucket.refused = 0;
-            return Verdict::Send;
-        }
+        };
         bucket.refused = bucket.refused.wrapping_add(1);
         if bucket
             .logged
@@ -173,7 +213,8 @@ impl RateLimiter {
                 "UDP answers to this source rate limited (logged once every 10 s per source and answer)"
             );
         }
-        if o.slip > 0 && bucket.refused.is_multiple_of(o.slip) {
+        let refused = bucket.refused;
+        if o.slip > 0 && refused.is_multiple_of(o.slip) {
             self.counters.slipped.fetch_add(1, Ordering::Relaxed);
             Verdict::Slip
         } else {
@@ -232,11 +273,43 @@ mod tests {
     fn limiter(rate: u32, slip: u32) -> RateLimiter {
         let options = RateLimitOptions {
             responses_per_second: rate,
+            all_per_second: 0,
             slip,
             exempt: vec![(IpAddr::from([10, 9, 0, 0]), 16)],
             ..RateLimitOptions::default()
         };
         RateLimiter::new(Arc::new(options), Arc::default())
+    }
+
+    #[test]
+    fn a_source_asking_for_many_names_is_held_to_its_total() {
+        let options = RateLimitOptions {
+            responses_per_second: 5,
+            all_per_second: 20,
+            slip: 0,
+            exempt: Vec::new(),
+            ..RateLimitOptions::default()
+        };
+        let mut l = RateLimiter::new(Arc::new(options), Arc::default());
+        let now = Instant::now();
+        let (flood, other) = (
+            IpAddr::from([192, 0, 2, 1]),
+            IpAddr::from([198, 51, 100, 7]),
+        );
+        // 100 names once each, within every name's limit: 20 answers, the
+        // source's total.
+        let sent = (0..100u32)
+            .filter(|n| l.check(flood, &n.to_be_bytes(), now) == Verdict::Send)
+            .count();
+        assert_eq!(sent, 20);
+        // Another source keeps its own total; a second later the first
+        // gets its next 20.
+        assert_eq!(l.check(other, b"x", now), Verdict::Send);
+        let later = now + Duration::from_secs(1);
+        let sent = (100..200u32)
+            .filter(|n| l.check(flood, &n.to_be_bytes(), later) == Verdict::Send)
+            .count();
+        assert_eq!(sent, 20);
     }
 
     #[test]
