@@ -476,14 +476,7 @@ impl HttpConfig {
     /// Where the HTTPS certificate comes from: `cert` and `key`, or the
     /// node's (`[quic]`).
     pub fn certificate(&self, quic: &QuicConfig) -> idnode_server::CertificateSource {
-        match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => idnode_server::CertificateSource {
-                cert: Some(cert.clone()),
-                key: Some(key.clone()),
-                names: quic.names.clone(),
-            },
-            _ => quic.listener_options().certificate,
-        }
+        own_or_node_certificate(&self.cert, &self.key, quic)
     }
 
     pub fn limits(&self) -> idnode_http::Limits {
@@ -576,14 +569,24 @@ impl GrpcConfig {
     }
 
     pub fn certificate(&self, quic: &QuicConfig) -> idnode_server::CertificateSource {
-        match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => idnode_server::CertificateSource {
-                cert: Some(cert.clone()),
-                key: Some(key.clone()),
-                names: quic.names.clone(),
-            },
-            _ => quic.listener_options().certificate,
-        }
+        own_or_node_certificate(&self.cert, &self.key, quic)
+    }
+}
+
+/// A listener's certificate: its own `cert` and `key` when both are set,
+/// else the node's (that of `[quic]`).
+fn own_or_node_certificate(
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    quic: &QuicConfig,
+) -> idnode_server::CertificateSource {
+    match (cert, key) {
+        (Some(cert), Some(key)) => idnode_server::CertificateSource {
+            cert: Some(cert.clone()),
+            key: Some(key.clone()),
+            names: quic.names.clone(),
+        },
+        _ => quic.listener_options().certificate,
     }
 }
 

@@ -527,7 +527,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         auth,
         site_peers,
         Some(node_status.clone() as Arc<dyn idnode_admin::NodeStatus>),
-        config.grpc.max_message_bytes.max(1024),
+        config.grpc.limits().max_message_bytes,
     )
     .await?;
     let grpc = tokio::spawn(idnode_admin::serve_routes(
