@@ -287,3 +287,59 @@ def test_an_interrupted_import_says_how_far_it_got_and_resumes(tmp_path, pb):
         assert r.returncode == 2 and "has only 200000 lines" in r.stderr, r.stderr
     finally:
         assert again.stop() == 0
+
+
+def on_disk(root, needle):
+    """The files under `root` that hold `needle`."""
+    found = []
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                with open(path, "rb") as f:
+                    if needle in f.read():
+                        found.append(path)
+            except OSError:
+                pass
+    return found
+
+
+def test_replaced_private_values_leave_the_disk_with_the_change_log(tmp_path, pb):
+    """A private value overwritten and a record deleted stay in the change
+    log until its retention lets them go; `idnode compact` then trims the
+    log and compacts, and no file of the data folder holds them."""
+    config = tmp_path / "node.toml"
+    config.write_text("[storage]\nchange_log_hours = 0\nchange_log_min_entries = 1\n")
+    n = Node(tmp_path / "data", demo=False, extra=["--config", str(config)]).start()
+    try:
+        pb2, ids, prefixes, meta = api(n, pb)
+        prefixes.CreatePrefix(pb2.CreatePrefixRequest(prefix=PREFIX), metadata=meta)
+        secret = os.urandom(24).hex().encode()
+        gone = os.urandom(24).hex().encode()
+        ident = f"{PREFIX}/SECRET-1"
+        ids.CreateIdentifier(pb2.CreateIdentifierRequest(identifier=ident, values=[
+            pb2.Value(index=1, type="URL", data=b"https://example.com/1"),
+            # Admin read and write only: not public.
+            pb2.Value(index=2, type="costPrice", data=secret, permissions=0x0C),
+        ]), metadata=meta)
+        ids.CreateIdentifier(pb2.CreateIdentifierRequest(identifier=f"{PREFIX}/GONE-1", values=[
+            pb2.Value(index=1, type="note", data=gone, permissions=0x0C),
+        ]), metadata=meta)
+        ids.ModifyValues(pb2.ModifyValuesRequest(identifier=ident, values=[
+            pb2.Value(index=2, type="costPrice", data=b"withdrawn", permissions=0x0C),
+        ]), metadata=meta)
+        ids.DeleteIdentifier(pb2.DeleteIdentifierRequest(identifier=f"{PREFIX}/GONE-1"),
+                             metadata=meta)
+        # The change log holds both still (the WAL at least).
+        assert on_disk(n.data_dir, secret) and on_disk(n.data_dir, gone)
+        n.cli("compact")
+        assert not on_disk(n.data_dir, secret), on_disk(n.data_dir, secret)
+        assert not on_disk(n.data_dir, gone), on_disk(n.data_dir, gone)
+        # What is current is all there; writes go on from the same sequence.
+        got = ids.GetIdentifier(pb2.GetIdentifierRequest(identifier=ident), metadata=meta)
+        assert {v.index: v.data for v in got.values}[2] == b"withdrawn"
+        ids.CreateIdentifier(pb2.CreateIdentifierRequest(identifier=f"{PREFIX}/AFTER-1", values=[
+            pb2.Value(index=1, type="URL", data=b"https://example.com/after"),
+        ]), metadata=meta)
+    finally:
+        n.stop()

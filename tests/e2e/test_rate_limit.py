@@ -25,7 +25,8 @@ OTHER = "88.100.1/SPINDLE-202600000"
 def node(tmp_path_factory):
     base = tmp_path_factory.mktemp("rrl")
     config = base / "idnode.toml"
-    config.write_text("[rate_limit]\nresponses_per_second = 20\nslip = 2\nexempt = []\n")
+    config.write_text("[rate_limit]\nresponses_per_second = 20\nslip = 2\nexempt = []\n"
+                      "amplification = 0\n")
     n = Node(base / "data", extra=["--config", str(config)]).start()
     yield n
     n.stop()

@@ -401,7 +401,21 @@ impl Identifiers for IdentifiersService {
             .grant("compacting the store")?
             .require_operator("compacting the store")?;
         let started = std::time::Instant::now();
-        blocking(&self.registry, |r| Ok(r.store().compact()?)).await?;
+        // What the change log no longer keeps goes first, so that the
+        // compaction drops it from the files too.
+        let trimmed = blocking(&self.registry, |r| {
+            let trimmed = r.trim_change_log()?;
+            r.store().compact()?;
+            Ok(trimmed)
+        })
+        .await?;
+        if trimmed.removed > 0 {
+            tracing::info!(
+                removed = trimmed.removed,
+                first_left = trimmed.first_left,
+                "change log trimmed"
+            );
+        }
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(duration_ms, "store compacted");
         Ok(Response::new(proto::CompactResponse { duration_ms }))

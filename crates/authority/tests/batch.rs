@@ -76,6 +76,9 @@ impl Store for Counting {
     fn changes_since(&self, after: u64, limit: usize) -> idnode_store::Result<Vec<Change>> {
         self.inner.changes_since(after, limit)
     }
+    fn trim_changes(&self, upto: u64) -> idnode_store::Result<u64> {
+        self.inner.trim_changes(upto)
+    }
 }
 
 /// A filled counting store, and a service over it with a response cache

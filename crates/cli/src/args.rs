@@ -93,9 +93,11 @@ pub enum Command {
     Import(ImportArgs),
     /// Compact the node's store after a bulk load (through the gRPC API).
     ///
-    /// Merges its records into one sorted run, so that a lookup searches one
-    /// file; the node keeps answering meanwhile. On a site of several
-    /// servers, compacts the one that --grpc names.
+    /// Trims the change log by its retention ([storage] change_log_hours,
+    /// change_log_min_entries), then merges the records into one sorted
+    /// run, so that a lookup searches one file and replaced or deleted
+    /// values leave the disk; the node keeps answering meanwhile. On a
+    /// site of several servers, compacts the one that --grpc names.
     Compact,
     /// Back up the node's store while it serves (through the gRPC API;
     /// needs the operator token): a consistent RocksDB checkpoint written

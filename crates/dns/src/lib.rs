@@ -36,6 +36,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod cookie;
 mod error;
 mod message;
 pub mod name;

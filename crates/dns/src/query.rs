@@ -63,6 +63,18 @@ pub struct Edns {
     pub dnssec_ok: bool,
 }
 
+/// EDNS option code of a DNS Cookie (RFC 7873).
+pub const OPTION_COOKIE: u16 = 10;
+
+/// The DNS Cookie option of a query (RFC 7873 section 4): the client's
+/// cookie, and the server cookie it got from us before, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cookie<'a> {
+    pub client: [u8; 8],
+    /// Empty, or 8 to 32 octets.
+    pub server: &'a [u8],
+}
+
 /// A parsed query, borrowing the message.
 #[derive(Debug, Clone, Copy)]
 pub struct Query<'a> {
@@ -72,6 +84,8 @@ pub struct Query<'a> {
     pub qtype: u16,
     pub qclass: u16,
     pub edns: Option<Edns>,
+    /// The DNS Cookie option of the OPT record, if it had one.
+    pub cookie: Option<Cookie<'a>>,
     /// The question as sent: name, type, class.
     question: &'a [u8],
 }
@@ -118,6 +132,7 @@ impl<'a> Query<'a> {
             r.skip_record().ok_or(formerr)?;
         }
         let mut edns = None;
+        let mut cookie = None;
         for _ in 0..arcount {
             let owner = r.at;
             r.skip_name().ok_or(formerr)?;
@@ -126,12 +141,13 @@ impl<'a> Query<'a> {
             let class = r.u16().ok_or(formerr)?;
             let ttl = r.u32().ok_or(formerr)?;
             let rdlength = r.u16().ok_or(formerr)?;
-            r.take(rdlength.into()).ok_or(formerr)?;
+            let rdata = r.take(rdlength.into()).ok_or(formerr)?;
             if rtype == TYPE_OPT {
                 // RFC 6891 section 6.1.1: one OPT, owned by the root.
                 if edns.is_some() || !root_owner {
                     return Err(formerr);
                 }
+                cookie = find_cookie(rdata).map_err(|()| formerr)?;
                 edns = Some(Edns {
                     udp_payload: class,
                     version: (ttl >> 16) as u8,
@@ -145,6 +161,7 @@ impl<'a> Query<'a> {
             qtype,
             qclass,
             edns,
+            cookie,
             question,
         })
     }
@@ -172,6 +189,32 @@ impl<'a> Query<'a> {
             Some(e) => usize::from(e.udp_payload.clamp(512, max.max(512))),
         }
     }
+}
+
+/// The COOKIE option among the options of an OPT record's data; `Err`
+/// when the options run past the data or a cookie has a length RFC 7873
+/// section 5.2.2 calls malformed (FORMERR).
+fn find_cookie(mut options: &[u8]) -> Result<Option<Cookie<'_>>, ()> {
+    let mut found = None;
+    while !options.is_empty() {
+        let head = options.get(..4).ok_or(())?;
+        let code = u16::from_be_bytes([head[0], head[1]]);
+        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        let data = options.get(4..4 + len).ok_or(())?;
+        options = &options[4 + len..];
+        if code != OPTION_COOKIE {
+            continue;
+        }
+        if found.is_some() || !(len == 8 || (16..=40).contains(&len)) {
+            return Err(());
+        }
+        let client = <[u8; 8]>::try_from(&data[..8]).map_err(|_| ())?;
+        found = Some(Cookie {
+            client,
+            server: &data[8..],
+        });
+    }
+    Ok(found)
 }
 
 /// The opcode of a header's flags.
@@ -285,6 +328,69 @@ mod tests {
     }
 
     const NAME: &[u8] = b"\x01a\x06idnode\x08internal\x00";
+
+    /// An OPT record whose data is `options`.
+    fn opt_with(options: &[u8]) -> Vec<u8> {
+        let mut opt = vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0];
+        opt.extend_from_slice(&(options.len() as u16).to_be_bytes());
+        opt.extend_from_slice(options);
+        opt
+    }
+
+    fn option(code: u16, data: &[u8]) -> Vec<u8> {
+        let mut o = code.to_be_bytes().to_vec();
+        o.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        o.extend_from_slice(data);
+        o
+    }
+
+    #[test]
+    fn cookies_are_read_and_malformed_ones_refused() {
+        // A client cookie alone, after another option.
+        let mut options = option(8, &[0, 1, 24, 0, 192, 0, 2]);
+        options.extend(option(OPTION_COOKIE, b"clientck"));
+        let m = query(NAME, 16, &opt_with(&options), 1);
+        let q = Query::parse(&m).unwrap();
+        assert_eq!(q.cookie.unwrap().client, *b"clientck");
+        assert!(q.cookie.unwrap().server.is_empty());
+        // With a server cookie of 16 octets.
+        let data = [b"clientck".as_slice(), &[7u8; 16]].concat();
+        let m = query(NAME, 16, &opt_with(&option(OPTION_COOKIE, &data)), 1);
+        assert_eq!(Query::parse(&m).unwrap().cookie.unwrap().server, &[7u8; 16]);
+        // Lengths RFC 7873 calls malformed, two cookies, an option running
+        // past the OPT data: FORMERR.
+        for bad in [
+            option(OPTION_COOKIE, b"short"),
+            option(OPTION_COOKIE, &[1; 12]),
+            option(OPTION_COOKIE, &[1; 41]),
+            [
+                option(OPTION_COOKIE, b"clientck"),
+                option(OPTION_COOKIE, b"clientck"),
+            ]
+            .concat(),
+            vec![0, 10, 0, 20, 1, 2],
+        ] {
+            let m = query(NAME, 16, &opt_with(&bad), 1);
+            assert!(
+                matches!(
+                    Query::parse(&m),
+                    Err(Malformed::Reply {
+                        rcode: rcode::FORMERR,
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+        }
+        // No OPT, or an OPT without a cookie: none.
+        assert_eq!(Query::parse(&query(NAME, 16, &[], 0)).unwrap().cookie, None);
+        assert_eq!(
+            Query::parse(&query(NAME, 16, &opt_with(&[]), 1))
+                .unwrap()
+                .cookie,
+            None
+        );
+    }
     const OPT: &[u8] = &[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0];
 
     #[test]

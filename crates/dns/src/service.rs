@@ -248,6 +248,17 @@ impl DnsService {
         Outcome::Reply
     }
 
+    /// Finishes a UDP answer: the server cookie, and the amplification cap
+    /// for `source` ([`crate::cookie::finish_udp`]).
+    pub fn finish_udp(
+        &self,
+        message: &[u8],
+        out: &mut Vec<u8>,
+        source: &crate::cookie::UdpSource<'_>,
+    ) -> crate::cookie::Finished {
+        crate::cookie::finish_udp(message, out, source, self.zones.max_udp)
+    }
+
     /// Cuts an answer too long for the transport to its truncated form.
     fn fit(&self, out: &mut Vec<u8>, query: &Query<'_>, transport: Transport) {
         let limit = match transport {

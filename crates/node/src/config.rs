@@ -131,14 +131,33 @@ pub struct StorageConfig {
     /// memory before a flush to disk. After the disk filled up, RocksDB
     /// takes writes again once this much space is free.
     pub write_buffer_mb: usize,
+    /// The change log (every version of every record, for IXFR, mirrors
+    /// and the audit trail) keeps changes this many hours ...
+    pub change_log_hours: u32,
+    /// ... and always the newest this many (IXFR answers from them), and
+    /// what a following mirror has not applied yet.
+    pub change_log_min_entries: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
+        let retention = idnode_registry::retention::Retention::default();
         Self {
             block_cache_mb: 192,
             sync: true,
             write_buffer_mb: 64,
+            change_log_hours: retention.hours,
+            change_log_min_entries: retention.min_entries,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The change log's retention policy.
+    pub fn retention(&self) -> idnode_registry::retention::Retention {
+        idnode_registry::retention::Retention {
+            hours: self.change_log_hours,
+            min_entries: self.change_log_min_entries,
         }
     }
 }
@@ -353,6 +372,11 @@ pub struct RateLimitConfig {
     pub ipv6_prefix: u8,
     /// Sources never limited, as CIDR (`10.0.0.0/8`, `2001:db8::/32`).
     pub exempt: Vec<String>,
+    /// Largest UDP answer to a source not shown to receive (not exempt, no
+    /// TCP connection lately, no valid DNS cookie), in multiples of its
+    /// question; larger answers go out as "ask over TCP" (DNS: TC set).
+    /// 0: no cap. Applies even with `enabled = false`.
+    pub amplification: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -366,6 +390,7 @@ impl Default for RateLimitConfig {
             ipv4_prefix: d.ipv4_prefix,
             ipv6_prefix: d.ipv6_prefix,
             exempt: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            amplification: d.amplification,
         }
     }
 }
@@ -389,6 +414,13 @@ impl RateLimitConfig {
         if self.ipv4_prefix > 32 || self.ipv6_prefix > 128 {
             return Err("[rate_limit] ipv4_prefix is at most 32, ipv6_prefix at most 128".into());
         }
+        if self.amplification == 1 {
+            return Err(
+                "[rate_limit] amplification is 0 (no cap) or at least 2: the short \"ask over TCP\" \
+                 answer itself is a little longer than most questions"
+                    .into(),
+            );
+        }
         let exempt = parse_cidrs("rate_limit", &self.exempt)?;
         Ok(idnode_server::rrl::RateLimitOptions {
             enabled: self.enabled,
@@ -398,6 +430,7 @@ impl RateLimitConfig {
             ipv4_prefix: self.ipv4_prefix,
             ipv6_prefix: self.ipv6_prefix,
             exempt,
+            amplification: self.amplification,
         })
     }
 }

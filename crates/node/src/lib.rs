@@ -314,6 +314,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     }
     let store: Arc<dyn Store> = Arc::new(ObservedStore::new(rocks, observers));
     let registry = Arc::new(Registry::new(store.clone()));
+    registry.set_retention(config.storage.retention());
     if config.demo {
         let registry = registry.clone();
         let store = store.clone();
@@ -360,6 +361,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         prewarm_in_background(service.clone(), shutdown.clone());
     }
     check_identifiers_in_background(store.clone(), shutdown.clone());
+    trim_change_log_periodically(registry.clone(), shutdown.clone());
     let rate_limit = Arc::new(config.rate_limit.options().map_err(BadConfig)?);
     let handle_options = idnode_server::HandleListenerOptions {
         rate_limit: rate_limit.clone(),
@@ -617,8 +619,6 @@ fn http_tls(
     Ok((cert, identity.fingerprint, Arc::new(tls)))
 }
 
-/// Fills the response cache from the stored records in the background: the
-/// node answers meanwhile, from the store.
 /// Reports, in the background, the stored identifiers that today's rules
 /// would not let in (written before a rule existed; see
 /// `idnode_registry::policy`): they keep working, but a suffix not in NFC
@@ -652,6 +652,40 @@ fn check_identifiers_in_background(store: Arc<dyn Store>, shutdown: Cancellation
     });
 }
 
+/// First pass of the change log's trim after start, then the time between
+/// passes.
+const TRIM_FIRST: std::time::Duration = std::time::Duration::from_secs(60);
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Trims the change log by its retention policy
+/// (`idnode_registry::retention`) a minute after start and every quarter
+/// of an hour, until shutdown.
+fn trim_change_log_periodically(registry: Arc<Registry>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut wait = TRIM_FIRST;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = TRIM_EVERY;
+            let registry = registry.clone();
+            match tokio::task::spawn_blocking(move || registry.trim_change_log()).await {
+                Ok(Ok(t)) if t.removed > 0 => tracing::info!(
+                    removed = t.removed,
+                    first_left = t.first_left,
+                    "change log trimmed"
+                ),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "the change log's trim failed"),
+                Err(e) => tracing::warn!(error = %e, "the change log's trim stopped"),
+            }
+        }
+    });
+}
+
+/// Fills the response cache from the stored records in the background: the
+/// node answers meanwhile, from the store.
 fn prewarm_in_background(service: Arc<HandleService>, shutdown: CancellationToken) {
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();

@@ -918,6 +918,16 @@ impl Inner {
                 let mut client = self.client(addr, protocol, transport);
                 client.certified = walk.certified;
                 match client.resolve_raw(&query).await {
+                    // A server that will not send a large answer over UDP
+                    // to an address it has not seen over TCP says so with
+                    // 3 SERVER_TOO_BUSY: ask it over TCP.
+                    Ok((response, _))
+                        if transport == Transport::Udp
+                            && response.header.response_code == code::SERVER_TOO_BUSY =>
+                    {
+                        tracing::debug!(%handle, %addr, "busy over UDP: asking over TCP");
+                        tried.push(format!("{}://{addr} (busy over UDP)", protocol.scheme()));
+                    }
                     Ok((response, raw)) => {
                         if let Some(key) = &key
                             && let Err(e) = certify::verify_response(&raw, key)

@@ -37,6 +37,7 @@ mod error;
 mod identifiers;
 pub mod policy;
 mod prefixes;
+pub mod retention;
 mod template;
 mod txn;
 mod validate;
@@ -89,6 +90,9 @@ pub struct Registry {
     /// This node's encoded HS_SITE, once known: written on the records of
     /// the prefixes it homes.
     own_site: RwLock<Option<Bytes>>,
+    /// The change log's retention policy and the readers holding it.
+    retention: RwLock<retention::Retention>,
+    holds: Arc<retention::Holds>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -111,6 +115,8 @@ impl Registry {
             store,
             clock: Box::new(clock),
             own_site: RwLock::new(None),
+            retention: RwLock::new(retention::Retention::default()),
+            holds: Arc::default(),
         }
     }
 

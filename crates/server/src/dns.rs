@@ -131,6 +131,11 @@ impl DnsListeners {
             <DnsDatagrams as Responder>::CODE_LABELS,
             counters.clone(),
         );
+        let mut key = [0u8; 16];
+        rand::fill(&mut key[..]);
+        let cookies = idnode_dns::cookie::CookieSecret::new(key);
+        let verified = Arc::new(crate::rrl::VerifiedSources::default());
+        let tcp_verified = verified.clone();
         let udp_threads = udp::spawn(
             sockets,
             // `idnode-dns-<n>`: Linux keeps 15 bytes of a thread's name
@@ -140,6 +145,8 @@ impl DnsListeners {
             || DnsDatagrams {
                 service: udp_service.clone(),
                 limiter: crate::rrl::RateLimiter::new(options.rate_limit.clone(), counters.clone()),
+                cookies: cookies.clone(),
+                verified: verified.clone(),
             },
             stop.clone(),
             options.pin_udp_workers,
@@ -169,6 +176,9 @@ impl DnsListeners {
             tcp::accept_loop(tcp_listener, max_connections, shutdown, |stream| {
                 let service = service.clone();
                 let allow = allow.clone();
+                if let Ok(peer) = stream.peer_addr() {
+                    tcp_verified.saw(peer.ip());
+                }
                 async move { tcp_connection(stream, service, idle, allow).await }
             })
             .await;
@@ -207,6 +217,10 @@ impl QuicListener {
 struct DnsDatagrams {
     service: Arc<DnsService>,
     limiter: crate::rrl::RateLimiter,
+    /// The key of this node's DNS server cookies.
+    cookies: idnode_dns::cookie::CookieSecret,
+    /// Sources that connected over TCP lately.
+    verified: Arc<crate::rrl::VerifiedSources>,
 }
 
 /// Where the question of a DNS message ends (after QNAME, QTYPE, QCLASS),
@@ -289,7 +303,24 @@ impl Responder for DnsDatagrams {
             .get(12..question_end(datagram).unwrap_or(datagram.len()))
             .unwrap_or_default();
         match self.limiter.check(ip, question, std::time::Instant::now()) {
-            crate::rrl::Verdict::Send => true,
+            crate::rrl::Verdict::Send => {
+                // The amplification cap and cookies; the shared table of
+                // TCP sources is read only for an answer over the cap.
+                let cap = self.limiter.amplification_cap(datagram.len());
+                let verified =
+                    self.limiter.exempt(ip) || (out.len() > cap && self.verified.verified(ip));
+                let source = idnode_dns::cookie::UdpSource {
+                    ip,
+                    verified,
+                    secret: &self.cookies,
+                    now: unix_now(),
+                    amplification: self.limiter.amplification(),
+                };
+                if self.service.finish_udp(datagram, out, &source).capped {
+                    self.limiter.count_capped();
+                }
+                !out.is_empty()
+            }
             crate::rrl::Verdict::Drop => false,
             crate::rrl::Verdict::Slip => {
                 truncated(datagram, out);

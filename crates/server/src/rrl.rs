@@ -41,6 +41,13 @@ pub struct RateLimitOptions {
     pub ipv6_prefix: u8,
     /// Sources never limited: (network address, prefix length).
     pub exempt: Vec<(IpAddr, u8)>,
+    /// Largest answer to a source not known to receive what is sent to it
+    /// (not exempt, no TCP connection lately, no valid DNS cookie), in
+    /// multiples of its question's size: a larger answer goes out as the
+    /// small "ask over TCP" form. 0: no cap (then such a source still gets
+    /// only the first datagram of a Handle answer longer than one). Applies
+    /// whether or not rate limiting is enabled.
+    pub amplification: u32,
 }
 
 impl Default for RateLimitOptions {
@@ -50,6 +57,7 @@ impl Default for RateLimitOptions {
             responses_per_second: 20,
             all_per_second: 200,
             slip: 2,
+            amplification: 3,
             ipv4_prefix: 24,
             ipv6_prefix: 56,
             exempt: vec![
@@ -65,6 +73,8 @@ impl Default for RateLimitOptions {
 pub struct RateLimitCounters {
     pub dropped: AtomicU64,
     pub slipped: AtomicU64,
+    /// Answers cut to the "ask over TCP" form by the amplification cap.
+    pub capped: AtomicU64,
 }
 
 /// What to do with an answer.
@@ -172,6 +182,30 @@ impl RateLimiter {
     /// answers whole).
     pub(crate) fn exempt(&self, ip: IpAddr) -> bool {
         self.options.exempt.iter().any(|&net| contains(net, ip))
+    }
+
+    /// The largest answer to `question_len` octets that an unverified
+    /// source may get (`usize::MAX`: no cap).
+    pub(crate) fn amplification_cap(&self, question_len: usize) -> usize {
+        match self.options.amplification {
+            0 => usize::MAX,
+            n => (n as usize).saturating_mul(question_len),
+        }
+    }
+
+    /// The counters this limiter adds to.
+    pub(crate) fn counters(&self) -> Arc<RateLimitCounters> {
+        self.counters.clone()
+    }
+
+    /// The amplification factor (0: no cap).
+    pub(crate) fn amplification(&self) -> u32 {
+        self.options.amplification
+    }
+
+    /// Counts an answer the amplification cap cut.
+    pub(crate) fn count_capped(&self) {
+        self.counters.capped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The verdict for an answer to `question` (the bytes that name the

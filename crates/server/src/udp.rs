@@ -309,9 +309,22 @@ impl HandleDatagrams {
             },
         };
         let (service, message) = (self.service.clone(), message.to_vec());
+        let whole = self.limiter.exempt(addr.ip()) || self.verified.verified(addr.ip());
+        let cap = if whole {
+            usize::MAX
+        } else {
+            self.limiter.amplification_cap(message.len())
+        };
+        let counters = self.limiter.counters();
         self.runtime.spawn(async move {
             let mut out = Vec::new();
             service.recurse(&message, &mut out, unix_now).await;
+            if out.len() > cap {
+                counters
+                    .capped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                capped(&message, &mut out, cap);
+            }
             for_each_datagram(&out, |d| {
                 if let Err(e) = socket.send_to(d, addr) {
                     tracing::debug!(error = %e, %addr, "udp send failed");
@@ -328,11 +341,13 @@ impl HandleDatagrams {
     /// and questions for another node are resolved upstream.
     ///
     /// Every answer passes the response rate limiter first (dropped, or
-    /// replaced by a short "ask over TCP" error); an answer longer than a
-    /// datagram goes whole only to a source that has connected over TCP
-    /// (or is exempt from rate limiting), others get its first datagram (their reassembly times out and they
-    /// ask over TCP), so that no question draws more than one datagram
-    /// from an unverified address.
+    /// replaced by a short "ask over TCP" error). A source not verified
+    /// (no TCP connection from it lately, not exempt from rate limiting)
+    /// gets an answer larger than the amplification cap (a few times the
+    /// question) as that short error too, so a spoofed address draws little
+    /// from the node. With the cap off, an unverified source gets only the
+    /// first datagram of an answer longer than one (its reassembly times
+    /// out and it asks over TCP).
     fn deliver(
         &mut self,
         outcome: Outcome,
@@ -362,10 +377,20 @@ impl HandleDatagrams {
                 return !out.is_empty();
             }
         }
-        if out.len() <= MAX_DATAGRAM {
+        let cap = self.limiter.amplification_cap(message.len());
+        if out.len() <= MAX_DATAGRAM.min(cap) {
             return true;
         }
         let whole = self.limiter.exempt(addr.ip()) || self.verified.verified(addr.ip());
+        if !whole && out.len() > cap {
+            // A spoofed source would be an amplifier's victim.
+            self.limiter.count_capped();
+            capped(message, out, cap);
+            return !out.is_empty();
+        }
+        if out.len() <= MAX_DATAGRAM {
+            return true;
+        }
         let mut sent = 0;
         for_each_datagram(out, |d| {
             if whole || sent == 0 {
@@ -383,6 +408,23 @@ impl HandleDatagrams {
 /// 3 SERVER_TOO_BUSY saying to ask over TCP, no longer than the question
 /// (nothing when it would be).
 fn slip(message: &[u8], out: &mut Vec<u8>) {
+    ask_over_tcp(message, out, "rate limited: ask over TCP", message.len());
+}
+
+/// The short answer that replaces one the amplification cap refuses to
+/// send: 3 SERVER_TOO_BUSY saying to ask over TCP, at most `cap` octets.
+fn capped(message: &[u8], out: &mut Vec<u8>, cap: usize) {
+    ask_over_tcp(
+        message,
+        out,
+        "answer too large for UDP to an unverified address: ask over TCP",
+        cap,
+    );
+}
+
+/// 3 SERVER_TOO_BUSY with `text`, at most `max` octets (nothing when it
+/// would be longer).
+fn ask_over_tcp(message: &[u8], out: &mut Vec<u8>, text: &str, max: usize) {
     out.clear();
     let Ok(request) = idnode_handle::decode_request(message) else {
         return;
@@ -394,9 +436,9 @@ fn slip(message: &[u8], out: &mut Vec<u8>) {
         &ctx,
         request.header.opcode,
         idnode_handle::code::SERVER_TOO_BUSY,
-        "rate limited: ask over TCP",
+        text,
     );
-    if out.len() > message.len() {
+    if out.len() > max {
         out.clear();
     }
 }

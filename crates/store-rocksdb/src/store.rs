@@ -7,8 +7,9 @@ use idnode_store::{
     encode_change,
 };
 use rocksdb::{
-    Cache, ColumnFamily, ColumnFamilyDescriptor, CompactOptions, DB, DBRawIteratorWithThreadMode,
-    ErrorKind, Options, PrefixRange, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions,
+    BottommostLevelCompaction, Cache, ColumnFamily, ColumnFamilyDescriptor, CompactOptions, DB,
+    DBRawIteratorWithThreadMode, ErrorKind, Options, PrefixRange, ReadOptions,
+    SnapshotWithThreadMode, WriteBatch, WriteOptions,
 };
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -386,6 +387,10 @@ impl Store for RocksStore {
     fn compact(&self) -> Result<()> {
         let mut options = CompactOptions::default();
         options.set_exclusive_manual_compaction(false);
+        // The last level too: the versions a delete or an overwrite left
+        // there go (without it RocksDB keeps a last level it has nothing
+        // to merge into).
+        options.set_bottommost_level_compaction(BottommostLevelCompaction::ForceOptimized);
         for space in Space::ALL {
             let family = self.family(space.name())?;
             self.db
@@ -521,6 +526,34 @@ impl Store for RocksStore {
         }
         iter.status().map_err(engine_error)?;
         Ok(out)
+    }
+
+    // One range tombstone over the trimmed entries, a flush of every
+    // family (so that the WAL files and memtables holding the old versions
+    // go too), then a compaction of the trimmed range that rewrites the
+    // last level, so no file keeps them. The key spaces' files drop the
+    // values no key holds any more by their periodic compaction
+    // (`tuning`), or at once with `compact`.
+    fn trim_changes(&self, upto: u64) -> Result<u64> {
+        let upto = upto.min(self.last_sequence().saturating_sub(1));
+        let first = self.first_sequence()?;
+        if first == 0 || upto < first {
+            return Ok(0);
+        }
+        let log = self.family(CHANGELOG_CF)?;
+        let end = sequence_key(upto + 1);
+        self.db
+            .delete_range_cf_opt(log, sequence_key(0), end, &self.write)
+            .map_err(engine_error)?;
+        for name in Space::ALL.iter().map(|s| s.name()).chain([CHANGELOG_CF]) {
+            self.db.flush_cf(self.family(name)?).map_err(engine_error)?;
+        }
+        let mut options = CompactOptions::default();
+        options.set_exclusive_manual_compaction(false);
+        options.set_bottommost_level_compaction(BottommostLevelCompaction::ForceOptimized);
+        self.db
+            .compact_range_cf_opt(log, Some(sequence_key(0)), Some(end), &options);
+        Ok(upto + 1 - first)
     }
 }
 

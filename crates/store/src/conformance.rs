@@ -24,6 +24,7 @@ pub fn run_all(factory: Factory<'_>) {
     binary_keys_and_empty_and_large_values(&*factory());
     scan_edges(&*factory());
     change_log_edges(&*factory());
+    trimming_the_change_log(&*factory());
     transaction_reads_committed_state(&*factory());
     transactions_are_serialized(&*factory());
     snapshot_is_one_consistent_view(&*factory());
@@ -252,6 +253,40 @@ pub fn change_log_edges(store: &dyn Store) {
         store.multi_get(Space::Records, &[b"k", b"k"]).unwrap(),
         vec![Some(b("2")), Some(b("2"))]
     );
+}
+
+/// Trimming removes the oldest entries, never the newest, and leaves the
+/// data and the sequence alone.
+pub fn trimming_the_change_log(store: &dyn Store) {
+    assert_eq!(store.first_sequence().unwrap(), 0);
+    assert_eq!(store.trim_changes(10).unwrap(), 0);
+    for i in 0..10u8 {
+        let mut txn = store.begin().unwrap();
+        txn.put(Space::Records, &[b'k', i % 3], Bytes::from(vec![i; 3]));
+        txn.commit().unwrap();
+    }
+    assert_eq!(store.first_sequence().unwrap(), 1);
+    assert_eq!(store.trim_changes(4).unwrap(), 4);
+    assert_eq!(store.first_sequence().unwrap(), 5);
+    let left = store.changes_since(0, 100).unwrap();
+    assert_eq!(left.first().map(|c| c.sequence), Some(5));
+    assert_eq!(left.len(), 6);
+    assert_eq!(store.changes_since(6, 1).unwrap()[0].sequence, 7);
+    // Again below what is left: nothing.
+    assert_eq!(store.trim_changes(3).unwrap(), 0);
+    // Past the end: the newest stays, and with it the sequence.
+    assert_eq!(store.trim_changes(u64::MAX).unwrap(), 5);
+    assert_eq!(store.last_sequence(), 10);
+    assert_eq!(store.first_sequence().unwrap(), 10);
+    assert_eq!(
+        store.get(Space::Records, b"k\x00").unwrap(),
+        Some(Bytes::from(vec![9; 3]))
+    );
+    // Writes go on from the sequence.
+    let mut txn = store.begin().unwrap();
+    txn.delete(Space::Records, b"k\x00");
+    assert_eq!(txn.commit().unwrap(), 11);
+    assert_eq!(store.changes_since(0, 10).unwrap().len(), 2);
 }
 
 pub fn transaction_reads_committed_state(store: &dyn Store) {

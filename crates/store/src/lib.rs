@@ -152,6 +152,23 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` changes with a sequence number above `after`, in order.
     fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>>;
 
+    /// The sequence number of the oldest change still in the change log
+    /// (0 when it is empty). Above 1 once [`trim_changes`](Self::trim_changes)
+    /// has removed older ones: a reader that needs changes from before it
+    /// (a mirror behind, an IXFR from an old serial) must start from the
+    /// whole store instead.
+    fn first_sequence(&self) -> Result<u64> {
+        Ok(self.changes_since(0, 1)?.first().map_or(0, |c| c.sequence))
+    }
+
+    /// Removes the change-log entries numbered up to `upto` (never the
+    /// newest one, which carries the store's sequence) and makes the engine
+    /// drop what they held from its files, with the values no key holds
+    /// any more (RocksDB: a flush, then a compaction of the trimmed range
+    /// and of the key spaces). Returns how many entries went. Reads and
+    /// writes go on meanwhile.
+    fn trim_changes(&self, upto: u64) -> Result<u64>;
+
     /// Rewrites the stored data so that a point lookup searches as little
     /// as the engine can (RocksDB: the records, prefixes and meta merged
     /// into one sorted run each), returning when that is done. Reads and

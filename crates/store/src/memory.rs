@@ -75,6 +75,18 @@ impl Store for MemoryStore {
         let start = state.log.partition_point(|c| c.sequence <= after);
         Ok(state.log[start..].iter().take(limit).cloned().collect())
     }
+
+    fn trim_changes(&self, upto: u64) -> Result<u64> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let keep_last = state.log.len().saturating_sub(1);
+        let end = state
+            .log
+            .partition_point(|c| c.sequence <= upto)
+            .min(keep_last);
+        state.log.drain(..end);
+        Ok(end as u64)
+    }
 }
 
 /// Up to `limit` entries of `space` whose keys start with `prefix`, after

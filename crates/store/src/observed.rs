@@ -77,6 +77,14 @@ impl Store for ObservedStore {
     fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
         self.inner.changes_since(after, limit)
     }
+
+    fn first_sequence(&self) -> Result<u64> {
+        self.inner.first_sequence()
+    }
+
+    fn trim_changes(&self, upto: u64) -> Result<u64> {
+        self.inner.trim_changes(upto)
+    }
 }
 
 struct ObservedTxn<'a> {

@@ -71,6 +71,9 @@ impl Store for CountingStore {
     fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
         self.inner.changes_since(after, limit)
     }
+    fn trim_changes(&self, upto: u64) -> Result<u64> {
+        self.inner.trim_changes(upto)
+    }
 }
 
 pub struct Fixture {
