@@ -53,6 +53,25 @@ def main():
                 (dns / f"query-{n}").write_bytes(dns_query(n, name, qtype, edns))
                 n += 1
     counts["dns_query"] = n
+    jsonl = CORPUS / "jsonl_line"
+    jsonl.mkdir(parents=True, exist_ok=True)
+    extra = [
+        '{"identifier": "88.100.1/B", "values": [{"index": 8, "type": "blob", "data_base64": "AAEC",'
+        ' "ttl_absolute": 1900000000, "references": [{"identifier": "88.100.1/A", "index": 1}]}],'
+        ' "overwrite": true}',
+        "# a comment", "",
+    ]
+    for i, line in enumerate(lines[:30] + extra):
+        (jsonl / f"seed-{i}").write_text(line)
+    counts["jsonl_line"] = 30 + len(extra)
+    http = CORPUS / "http_target"
+    http.mkdir(parents=True, exist_ok=True)
+    targets = ["/88.100.1/CNC-LATHE-202600000?noredirect", "/88.100.1/A%20B?index=1&type=URL",
+               "/?id=88.100.1/ABC", "/favicon.ico", "/88.100.1/%E4%B8%AD?index=2,3&publicOnly=no",
+               "/88.100.1/ABC?type=URL&index=x&overwrite=false"]
+    for i, t in enumerate(targets):
+        (http / f"seed-{i}").write_text(t)
+    counts["http_target"] = len(targets)
     for target, n in sorted(counts.items()):
         print(f"{target}: {n} seeds")
 

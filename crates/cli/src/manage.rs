@@ -771,7 +771,7 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
         if line_no <= import.skip {
             continue;
         }
-        match idnode_node::jsonl::parse_line(&text) {
+        match idnode_core::jsonl::parse_line(&text) {
             Ok(None) => {}
             Ok(Some((parsed, values))) => items.push(Item {
                 line: line_no,
@@ -1136,7 +1136,7 @@ pub async fn export(args: &AdminArgs, export: ExportArgs) -> anyhow::Result<Exit
         sequence = page.sequence;
         for record in page.identifiers {
             let values: Vec<Value> = record.values.iter().map(from_proto).collect();
-            let line = idnode_node::jsonl::to_line(&record.identifier, &values);
+            let line = idnode_core::jsonl::to_line(&record.identifier, &values);
             writeln!(out, "{line}").map_err(|e| anyhow::anyhow!("cannot write the export: {e}"))?;
             count += 1;
         }

@@ -12,6 +12,7 @@
 
 mod error;
 mod identifier;
+pub mod jsonl;
 pub mod limits;
 pub mod net;
 mod prefix_info;

@@ -245,45 +245,13 @@ pub(crate) fn sites_json(values: &[Value]) -> Json {
 
 /// Query parameters, repeated ones kept (`index=1&index=2`).
 fn params(query: &Option<String>) -> Vec<(String, String)> {
-    query
-        .as_deref()
-        .map(|q| url_pairs(q).take(256).collect())
-        .unwrap_or_default()
+    crate::target::params(query.as_deref())
 }
 
-pub(crate) fn url_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    q.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(&s.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        (decode(k), decode(v))
-    })
-}
-
-fn flag(params: &[(String, String)], name: &str) -> Option<bool> {
-    params
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| !matches!(v.as_str(), "false" | "0" | "no"))
-}
+use crate::target::flag;
 
 fn indexes(params: &[(String, String)]) -> Result<Vec<u32>, ApiError> {
-    params
-        .iter()
-        .filter(|(k, _)| k == "index")
-        .flat_map(|(_, v)| v.split(','))
-        .map(|v| {
-            v.trim().parse().map_err(|_| {
-                ApiError::code(
-                    code::INVALID_VALUE,
-                    format!("index `{v}`: expected a number"),
-                )
-            })
-        })
-        .collect()
+    crate::target::indexes(params).map_err(|why| ApiError::code(code::INVALID_VALUE, why))
 }
 
 fn checked_identifier(raw: &str) -> Result<Identifier, ApiError> {

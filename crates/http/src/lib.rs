@@ -22,6 +22,7 @@ pub mod metrics;
 mod pages;
 mod proxy;
 pub mod qr;
+pub mod target;
 
 use axum::Router;
 use idnode_admin::Auth;

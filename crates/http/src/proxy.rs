@@ -5,13 +5,14 @@
 //! as a page; `/` has a search box (`/?id=...` goes to the identifier).
 //! Only `http` and `https` URLs are redirected to.
 
-use crate::api::{Resolved, referral_for, resolve_public, url_pairs};
+use crate::api::{Resolved, referral_for, resolve_public};
+use crate::target::{BadTarget, ProxyTarget, proxy_target};
 use crate::{Web, pages, qr};
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
-use idnode_core::{Identifier, Value};
+use idnode_core::Value;
 
 pub(crate) fn routes() -> Router<Web> {
     Router::new().fallback(proxy)
@@ -149,54 +150,29 @@ async fn proxy(
     if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, "the proxy answers GET").into_response();
     }
-    let params: Vec<(String, String)> = query
-        .as_deref()
-        .map(|q| url_pairs(q).take(64).collect())
-        .unwrap_or_default();
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let raw_path = uri.path().trim_start_matches('/');
-    if raw_path.is_empty() {
-        return match get("id")
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-        {
-            Some(id) => (
+    let (id, noredirect, index, kind) = match proxy_target(uri.path(), query.as_deref()) {
+        Ok(ProxyTarget::Home) => return html(StatusCode::OK, pages::home()),
+        Ok(ProxyTarget::Search(id)) => {
+            return (
                 StatusCode::FOUND,
                 [(header::LOCATION, format!("/{}", pages::encode(&id)))],
             )
-                .into_response(),
-            None => html(StatusCode::OK, pages::home()),
-        };
-    }
-    if raw_path == "favicon.ico" {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    let text = match percent_encoding::percent_decode_str(raw_path).decode_utf8() {
-        Ok(t) => t.into_owned(),
-        Err(_) => {
-            return html(
-                StatusCode::BAD_REQUEST,
-                pages::malformed(raw_path, "not UTF-8"),
-            );
+                .into_response();
+        }
+        Ok(ProxyTarget::Favicon) => return StatusCode::NOT_FOUND.into_response(),
+        Ok(ProxyTarget::Record {
+            identifier,
+            noredirect,
+            index,
+            kind,
+        }) => (identifier, noredirect, index, kind),
+        Err(BadTarget::NotUtf8(raw)) => {
+            return html(StatusCode::BAD_REQUEST, pages::malformed(&raw, "not UTF-8"));
+        }
+        Err(BadTarget::NotAnIdentifier { text, why }) => {
+            return html(StatusCode::BAD_REQUEST, pages::malformed(&text, &why));
         }
     };
-    let id = match Identifier::parse(&text) {
-        Ok(id) => id,
-        Err(e) => {
-            return html(
-                StatusCode::BAD_REQUEST,
-                pages::malformed(&text, &e.to_string()),
-            );
-        }
-    };
-    let noredirect = params.iter().any(|(k, _)| k == "noredirect");
-    let index = get("index").and_then(|i| i.parse().ok());
-    let kind = get("type");
     // On the async worker, as the UDP workers answer: a public resolution
     // is a response-cache hit or a point read of the local store, shorter
     // than a hand-off to the blocking pool would be.

@@ -4,9 +4,9 @@
 //! `88`, which the other demo prefixes inherit, and one of its own for
 //! `88.200.7`), and identifiers that satisfy them.
 
-use crate::jsonl;
 use anyhow::Context;
 use bytes::Bytes;
+use idnode_core::jsonl;
 use idnode_registry::{BatchItem, Registry, Template};
 use idnode_store::{Space, Store};
 use std::io::Write as _;

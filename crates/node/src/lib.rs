@@ -6,13 +6,11 @@
 //!
 //! This is the only crate that knows the store is RocksDB. It also owns the
 //! configuration file ([`config`]), the node's place in the hierarchy
-//! ([`site`]), the demo data ([`demo`]) and the JSONL form of identifiers
-//! that both the demo data and `idnode import` use ([`jsonl`]), and what
-//! `idnode status` reports ([`status`]).
+//! ([`site`]), the demo data ([`demo`]), and what `idnode status` reports
+//! ([`status`]).
 
 pub mod config;
 pub mod demo;
-pub mod jsonl;
 pub mod key;
 pub mod metrics;
 pub mod site;

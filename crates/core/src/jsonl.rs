@@ -13,8 +13,8 @@
 //! [`to_line`] writes this form (what `idnode export` prints): every
 //! field given, so that importing it stores the same values.
 
+use crate::{Permissions, Reference, Ttl, Value};
 use base64::Engine;
-use idnode_core::{Permissions, Reference, Ttl, Value};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize, Serialize)]
