@@ -221,3 +221,48 @@ def test_operator_tokens_and_quotas(node, pb):
     with pytest.raises(grpc.RpcError) as e:
         api.call(api.ids, "CreateIdentifier", api.create("88.200/Q9", api.url(1, "x")))
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_the_operator_token_is_rotated_in_place(tmp_path, pb):
+    """`idnode token rotate-operator`: the node writes a new operator token
+    over admin.token (0600), the old one is refused at once and after a
+    restart, the new one works."""
+    pb2, pb2_grpc = pb
+    n = Node(tmp_path / "data", demo=False).start()
+    try:
+        old = n.token
+        out = n.cli("token", "rotate-operator").stdout
+        file = n.data_dir / "admin.token"
+        assert str(file) in out and "refused" in out, out
+        new = file.read_text().strip()
+        assert new and new != old and new not in out
+        assert oct(os.stat(file).st_mode & 0o777) == "0o600"
+        tokens = pb2_grpc.TokensStub(grpc.insecure_channel(n.grpc))
+        with pytest.raises(grpc.RpcError) as e:
+            tokens.ListTokens(pb2.ListTokensRequest(),
+                              metadata=(("authorization", f"Bearer {old}"),))
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        listed = tokens.ListTokens(pb2.ListTokensRequest(),
+                                   metadata=(("authorization", f"Bearer {new}"),))
+        assert any(t.id == "admin" for t in listed.tokens)
+        # A scoped token cannot rotate it.
+        scoped = tokens.CreateToken(pb2.CreateTokenRequest(
+            name="reader", prefixes=["88.100"], permissions=["read"]),
+            metadata=(("authorization", f"Bearer {new}"),)).secret
+        with pytest.raises(grpc.RpcError) as e:
+            tokens.RotateOperatorToken(pb2.RotateOperatorTokenRequest(),
+                                       metadata=(("authorization", f"Bearer {scoped}"),))
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert file.read_text().strip() == new
+        # After a restart: the same.
+        assert n.stop() == 0
+        n.start()
+        assert n.token == new
+        with pytest.raises(grpc.RpcError) as e:
+            pb2_grpc.TokensStub(grpc.insecure_channel(n.grpc)).ListTokens(
+                pb2.ListTokensRequest(), metadata=(("authorization", f"Bearer {old}"),))
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        shown = n.cli("token", "rotate-operator", "--show").stdout.strip().splitlines()[-1]
+        assert shown == (n.data_dir / "admin.token").read_text().strip() != new
+    finally:
+        n.stop()

@@ -271,7 +271,8 @@ fn system_seconds() -> u64 {
 /// Checks callers: the node's admin token (its SHA-256 kept here) and the
 /// scoped tokens stored in the meta key space.
 pub struct Auth {
-    hash: [u8; 32],
+    /// SHA-256 of the operator token; replaced by `rotate_admin`.
+    hash: std::sync::RwLock<[u8; 32]>,
     token_file: Option<PathBuf>,
     clock: Clock,
     /// One lock per token with a quota: its creates run one at a time, so
@@ -313,7 +314,7 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
 impl Auth {
     fn new(hash: [u8; 32], token_file: Option<PathBuf>) -> Self {
         Self {
-            hash,
+            hash: std::sync::RwLock::new(hash),
             token_file,
             clock: Box::new(system_seconds),
             quota_locks: Mutex::new(HashMap::new()),
@@ -419,23 +420,11 @@ impl Auth {
         }
         let current = txn.get(Space::Meta, &key)?;
         let stale = match current.as_deref().map(TokenRecord::decode) {
-            Some(Ok(record)) => record.hash != self.hash,
+            Some(Ok(record)) => record.hash != self.admin_hash(),
             _ => true,
         };
         if stale {
-            let record = TokenRecord {
-                hash: self.hash,
-                name: format!("the node's admin token ({TOKEN_FILE} in its data directory)"),
-                scope: Scope {
-                    bits: ALL_BITS,
-                    operator: true,
-                },
-                prefixes: Vec::new(),
-                created: self.now(),
-                expires: None,
-                max_identifiers: None,
-                revoked: false,
-            };
+            let record = self.admin_record(self.admin_hash());
             txn.put(Space::Meta, &key, Bytes::from(record.encode()));
             changed = true;
         }
@@ -443,6 +432,50 @@ impl Auth {
             txn.commit()?;
         }
         Ok(())
+    }
+
+    /// The operator token's record (`admin`) for the token hashed `hash`.
+    fn admin_record(&self, hash: [u8; 32]) -> TokenRecord {
+        TokenRecord {
+            hash,
+            name: format!("the node's admin token ({TOKEN_FILE} in its data directory)"),
+            scope: Scope {
+                bits: ALL_BITS,
+                operator: true,
+            },
+            prefixes: Vec::new(),
+            created: self.now(),
+            expires: None,
+            max_identifiers: None,
+            revoked: false,
+        }
+    }
+
+    fn admin_hash(&self) -> [u8; 32] {
+        *self.hash.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the operator token: a new one is made, its hash kept in
+    /// the store (the old token is refused from now on, also after a
+    /// restart), and written to the token file in place of the old one
+    /// (a new file renamed over it, mode 0600). Returns the new token and
+    /// the file, if the auth has one.
+    pub fn rotate_admin(&self, store: &dyn Store) -> Result<(String, Option<PathBuf>), Error> {
+        let token = new_token();
+        let hash = sha256(&token);
+        let mut txn = store.begin()?;
+        txn.put(Space::Meta, TOKEN_HASH_KEY, Bytes::copy_from_slice(&hash));
+        txn.put(
+            Space::Meta,
+            &tokens::token_key(ADMIN_ID),
+            Bytes::from(self.admin_record(hash).encode()),
+        );
+        txn.commit()?;
+        *self.hash.write().unwrap_or_else(|e| e.into_inner()) = hash;
+        if let Some(path) = &self.token_file {
+            replace_token_file(path, &token)?;
+        }
+        Ok((token, self.token_file.clone()))
     }
 
     /// Auth for a known admin token, kept nowhere (tests, embedded use).
@@ -468,7 +501,7 @@ impl Auth {
 
     /// Whether `token` is the admin token (compared in constant time).
     pub fn accepts(&self, token: &str) -> bool {
-        sha256(token).ct_eq(&self.hash).into()
+        sha256(token).ct_eq(&self.admin_hash()).into()
     }
 
     /// Who sent `metadata`: no `authorization` means [`Caller::Anonymous`];
@@ -570,6 +603,24 @@ fn write_token_file(data_dir: &Path, path: &Path, token: &str) -> Result<(), Err
     file.write_all(format!("{token}\n").as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(io_error("write", path))
+}
+
+/// Writes `token` to a new file beside `path` (mode 0600, synced) and
+/// renames it over `path`, so that the file holds the old token or the new
+/// one, never a part.
+fn replace_token_file(path: &Path, token: &str) -> Result<(), Error> {
+    let fresh = path.with_extension("token.new");
+    let _ = std::fs::remove_file(&fresh);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&fresh)
+        .map_err(io_error("create", &fresh))?;
+    file.write_all(format!("{token}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io_error("write", &fresh))?;
+    std::fs::rename(&fresh, path).map_err(io_error("replace", path))
 }
 
 /// Logs what is wrong with the token file of a node that has a token.

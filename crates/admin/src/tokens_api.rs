@@ -226,6 +226,32 @@ impl Tokens for TokensService {
         Ok(Response::new(proto::ListTokensResponse { tokens: listed }))
     }
 
+    async fn rotate_operator_token(
+        &self,
+        request: Request<proto::RotateOperatorTokenRequest>,
+    ) -> Result<Response<proto::RotateOperatorTokenResponse>, Status> {
+        self.require_operator(&request, "replacing the operator token")?;
+        let auth = Arc::clone(&self.auth);
+        let (token, file) = self
+            .store(move |store| {
+                auth.rotate_admin(store).map_err(|e| match e {
+                    crate::Error::Store(e) => Failure::Store(e),
+                    other => Failure::Status(Status::internal(format!(
+                        "the new operator token is in force but could not be written: {other}"
+                    ))),
+                })
+            })
+            .await?;
+        tracing::warn!(
+            file = ?file.as_deref().map(|p| p.display().to_string()),
+            "the operator token was replaced; the old one is refused from now on"
+        );
+        Ok(Response::new(proto::RotateOperatorTokenResponse {
+            token,
+            file: file.map(|p| p.display().to_string()).unwrap_or_default(),
+        }))
+    }
+
     async fn revoke_token(
         &self,
         request: Request<proto::RevokeTokenRequest>,

@@ -45,6 +45,14 @@ pub enum TokenCommand {
         /// The token's id, as `idnode token list` shows it.
         id: String,
     },
+    /// Replace the node's own operator token (admin.token): the node makes
+    /// a new one, writes it over its admin.token file and refuses the old
+    /// one from now on. Give the new one to whoever used the old.
+    RotateOperator {
+        /// Print the new token too (it is in the node's admin.token).
+        #[arg(long)]
+        show: bool,
+    },
 }
 
 /// Seconds in `text`: a number with an optional unit (s, m, h, d, w).
@@ -125,6 +133,7 @@ pub async fn token(args: &AdminArgs, command: TokenCommand) -> anyhow::Result<Ex
         TokenCommand::List => Action::List,
         TokenCommand::Revoke { id } if id.trim().is_empty() => usage!("give the token's id"),
         TokenCommand::Revoke { id } => Action::Revoke(id),
+        TokenCommand::RotateOperator { show } => Action::RotateOperator { show },
     };
     let token = admin_token(args, Some("managing tokens needs the operator token"))?;
     let tls = crate::grpc::client_tls(args)?;
@@ -167,6 +176,23 @@ pub async fn token(args: &AdminArgs, command: TokenCommand) -> anyhow::Result<Ex
                 .into_inner();
             println!("revoked token {}{}", t.id, named(&t.name));
         }
+        Action::RotateOperator { show } => {
+            let made = client
+                .rotate_operator_token(proto::RotateOperatorTokenRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            match made.file.as_str() {
+                "" => println!("the operator token was replaced; the old one is refused"),
+                file => println!(
+                    "the operator token was replaced and written to {}; the old one is refused",
+                    crate::shown::text(file)
+                ),
+            }
+            if show || made.file.is_empty() {
+                println!("{}", made.token);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -176,6 +202,7 @@ enum Action {
     Create(proto::CreateTokenRequest),
     List,
     Revoke(String),
+    RotateOperator { show: bool },
 }
 
 type Client = proto::tokens_client::TokensClient<idnode_admin::AdminChannel>;
