@@ -361,8 +361,10 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     }
     check_identifiers_in_background(store.clone(), shutdown.clone());
     let rate_limit = Arc::new(config.rate_limit.options().map_err(BadConfig)?);
+    let counting = config.metrics.enabled;
     let handle_options = idnode_server::HandleListenerOptions {
         rate_limit: rate_limit.clone(),
+        metrics: counting,
         ..config.handle.listener_options()
     };
     let handle = HandleListeners::start(&handle_options, service.clone(), shutdown.clone())
@@ -399,7 +401,10 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
     let quic = if config.quic.enabled {
         let listener = QuicListener::start(
-            &config.quic.listener_options(),
+            &idnode_server::QuicOptions {
+                metrics: counting,
+                ..config.quic.listener_options()
+            },
             service.clone(),
             &config.data_dir,
             shutdown.clone(),
@@ -425,6 +430,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         Some(service) => {
             let options = idnode_server::DnsListenerOptions {
                 rate_limit: rate_limit.clone(),
+                metrics: counting,
                 ..config
                     .dns
                     .listener_options()
@@ -441,7 +447,10 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     let dns_quic = match &dns_service {
         Some(service) if config.dns.quic => Some(
             QuicListener::start_dns(
-                &config.dns.quic_options(&config.quic),
+                &idnode_server::QuicOptions {
+                    metrics: counting,
+                    ..config.dns.quic_options(&config.quic)
+                },
                 service.clone(),
                 &config.data_dir,
                 shutdown.clone(),
@@ -473,6 +482,11 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     // The UDP listeners' counters, for /metrics and `idnode status`.
     let mut counted = vec![handle.counts.clone()];
     counted.extend(dns.as_ref().map(|d| d.counts.clone()));
+    // The stream listeners' counters, for /metrics.
+    let mut streams = vec![handle.tcp_counts.clone()];
+    streams.extend(quic.as_ref().map(|q| q.counts.clone()));
+    streams.extend(dns.as_ref().map(|d| d.tcp_counts.clone()));
+    streams.extend(dns_quic.as_ref().map(|q| q.counts.clone()));
     let node_status = status::NodeStatus::new(status::Parts {
         registry: registry.clone(),
         db_dir: config.data_dir.join("db"),
@@ -501,6 +515,8 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         let router = web
             .with_metrics(metrics::renderer(metrics::NodeMetrics {
                 listeners: counted,
+                streams,
+                registry: registry.clone(),
                 store: store.clone(),
                 status: node_status.clone(),
                 http: Some(http_counts.clone()),

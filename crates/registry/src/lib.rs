@@ -89,6 +89,30 @@ pub struct Registry {
     /// This node's encoded HS_SITE, once known: written on the records of
     /// the prefixes it homes.
     own_site: RwLock<Option<Bytes>>,
+    registrations: RegistrationCounts,
+}
+
+/// What the registry counts of registrations: the identifiers a create
+/// wrote (one, or the items of a batch), and how long each such call took
+/// here (validation, the template, the durable commit), a batch being one
+/// call. Kept in memory only, never in the store (whose change log is
+/// replicated): the node's daily report samples them.
+#[derive(Debug, Default)]
+pub struct RegistrationCounts {
+    pub registered: std::sync::atomic::AtomicU64,
+    pub latency: idnode_core::latency::Latency,
+}
+
+impl RegistrationCounts {
+    fn count(&self, written: u64, started: std::time::Instant) {
+        if written == 0 {
+            return;
+        }
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.registered
+            .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+        self.latency.record(ns);
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -111,6 +135,7 @@ impl Registry {
             store,
             clock: Box::new(clock),
             own_site: RwLock::new(None),
+            registrations: RegistrationCounts::default(),
         }
     }
 
@@ -121,6 +146,11 @@ impl Registry {
 
     fn now(&self) -> u32 {
         self.clock.now()
+    }
+
+    /// The registrations counted since the registry was made.
+    pub fn registrations(&self) -> &RegistrationCounts {
+        &self.registrations
     }
 
     fn own_site(&self) -> Option<Bytes> {

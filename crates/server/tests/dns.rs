@@ -102,6 +102,7 @@ async fn start_udp_tcp(
         tsig_keys: Vec::new(),
         notify: Vec::new(),
         rate_limit: Default::default(),
+        metrics: true,
     };
     let listeners = DnsListeners::start(&options, service, shutdown.clone())
         .await
@@ -428,6 +429,7 @@ fn quic_options() -> QuicOptions {
         idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(30),
         certificate: CertificateSource::default(),
+        metrics: true,
     }
 }
 

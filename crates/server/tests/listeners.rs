@@ -47,6 +47,7 @@ async fn start(max_connections: usize) -> (HandleListeners, CancellationToken) {
         tcp_idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_millis(300),
         rate_limit: Default::default(),
+        metrics: true,
     };
     let service = Arc::new(HandleService::new(Arc::new(store)));
     let listeners = HandleListeners::start(&options, service, shutdown.clone())
@@ -93,6 +94,23 @@ async fn resolves_over_udp_and_tcp_including_multi_datagram_answers() {
         let r = client.resolve(&query(&long)).await.unwrap();
         assert_eq!(r.header.response_code, code::HANDLE_NOT_FOUND);
     }
+    // UDP: the one-datagram answers are counted and timed from the
+    // kernel's receive timestamp (the long answer, sent by the responder
+    // itself, is not; the long request came in two datagrams).
+    let udp = l.counts.totals();
+    assert_eq!(udp.received, 5);
+    assert_eq!(udp.answered, 3);
+    assert_eq!(udp.codes[0], 1, "one SUCCESS");
+    assert_eq!(udp.latency.count(), 3);
+    let seen = l.counts.take_extremes();
+    assert!(seen.any() && seen.min_ns <= seen.max_ns, "{seen:?}");
+    // TCP: every request, answered and timed, the two found ones success.
+    use std::sync::atomic::Ordering::Relaxed;
+    let tcp = &l.tcp_counts;
+    assert_eq!(tcp.requests.load(Relaxed), 4);
+    assert_eq!(tcp.answered.load(Relaxed), 4);
+    assert_eq!(tcp.succeeded.load(Relaxed), 2);
+    assert_eq!(tcp.latency_totals().count(), 4);
     shutdown.cancel();
     l.join().await;
 }

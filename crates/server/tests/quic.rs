@@ -82,6 +82,7 @@ fn options() -> QuicOptions {
         idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(30),
         certificate: CertificateSource::default(),
+        metrics: true,
     }
 }
 
