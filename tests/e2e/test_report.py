@@ -6,8 +6,13 @@ import json
 import subprocess
 import urllib.request
 
+import dns.message
+import dns.query
+import dns.rcode
+
 import handle_client as hc
 from conftest import ROOT, Node, idnode_bin
+from test_dns import dns_name
 
 SEEDS = [json.loads(l) for l in (ROOT / "seeds/identifiers.jsonl").read_text().splitlines() if l]
 
@@ -25,8 +30,10 @@ def report(data_dir, day, *extra, json_out=True):
 
 def drive(node, found, missing, tcp, registrations, run):
     """Sends known traffic: `found` UDP resolutions of existing identifiers,
-    `missing` of absent ones, `tcp` resolutions over TCP, `registrations`
-    identifiers created through gRPC."""
+    `missing` of absent ones, `tcp` resolutions over TCP, a DNS query over
+    UDP, TCP and QUIC each, two reads of the REST API (5 requests, all
+    successful, besides), `registrations` identifiers created through
+    gRPC."""
     for i in range(found):
         known = SEEDS[i % len(SEEDS)]["identifier"]
         assert hc.udp_resolve(node.udp, known).code == hc.SUCCESS
@@ -35,6 +42,16 @@ def drive(node, found, missing, tcp, registrations, run):
         assert r.code == hc.HANDLE_NOT_FOUND
     for i in range(tcp):
         assert hc.tcp_resolve(node.tcp, SEEDS[0]["identifier"]).code == hc.SUCCESS
+    q = dns.message.make_query(dns_name(SEEDS[1]["identifier"]), "TXT")
+    for answer in (dns.query.udp(q, node.dns_udp[0], port=node.dns_udp[1], timeout=5),
+                   dns.query.tcp(q, node.dns_tcp[0], port=node.dns_tcp[1], timeout=5),
+                   dns.query.quic(q, node.dns_quic[0], port=node.dns_quic[1], verify=False,
+                                  timeout=10)):
+        assert answer.rcode() == dns.rcode.NOERROR and answer.answer, answer
+    for seed in SEEDS[:2]:
+        url = f"http://{node.http}/api/handles/{seed['identifier']}"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200
     for i in range(registrations):
         node.cli("id", "create", f"88.100.1/REPORT-{run}-{i}",
                  "-v", f"1:URL:https://example.com/report/{run}/{i}")
@@ -55,7 +72,8 @@ def test_the_report_adds_up_over_a_restart(tmp_path):
     assert between.returncode == 0, between.stderr
     if first_day == today():
         so_far = json.loads(between.stdout)
-        assert so_far["resolution_requests"] == 30 + 1 + 7 + 3, so_far
+        assert so_far["resolution_requests"] == 30 + 1 + 7 + 3 + 5, so_far
+        assert so_far["successful_answers"] == 30 + 1 + 3 + 5, so_far
         assert so_far["registrations"] == 4, so_far
 
     node = Node(data).start()
@@ -74,9 +92,10 @@ def test_the_report_adds_up_over_a_restart(tmp_path):
         assert r.returncode == 0, r.stderr
         reports.append(json.loads(r.stdout))
     total = lambda key: sum(r[key] for r in reports)  # noqa: E731
-    # 30 + 1 + 20 found over UDP, 12 missing, 5 over TCP.
-    assert total("resolution_requests") == 51 + 12 + 5, reports
-    assert total("successful_answers") == 51 + 5, reports
+    # 30 + 1 + 20 found over UDP, 12 missing, 5 over TCP, 2 x 5 over the
+    # DNS and the web.
+    assert total("resolution_requests") == 51 + 12 + 5 + 10, reports
+    assert total("successful_answers") == 51 + 5 + 10, reports
     assert total("registrations") == 7, reports
     assert max(r["peak_qps"] for r in reports) >= 1, reports
     assert all(r["skipped_lines"] == 0 for r in reports), reports
@@ -99,7 +118,7 @@ def test_the_report_adds_up_over_a_restart(tmp_path):
                   "registration latency (ms)"):
         assert label in text.stdout, text.stdout
     if len(days) == 1:
-        assert "resolution requests         68" in text.stdout, text.stdout
+        assert "resolution requests         78" in text.stdout, text.stdout
 
 
 def test_the_report_counts_the_web_and_a_node_that_is_running(tmp_path):
