@@ -222,23 +222,24 @@ impl<R: Responder> Worker<R> {
         use crate::metrics::bump;
         bump(&c.received, datagrams.len() as u64);
         bump(&c.bytes_in, datagrams.iter().map(|d| d.len() as u64).sum());
-        let mut now = None;
-        let mut seen = idnode_core::latency::Extremes::default();
-        for (i, _) in ready.iter().enumerate().filter(|(_, r)| **r) {
+        let answered = || {
+            ready
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r)
+                .map(|(i, _)| i)
+        };
+        for i in answered() {
             let out = &self.outputs[i];
             bump(&c.answered, 1);
             bump(&c.bytes_out, out.len() as u64);
             let bucket = R::code_bucket(out).min(crate::metrics::CODE_BUCKETS - 1);
             bump(&c.codes[bucket], 1);
-            if let Some(arrived) = self.received.arrival(i) {
-                let now = *now.get_or_insert_with(epoch_nanos);
-                // A clock stepped back between the two reads counts as 0.
-                let ns = now.saturating_sub(arrived);
-                c.latency.record_own(ns);
-                seen.cover(ns);
-            }
         }
-        c.latency.widen(seen);
+        c.latency.record_arrivals(
+            answered().filter_map(|i| self.received.arrival(i)),
+            epoch_nanos,
+        );
     }
 
     /// Sends the ready answers of a batch with as few `sendmmsg` as the
