@@ -134,6 +134,13 @@ pub enum Command {
     /// fill, and the rates of its UDP listeners over about the last minute
     /// (through the gRPC API; needs the operator token).
     Status(crate::status::StatusArgs),
+    /// Print the daily report of one UTC day: registrations, resolution
+    /// requests, successful answers, resolution latency, peak queries per
+    /// second, registration latency; read from the minute files in the
+    /// data directory (DATA_DIR/report/), with or without the node running.
+    ///
+    /// Example: idnode report --day 2026-12-06 --data-dir /var/lib/idnode
+    Report(crate::report::ReportArgs),
     /// Load generator: drive a Handle server (UDP/TCP, closed or open loop),
     /// load a synthetic data set, sweep rates into an SVG, run the echo server.
     Bench(idnode_bench::BenchArgs),

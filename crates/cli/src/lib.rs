@@ -6,7 +6,8 @@
 //! `compact`, `backup`, `token`, `audit` and `status` call the gRPC
 //! management API (`id qr`
 //! prints the QR codes of proxy URLs for labels), `restore` prepares a data
-//! directory from a backup, `bench` is the load generator.
+//! directory from a backup, `report` prints the daily report from the data
+//! directory's minute files, `bench` is the load generator.
 
 mod args;
 mod audit;
@@ -14,6 +15,7 @@ mod grpc;
 mod log;
 mod manage;
 mod qr;
+mod report;
 mod resolve;
 mod serve;
 mod shown;
@@ -94,6 +96,7 @@ async fn run(cli: args::Cli) -> anyhow::Result<ExitCode> {
         Command::Token(a) => token::token(&cli.admin, a).await,
         Command::Audit(a) => audit::audit(&cli.admin, a).await,
         Command::Status(a) => status::run(&cli.admin, a).await,
+        Command::Report(a) => report::run(a),
         Command::Bench(a) => {
             let admin = idnode_bench::AdminTarget {
                 grpc: cli.admin.grpc.clone(),

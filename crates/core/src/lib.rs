@@ -8,11 +8,15 @@
 //! limits that every entrance enforces, and the binary encoding of values (the Handle wire
 //! form, which the store also uses so that answers are cheap to build).
 //!
+//! It also holds the latency counters the serving crates share
+//! ([`latency`]: log-scale histograms of atomics).
+//!
 //! It depends on nothing that does I/O: no sockets, no clock, no storage.
 
 mod error;
 mod identifier;
 pub mod jsonl;
+pub mod latency;
 pub mod limits;
 pub mod net;
 mod prefix_info;

@@ -265,6 +265,7 @@ async fn read(
     RawQuery(query): RawQuery,
     AuthHeader(headers): AuthHeader,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let id = checked_identifier(&identifier)?;
     let params = params(&query);
     let wanted = indexes(&params)?;
@@ -310,6 +311,9 @@ async fn read(
         .await
         .map_err(|_| ApiError::internal())??
     };
+    web.counts
+        .resolutions
+        .count(started, matches!(resolved, Resolved::Values { .. }));
     Ok(match resolved {
         Resolved::Values { handle, values } if values.is_empty() && !wanted.is_empty() => (
             StatusCode::OK,

@@ -48,10 +48,34 @@ fn bump(counter: &AtomicU64, by: u64) {
     );
 }
 
-/// The counters of the listener's workers.
+/// The counters of the listener's workers, and its resolutions.
 #[derive(Debug, Default)]
 pub struct HttpCounts {
     workers: Mutex<Vec<Arc<WorkerCounts>>>,
+    /// Identifiers resolved through the REST API and the proxy.
+    pub resolutions: Resolutions,
+}
+
+/// Resolutions through the web: requests, those that found values, and
+/// how long each took to resolve (atomic adds: a handler runs on any of
+/// the runtime's threads).
+#[derive(Debug, Default)]
+pub struct Resolutions {
+    pub requests: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub latency: idnode_core::latency::Latency,
+}
+
+impl Resolutions {
+    /// Counts a resolution begun at `started`.
+    pub(crate) fn count(&self, started: std::time::Instant, succeeded: bool) {
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if succeeded {
+            self.succeeded.fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency.record(ns);
+    }
 }
 
 /// Sums over the workers.

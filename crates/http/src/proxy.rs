@@ -176,9 +176,13 @@ async fn proxy(
     // On the async worker, as the UDP workers answer: a public resolution
     // is a response-cache hit or a point read of the local store, shorter
     // than a hand-off to the blocking pool would be.
+    let started = std::time::Instant::now();
     let resolved = {
         let handle = id.as_str();
         let resolved = resolve_public(&web, handle, &[], &[]);
+        web.counts
+            .resolutions
+            .count(started, matches!(resolved, Resolved::Values { .. }));
         let referral = match &resolved {
             Resolved::Refused { code, .. } if *code == idnode_handle::code::SERVER_NOT_RESP => {
                 referral_for(&web, handle)

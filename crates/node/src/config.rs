@@ -41,6 +41,7 @@ pub struct Config {
     pub dns: DnsServerConfig,
     pub site: SiteConfig,
     pub recursion: RecursionConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -59,7 +60,26 @@ impl Default for Config {
             dns: DnsServerConfig::default(),
             site: SiteConfig::default(),
             recursion: RecursionConfig::default(),
+            metrics: MetricsConfig::default(),
         }
+    }
+}
+
+/// What the Handle and DNS listeners count: requests, answers by code and
+/// how long each took (`/metrics`, the UDP rates of `idnode status`, the
+/// resolutions of the daily report).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Off: the UDP workers (and the TCP and QUIC listeners) count nothing
+    /// and the kernel does not stamp the datagrams' arrival; the daily
+    /// report then has only the web's resolutions and the registrations.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { enabled: true }
     }
 }
 
@@ -206,6 +226,7 @@ impl HandleConfig {
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout_secs.max(1)),
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
             rate_limit: Default::default(),
+            metrics: true,
         }
     }
 }
@@ -350,6 +371,7 @@ impl QuicConfig {
                 key: self.key.clone(),
                 names: self.names.clone(),
             },
+            metrics: true,
         }
     }
 }
@@ -825,6 +847,7 @@ impl DnsServerConfig {
             tsig_keys: self.tsig_keys()?,
             notify: self.notify.clone(),
             rate_limit: Default::default(),
+            metrics: true,
         })
     }
 

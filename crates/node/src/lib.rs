@@ -6,13 +6,14 @@
 //!
 //! This is the only crate that knows the store is RocksDB. It also owns the
 //! configuration file ([`config`]), the node's place in the hierarchy
-//! ([`site`]), the demo data ([`demo`]), and what `idnode status` reports
-//! ([`status`]).
+//! ([`site`]), the demo data ([`demo`]), what `idnode status` reports
+//! ([`status`]), and the daily report's minute files ([`report`]).
 
 pub mod config;
 pub mod demo;
 pub mod key;
 pub mod metrics;
+pub mod report;
 pub mod site;
 pub mod status;
 
@@ -166,6 +167,8 @@ pub struct Node {
     dns_quic: Option<QuicListener>,
     grpc: tokio::task::JoinHandle<Result<(), idnode_admin::Error>>,
     http: Option<tokio::task::JoinHandle<()>>,
+    /// The daily report's sampler, stopped once the listeners are.
+    report: (CancellationToken, tokio::task::JoinHandle<()>),
     store: Arc<dyn Store>,
 }
 
@@ -361,8 +364,10 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     check_identifiers_in_background(store.clone(), shutdown.clone());
     trim_change_log_periodically(registry.clone(), shutdown.clone());
     let rate_limit = Arc::new(config.rate_limit.options().map_err(BadConfig)?);
+    let counting = config.metrics.enabled;
     let handle_options = idnode_server::HandleListenerOptions {
         rate_limit: rate_limit.clone(),
+        metrics: counting,
         ..config.handle.listener_options()
     };
     let handle = HandleListeners::start(&handle_options, service.clone(), shutdown.clone())
@@ -399,7 +404,10 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
     let quic = if config.quic.enabled {
         let listener = QuicListener::start(
-            &config.quic.listener_options(),
+            &idnode_server::QuicOptions {
+                metrics: counting,
+                ..config.quic.listener_options()
+            },
             service.clone(),
             &config.data_dir,
             shutdown.clone(),
@@ -425,6 +433,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         Some(service) => {
             let options = idnode_server::DnsListenerOptions {
                 rate_limit: rate_limit.clone(),
+                metrics: counting,
                 ..config
                     .dns
                     .listener_options()
@@ -441,7 +450,10 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     let dns_quic = match &dns_service {
         Some(service) if config.dns.quic => Some(
             QuicListener::start_dns(
-                &config.dns.quic_options(&config.quic),
+                &idnode_server::QuicOptions {
+                    metrics: counting,
+                    ..config.dns.quic_options(&config.quic)
+                },
                 service.clone(),
                 &config.data_dir,
                 shutdown.clone(),
@@ -473,6 +485,11 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     // The UDP listeners' counters, for /metrics and `idnode status`.
     let mut counted = vec![handle.counts.clone()];
     counted.extend(dns.as_ref().map(|d| d.counts.clone()));
+    // The stream listeners' counters, for /metrics and the daily report.
+    let mut streams = vec![handle.tcp_counts.clone()];
+    streams.extend(quic.as_ref().map(|q| q.counts.clone()));
+    streams.extend(dns.as_ref().map(|d| d.tcp_counts.clone()));
+    streams.extend(dns_quic.as_ref().map(|q| q.counts.clone()));
     let node_status = status::NodeStatus::new(status::Parts {
         registry: registry.clone(),
         db_dir: config.data_dir.join("db"),
@@ -500,7 +517,9 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         let http_counts = web.counts();
         let router = web
             .with_metrics(metrics::renderer(metrics::NodeMetrics {
-                listeners: counted,
+                listeners: counted.clone(),
+                streams: streams.clone(),
+                registry: registry.clone(),
                 store: store.clone(),
                 status: node_status.clone(),
                 http: Some(http_counts.clone()),
@@ -515,12 +534,25 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
             router,
             config.http.limits(),
             tls.map(|(_, _, config)| config),
-            http_counts,
+            http_counts.clone(),
             shutdown.clone(),
         ));
-        Some((addr, task, certificate))
+        Some((addr, task, certificate, http_counts))
     } else {
         None
+    };
+    // From here on, what the node counts goes into the daily report
+    // (the demo data loaded above is not in it).
+    let report = {
+        let counts = report::NodeCounts {
+            udp: counted,
+            streams,
+            http: http.as_ref().map(|(_, _, _, counts)| counts.clone()),
+            registry: registry.clone(),
+        };
+        let sampler = report::Sampler::new(&config.data_dir, Arc::new(counts));
+        let stop = CancellationToken::new();
+        (stop.clone(), tokio::spawn(sampler.run(stop)))
     };
     let routes = idnode_admin::router_with_status(
         registry,
@@ -550,13 +582,13 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         dns_tcp: dns.as_ref().map(|d| d.tcp),
         dns_quic: dns_quic.as_ref().map(|q| q.addr),
         grpc: grpc_addr,
-        http: http.as_ref().map(|(addr, _, _)| *addr),
+        http: http.as_ref().map(|(addr, _, _, _)| *addr),
         http_tls_certificate: http
             .as_ref()
-            .and_then(|(_, _, c)| c.as_ref().map(|(path, _)| path.clone())),
+            .and_then(|(_, _, c, _)| c.as_ref().map(|(path, _)| path.clone())),
         http_tls_sha256: http
             .as_ref()
-            .and_then(|(_, _, c)| c.as_ref().map(|(_, f)| f.to_string())),
+            .and_then(|(_, _, c, _)| c.as_ref().map(|(_, f)| f.to_string())),
         tls_certificate: tls.map(|q| q.certificate.clone()),
         tls_sha256: tls.map(|q| q.fingerprint.to_string()),
         grpc_tls_sha256: grpc_certificate.as_ref().map(|(_, f)| f.to_string()),
@@ -577,7 +609,8 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         dns,
         dns_quic,
         grpc,
-        http: http.map(|(_, task, _)| task),
+        http: http.map(|(_, task, _, _)| task),
+        report,
         store,
     })
 }
@@ -749,6 +782,12 @@ impl Node {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server ended with an error"),
             Err(e) => tracing::warn!(error = %e, "gRPC task failed"),
+        }
+        // Every listener has stopped: the report's last minute is whole.
+        let (stop, sampler) = self.report;
+        stop.cancel();
+        if let Err(e) = sampler.await {
+            tracing::warn!(error = %e, "daily report task failed");
         }
         drop(self.store);
     }

@@ -1,11 +1,14 @@
 //! The node's metrics, encoded by prometheus-client on each scrape from
-//! the counters the listeners keep (per UDP and HTTP worker, folded here),
+//! the counters the listeners keep (per UDP and HTTP worker, folded here;
+//! the stream listeners' own), the latency histograms of every Handle and
+//! DNS surface (`idnode_request_duration_seconds`), the registrations,
 //! the gRPC calls, the store engine's figures, and the caches and the
 //! store's files as `idnode status` reads them
 //! ([`crate::status::NodeStatus`]): `GET /metrics` on the HTTP listener.
 
 use crate::status::NodeStatus;
-use idnode_server::metrics::ListenerCounts;
+use idnode_core::latency::{BOUNDS, LatencyTotals, bound_seconds};
+use idnode_server::metrics::{ListenerCounts, StreamCounts};
 use idnode_store::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -19,6 +22,9 @@ use std::sync::atomic::Ordering;
 /// What a scrape reads.
 pub struct NodeMetrics {
     pub listeners: Vec<Arc<ListenerCounts>>,
+    /// Handle over TCP and QUIC, DNS over TCP and QUIC.
+    pub streams: Vec<Arc<StreamCounts>>,
+    pub registry: Arc<idnode_registry::Registry>,
     pub store: Arc<dyn Store>,
     pub status: Arc<NodeStatus>,
     pub http: Option<Arc<idnode_http::metrics::HttpCounts>>,
@@ -72,6 +78,31 @@ impl EncodeMetric for ConstHistogram<'_> {
     fn metric_type(&self) -> MetricType {
         MetricType::Histogram
     }
+}
+
+/// The bounds of the latency histograms, in seconds.
+fn latency_bounds() -> Vec<f64> {
+    (0..BOUNDS).map(bound_seconds).collect()
+}
+
+/// A histogram family of latencies, one histogram a surface.
+fn latency_family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Vec<(&str, &str)>, LatencyTotals)],
+) -> Result<(), std::fmt::Error> {
+    let bounds = latency_bounds();
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, totals) in rows {
+        ConstHistogram {
+            bounds: &bounds,
+            counts: &totals.buckets,
+            sum: totals.sum_ns as f64 / 1e9,
+        }
+        .encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
 }
 
 fn gauge_family(
@@ -157,6 +188,59 @@ impl Collector for NodeMetrics {
             "idnode_rate_limited_responses",
             "UDP answers the response rate limiter dropped or sent small",
             &limited,
+        )?;
+        let mut latencies: Vec<(Vec<(&str, &str)>, LatencyTotals)> = totals
+            .iter()
+            .filter(|(l, _)| l.enabled)
+            .map(|(l, t)| (vec![("surface", l.surface)], t.latency.clone()))
+            .collect();
+        latencies.extend(
+            self.streams
+                .iter()
+                .filter(|s| s.enabled)
+                .map(|s| (vec![("surface", s.surface)], s.latency_totals())),
+        );
+        latency_family(
+            &mut encoder,
+            "idnode_request_duration_seconds",
+            "Time from a request's arrival to its answer, by surface (UDP: from the kernel's \
+             receive timestamp; TCP and QUIC: from the request's last byte to the answer written)",
+            &latencies,
+        )?;
+        let streams: Vec<_> = self.streams.iter().filter(|s| s.enabled).collect();
+        let stream_rows = |f: fn(&StreamCounts) -> u64| -> Vec<(Vec<(&str, &str)>, u64)> {
+            streams
+                .iter()
+                .map(|s| (vec![("surface", s.surface)], f(s)))
+                .collect()
+        };
+        counter_family(
+            &mut encoder,
+            "idnode_stream_requests",
+            "Requests (resolutions and queries) of the TCP and QUIC listeners",
+            &stream_rows(|s| s.requests.load(Ordering::Relaxed)),
+        )?;
+        counter_family(
+            &mut encoder,
+            "idnode_stream_successful_answers",
+            "Answers of the TCP and QUIC listeners that say success (Handle 1, DNS NOERROR)",
+            &stream_rows(|s| s.succeeded.load(Ordering::Relaxed)),
+        )?;
+        let registrations = self.registry.registrations();
+        counter_family(
+            &mut encoder,
+            "idnode_registrations",
+            "Identifiers registered (gRPC create and batch, HTTP PUT, Handle CREATE_HANDLE)",
+            &[(vec![], registrations.registered.load(Ordering::Relaxed))],
+        )?;
+        let mut registration_latency = LatencyTotals::default();
+        registrations.latency.add_to(&mut registration_latency);
+        latency_family(
+            &mut encoder,
+            "idnode_registration_duration_seconds",
+            "Time a registering call took in the registry (validation and durable commit; a \
+             batch is one call)",
+            &[(vec![], registration_latency)],
         )?;
         gauge(
             &mut encoder,

@@ -62,6 +62,7 @@ impl Registry {
     /// that appears twice is judged against what the earlier item left, as
     /// if the items were created one after the other.
     pub fn batch_create(&self, items: Vec<BatchItem>) -> Vec<Result<Record>> {
+        let started = std::time::Instant::now();
         let now = self.now();
         let mut results: Vec<Option<Result<Record>>> = Vec::with_capacity(items.len());
         let mut prepared = Vec::with_capacity(items.len());
@@ -80,13 +81,16 @@ impl Registry {
                 Err(e) => results.push(Some(Err(e))),
             }
         }
-        if let Err(e) = self.write_batch(prepared, &mut results) {
-            // Nothing was committed: every item that had not failed alone
-            // fails with the store's error.
-            for slot in &mut results {
-                match slot {
-                    Some(Err(_)) => {}
-                    _ => *slot = Some(Err(e.duplicate())),
+        match self.write_batch(prepared, &mut results) {
+            Ok(written) => self.registrations.count(written, started),
+            Err(e) => {
+                // Nothing was committed: every item that had not failed alone
+                // fails with the store's error.
+                for slot in &mut results {
+                    match slot {
+                        Some(Err(_)) => {}
+                        _ => *slot = Some(Err(e.duplicate())),
+                    }
                 }
             }
         }
@@ -98,16 +102,18 @@ impl Registry {
             .collect()
     }
 
-    /// Judges and stages every prepared item, then commits. An `Err` means
-    /// the batch as a whole failed and nothing was written.
+    /// Judges and stages every prepared item, then commits; returns how
+    /// many records it wrote. An `Err` means the batch as a whole failed
+    /// and nothing was written.
     fn write_batch(
         &self,
         prepared: Vec<Prepared>,
         results: &mut [Option<Result<Record>>],
-    ) -> Result<()> {
+    ) -> Result<u64> {
         if prepared.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
+        let mut written = 0;
         let mut txn = Txn::begin(&*self.store)?;
         // Transactions are serialized, so reading the store directly sees
         // the state this transaction started from; later items see earlier
@@ -161,6 +167,7 @@ impl Registry {
                         }
                     }
                     txn.put_record(id.key(), &mut record)?;
+                    written += 1;
                     if repeated.iter().any(|k| k == id.key()) {
                         staged.insert(id.key().to_owned(), record.clone());
                     }
@@ -170,7 +177,7 @@ impl Registry {
             results[at] = Some(outcome);
         }
         txn.commit()?;
-        Ok(())
+        Ok(written)
     }
 }
 

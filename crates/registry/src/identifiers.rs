@@ -33,6 +33,15 @@ impl Registry {
         values: Vec<Value>,
         overwrite: bool,
     ) -> Result<Record> {
+        let started = std::time::Instant::now();
+        let created = self.create(identifier, values, overwrite);
+        if created.is_ok() {
+            self.registrations.count(1, started);
+        }
+        created
+    }
+
+    fn create(&self, identifier: &str, values: Vec<Value>, overwrite: bool) -> Result<Record> {
         let id = validate::new_identifier(identifier, "identifier")?;
         validate::values(&values)?;
         let order = template::request_order(&values);

@@ -93,6 +93,30 @@ pub struct Registry {
     /// The change log's retention policy and the readers holding it.
     retention: RwLock<retention::Retention>,
     holds: Arc<retention::Holds>,
+    registrations: RegistrationCounts,
+}
+
+/// What the registry counts of registrations: the identifiers a create
+/// wrote (one, or the items of a batch), and how long each such call took
+/// here (validation, the template, the durable commit), a batch being one
+/// call. Kept in memory only, never in the store (whose change log is
+/// replicated): the node's daily report samples them.
+#[derive(Debug, Default)]
+pub struct RegistrationCounts {
+    pub registered: std::sync::atomic::AtomicU64,
+    pub latency: idnode_core::latency::Latency,
+}
+
+impl RegistrationCounts {
+    fn count(&self, written: u64, started: std::time::Instant) {
+        if written == 0 {
+            return;
+        }
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.registered
+            .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+        self.latency.record(ns);
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -117,6 +141,7 @@ impl Registry {
             own_site: RwLock::new(None),
             retention: RwLock::new(retention::Retention::default()),
             holds: Arc::default(),
+            registrations: RegistrationCounts::default(),
         }
     }
 
@@ -127,6 +152,11 @@ impl Registry {
 
     fn now(&self) -> u32 {
         self.clock.now()
+    }
+
+    /// The registrations counted since the registry was made.
+    pub fn registrations(&self) -> &RegistrationCounts {
+        &self.registrations
     }
 
     fn own_site(&self) -> Option<Bytes> {

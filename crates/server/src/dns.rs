@@ -87,6 +87,9 @@ pub struct DnsListenerOptions {
     pub notify: Vec<SocketAddr>,
     /// Response rate limiting of the UDP answers (`rrl`).
     pub rate_limit: Arc<crate::rrl::RateLimitOptions>,
+    /// Whether the listeners count queries, answers and their times
+    /// (`metrics`); off, the UDP workers count nothing.
+    pub metrics: bool,
 }
 
 /// Running DNS listeners on UDP and TCP.
@@ -95,6 +98,8 @@ pub struct DnsListeners {
     pub tcp: SocketAddr,
     /// What the UDP workers count.
     pub counts: Arc<crate::metrics::ListenerCounts>,
+    /// What the TCP listener counts.
+    pub tcp_counts: Arc<crate::metrics::StreamCounts>,
     tasks: JoinSet<()>,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -130,12 +135,14 @@ impl DnsListeners {
             "dns-udp",
             <DnsDatagrams as Responder>::CODE_LABELS,
             counters.clone(),
+            options.metrics,
         );
         let mut key = [0u8; 16];
         rand::fill(&mut key[..]);
         let cookies = idnode_dns::cookie::CookieSecret::new(key);
         let verified = Arc::new(crate::rrl::VerifiedSources::default());
         let tcp_verified = verified.clone();
+        let tcp_counts = crate::metrics::StreamCounts::new("dns-tcp", options.metrics);
         let udp_threads = udp::spawn(
             sockets,
             // `idnode-dns-<n>`: Linux keeps 15 bytes of a thread's name
@@ -172,6 +179,7 @@ impl DnsListeners {
             allow: options.allow_transfer.clone(),
             keys: options.tsig_keys.clone(),
         });
+        let counted = tcp_counts.clone();
         tasks.spawn(async move {
             tcp::accept_loop(tcp_listener, max_connections, shutdown, |stream| {
                 let service = service.clone();
@@ -179,7 +187,8 @@ impl DnsListeners {
                 if let Ok(peer) = stream.peer_addr() {
                     tcp_verified.saw(peer.ip());
                 }
-                async move { tcp_connection(stream, service, idle, allow).await }
+                let counts = counted.clone();
+                async move { tcp_connection(stream, service, idle, allow, counts).await }
             })
             .await;
         });
@@ -187,6 +196,7 @@ impl DnsListeners {
             udp: udp_addr,
             tcp: tcp_addr,
             counts,
+            tcp_counts,
             tasks,
             udp_threads,
         })
@@ -209,7 +219,7 @@ impl QuicListener {
         shutdown: CancellationToken,
     ) -> io::Result<Self> {
         let protocol = Arc::new(DoqStreams { service });
-        Self::serve(options, protocol, DOQ_ALPN, data_dir, shutdown).await
+        Self::serve(options, protocol, DOQ_ALPN, "dns-quic", data_dir, shutdown).await
     }
 }
 
@@ -337,6 +347,7 @@ async fn tcp_connection(
     service: Arc<DnsService>,
     idle: Duration,
     allow: Arc<idnode_dns::transfer::TransferPolicy>,
+    counts: Arc<crate::metrics::StreamCounts>,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr()?.ip();
@@ -344,6 +355,9 @@ async fn tcp_connection(
     let mut chunk = vec![0u8; TCP_CHUNK];
     let mut out = Vec::with_capacity(1024);
     let mut answers: Vec<u8> = Vec::with_capacity(4096);
+    // The queries whose answers are in `answers`: when each was taken up,
+    // and whether its answer says NOERROR (counted once written).
+    let mut waiting: Vec<(Option<Instant>, bool)> = Vec::new();
     // When the first byte of a still-incomplete message arrived.
     let mut partial_since: Option<Instant> = None;
     loop {
@@ -356,8 +370,10 @@ async fn tcp_connection(
                 break;
             };
             at += 2 + len;
+            let started = counts.start();
             match service.respond(message, Transport::Stream, unix_now(), &mut out) {
                 Outcome::Drop => {
+                    counts.unanswered();
                     close = true;
                     break;
                 }
@@ -367,6 +383,7 @@ async fn tcp_connection(
                     if !answers.is_empty() {
                         write_within(&mut stream, &answers, idle).await?;
                         answers.clear();
+                        settle(&counts, &mut waiting);
                     }
                     let (mut messages, builder) = build_transfer(
                         service.clone(),
@@ -386,22 +403,28 @@ async fn tcp_connection(
                 Outcome::Reply => {
                     // The service keeps stream answers within 65535 octets.
                     let Ok(len) = u16::try_from(out.len()) else {
+                        counts.unanswered();
                         close = true;
                         break;
                     };
                     answers.extend_from_slice(&len.to_be_bytes());
                     answers.extend_from_slice(&out);
+                    if started.is_some() {
+                        waiting.push((started, crate::metrics::dns_succeeded(&out)));
+                    }
                 }
             }
             if answers.len() >= TCP_FLUSH_AT {
                 write_within(&mut stream, &answers, idle).await?;
                 answers.clear();
+                settle(&counts, &mut waiting);
             }
         }
         buf.drain(..at);
         if !answers.is_empty() {
             write_within(&mut stream, &answers, idle).await?;
             answers.clear();
+            settle(&counts, &mut waiting);
         }
         if close {
             let _ = stream.shutdown().await;
@@ -423,6 +446,13 @@ async fn tcp_connection(
             return Ok(());
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Counts the queries whose answers were just written.
+fn settle(counts: &crate::metrics::StreamCounts, waiting: &mut Vec<(Option<Instant>, bool)>) {
+    for (started, succeeded) in waiting.drain(..) {
+        counts.answered(started, succeeded);
     }
 }
 
@@ -531,5 +561,9 @@ impl StreamProtocol for DoqStreams {
                 Ok(Answer::Ready)
             }
         }
+    }
+
+    fn succeeded(answer: &[u8]) -> bool {
+        answer.get(2..).is_some_and(crate::metrics::dns_succeeded)
     }
 }

@@ -58,6 +58,9 @@ pub struct HandleListenerOptions {
     pub request_timeout: Duration,
     /// Response rate limiting of the UDP answers (`rrl`).
     pub rate_limit: Arc<rrl::RateLimitOptions>,
+    /// Whether the listeners count requests, answers and their times
+    /// (`metrics`); off, the UDP workers count nothing.
+    pub metrics: bool,
 }
 
 /// Running Handle listeners.
@@ -66,6 +69,8 @@ pub struct HandleListeners {
     pub tcp: SocketAddr,
     /// What the UDP workers count.
     pub counts: Arc<metrics::ListenerCounts>,
+    /// What the TCP listener counts.
+    pub tcp_counts: Arc<metrics::StreamCounts>,
     tasks: JoinSet<()>,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -95,7 +100,9 @@ impl HandleListeners {
             "handle-udp",
             <udp::HandleDatagrams as udp::Responder>::CODE_LABELS,
             counters.clone(),
+            options.metrics,
         );
+        let tcp_counts = metrics::StreamCounts::new("handle-tcp", options.metrics);
         let udp_threads = udp::spawn(
             sockets,
             "idnode-udp",
@@ -121,6 +128,7 @@ impl HandleListeners {
             tcp_listener,
             service,
             verified,
+            tcp_counts.clone(),
             tcp::Limits {
                 max_connections: options.tcp_max_connections,
                 idle_timeout: options.tcp_idle_timeout,
@@ -132,6 +140,7 @@ impl HandleListeners {
             udp: udp_addr,
             tcp: tcp_addr,
             counts,
+            tcp_counts,
             tasks,
             udp_threads,
         })

@@ -98,6 +98,8 @@ pub struct QuicOptions {
     /// taken.
     pub request_timeout: Duration,
     pub certificate: CertificateSource,
+    /// Whether requests, answers and their times are counted (`metrics`).
+    pub metrics: bool,
 }
 
 /// A running QUIC listener: Handle (ALPN `hdl`), or DNS over QUIC (ALPN
@@ -108,6 +110,8 @@ pub struct QuicListener {
     pub fingerprint: Fingerprint,
     /// The PEM file of that certificate (generated or configured).
     pub certificate: PathBuf,
+    /// What the listener counts.
+    pub counts: Arc<crate::metrics::StreamCounts>,
     endpoints: Vec<Endpoint>,
     connections: Arc<Semaphore>,
     max_connections: usize,
@@ -177,6 +181,15 @@ pub(crate) trait StreamProtocol: Send + Sync + 'static {
     ) -> impl std::future::Future<Output = ()> + Send + 'a {
         async {}
     }
+
+    /// Whether a deferred request counts as a resolution or query in the
+    /// metrics (administration does not).
+    fn deferred_is_counted(&self, _request: &[u8]) -> bool {
+        true
+    }
+
+    /// Whether an answer (as written to the stream) says success.
+    fn succeeded(answer: &[u8]) -> bool;
 }
 
 /// What [`StreamProtocol::answer`] did.
@@ -234,6 +247,14 @@ impl StreamProtocol for HandleStreams {
             self.service.refuse_recursion(request, unix_now(), out);
         }
     }
+
+    fn deferred_is_counted(&self, request: &[u8]) -> bool {
+        !self.service.defers_to_admin(request)
+    }
+
+    fn succeeded(answer: &[u8]) -> bool {
+        crate::metrics::handle_succeeded(answer)
+    }
 }
 
 /// What every connection task of one listener shares.
@@ -242,6 +263,7 @@ struct Shared<P> {
     connections: Arc<Semaphore>,
     max_connections: usize,
     request_timeout: Duration,
+    counts: Arc<crate::metrics::StreamCounts>,
 }
 
 /// Time a client has to complete its handshake (the idle timeout would
@@ -258,7 +280,7 @@ impl QuicListener {
         shutdown: CancellationToken,
     ) -> io::Result<Self> {
         let protocol = Arc::new(HandleStreams { service });
-        Self::serve(options, protocol, ALPN, data_dir, shutdown).await
+        Self::serve(options, protocol, ALPN, "handle-quic", data_dir, shutdown).await
     }
 
     /// Starts a listener of `protocol` under the ALPN name `alpn`.
@@ -266,6 +288,7 @@ impl QuicListener {
         options: &QuicOptions,
         protocol: Arc<P>,
         alpn: &[u8],
+        surface: &'static str,
         data_dir: &Path,
         shutdown: CancellationToken,
     ) -> io::Result<Self> {
@@ -288,11 +311,13 @@ impl QuicListener {
         };
         let max_connections = options.max_connections.max(1);
         let connections = Arc::new(Semaphore::new(max_connections));
+        let counts = crate::metrics::StreamCounts::new(surface, options.metrics);
         let shared = Arc::new(Shared {
             protocol,
             connections: connections.clone(),
             max_connections,
             request_timeout: options.request_timeout,
+            counts: counts.clone(),
         });
         // Dropping the listener stops its workers too.
         let stop = shutdown.child_token();
@@ -346,6 +371,7 @@ impl QuicListener {
             addr,
             fingerprint: identity.fingerprint,
             certificate,
+            counts,
             endpoints,
             connections,
             max_connections,
@@ -604,12 +630,15 @@ impl<P: StreamProtocol> Streams<P> {
         };
         // The semaphore is never closed; a wait here counts against the
         // request timeout.
+        let counts = &self.shared.counts;
+        let started = counts.start();
         let Ok(_responder) = self.responders.acquire().await else {
             return Err(P::BROKEN);
         };
         let mut buffers = self.take_buffers();
         let protocol = &self.shared.protocol;
         let mut answered = protocol.answer(&request, &mut buffers.out, &mut buffers.scratch);
+        let counted = answered != Ok(Answer::Deferred) || protocol.deferred_is_counted(&request);
         if answered == Ok(Answer::Deferred) {
             let peer = self.conn.remote_address();
             protocol
@@ -624,6 +653,9 @@ impl<P: StreamProtocol> Streams<P> {
                     // Finished: quinn delivers the rest on its own; no wait
                     // for the acknowledgement.
                     let _ = send.finish();
+                    if counted {
+                        counts.answered(started, P::succeeded(&buffers.out));
+                    }
                     Ok(())
                 }
                 Err(e) => {
@@ -632,6 +664,9 @@ impl<P: StreamProtocol> Streams<P> {
                 }
             },
         };
+        if result.is_err() && counted {
+            counts.unanswered();
+        }
         self.put_buffers(buffers);
         result
     }

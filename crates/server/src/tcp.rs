@@ -139,6 +139,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     service: Arc<HandleService>,
     verified: Arc<crate::rrl::VerifiedSources>,
+    counts: Arc<crate::metrics::StreamCounts>,
     limits: Limits,
     shutdown: CancellationToken,
 ) {
@@ -146,8 +147,8 @@ pub(crate) async fn serve(
         if let Ok(peer) = stream.peer_addr() {
             verified.saw(peer.ip());
         }
-        let service = service.clone();
-        async move { connection(stream, service, limits).await }
+        let (service, counts) = (service.clone(), counts.clone());
+        async move { connection(stream, service, counts, limits).await }
     })
     .await;
 }
@@ -155,6 +156,7 @@ pub(crate) async fn serve(
 async fn connection(
     mut stream: TcpStream,
     service: Arc<HandleService>,
+    counts: Arc<crate::metrics::StreamCounts>,
     limits: Limits,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
@@ -185,6 +187,7 @@ async fn connection(
                     return Ok(());
                 }
             };
+            let started = counts.start();
             // An admin interface: a resolution asking for values without
             // public read may be challenged (`Outcome::Admin`).
             let mut outcome =
@@ -197,6 +200,9 @@ async fn connection(
                 }
                 outcome = Outcome::Reply { keep_open };
             }
+            // Administration (and authenticated reads) are not counted
+            // as resolutions.
+            let counted = !matches!(outcome, Outcome::Admin { .. });
             if let Outcome::Admin { keep_open } = outcome {
                 for message in admin(&service, &buf[..total], "handle-tcp", peer).await {
                     send(&mut stream, &message, limits.request_timeout).await?;
@@ -206,10 +212,21 @@ async fn connection(
             }
             buf.drain(..total);
             match outcome {
-                Outcome::Drop | Outcome::Recurse { .. } | Outcome::Admin { .. } => return Ok(()),
+                Outcome::Drop | Outcome::Recurse { .. } | Outcome::Admin { .. } => {
+                    if counted {
+                        counts.unanswered();
+                    }
+                    return Ok(());
+                }
                 Outcome::Reply { keep_open } => {
                     if !out.is_empty() {
                         send(&mut stream, &out, limits.request_timeout).await?;
+                        if counted {
+                            let succeeded = crate::metrics::handle_succeeded(&out);
+                            counts.answered(started, succeeded);
+                        }
+                    } else if counted {
+                        counts.unanswered();
                     }
                     if !keep_open && buf.is_empty() {
                         stream.shutdown().await?;

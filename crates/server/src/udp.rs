@@ -116,7 +116,14 @@ pub(crate) fn spawn<R: Responder>(
         .enumerate()
         .map(|(i, socket)| {
             let (responder, stop, placed) = (make(), stop.clone(), placed_tx.clone());
-            let counts = counts.worker();
+            // With metrics on, the kernel stamps each datagram's arrival:
+            // the answer time counts from there, queueing included.
+            let counts = counts.enabled.then(|| counts.worker());
+            if counts.is_some()
+                && let Err(e) = idnode_udp::stamp_arrivals(&socket)
+            {
+                tracing::debug!(error = %e, "UDP arrival times not stamped: latency not counted");
+            }
             let cpus = cpus.next().unwrap_or_default();
             let thread = format!("{name}-{i}");
             std::thread::Builder::new()
@@ -144,11 +151,16 @@ struct Worker<R> {
     responder: R,
     received: RecvBatch,
     outputs: Vec<Vec<u8>>,
-    counts: Arc<crate::metrics::WorkerCounts>,
+    /// `None`: metrics off, nothing counted.
+    counts: Option<Arc<crate::metrics::WorkerCounts>>,
 }
 
 impl<R: Responder> Worker<R> {
-    fn new(socket: UdpSocket, responder: R, counts: Arc<crate::metrics::WorkerCounts>) -> Self {
+    fn new(
+        socket: UdpSocket,
+        responder: R,
+        counts: Option<Arc<crate::metrics::WorkerCounts>>,
+    ) -> Self {
         Self {
             socket,
             responder,
@@ -194,26 +206,40 @@ impl<R: Responder> Worker<R> {
                 &mut ready[..n],
                 &self.socket,
             );
-            self.count(&datagrams[..n], &ready[..n]);
+            if let Some(counts) = &self.counts {
+                self.count(counts, &datagrams[..n], &ready[..n]);
+            }
             self.send_batch(&ready[..n], peers);
         }
     }
 
     /// Counts a batch: datagrams and bytes in, answers, bytes and codes
-    /// out (answers longer than a datagram, which the responder sends
-    /// itself, count as received only).
-    fn count(&self, datagrams: &[&[u8]], ready: &[bool]) {
+    /// out, and each answer's time from the datagram's arrival (the
+    /// kernel's stamp) to now, read once for the batch (answers longer
+    /// than a datagram, which the responder sends itself, count as
+    /// received only).
+    fn count(&self, c: &crate::metrics::WorkerCounts, datagrams: &[&[u8]], ready: &[bool]) {
         use crate::metrics::bump;
-        let c = &*self.counts;
         bump(&c.received, datagrams.len() as u64);
         bump(&c.bytes_in, datagrams.iter().map(|d| d.len() as u64).sum());
-        for (i, _) in ready.iter().enumerate().filter(|(_, r)| **r) {
+        let answered = || {
+            ready
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r)
+                .map(|(i, _)| i)
+        };
+        for i in answered() {
             let out = &self.outputs[i];
             bump(&c.answered, 1);
             bump(&c.bytes_out, out.len() as u64);
             let bucket = R::code_bucket(out).min(crate::metrics::CODE_BUCKETS - 1);
             bump(&c.codes[bucket], 1);
         }
+        c.latency.record_arrivals(
+            answered().filter_map(|i| self.received.arrival(i)),
+            epoch_nanos,
+        );
     }
 
     /// Sends the ready answers of a batch with as few `sendmmsg` as the
@@ -231,6 +257,14 @@ impl<R: Responder> Worker<R> {
             tracing::debug!(error = %e, "udp send failed");
         }
     }
+}
+
+/// Nanoseconds since the Unix epoch now, the clock of the kernel's
+/// receive timestamps (`SO_TIMESTAMPNS`).
+fn epoch_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Multi-packet requests being reassembled, by sender and request id:
@@ -691,7 +725,7 @@ mod tests {
             next += 1;
             Tag(next - 1)
         };
-        let counts = crate::metrics::ListenerCounts::new("test", &["any"], Arc::default());
+        let counts = crate::metrics::ListenerCounts::new("test", &["any"], Arc::default(), true);
         let workers = spawn(sockets, name, make, stop.clone(), pin, &counts).unwrap();
         let client = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         client
@@ -796,7 +830,7 @@ mod tests {
                 Arc::default(),
             )
         };
-        let counts = crate::metrics::ListenerCounts::new("test", &[], Arc::default());
+        let counts = crate::metrics::ListenerCounts::new("test", &[], Arc::default(), true);
         let workers = spawn(
             sockets,
             "test-reassemble",

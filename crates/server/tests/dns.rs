@@ -19,6 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -32,6 +33,18 @@ async fn guard<T>(what: &str, f: impl Future<Output = T>) -> T {
         Ok(v) => v,
         Err(_) => panic!("{what}: no progress within {GUARD:?}"),
     }
+}
+
+/// Waits (within the guard) until `done` holds: a listener counts an
+/// answer once it has handed it over, which may be just after the client
+/// has it.
+async fn counted(what: &str, done: impl Fn() -> bool) {
+    guard(what, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
 }
 
 const SMALL: &str = "SMALL._.1.100.88.idnode.internal.";
@@ -102,6 +115,7 @@ async fn start_udp_tcp(
         tsig_keys: Vec::new(),
         notify: Vec::new(),
         rate_limit: Default::default(),
+        metrics: true,
     };
     let listeners = DnsListeners::start(&options, service, shutdown.clone())
         .await
@@ -282,6 +296,12 @@ async fn tcp_answers_pipelined_queries_in_order_and_whole() {
     let mut rest = Vec::new();
     guard("close", stream.read_to_end(&mut rest)).await.unwrap();
     assert!(rest.is_empty());
+    // Counted: four requests, three answered (NOERROR), the last closed.
+    let c = &l.tcp_counts;
+    assert_eq!(c.requests.load(Relaxed), 4);
+    assert_eq!(c.answered.load(Relaxed), 3);
+    assert_eq!(c.succeeded.load(Relaxed), 3);
+    assert_eq!(c.latency_totals().count(), 3);
 
     // A zone transfer over UDP is not served: NOTIMP.
     let m = udp_ask(l.udp, query(4, APEX, RecordType::AXFR, None)).await;
@@ -428,6 +448,7 @@ fn quic_options() -> QuicOptions {
         idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(30),
         certificate: CertificateSource::default(),
+        metrics: true,
     }
 }
 
@@ -517,6 +538,12 @@ async fn answers_over_quic_one_query_per_stream() {
     }
     let m = doq_ask(&conn, "NOPE._.1.100.88.idnode.internal.", RecordType::TXT).await;
     assert_eq!(m.response_code, ResponseCode::NXDomain);
+    // Counted: 19 queries answered, all NOERROR but the last, each timed.
+    let c = l.counts.clone();
+    counted("the counts", || c.answered.load(Relaxed) == 19).await;
+    assert_eq!(c.requests.load(Relaxed), 19);
+    assert_eq!(c.succeeded.load(Relaxed), 18);
+    assert_eq!(c.latency_totals().count(), 19);
 
     // A message id other than 0 is a protocol error: the connection is
     // closed with DOQ_PROTOCOL_ERROR.

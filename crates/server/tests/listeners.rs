@@ -13,6 +13,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 async fn start(max_connections: usize) -> (HandleListeners, CancellationToken) {
+    start_counting(max_connections, true).await
+}
+
+async fn start_counting(
+    max_connections: usize,
+    metrics: bool,
+) -> (HandleListeners, CancellationToken) {
     let store = MemoryStore::new();
     let mut txn = store.begin().unwrap();
     let small = Record {
@@ -47,6 +54,7 @@ async fn start(max_connections: usize) -> (HandleListeners, CancellationToken) {
         tcp_idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_millis(300),
         rate_limit: Default::default(),
+        metrics,
     };
     let service = Arc::new(HandleService::new(Arc::new(store)));
     let listeners = HandleListeners::start(&options, service, shutdown.clone())
@@ -93,6 +101,42 @@ async fn resolves_over_udp_and_tcp_including_multi_datagram_answers() {
         let r = client.resolve(&query(&long)).await.unwrap();
         assert_eq!(r.header.response_code, code::HANDLE_NOT_FOUND);
     }
+    // UDP: the one-datagram answers are counted and timed from the
+    // kernel's receive timestamp (the long answer, sent by the responder
+    // itself, is not; the long request came in two datagrams).
+    let udp = l.counts.totals();
+    assert_eq!(udp.received, 5);
+    assert_eq!(udp.answered, 3);
+    assert_eq!(udp.codes[0], 1, "one SUCCESS");
+    assert_eq!(udp.latency.count(), 3);
+    let seen = l.counts.take_extremes();
+    assert!(seen.any() && seen.min_ns <= seen.max_ns, "{seen:?}");
+    // TCP: every request, answered and timed, the two found ones success.
+    use std::sync::atomic::Ordering::Relaxed;
+    let tcp = &l.tcp_counts;
+    assert_eq!(tcp.requests.load(Relaxed), 4);
+    assert_eq!(tcp.answered.load(Relaxed), 4);
+    assert_eq!(tcp.succeeded.load(Relaxed), 2);
+    assert_eq!(tcp.latency_totals().count(), 4);
+    shutdown.cancel();
+    l.join().await;
+}
+
+/// With metrics off the listeners answer as before and count nothing.
+#[tokio::test]
+async fn with_metrics_off_nothing_is_counted() {
+    let (l, shutdown) = start_counting(16, false).await;
+    for (addr, transport) in [(l.udp, Transport::Udp), (l.tcp, Transport::Tcp)] {
+        let client = Client::new(addr, transport);
+        let r = client.resolve(&query("88.100.1/small")).await.unwrap();
+        assert_eq!(r.header.response_code, code::SUCCESS);
+    }
+    assert!(!l.counts.enabled && !l.tcp_counts.enabled);
+    assert_eq!(l.counts.totals(), Default::default());
+    assert!(!l.counts.take_extremes().any());
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(l.tcp_counts.requests.load(Relaxed), 0);
+    assert_eq!(l.tcp_counts.latency_totals().count(), 0);
     shutdown.cancel();
     l.join().await;
 }

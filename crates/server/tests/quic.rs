@@ -30,6 +30,18 @@ async fn guard<T>(what: &str, f: impl Future<Output = T>) -> T {
     }
 }
 
+/// Waits (within the guard) until `done` holds: a listener counts an
+/// answer once it has handed it over, which may be just after the client
+/// has it.
+async fn counted(what: &str, done: impl Fn() -> bool) {
+    guard(what, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
 fn service() -> Arc<HandleService> {
     let store = MemoryStore::new();
     let mut txn = store.begin().unwrap();
@@ -82,6 +94,7 @@ fn options() -> QuicOptions {
         idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(30),
         certificate: CertificateSource::default(),
+        metrics: true,
     }
 }
 
@@ -250,6 +263,12 @@ async fn resolves_over_quic_including_answers_too_large_for_udp() {
     let r = c.resolve(&query("88.100.1/NONE")).await.unwrap();
     assert_eq!(r.header.response_code, code::HANDLE_NOT_FOUND);
     assert_eq!(l.connections(), 1, "every request went over one connection");
+    // Counted: three requests answered, two of them SUCCESS, each timed.
+    let c = l.counts.clone();
+    counted("the counts", || c.answered.load(Ordering::Relaxed) == 3).await;
+    assert_eq!(c.requests.load(Ordering::Relaxed), 3);
+    assert_eq!(c.succeeded.load(Ordering::Relaxed), 2);
+    assert_eq!(c.latency_totals().count(), 3);
 
     // Trusting the generated certificate file as a CA works too (it names
     // 127.0.0.1), and so does insecure mode.

@@ -103,6 +103,7 @@ async fn start(
         tsig_keys: Vec::new(),
         notify,
         rate_limit: Default::default(),
+        metrics: true,
     };
     let listeners = DnsListeners::start(&options, service, shutdown.clone())
         .await

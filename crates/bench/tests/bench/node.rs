@@ -37,6 +37,7 @@ async fn load_then_resolve_over_udp_and_tcp() {
         tcp_idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(5),
         rate_limit: Default::default(),
+        metrics: true,
     };
     let service = Arc::new(HandleService::new(store.clone()));
     let listeners = HandleListeners::start(&options, service, shutdown.clone())

@@ -69,6 +69,7 @@ fn quic_options() -> QuicOptions {
         idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(30),
         certificate: CertificateSource::default(),
+        metrics: true,
     }
 }
 
@@ -261,6 +262,7 @@ async fn quic_against_udp() {
         tcp_idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(5),
         rate_limit: Default::default(),
+        metrics: true,
     };
     let handle = HandleListeners::start(&options, service.clone(), shutdown.clone())
         .await

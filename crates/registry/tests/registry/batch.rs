@@ -123,3 +123,42 @@ fn empty_and_all_bad_batches_do_not_commit() {
     assert!(results[0].is_err());
     assert_eq!(f.commits(), commits);
 }
+
+/// Registrations are counted where they are written: the identifiers a
+/// create or a batch wrote, one timed call each; refused items, a batch
+/// that writes nothing new and other writes are not registrations.
+#[test]
+fn registrations_are_counted_with_their_calls() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let f = Fixture::with_prefix();
+    let counted = |f: &Fixture| {
+        let r = f.registry.registrations();
+        let mut latency = idnode_core::latency::LatencyTotals::default();
+        r.latency.add_to(&mut latency);
+        (r.registered.load(Relaxed), latency.count())
+    };
+    let before = counted(&f);
+    f.registry
+        .create_identifier("88.100.1/one", vec![url(1, "x")], false)
+        .unwrap();
+    assert!(
+        f.registry
+            .create_identifier("88.100.1/one", vec![url(1, "x")], false)
+            .is_err()
+    );
+    let items = vec![
+        item("88.100.1/two", "x", false),
+        item("88.100.1/three", "x", false),
+        item("bad", "x", false),
+    ];
+    f.registry.batch_create(items.clone());
+    // The same again: nothing written, nothing counted.
+    f.registry.batch_create(items);
+    f.registry
+        .add_values("88.100.1/one", vec![url(2, "y")])
+        .unwrap();
+    let (registered, calls) = counted(&f);
+    assert_eq!((registered - before.0, calls - before.1), (3, 2));
+    let seen = f.registry.registrations().latency.take_extremes();
+    assert!(seen.any() && seen.min_ns <= seen.max_ns);
+}
