@@ -279,14 +279,29 @@ impl MirrorConfig {
         !self.of.trim().is_empty()
     }
 
+    /// What can be checked without reading files: the primary's scheme
+    /// against the TLS settings, the pin, one token source.
+    pub fn check(&self) -> Result<(), String> {
+        if self.enabled() {
+            self.settings(false).map(|_| ())
+        } else {
+            Ok(())
+        }
+    }
+
     /// The primary, its token (read from `token_file`) and TLS settings;
     /// errors name the field.
     pub fn source(&self) -> Result<idnode_admin::MirrorSource, String> {
+        self.settings(true)
+    }
+
+    fn settings(&self, read_token: bool) -> Result<idnode_admin::MirrorSource, String> {
         let primary = self.of.trim().to_owned();
         let token = match (&self.token_file, &self.token) {
             (Some(_), Some(_)) => {
                 return Err("[mirror] token and token_file: give one, not both".into());
             }
+            (Some(_), None) if !read_token => String::from("unread"),
             (Some(path), None) => std::fs::read_to_string(path)
                 .map_err(|e| format!("[mirror] token_file {}: {e}", path.display()))?
                 .trim()
@@ -294,15 +309,22 @@ impl MirrorConfig {
             (None, Some(token)) => token.trim().to_owned(),
             (None, None) => {
                 return Err(
-                    "[mirror] needs token_file (or token): the primary's operator token, or a                      token with read on every prefix"
-                        .into(),
+                    "[mirror] needs token_file (or token): the primary's operator token".into(),
                 );
             }
         };
         if token.is_empty() {
             return Err("[mirror] the token is empty".into());
         }
-        let https = primary.to_ascii_lowercase().starts_with("https://");
+        let lower = primary.to_ascii_lowercase();
+        if lower.contains("://") && !lower.starts_with("http://") && !lower.starts_with("https://")
+        {
+            return Err(format!(
+                "[mirror] of = \"{primary}\": expected host:port, http://host:port or \
+                 https://host:port"
+            ));
+        }
+        let https = lower.starts_with("https://");
         let trust = match (&self.ca_file, &self.pin) {
             (Some(_), Some(_)) => return Err("[mirror] ca_file and pin: give one, not both".into()),
             (Some(path), None) => Some(idnode_admin::ServerTrust::CaFile(path.clone())),

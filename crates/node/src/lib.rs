@@ -249,6 +249,7 @@ pub fn check_config(config: &Config) -> Result<(), BadConfig> {
         .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
     site::peers(&config.site)
         .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
+    config.mirror.check().map_err(BadConfig)?;
     if config.mirror.enabled() && config.demo {
         return Err(BadConfig(
             "a mirror ([mirror] of) holds its primary's data: it cannot load the demo data \
