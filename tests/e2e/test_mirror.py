@@ -365,3 +365,34 @@ def test_a_recursive_node_fails_over_to_the_mirror(tmp_path):
     finally:
         for n in reversed(nodes):
             n.stop()
+
+
+def test_a_mirror_follows_a_primary_over_tls_checked_by_pin(tmp_path):
+    cfg = tmp_path / "primary.toml"
+    cfg.write_text("[grpc]\ntls = true\n")
+    p = Node(tmp_path / "primary", extra=["--config", str(cfg), "--no-quic"]).start()
+    nodes = [p]
+    try:
+        pin = p.addresses["grpc_tls_sha256"]
+        token_file = tmp_path / "primary.token"
+        token_file.write_text(p.token)
+        token_file.chmod(0o600)
+        follow = ["--no-quic", "--mirror-of", f"https://{p.grpc}",
+                  "--mirror-token-file", str(token_file)]
+        m = Node(tmp_path / "mirror", demo=False, extra=[*follow, "--mirror-pin", pin]).start()
+        nodes.append(m)
+        caught_up(m, p)
+        demo = "88.100.1/CNC-LATHE-202600000"
+        r = hc.udp_resolve(m.udp, demo)
+        assert r.code == hc.SUCCESS and r.values == hc.udp_resolve(p.udp, demo).values
+        # Another pin: the mirror does not follow, and says why.
+        wrong = Node(tmp_path / "wrong", demo=False,
+                     extra=[*follow, "--mirror-pin", "00" * 32]).start()
+        nodes.append(wrong)
+        s = wait_for("the pin refusal", lambda: (status_json(wrong)["mirror"]["last_error"]
+                                                 and status_json(wrong)["mirror"]), 30)
+        assert not s["connected"] and s["applied_sequence"] == 0, s
+        assert sequence(wrong) == 0
+    finally:
+        for n in reversed(nodes):
+            n.stop()
