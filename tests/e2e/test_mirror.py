@@ -14,6 +14,10 @@ import time
 import urllib.error
 import urllib.request
 
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
 import grpc
 import pytest
 
@@ -121,6 +125,19 @@ def batch_create(node, pb, numbers):
     return ok
 
 
+def txt(node, identifier):
+    """The TXT strings of `identifier` in the node's default apex
+    (docs/dns-mapping.md), or the rcode's name when it has none."""
+    prefix, suffix = identifier.split("/", 1)
+    labels = [suffix.encode(), b"_"] + [s.encode() for s in reversed(prefix.split("."))]
+    name = dns.name.Name(labels + list(dns.name.from_text("idnode.internal.").labels))
+    r = dns.query.udp(dns.message.make_query(name, "TXT"), node.dns_udp[0],
+                      port=node.dns_udp[1], timeout=5)
+    if r.rcode() != dns.rcode.NOERROR:
+        return dns.rcode.to_text(r.rcode())
+    return [b"".join(rd.strings) for rrset in r.answer for rd in rrset]
+
+
 def status_json(node):
     return json.loads(node.cli("status", "--json").stdout)
 
@@ -210,14 +227,18 @@ def test_the_mirror_serves_reads_on_every_surface(pair):
     assert r.values[0]["data"] == b"https://example.org/pump-1"
     with urllib.request.urlopen(f"http://{m.http}/api/handles/{PREFIX}/PUMP-1", timeout=10) as h:
         assert json.loads(h.read())["values"][0]["data"]["value"] == "https://example.org/pump-1"
+    assert any(b"https://example.org/pump-1" in t for t in txt(m, f"{PREFIX}/PUMP-1"))
+    assert txt(m, f"{PREFIX}/PUMP-2") == "NXDOMAIN"
     # A write on the primary is read on the mirror moments later (the
     # caches hear of applied changes).
     p.cli("id", "create", f"{PREFIX}/PUMP-2", "-v", "1:URL:https://example.org/pump-2")
     wait_for("the new record on the mirror",
              lambda: hc.udp_resolve(m.udp, f"{PREFIX}/PUMP-2").code == hc.SUCCESS, 10)
+    assert any(b"https://example.org/pump-2" in t for t in txt(m, f"{PREFIX}/PUMP-2"))
     p.cli("id", "delete", f"{PREFIX}/PUMP-2")
     wait_for("the deletion on the mirror",
              lambda: hc.udp_resolve(m.udp, f"{PREFIX}/PUMP-2").code == hc.HANDLE_NOT_FOUND, 10)
+    assert txt(m, f"{PREFIX}/PUMP-2") == "NXDOMAIN"
     # The mirror's own site says it is not primary.
     site = hc.Response(hc.udp_exchange(m.udp, hc.site_info_request(hc.new_request_id()))[0]).site
     assert not site["primary"] & 0x80, site
