@@ -417,3 +417,29 @@ def test_a_mirror_follows_a_primary_over_tls_checked_by_pin(tmp_path):
     finally:
         for n in reversed(nodes):
             n.stop()
+
+
+def test_a_mirror_promoted_to_primary_takes_writes_and_keeps_its_sequence(tmp_path):
+    p = primary(tmp_path / "primary").start()
+    m = promoted = None
+    try:
+        p.cli("prefix", "create", PREFIX)
+        p.cli("id", "create", f"{PREFIX}/KEPT", "-v", "1:URL:https://example.org/kept")
+        m = mirror_of(tmp_path / "mirror", p, tmp_path).start()
+        caught_up(m, p)
+        last = sequence(p)
+        m.stop()
+        p.stop()
+        # As docs/operations.md says: the old primary's token, no [mirror].
+        (m.data_dir / "admin.token").write_text(p.token + "\n")
+        promoted = Node(m.data_dir, demo=False, extra=["--no-quic"]).start()
+        # Its own site on the prefix it homes: one change after the copy's.
+        assert sequence(promoted) == last + 1
+        promoted.cli("id", "create", f"{PREFIX}/NEW", "-v", "1:URL:https://example.org/new")
+        assert sequence(promoted) == last + 2
+        for identifier in (f"{PREFIX}/KEPT", f"{PREFIX}/NEW"):
+            assert hc.udp_resolve(promoted.udp, identifier).code == hc.SUCCESS
+    finally:
+        for n in (promoted, m, p):
+            if n:
+                n.stop()
