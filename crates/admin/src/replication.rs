@@ -530,6 +530,11 @@ fn apply<'s>(
     let failed = |e: StoreError| format!("cannot apply the primary's changes here: {e}");
     if let Some(part) = message.snapshot {
         if part.begin {
+            // (A second beginning would wait forever for the writer lock
+            // the first one holds.)
+            if loading.is_some() {
+                return Err("the primary began a copy in the middle of another".into());
+            }
             tracing::info!(
                 sequence = part.sequence,
                 "mirror: loading a copy of the primary's store (it no longer holds the changes \
@@ -643,6 +648,7 @@ mod tests {
         };
         assert!(apply(&store, &state, part(false, true), &mut loading).is_err());
         apply(&store, &state, part(true, false), &mut loading).unwrap();
+        assert!(apply(&store, &state, part(true, false), &mut loading).is_err());
         apply(&store, &state, part(false, true), &mut loading).unwrap();
         assert_eq!(store.last_sequence(), 40);
         assert_eq!(store.get(Space::Records, b"k").unwrap(), None);
