@@ -145,11 +145,11 @@ pub async fn router_with_status(
 /// add to the routes of [`router_with_status`]; its streams end when
 /// `stop` turns true.
 pub fn replication_service(
-    store: Arc<dyn idnode_store::Store>,
+    registry: Arc<Registry>,
     auth: Arc<Auth>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> proto::replication_server::ReplicationServer<ReplicationService> {
-    proto::replication_server::ReplicationServer::new(ReplicationService::new(store, auth, stop))
+    proto::replication_server::ReplicationServer::new(ReplicationService::new(registry, auth, stop))
 }
 
 /// Serves the admin API on `listener` until `shutdown` completes, then

@@ -12,6 +12,8 @@ use crate::proto::replication_client::ReplicationClient;
 use crate::proto::replication_server::Replication;
 use crate::tls::ClientTls;
 use bytes::Bytes;
+use idnode_registry::Registry;
+use idnode_registry::retention::LogHold;
 use idnode_store::{Change, Replace, Space, Store, StoreError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,7 +48,7 @@ type FollowStream = ReceiverStream<Result<proto::FollowResponse, Status>>;
 /// The Replication service of a node (primary or mirror: a mirror can be
 /// followed in turn).
 pub struct ReplicationService {
-    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
     auth: Arc<Auth>,
     stop: watch::Receiver<bool>,
 }
@@ -59,9 +61,15 @@ impl std::fmt::Debug for ReplicationService {
 
 impl ReplicationService {
     /// Streams end when `stop` turns true (the node stops: a stream that
-    /// never ends would hold the gRPC server's graceful shutdown).
-    pub fn new(store: Arc<dyn Store>, auth: Arc<Auth>, stop: watch::Receiver<bool>) -> Self {
-        Self { store, auth, stop }
+    /// never ends would hold the gRPC server's graceful shutdown). While a
+    /// mirror follows, the registry's retention keeps the changes after
+    /// what it was sent.
+    pub fn new(registry: Arc<Registry>, auth: Arc<Auth>, stop: watch::Receiver<bool>) -> Self {
+        Self {
+            registry,
+            auth,
+            stop,
+        }
     }
 }
 
@@ -73,17 +81,20 @@ impl Replication for ReplicationService {
         &self,
         request: Request<proto::FollowRequest>,
     ) -> Result<Response<FollowStream>, Status> {
-        let caller = self.auth.caller(request.metadata(), &*self.store)?;
+        let caller = self
+            .auth
+            .caller(request.metadata(), &**self.registry.store())?;
         // The stream carries every key space, token hashes included.
         caller
             .grant("following this node's change log")?
             .require_operator("following this node's change log")?;
         let after = request.into_inner().after;
         let (tx, rx) = mpsc::channel(4);
-        let store = self.store.clone();
+        let store = self.registry.store().clone();
+        let hold = self.registry.hold_change_log(after);
         let stop = self.stop.clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(status) = feed(&*store, after, &tx, &stop) {
+            if let Err(status) = feed(&*store, after, &hold, &tx, &stop) {
                 let _ = tx.blocking_send(Err(status));
             }
         });
@@ -103,10 +114,11 @@ enum Ended {
 fn feed(
     store: &dyn Store,
     after: u64,
+    hold: &LogHold,
     tx: &mpsc::Sender<Result<proto::FollowResponse, Status>>,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), Status> {
-    match feed_until_ended(store, after, tx, stop) {
+    match feed_until_ended(store, after, hold, tx, stop) {
         Ended::Quietly => Ok(()),
         Ended::Failed(status) => Err(status),
     }
@@ -115,6 +127,7 @@ fn feed(
 fn feed_until_ended(
     store: &dyn Store,
     mut after: u64,
+    hold: &LogHold,
     tx: &mpsc::Sender<Result<proto::FollowResponse, Status>>,
     stop: &watch::Receiver<bool>,
 ) -> Ended {
@@ -144,6 +157,7 @@ fn feed_until_ended(
                 Ok(sequence) => after = sequence,
                 Err(ended) => return ended,
             }
+            hold.advance(after);
             last_sent = Instant::now();
             continue;
         }
@@ -191,6 +205,7 @@ fn feed_until_ended(
         {
             return ended;
         }
+        hold.advance(after);
         last_sent = Instant::now();
     }
 }

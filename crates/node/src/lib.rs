@@ -572,7 +572,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         });
     }
     let routes = idnode_admin::router_with_status(
-        registry,
+        registry.clone(),
         auth.clone(),
         site_peers,
         Some(node_status.clone() as Arc<dyn idnode_admin::NodeStatus>),
@@ -580,7 +580,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     )
     .await?
     .add_service(idnode_admin::replication_service(
-        store.clone(),
+        registry,
         auth,
         streams_stop,
     ));
