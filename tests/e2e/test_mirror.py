@@ -310,11 +310,14 @@ def test_following_needs_the_operator_token(pair, pb):
 
 
 def test_a_mirror_catches_up_from_a_copy(tmp_path, pb):
-    """Two ways a primary may no longer hold what a mirror misses: the
-    mirror is ahead of it (a primary started over, or restored from an
-    older backup), and a primary whose change log starts above 1 (one
-    restored from a backup of a mirror that loaded a copy)."""
-    p1 = primary(tmp_path / "p1").start()
+    """Three ways a primary may no longer hold what a mirror misses: its
+    change log was trimmed by its retention, the mirror is ahead of it (a
+    primary started over, or restored from an older backup), and its log
+    starts above 1 for another reason (restored from a backup of a mirror
+    that loaded a copy)."""
+    retention = tmp_path / "retention.toml"
+    retention.write_text("[storage]\nchange_log_hours = 0\nchange_log_min_entries = 0\n")
+    p1 = primary(tmp_path / "p1", extra=["--config", str(retention)]).start()
     p2 = primary(tmp_path / "p2").start()
     m = p3 = m3 = None
     try:
@@ -322,8 +325,22 @@ def test_a_mirror_catches_up_from_a_copy(tmp_path, pb):
         batch_create(p1, pb, range(500))
         p2.cli("prefix", "create", "88.666")
         p2.cli("id", "create", "88.666/ONLY-HERE", "-v", "1:URL:https://example.org/p2")
+        # `idnode compact` trims what the retention no longer keeps: all
+        # but the newest change.
+        time.sleep(1.1)
+        p1.cli("compact")
+        follow = stub(p1, pb, "ReplicationStub").Follow(pb[0].FollowRequest(after=0),
+                                                          timeout=10, metadata=meta(p1))
+        first = next(iter(follow))
+        assert first.snapshot.begin and not first.changes, first
+        follow.cancel()
         m = mirror_of(tmp_path / "m", p1, tmp_path).start()
         caught_up(m, p1)
+        assert exported(m, pb) == exported(p1, pb)
+        assert status_json(m)["mirror"]["snapshots_loaded"] == 1
+        batch_create(p1, pb, range(500, 510))
+        caught_up(m, p1)
+        assert exported(m, pb) == exported(p1, pb)
         assert sequence(p2) < sequence(m)
         m.stop()
         # The same mirror, now of p2: ahead of it, so it loads a copy.
