@@ -408,6 +408,33 @@ impl Auth {
         Ok(auth)
     }
 
+    /// The auth of a mirror, whose store is a copy of its primary's and
+    /// takes no writes from it: the operator token is the one in
+    /// `<data_dir>/admin.token` (made there when missing), kept nowhere in
+    /// the store; the scoped tokens are the primary's, as its copy holds
+    /// them.
+    pub fn for_mirror(data_dir: &Path) -> Result<Self, Error> {
+        let path = data_dir.join(TOKEN_FILE);
+        let token = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let token = text.trim();
+                if token.is_empty() {
+                    return Err(Error::EmptyTokenFile(path));
+                }
+                warn_if_readable_by_others(&path);
+                token.to_owned()
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let token = new_token();
+                write_token_file(data_dir, &path, &token)?;
+                tracing::info!(path = %path.display(), "wrote a new admin token");
+                token
+            }
+            Err(e) => return Err(io_error("read", &path)(e)),
+        };
+        Ok(Self::new(sha256(&token), Some(path)))
+    }
+
     /// Writes the `admin` operator record when it is missing (and
     /// `also`, in the same transaction).
     fn record_admin(&self, store: &dyn Store, also: Option<(&[u8], Bytes)>) -> Result<(), Error> {

@@ -45,6 +45,7 @@ pub(crate) fn code(error: &RegistryError) -> Code {
         RegistryError::NotFound(_) => Code::NotFound,
         RegistryError::FailedPrecondition(_) => Code::FailedPrecondition,
         e if e.is_no_space() => Code::ResourceExhausted,
+        e if e.read_only().is_some() => Code::FailedPrecondition,
         _ => Code::Internal,
     }
 }

@@ -28,6 +28,7 @@ mod identifiers;
 mod limits;
 mod prefixes;
 mod quota;
+mod replication;
 mod site;
 mod status;
 mod tls;
@@ -56,6 +57,7 @@ pub use error::Error;
 pub use identifiers::IdentifiersService;
 pub use limits::{CallCounts, Limits};
 pub use prefixes::PrefixesService;
+pub use replication::{MirrorSource, MirrorState, ReplicationService, spawn_mirror};
 pub use site::{PeerConfig, SitePeers};
 pub use status::{NodeService, NodeStatus};
 pub use tls::{ClientTls, Fingerprint, ServerTls, ServerTrust};
@@ -137,6 +139,17 @@ pub async fn router_with_status(
         Some(node) => routes.add_service(node),
         None => routes,
     })
+}
+
+/// The Replication service (mirrors follow this node's change log), to
+/// add to the routes of [`router_with_status`]; its streams end when
+/// `stop` turns true.
+pub fn replication_service(
+    registry: Arc<Registry>,
+    auth: Arc<Auth>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> proto::replication_server::ReplicationServer<ReplicationService> {
+    proto::replication_server::ReplicationServer::new(ReplicationService::new(registry, auth, stop))
 }
 
 /// Serves the admin API on `listener` until `shutdown` completes, then

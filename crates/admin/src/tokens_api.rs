@@ -44,6 +44,9 @@ impl TokensService {
         match tokio::task::spawn_blocking(move || call(&*store)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(Failure::Status(status))) => Err(status),
+            Ok(Err(Failure::Store(StoreError::ReadOnly(message)))) => {
+                Err(Status::failed_precondition(message))
+            }
             Ok(Err(Failure::Store(e @ StoreError::NoSpace(_)))) => {
                 tracing::warn!(error = %e, "a token call refused: the disk is full");
                 Err(Status::resource_exhausted(idnode_store::NO_SPACE))

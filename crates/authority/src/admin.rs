@@ -131,6 +131,10 @@ pub(crate) fn error_message(ctx: &ResponseContext, op: u32, (code, message): Ref
 }
 
 pub(crate) fn store_failure(e: &RegistryError) -> Refusal {
+    if let Some(message) = e.read_only() {
+        // A mirror is a site that is not primary: 301, naming the primary.
+        return refusal(code::SERVER_NOT_RESP, message);
+    }
     if e.is_no_space() {
         tracing::warn!(error = %e, "handle admin: write refused, the disk is full");
         return refusal(code::ERROR, idnode_store::NO_SPACE);
@@ -261,6 +265,20 @@ impl HandleService {
             Ok(out) => vec![out],
             Err(refused) => vec![error_message(&ctx, op, refused)],
         };
+        // A mirror takes no writes: a site that is not primary answers
+        // 301 (docs/handle-admin.md), here before any challenge, naming
+        // the primary.
+        if matches!(
+            op,
+            opcode::CREATE_HANDLE
+                | opcode::DELETE_HANDLE
+                | opcode::ADD_VALUE
+                | opcode::REMOVE_VALUE
+                | opcode::MODIFY_VALUE
+        ) && let Some(reason) = admin.registry.store().refuses_writes()
+        {
+            return single(Err(refusal(code::SERVER_NOT_RESP, reason)));
+        }
         match op {
             opcode::CHALLENGE_RESPONSE => self.redeem(admin, &request, &ctx, now),
             opcode::SESSION_SETUP => {

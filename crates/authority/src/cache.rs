@@ -717,6 +717,21 @@ impl ResponseCache {
         self.account(before, shard.bytes);
     }
 
+    /// Forgets every entry, and refuses every fill that began before:
+    /// the store's whole contents were replaced (a mirror loading a copy
+    /// of its primary).
+    pub fn clear(&self) {
+        for i in 0..self.shards.len() {
+            let mut shard = self.lock(i);
+            let before = shard.bytes;
+            let mut fresh = Shard::new(shard.log.cap);
+            fresh.generation = shard.generation + 1;
+            fresh.stats = shard.stats;
+            *shard = fresh;
+            self.account(before, 0);
+        }
+    }
+
     /// Entries held.
     pub fn len(&self) -> usize {
         (0..self.shards.len())
@@ -754,6 +769,10 @@ impl CommitObserver for ResponseCache {
             }
         }
     }
+
+    fn replaced(&self) {
+        self.clear();
+    }
 }
 
 #[cfg(test)]
@@ -780,6 +799,26 @@ mod tests {
         cache.invalidate(b"K");
         assert!(cache.with(b"K", |_| ()).is_err());
         assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn clear_forgets_everything_and_refuses_fills_begun_before() {
+        let cache = ResponseCache::new(1 << 20, 4);
+        for key in [&b"A"[..], b"B", b"C"] {
+            let ticket = cache.with(key, |_| ()).unwrap_err();
+            cache.insert(key, ticket, found(b"abc"));
+        }
+        assert_eq!(cache.len(), 3);
+        let late = cache.with(b"D", |_| ()).unwrap_err();
+        cache.clear();
+        assert_eq!((cache.len(), cache.bytes()), (0, 0));
+        assert!(cache.with(b"A", |_| ()).is_err());
+        cache.insert(b"D", late, found(b"old"));
+        assert!(cache.with(b"D", |_| ()).is_err());
+        // And it fills again.
+        let ticket = cache.with(b"A", |_| ()).unwrap_err();
+        cache.insert(b"A", ticket, found(b"new"));
+        assert!(cache.with(b"A", |_| ()).is_ok());
     }
 
     #[test]

@@ -213,6 +213,19 @@ pub struct ServeArgs {
     /// config's `[recursion] roots`.
     #[arg(long = "root", value_name = "URLS")]
     pub roots: Vec<String>,
+    /// Be a mirror of the primary whose gRPC API is at ADDR (`host:port`,
+    /// or `https://host:port` with --mirror-pin): follow its change log,
+    /// serve reads, refuse writes naming it (`[mirror] of`).
+    #[arg(long, value_name = "ADDR")]
+    pub mirror_of: Option<String>,
+    /// The file holding the token the primary accepts for following it
+    /// (`[mirror] token_file`).
+    #[arg(long, value_name = "PATH")]
+    pub mirror_token_file: Option<PathBuf>,
+    /// The primary's gRPC certificate fingerprint, for an https:// primary
+    /// (`[mirror] pin`).
+    #[arg(long, value_name = "SHA256")]
+    pub mirror_pin: Option<String>,
 }
 
 impl ResolveArgs {
@@ -286,6 +299,12 @@ pub enum PrefixCommand {
             conflicts_with = "service"
         )]
         to: Vec<String>,
+        /// A mirror of the site (`idnode serve --mirror-of`), as its one
+        /// server's interfaces: another site of the delegation, with
+        /// replicated data, that resolvers try when the --to site does not
+        /// answer. Repeat for several mirrors.
+        #[arg(long = "mirror", value_name = "URLS", conflicts_with = "service")]
+        mirrors: Vec<String>,
         /// Delegate through a service handle instead (for example
         /// 88.100/SERVICE-1, a record holding the sites' HS_SITE values).
         #[arg(long, value_name = "HANDLE")]

@@ -107,6 +107,7 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
         PrefixCommand::Delegate {
             prefix,
             to,
+            mirrors,
             hash,
             ttl,
             no_site_info,
@@ -134,11 +135,24 @@ pub async fn prefix(args: &AdminArgs, command: PrefixCommand) -> anyhow::Result<
             if !no_site_info {
                 site = with_published_keys(site, &to).await;
             }
-            let described = to.join(" ");
+            let mut sites = vec![site];
+            // Each mirror is a site of its own, after the primary's.
+            for mirror in &mirrors {
+                let one = std::slice::from_ref(mirror);
+                let mut site = site_arg(one, &hash)?;
+                if !no_site_info {
+                    site = with_published_keys(site, one).await;
+                }
+                sites.push(site);
+            }
+            let mut described = to.join(" ");
+            if !mirrors.is_empty() {
+                described.push_str(&format!(" (mirrors {})", mirrors.join(" ")));
+            }
             let p = client
                 .delegate_prefix(admin.request(proto::DelegatePrefixRequest {
                     prefix,
-                    sites: vec![site],
+                    sites,
                     ttl: Some(ttl),
                     service: String::new(),
                 })?)

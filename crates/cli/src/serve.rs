@@ -49,6 +49,16 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if !args.roots.is_empty() {
         config.recursion.roots = args.roots.clone();
     }
+    if let Some(primary) = &args.mirror_of {
+        config.mirror.of = primary.clone();
+    }
+    if let Some(path) = &args.mirror_token_file {
+        config.mirror.token_file = Some(path.clone());
+        config.mirror.token = None;
+    }
+    if let Some(pin) = &args.mirror_pin {
+        config.mirror.pin = Some(pin.clone());
+    }
     if args.no_quic {
         config.quic.enabled = false;
     }
@@ -136,6 +146,9 @@ fn print_banner(a: &Addresses) {
     }
     if !a.recursion_roots.is_empty() {
         say!("  recursion   roots {}", a.recursion_roots.join(" "));
+    }
+    if let Some(primary) = &a.mirror_of {
+        say!("  mirror of   {primary} (writes refused here)");
     }
     match &a.grpc_tls_sha256 {
         Some(sha256) => {

@@ -68,6 +68,33 @@ fn role(s: &proto::StatusResponse) -> String {
     parts.join("; ")
 }
 
+/// A mirror's line: whom it follows, how far behind, since when.
+fn mirror_line(m: &proto::MirrorStatus) -> String {
+    let mut line = format!(
+        "of {}, {}; applied {} of the primary's {} ({} behind)",
+        shown::text(&m.primary),
+        if m.connected {
+            "following"
+        } else {
+            "not connected"
+        },
+        m.applied_sequence,
+        m.primary_sequence,
+        m.lag_changes
+    );
+    match m.seconds_since_contact {
+        Some(s) => line.push_str(&format!("; last heard {s:.1} s ago")),
+        None => line.push_str("; never heard from the primary"),
+    }
+    if m.snapshots_loaded > 0 {
+        line.push_str(&format!("; {} copies loaded", m.snapshots_loaded));
+    }
+    if !m.last_error.is_empty() {
+        line.push_str(&format!("; last error: {}", shown::text(&m.last_error)));
+    }
+    line
+}
+
 fn cache_line(c: &proto::CacheStatus) -> String {
     if !c.enabled {
         return "off".to_owned();
@@ -116,6 +143,16 @@ fn to_json(s: &proto::StatusResponse) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "change_sequence": s.change_sequence,
         "store_bytes": s.store_bytes,
+        "mirror": s.mirror.as_ref().map(|m| serde_json::json!({
+            "primary": m.primary,
+            "connected": m.connected,
+            "applied_sequence": m.applied_sequence,
+            "primary_sequence": m.primary_sequence,
+            "lag_changes": m.lag_changes,
+            "seconds_since_contact": m.seconds_since_contact,
+            "snapshots_loaded": m.snapshots_loaded,
+            "last_error": m.last_error,
+        })),
         "response_cache": cache_json(s.response_cache.as_ref().unwrap_or(&none)),
         "dns_cache": cache_json(s.dns_cache.as_ref().unwrap_or(&none)),
         "surfaces": s.surfaces.iter().map(|u| serde_json::json!({
@@ -170,6 +207,9 @@ pub async fn run(args: &AdminArgs, a: StatusArgs) -> anyhow::Result<ExitCode> {
         s.change_sequence,
         mib(s.store_bytes)
     );
+    if let Some(m) = &s.mirror {
+        say!("mirror      {}", mirror_line(m));
+    }
     let none = proto::CacheStatus::default();
     say!(
         "cache       {}",

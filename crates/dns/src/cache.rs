@@ -275,6 +275,10 @@ impl CommitObserver for AnswerCache {
             touched_names(&self.zones, *space, key, &mut |name| self.invalidate(name));
         }
     }
+
+    fn replaced(&self) {
+        self.clear();
+    }
 }
 
 /// Whether a change to `key` in `space` may move or change a zone cut: a

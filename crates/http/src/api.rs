@@ -382,6 +382,11 @@ fn registry_error(e: RegistryError) -> ApiError {
         }
         RegistryError::InvalidArgument { .. } => (code::INVALID_VALUE, e.to_string()),
         RegistryError::FailedPrecondition(_) => (code::SERVER_NOT_RESP, e.to_string()),
+        _ if e.read_only().is_some() => {
+            // A mirror: the write goes to its primary, which the message
+            // names.
+            return ApiError::new(StatusCode::CONFLICT, code::SERVER_NOT_RESP, e.to_string());
+        }
         _ if e.is_no_space() => {
             tracing::warn!(error = %e, "http: write refused, the disk is full");
             return ApiError::new(

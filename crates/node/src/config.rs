@@ -42,6 +42,7 @@ pub struct Config {
     pub site: SiteConfig,
     pub recursion: RecursionConfig,
     pub metrics: MetricsConfig,
+    pub mirror: MirrorConfig,
 }
 
 impl Default for Config {
@@ -61,6 +62,7 @@ impl Default for Config {
             site: SiteConfig::default(),
             recursion: RecursionConfig::default(),
             metrics: MetricsConfig::default(),
+            mirror: MirrorConfig::default(),
         }
     }
 }
@@ -268,6 +270,111 @@ pub struct SiteServerConfig {
     /// record so that clients can check its certified answers. This node's
     /// own entry takes its own key.
     pub public_key: Option<String>,
+}
+
+/// The mirror role: follow a primary's change log, serve every read
+/// surface from the copy, refuse writes naming the primary.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MirrorConfig {
+    /// The primary's gRPC address (`host:port`, `http://host:port` or
+    /// `https://host:port`). Empty: the node is no mirror.
+    pub of: String,
+    /// A file holding the token the primary accepts for following its
+    /// change log: its operator token (the stream carries every key
+    /// space).
+    pub token_file: Option<PathBuf>,
+    /// The token itself (`token_file` is better: the config file may be
+    /// readable by others).
+    pub token: Option<String>,
+    /// For an `https://` primary: a PEM file its certificate chains to...
+    pub ca_file: Option<PathBuf>,
+    /// ...or the SHA-256 fingerprint of its certificate (what `idnode
+    /// serve` prints as `grpc sha256`).
+    pub pin: Option<String>,
+}
+
+impl MirrorConfig {
+    /// Whether the node is a mirror.
+    pub fn enabled(&self) -> bool {
+        !self.of.trim().is_empty()
+    }
+
+    /// What can be checked without reading files: the primary's scheme
+    /// against the TLS settings, the pin, one token source.
+    pub fn check(&self) -> Result<(), String> {
+        if self.enabled() {
+            self.settings(false).map(|_| ())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The primary, its token (read from `token_file`) and TLS settings;
+    /// errors name the field.
+    pub fn source(&self) -> Result<idnode_admin::MirrorSource, String> {
+        self.settings(true)
+    }
+
+    fn settings(&self, read_token: bool) -> Result<idnode_admin::MirrorSource, String> {
+        let primary = self.of.trim().to_owned();
+        let token = match (&self.token_file, &self.token) {
+            (Some(_), Some(_)) => {
+                return Err("[mirror] token and token_file: give one, not both".into());
+            }
+            (Some(_), None) if !read_token => String::from("unread"),
+            (Some(path), None) => std::fs::read_to_string(path)
+                .map_err(|e| format!("[mirror] token_file {}: {e}", path.display()))?
+                .trim()
+                .to_owned(),
+            (None, Some(token)) => token.trim().to_owned(),
+            (None, None) => {
+                return Err(
+                    "[mirror] needs token_file (or token): the primary's operator token".into(),
+                );
+            }
+        };
+        if token.is_empty() {
+            return Err("[mirror] the token is empty".into());
+        }
+        let lower = primary.to_ascii_lowercase();
+        if lower.contains("://") && !lower.starts_with("http://") && !lower.starts_with("https://")
+        {
+            return Err(format!(
+                "[mirror] of = \"{primary}\": expected host:port, http://host:port or \
+                 https://host:port"
+            ));
+        }
+        let https = lower.starts_with("https://");
+        let trust = match (&self.ca_file, &self.pin) {
+            (Some(_), Some(_)) => return Err("[mirror] ca_file and pin: give one, not both".into()),
+            (Some(path), None) => Some(idnode_admin::ServerTrust::CaFile(path.clone())),
+            (None, Some(pin)) => Some(idnode_admin::ServerTrust::Pin(
+                pin.parse::<idnode_admin::Fingerprint>()
+                    .map_err(|e| format!("[mirror] pin: {e}"))?,
+            )),
+            (None, None) => None,
+        };
+        match (https, &trust) {
+            (true, None) => {
+                return Err(format!(
+                    "[mirror] of = \"{primary}\" uses TLS: set ca_file or pin"
+                ));
+            }
+            (false, Some(_)) => {
+                return Err("[mirror] ca_file and pin need an https:// primary".into());
+            }
+            _ => {}
+        }
+        Ok(idnode_admin::MirrorSource {
+            primary,
+            token,
+            tls: idnode_admin::ClientTls {
+                trust,
+                identity: None,
+            },
+        })
+    }
 }
 
 /// The recursive role: resolve questions outside the prefixes homed here

@@ -152,6 +152,8 @@ pub struct Addresses {
     pub recursion_roots: Vec<String>,
     /// The store's change sequence at start (the DNS SOA serial).
     pub change_sequence: u64,
+    /// On a mirror: its primary's gRPC address.
+    pub mirror_of: Option<String>,
     /// The node's public key as HS_PUBKEY data in base64, as
     /// `[[site.servers]] public_key` takes it.
     pub public_key: String,
@@ -169,6 +171,8 @@ pub struct Node {
     http: Option<tokio::task::JoinHandle<()>>,
     /// The daily report's sampler, stopped once the listeners are.
     report: (CancellationToken, tokio::task::JoinHandle<()>),
+    /// A mirror's task following its primary.
+    mirror: Option<tokio::task::JoinHandle<()>>,
     store: Arc<dyn Store>,
 }
 
@@ -248,6 +252,14 @@ pub fn check_config(config: &Config) -> Result<(), BadConfig> {
         .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
     site::peers(&config.site)
         .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
+    config.mirror.check().map_err(BadConfig)?;
+    if config.mirror.enabled() && config.demo {
+        return Err(BadConfig(
+            "a mirror ([mirror] of) holds its primary's data: it cannot load the demo data \
+             (demo = false, no --demo)"
+                .into(),
+        ));
+    }
     Ok(())
 }
 
@@ -313,7 +325,28 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     if let Some(c) = &dns_cache {
         observers.push(c.clone());
     }
-    let store: Arc<dyn Store> = Arc::new(ObservedStore::new(rocks, observers));
+    let observed: Arc<dyn Store> = Arc::new(ObservedStore::new(rocks, observers));
+    // A mirror's callers see a store that refuses writes, naming the
+    // primary; the mirror task applies the primary's changes to the
+    // observed store underneath (so the caches hear of them).
+    let mirror = match config.mirror.enabled() {
+        true => {
+            let source = config.mirror.source().map_err(BadConfig)?;
+            let state = Arc::new(idnode_admin::MirrorState::new(source.primary.clone()));
+            Some((source, state))
+        }
+        false => None,
+    };
+    let store: Arc<dyn Store> = match &mirror {
+        Some((source, _)) => Arc::new(idnode_store::ReadOnlyStore::new(
+            observed.clone(),
+            format!(
+                "this node is a mirror of {}; write to the primary",
+                source.primary
+            ),
+        )),
+        None => observed.clone(),
+    };
     let registry = Arc::new(Registry::new(store.clone()));
     registry.set_retention(config.storage.retention());
     if config.demo {
@@ -324,8 +357,11 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
             .context("demo data task failed")??;
     }
     let auth = Arc::new({
-        let mut auth = idnode_admin::Auth::load_or_create(&config.data_dir, &*store)
-            .context("cannot set up the admin token")?;
+        let mut auth = match &mirror {
+            Some(_) => idnode_admin::Auth::for_mirror(&config.data_dir),
+            None => idnode_admin::Auth::load_or_create(&config.data_dir, &*store),
+        }
+        .context("cannot set up the admin token")?;
         auth.limit_token_writes(config.grpc.token_writes_per_second);
         auth
     });
@@ -378,14 +414,18 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
                 config.handle.listen
             )
         })?;
-    let own_site = site::own_site(&config.site, handle.udp, handle.tcp, &public_key)
+    let mut own_site = site::own_site(&config.site, handle.udp, handle.tcp, &public_key)
         .map_err(|e| BadConfig(format!("invalid [site] configuration: {e}")))?;
+    // A mirror's site holds replicated data and is not primary: Handle
+    // clients send administration elsewhere.
+    own_site.primary = mirror.is_none();
     let own_site = own_site.encode();
     service.set_site_info(own_site.clone());
     // The prefix records say where each prefix lives: this site for the
     // prefixes homed here (delegations written before HS_SITE copies were
-    // kept get them now).
-    {
+    // kept get them now). Not on a mirror: its prefix records are the
+    // primary's.
+    if mirror.is_none() {
         let registry = registry.clone();
         let site = own_site.clone();
         let done = tokio::task::spawn_blocking(move || registry.publish_site(&site))
@@ -498,6 +538,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         response_cache: cache.clone().map(|c| (c, config.cache.budget_mb << 20)),
         dns_cache: dns_cache.clone().map(|c| (c, config.dns.cache_mb << 20)),
         counted: counted.clone(),
+        mirror: mirror.as_ref().map(|(_, state)| state.clone()),
     });
     node_status.sample_in_background(shutdown.clone());
     let http = if config.http.enabled {
@@ -554,14 +595,35 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         let stop = CancellationToken::new();
         (stop.clone(), tokio::spawn(sampler.run(stop)))
     };
+    let (stop_streams, streams_stop) = tokio::sync::watch::channel(false);
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            let _ = stop_streams.send(true);
+        });
+    }
     let routes = idnode_admin::router_with_status(
-        registry,
-        auth,
+        registry.clone(),
+        auth.clone(),
         site_peers,
         Some(node_status.clone() as Arc<dyn idnode_admin::NodeStatus>),
         config.grpc.limits().max_message_bytes,
     )
-    .await?;
+    .await?
+    .add_service(idnode_admin::replication_service(
+        registry,
+        auth,
+        streams_stop,
+    ));
+    let mirror_task = mirror.map(|(source, state)| {
+        idnode_admin::spawn_mirror(
+            source,
+            observed.clone(),
+            state,
+            shutdown.clone().cancelled_owned(),
+        )
+    });
     let grpc = tokio::spawn(idnode_admin::serve_routes(
         grpc_listener,
         routes,
@@ -595,6 +657,10 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         grpc_tls_certificate: grpc_certificate.map(|(path, _)| path),
         recursion_roots: config.recursion.roots.clone(),
         change_sequence: store.last_sequence(),
+        mirror_of: config
+            .mirror
+            .enabled()
+            .then(|| config.mirror.of.trim().to_owned()),
         public_key: {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode(&public_key)
@@ -611,6 +677,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         grpc,
         http: http.map(|(_, task, _, _)| task),
         report,
+        mirror: mirror_task,
         store,
     })
 }
@@ -782,6 +849,11 @@ impl Node {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server ended with an error"),
             Err(e) => tracing::warn!(error = %e, "gRPC task failed"),
+        }
+        if let Some(mirror) = self.mirror
+            && let Err(e) = mirror.await
+        {
+            tracing::warn!(error = %e, "the mirror task failed");
         }
         // Every listener has stopped: the report's last minute is whole.
         let (stop, sampler) = self.report;

@@ -372,6 +372,42 @@ impl Collector for NodeMetrics {
             "gRPC calls being served now",
             self.grpc.in_flight.load(Ordering::Relaxed),
         )?;
+        if let Some(mirror) = self.status.mirror() {
+            let applied = self.store.last_sequence();
+            let primary = mirror.primary_sequence();
+            gauge(
+                &mut encoder,
+                "idnode_mirror_primary_sequence",
+                "The primary's last change, as it last said (0 before the first contact)",
+                primary,
+            )?;
+            gauge(
+                &mut encoder,
+                "idnode_mirror_lag_changes",
+                "Changes of the primary not applied here yet",
+                primary.saturating_sub(applied),
+            )?;
+            let since = mirror.since_contact().map_or(-1.0, |d| d.as_secs_f64());
+            let seconds = ConstGauge::new(since);
+            seconds.encode(encoder.encode_descriptor(
+                "idnode_mirror_seconds_since_contact",
+                "Seconds since the primary last sent a batch or a heartbeat (-1: never)",
+                None,
+                seconds.metric_type(),
+            )?)?;
+            gauge(
+                &mut encoder,
+                "idnode_mirror_connected",
+                "1 while the stream from the primary is open",
+                u64::from(mirror.connected()),
+            )?;
+            counter_family(
+                &mut encoder,
+                "idnode_mirror_snapshots_loaded",
+                "Copies of the primary's store loaded (it no longer held the changes missed)",
+                &[(Vec::new(), mirror.snapshots_loaded())],
+            )?;
+        }
         Ok(())
     }
 }

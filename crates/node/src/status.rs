@@ -45,6 +45,7 @@ pub struct NodeStatus {
     counted: Vec<Arc<ListenerCounts>>,
     listeners: OnceLock<Vec<(&'static str, SocketAddr)>>,
     samples: Mutex<VecDeque<Sample>>,
+    mirror: Option<Arc<idnode_admin::MirrorState>>,
 }
 
 impl std::fmt::Debug for NodeStatus {
@@ -66,6 +67,8 @@ pub struct Parts {
     /// The DNS answer cache and its budget in bytes.
     pub dns_cache: Option<(Arc<AnswerCache>, usize)>,
     pub counted: Vec<Arc<ListenerCounts>>,
+    /// On a mirror: how it follows its primary.
+    pub mirror: Option<Arc<idnode_admin::MirrorState>>,
 }
 
 fn counts(listeners: &[Arc<ListenerCounts>]) -> Vec<Counts> {
@@ -97,7 +100,13 @@ impl NodeStatus {
             counted: parts.counted,
             listeners: OnceLock::new(),
             samples: Mutex::new(VecDeque::from([first])),
+            mirror: parts.mirror,
         })
+    }
+
+    /// On a mirror: how it follows its primary.
+    pub fn mirror(&self) -> Option<&idnode_admin::MirrorState> {
+        self.mirror.as_deref()
     }
 
     /// Where the node listens, once every listener is bound.
@@ -283,6 +292,10 @@ impl idnode_admin::NodeStatus for NodeStatus {
                 })
                 .unwrap_or_default(),
             change_sequence: self.registry.store().last_sequence(),
+            mirror: self
+                .mirror
+                .as_ref()
+                .map(|m| m.status(self.registry.store().last_sequence())),
             store_bytes,
             response_cache: Some(response_cache),
             dns_cache: Some(dns_cache),

@@ -71,6 +71,12 @@ fn each_example_says_what_its_role_needs() {
     let mirror = load("mirror");
     assert!(mirror.grpc.listen.ip().is_loopback());
     assert!(mirror.dns.notify.is_empty());
+    assert!(mirror.mirror.enabled());
+    assert!(mirror.mirror.of.starts_with("https://") && mirror.mirror.pin.is_some());
+    assert!(mirror.mirror.token_file.is_some() && mirror.mirror.token.is_none());
+    for role in ["top-level", "secondary", "enterprise", "recursive"] {
+        assert!(!load(role).mirror.enabled(), "{role}");
+    }
 }
 
 #[test]
@@ -85,4 +91,15 @@ fn the_checks_refuse_what_build_refuses() {
     assert!(bad("[rate_limit]\nexempt = [\"x\"]\n").contains("rate_limit"));
     assert!(bad("[site]\nhash = \"random\"\n").contains("site.hash"));
     assert!(bad("[dns]\napexes = []\n").contains("dns"));
+    assert!(bad("[mirror]\nof = \"127.0.0.1:50051\"\n").contains("token_file"));
+    assert!(bad("[mirror]\nof = \"https://p:50051\"\ntoken = \"t\"\n").contains("ca_file or pin"));
+    let pin = "ab".repeat(32);
+    assert!(
+        bad(&format!(
+            "[mirror]\nof = \"p:1\"\ntoken = \"t\"\npin = \"{pin}\"\n"
+        ))
+        .contains("https")
+    );
+    assert!(bad("[mirror]\nof = \"p:1\"\ntoken = \"t\"\npin = \"ab\"\n").contains("pin"));
+    assert!(bad("demo = true\n[mirror]\nof = \"p:1\"\ntoken = \"t\"\n").contains("demo"));
 }

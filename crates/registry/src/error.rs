@@ -49,6 +49,15 @@ impl RegistryError {
         matches!(self, RegistryError::Store(StoreError::NoSpace(_)))
     }
 
+    /// What the store says when it refuses writes (a mirror: where to
+    /// write instead, [`StoreError::ReadOnly`]); callers show it as it is.
+    pub fn read_only(&self) -> Option<&str> {
+        match self {
+            RegistryError::Store(StoreError::ReadOnly(message)) => Some(message),
+            _ => None,
+        }
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, message: impl ToString) -> Self {
         RegistryError::InvalidArgument {
             field: field.into(),
@@ -70,6 +79,7 @@ impl RegistryError {
             RegistryError::Store(e) => RegistryError::Store(match e {
                 StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
                 StoreError::NoSpace(m) => StoreError::NoSpace(m.clone()),
+                StoreError::ReadOnly(m) => StoreError::ReadOnly(m.clone()),
                 other => StoreError::Engine(other.to_string()),
             }),
         }

@@ -3,7 +3,7 @@
 use crate::tuning::{self, RocksOptions};
 use bytes::Bytes;
 use idnode_store::{
-    Change, Result, Snapshot, Space, Staged, Store, StoreError, WriteTxn, decode_change,
+    Change, Replace, Result, Snapshot, Space, Staged, Store, StoreError, WriteTxn, decode_change,
     encode_change,
 };
 use rocksdb::{
@@ -20,6 +20,16 @@ use std::sync::{Mutex, MutexGuard};
 /// big-endian, so key order is sequence order), value =
 /// `idnode_store::encode_change`.
 pub const CHANGELOG_CF: &str = "changelog";
+
+/// In the default column family: the sequence number of the copy a
+/// replacement loaded ([`Store::replace`]; u64, big-endian), the store's
+/// sequence while its change log is empty.
+const FLOOR_KEY: &[u8] = b"sequence_floor";
+/// In the default column family while a replacement is in progress: a
+/// store opened with it holds part of a copy, and is emptied.
+const REPLACING_KEY: &[u8] = b"replacing";
+/// Bytes of a replacement's batch before it is written.
+const REPLACE_BATCH_BYTES: usize = 4 << 20;
 
 /// A store in an embedded RocksDB database.
 pub struct RocksStore {
@@ -92,6 +102,15 @@ impl RocksStore {
             }
         })?;
         verify(&db)?;
+        if db.get(REPLACING_KEY).map_err(engine_error)?.is_some() {
+            tracing::warn!(
+                path = %path.display(),
+                "the store holds part of a copy whose load was interrupted: emptied"
+            );
+            let mut batch = clear_all(&db)?;
+            batch.delete(REPLACING_KEY);
+            db.write(batch).map_err(engine_error)?;
+        }
         let last = recover_last_sequence(&db)?;
         let mut write = WriteOptions::default();
         write.set_sync(options.sync);
@@ -335,17 +354,59 @@ fn sequence_of(key: &[u8]) -> Result<u64> {
         })
 }
 
-/// The sequence number of the last entry of the change log (0 when empty).
+/// The sequence number of the last entry of the change log, or the
+/// floor a replacement set when the log is empty (0 when neither).
 fn recover_last_sequence(db: &DB) -> Result<u64> {
     let log = db
         .cf_handle(CHANGELOG_CF)
         .ok_or_else(|| StoreError::Engine(format!("column family `{CHANGELOG_CF}` is not open")))?;
     let mut iter = db.raw_iterator_cf(log);
     iter.seek_to_last();
-    match iter.key() {
-        Some(key) => sequence_of(key),
-        None => iter.status().map(|()| 0).map_err(engine_error),
+    let last = match iter.key() {
+        Some(key) => sequence_of(key)?,
+        None => iter.status().map(|()| 0).map_err(engine_error)?,
+    };
+    let floor = floor_of(db.get(FLOOR_KEY).map_err(engine_error)?.as_deref())?;
+    Ok(last.max(floor))
+}
+
+/// The floor stored under [`FLOOR_KEY`] (0 when none).
+fn floor_of(value: Option<&[u8]>) -> Result<u64> {
+    match value {
+        None => Ok(0),
+        Some(bytes) => <[u8; 8]>::try_from(bytes)
+            .map(u64::from_be_bytes)
+            .map_err(|_| {
+                StoreError::Corrupt(format!("the sequence floor {bytes:02x?} is malformed"))
+            }),
     }
+}
+
+/// A batch that deletes every key of every key space and of the change
+/// log, and the sequence floor: one range deletion a family, up to just
+/// past its last key.
+fn clear_all(db: &DB) -> Result<WriteBatch> {
+    let mut batch = WriteBatch::default();
+    for name in Space::ALL
+        .map(Space::name)
+        .into_iter()
+        .chain([CHANGELOG_CF])
+    {
+        let family = db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::Engine(format!("column family `{name}` is not open")))?;
+        let mut iter = db.raw_iterator_cf(family);
+        iter.seek_to_last();
+        if let Some(last) = iter.key() {
+            let mut end = last.to_vec();
+            end.push(0);
+            batch.delete_range_cf(family, &b""[..], &end[..]);
+        } else {
+            iter.status().map_err(engine_error)?;
+        }
+    }
+    batch.delete(FLOOR_KEY);
+    Ok(batch)
 }
 
 impl Store for RocksStore {
@@ -448,7 +509,10 @@ impl Store for RocksStore {
         iter.seek_to_last();
         let sequence = match iter.key() {
             Some(key) => sequence_of(key)?,
-            None => iter.status().map(|()| 0).map_err(engine_error)?,
+            None => {
+                iter.status().map_err(engine_error)?;
+                floor_of(snapshot.get(FLOOR_KEY).map_err(engine_error)?.as_deref())?
+            }
         };
         drop(iter);
         Ok(Box::new(RocksSnapshot {
@@ -472,6 +536,26 @@ impl Store for RocksStore {
 
     fn last_sequence(&self) -> u64 {
         self.last.load(Ordering::Acquire)
+    }
+
+    // Under the writer lock throughout: one batch empties the store and
+    // marks it as being replaced (so that an open after a crash empties
+    // it again), the entries follow in batches, and the last batch sets
+    // the floor and removes the mark.
+    fn replace(&self) -> Result<Box<dyn Replace + '_>> {
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch = clear_all(&self.db)?;
+        batch.put(REPLACING_KEY, b"");
+        self.db
+            .write_opt(batch, &self.write)
+            .map_err(engine_error)?;
+        self.last.store(0, Ordering::Release);
+        Ok(Box::new(RocksReplace {
+            store: self,
+            _guard: guard,
+            batch: WriteBatch::default(),
+            finished: false,
+        }))
     }
 
     fn engine_stats(&self) -> idnode_store::EngineStats {
@@ -653,6 +737,10 @@ impl WriteTxn for RocksTxn<'_> {
         self.staged.origin = Some(origin);
     }
 
+    fn apply(&mut self, change: Change) -> Result<()> {
+        self.staged.stage_replicated(change)
+    }
+
     fn commit(self: Box<Self>) -> Result<u64> {
         let store = self.store;
         let last = self.staged.last();
@@ -680,6 +768,65 @@ impl WriteTxn for RocksTxn<'_> {
         // next transaction starts from this sequence.
         store.last.store(last, Ordering::Release);
         Ok(last)
+    }
+}
+
+/// A replacement in progress; holds the writer lock until dropped.
+struct RocksReplace<'a> {
+    store: &'a RocksStore,
+    _guard: MutexGuard<'a, ()>,
+    batch: WriteBatch,
+    finished: bool,
+}
+
+impl RocksReplace<'_> {
+    /// Writes the pending batch (not synced: the last batch's sync
+    /// covers every earlier write of the WAL).
+    fn write_batch(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        self.store.db.write(batch).map_err(engine_error)
+    }
+}
+
+impl Replace for RocksReplace<'_> {
+    fn put(&mut self, space: Space, key: &[u8], value: Bytes) -> Result<()> {
+        let family = self.store.family(space.name())?;
+        self.batch.put_cf(family, key, &value);
+        if self.batch.size_in_bytes() >= REPLACE_BATCH_BYTES {
+            self.write_batch()?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, sequence: u64) -> Result<()> {
+        self.batch.put(FLOOR_KEY, sequence.to_be_bytes());
+        self.batch.delete(REPLACING_KEY);
+        let batch = std::mem::take(&mut self.batch);
+        self.store
+            .db
+            .write_opt(batch, &self.store.write)
+            .map_err(engine_error)?;
+        self.store.last.store(sequence, Ordering::Release);
+        self.finished = true;
+        Ok(())
+    }
+}
+
+impl Drop for RocksReplace<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // Given up: empty again. Should that fail, the mark stays and the
+        // next open empties the store.
+        let cleared = clear_all(&self.store.db).and_then(|mut batch| {
+            batch.delete(REPLACING_KEY);
+            self.store.db.write(batch).map_err(engine_error)
+        });
+        if let Err(e) = cleared {
+            tracing::error!(error = %e, "cannot empty the store after a replacement was given up");
+        }
+        self.store.last.store(0, Ordering::Release);
     }
 }
 

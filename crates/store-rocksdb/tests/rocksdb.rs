@@ -57,6 +57,9 @@ impl Store for TempStore {
     fn trim_changes(&self, upto: u64) -> Result<u64> {
         self.store.trim_changes(upto)
     }
+    fn replace(&self) -> Result<Box<dyn idnode_store::Replace + '_>> {
+        self.store.replace()
+    }
 }
 
 /// Test options: a small cache, and syncing as in production.
@@ -81,6 +84,38 @@ fn default_options() {
     let options = RocksOptions::default();
     assert_eq!(options.block_cache_bytes, 256 << 20);
     assert!(options.sync);
+}
+
+#[test]
+fn a_loaded_copy_keeps_its_sequence_across_reopen_and_an_interrupted_load_is_emptied() {
+    let dir = TempDir::new().unwrap();
+    write_some(dir.path(), &small());
+    {
+        let store = RocksStore::open(dir.path(), &small()).unwrap();
+        let mut replace = store.replace().unwrap();
+        replace.put(Space::Records, b"88.2/X", b("x")).unwrap();
+        replace.finish(1000).unwrap();
+    }
+    {
+        let store = RocksStore::open(dir.path(), &small()).unwrap();
+        assert_eq!(store.last_sequence(), 1000);
+        assert_eq!(store.snapshot().unwrap().sequence(), 1000);
+        assert_eq!(store.get(Space::Records, b"88.1/B").unwrap(), None);
+        assert_eq!(store.get(Space::Records, b"88.2/X").unwrap(), Some(b("x")));
+        let mut txn = store.begin().unwrap();
+        assert_eq!(txn.put(Space::Records, b"88.2/Y", b("y")), 1001);
+        txn.commit().unwrap();
+        // A load that never finishes (the process dies in it).
+        let mut replace = store.replace().unwrap();
+        replace.put(Space::Records, b"88.3/Z", b("z")).unwrap();
+        std::mem::forget(replace);
+    }
+    let store = RocksStore::open(dir.path(), &small()).unwrap();
+    assert_eq!(store.last_sequence(), 0);
+    for space in Space::ALL {
+        assert_eq!(store.scan(space, b"", None, 10).unwrap(), Vec::new());
+    }
+    assert_eq!(store.changes_since(0, 10).unwrap(), Vec::new());
 }
 
 /// Writes three changes in two transactions to a store at `path`.

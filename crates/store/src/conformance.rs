@@ -7,7 +7,7 @@
 // run it: a failed `unwrap` is a failed check.
 #![allow(clippy::unwrap_used)]
 
-use crate::{Space, Store};
+use crate::{Change, Space, Store};
 use bytes::Bytes;
 
 /// Makes a fresh, empty store.
@@ -29,6 +29,9 @@ pub fn run_all(factory: Factory<'_>) {
     transactions_are_serialized(&*factory());
     snapshot_is_one_consistent_view(&*factory());
     snapshot_pages_while_writes_go_on(&*factory());
+    replicated_changes_keep_sequence_and_origin(&*factory(), &*factory());
+    replace_loads_a_copy_at_its_sequence(&*factory());
+    replace_given_up_leaves_an_empty_store(&*factory());
 }
 
 fn b(s: &str) -> Bytes {
@@ -440,4 +443,114 @@ pub fn snapshot_pages_while_writes_go_on(store: &dyn Store) {
         assert_eq!(v, &b("0"));
     }
     assert_eq!(store.last_sequence(), 6 * KEYS as u64);
+}
+
+/// Everything of every key space, in order.
+fn contents(store: &dyn Store) -> Vec<(Space, Vec<u8>, Bytes)> {
+    let mut out = Vec::new();
+    for space in Space::ALL {
+        for (k, v) in store.scan(space, b"", None, usize::MAX).unwrap() {
+            out.push((space, k, v));
+        }
+    }
+    out
+}
+
+pub fn replicated_changes_keep_sequence_and_origin(primary: &dyn Store, mirror: &dyn Store) {
+    let mut txn = primary.begin().unwrap();
+    txn.put(Space::Records, b"88/A", b("one"));
+    txn.put(Space::Prefixes, b"88", b("p"));
+    txn.commit().unwrap();
+    let mut txn = primary.begin().unwrap();
+    txn.set_origin(b("alice"));
+    txn.put(Space::Records, b"88/B", b("two"));
+    txn.delete(Space::Records, b"88/A");
+    txn.put(Space::Meta, b"m", b(""));
+    txn.commit().unwrap();
+    let mut txn = primary.begin().unwrap();
+    txn.put(Space::Records, b"88/C", b("three"));
+    txn.commit().unwrap();
+    let log = primary.changes_since(0, 100).unwrap();
+    assert_eq!(log.len(), 6);
+    // Applied in two transactions, split inside the primary's second one.
+    for part in [&log[..3], &log[3..]] {
+        let mut txn = mirror.begin().unwrap();
+        for change in part {
+            txn.apply(change.clone()).unwrap();
+        }
+        assert_eq!(txn.commit().unwrap(), part.last().unwrap().sequence);
+    }
+    assert_eq!(mirror.changes_since(0, 100).unwrap(), log);
+    assert_eq!(mirror.last_sequence(), primary.last_sequence());
+    assert_eq!(contents(mirror), contents(primary));
+    // Out of order: refused, nothing staged.
+    let mut txn = mirror.begin().unwrap();
+    let mut skipped: Change = log[0].clone();
+    skipped.sequence = 8;
+    assert!(txn.apply(skipped).is_err());
+    let mut again = log[5].clone();
+    assert!(txn.apply(again.clone()).is_err());
+    again.sequence = 7;
+    txn.apply(again).unwrap();
+    // A local write after a replicated one takes the next number.
+    assert_eq!(txn.put(Space::Records, b"88/D", b("four")), 8);
+    assert_eq!(txn.commit().unwrap(), 8);
+    assert_eq!(mirror.changes_since(6, 10).unwrap().len(), 2);
+}
+
+pub fn replace_loads_a_copy_at_its_sequence(store: &dyn Store) {
+    let mut txn = store.begin().unwrap();
+    txn.put(Space::Records, b"88/OLD", b("old"));
+    txn.put(Space::Meta, b"old", b("old"));
+    txn.commit().unwrap();
+    let mut replace = store.replace().unwrap();
+    replace.put(Space::Records, b"88/A", b("a")).unwrap();
+    replace.put(Space::Prefixes, b"88", b("p")).unwrap();
+    replace.put(Space::Meta, b"m", b("")).unwrap();
+    replace.finish(42).unwrap();
+    assert_eq!(store.last_sequence(), 42);
+    assert_eq!(store.changes_since(0, 10).unwrap(), Vec::new());
+    assert_eq!(store.snapshot().unwrap().sequence(), 42);
+    assert_eq!(
+        contents(store),
+        vec![
+            (Space::Records, b"88/A".to_vec(), b("a")),
+            (Space::Prefixes, b"88".to_vec(), b("p")),
+            (Space::Meta, b"m".to_vec(), b("")),
+        ]
+    );
+    // The log goes on from the copy's sequence, by commit or by apply.
+    let mut txn = store.begin().unwrap();
+    assert_eq!(txn.put(Space::Records, b"88/B", b("b")), 43);
+    txn.commit().unwrap();
+    let mut txn = store.begin().unwrap();
+    txn.apply(Change {
+        sequence: 44,
+        space: Space::Records,
+        key: b"88/A".to_vec(),
+        value: None,
+        origin: Some(b("who")),
+    })
+    .unwrap();
+    txn.commit().unwrap();
+    let log = store.changes_since(0, 10).unwrap();
+    assert_eq!(log.iter().map(|c| c.sequence).collect::<Vec<_>>(), [43, 44]);
+    assert_eq!(log[1].origin, Some(b("who")));
+    assert_eq!(store.get(Space::Records, b"88/A").unwrap(), None);
+}
+
+pub fn replace_given_up_leaves_an_empty_store(store: &dyn Store) {
+    let mut txn = store.begin().unwrap();
+    txn.put(Space::Records, b"88/OLD", b("old"));
+    txn.commit().unwrap();
+    let mut replace = store.replace().unwrap();
+    replace.put(Space::Records, b"88/A", b("a")).unwrap();
+    drop(replace);
+    assert_eq!(store.last_sequence(), 0);
+    assert_eq!(contents(store), Vec::new());
+    assert_eq!(store.changes_since(0, 10).unwrap(), Vec::new());
+    // And it takes writes again.
+    let mut txn = store.begin().unwrap();
+    txn.put(Space::Records, b"88/B", b("b"));
+    assert_eq!(txn.commit().unwrap(), 1);
 }

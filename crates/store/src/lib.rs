@@ -15,9 +15,11 @@
 pub mod conformance;
 mod memory;
 mod observed;
+mod read_only;
 
 pub use memory::MemoryStore;
 pub use observed::{CommitObserver, ObservedStore};
+pub use read_only::ReadOnlyStore;
 
 use bytes::Bytes;
 
@@ -85,6 +87,11 @@ pub enum StoreError {
     /// [`NO_SPACE`] instead.
     #[error("no space left on the store's disk: {0}")]
     NoSpace(String),
+    /// The store takes no writes from this node's callers (a mirror, which
+    /// only applies what its primary sends): the message says where to
+    /// write instead, and is shown to the caller as it is.
+    #[error("{0}")]
+    ReadOnly(String),
 }
 
 /// What a client is told of a write refused for a full disk
@@ -192,6 +199,38 @@ pub trait Store: Send + Sync + 'static {
             "checkpoints are not supported by this storage engine".to_owned(),
         ))
     }
+
+    /// Why this store refuses writes, when it does ([`ReadOnlyStore`]: a
+    /// mirror, where to write instead); `None` for a store that takes
+    /// them. Lets a front end refuse before it asks for credentials.
+    fn refuses_writes(&self) -> Option<&str> {
+        None
+    }
+
+    /// Starts replacing the whole store (every key space and the change
+    /// log) with a copy of another store's, as of that store's sequence
+    /// number: what a mirror does when its primary no longer holds the
+    /// changes it misses. Holds the writer lock until finished or dropped.
+    /// The store is emptied first; entries are then put one by one and
+    /// [`Replace::finish`] sets the sequence number. Until it finishes,
+    /// a crash or a drop leaves the store empty at sequence 0 (the next
+    /// open finishes emptying it), never a mix of old and new.
+    fn replace(&self) -> Result<Box<dyn Replace + '_>> {
+        Err(StoreError::Engine(
+            "replacing the store's contents is not supported by this storage engine".to_owned(),
+        ))
+    }
+}
+
+/// A replacement of a store's contents in progress; see [`Store::replace`].
+pub trait Replace {
+    /// Stores `value` under `key` (engines write in batches of their own).
+    fn put(&mut self, space: Space, key: &[u8], value: Bytes) -> Result<()>;
+
+    /// Makes the copy whole: the store's sequence number becomes
+    /// `sequence` (its change log is empty, the next change is
+    /// `sequence + 1`). Durable when it returns.
+    fn finish(self: Box<Self>, sequence: u64) -> Result<()>;
 }
 
 /// A consistent read-only view of a store; see [`Store::snapshot`].
@@ -223,6 +262,19 @@ pub trait WriteTxn {
     /// Records `origin` (who writes, from where: opaque bytes) with every
     /// change this transaction stages from now on, in the change log.
     fn set_origin(&mut self, origin: Bytes);
+
+    /// Stages a change as another store committed it: its own sequence
+    /// number (which must be the next one of this transaction: the last
+    /// committed or staged plus one) and its own origin. What a mirror
+    /// applies of its primary's change log, so that both logs stay
+    /// identical. Fails, staging nothing, on a sequence number out of
+    /// order.
+    fn apply(&mut self, change: Change) -> Result<()> {
+        let _ = change;
+        Err(StoreError::Engine(
+            "replicated changes are not supported by this storage engine".to_owned(),
+        ))
+    }
 
     /// Commits every staged change as one atomic, durable batch and returns
     /// the last sequence number (the current one when nothing was staged).
@@ -268,6 +320,20 @@ impl Staged {
             origin: self.origin.clone(),
         });
         sequence
+    }
+
+    /// Stages `change` as it is (sequence and origin), when it is the next
+    /// one; see [`WriteTxn::apply`].
+    pub fn stage_replicated(&mut self, change: Change) -> Result<()> {
+        let next = self.last() + 1;
+        if change.sequence != next {
+            return Err(StoreError::Engine(format!(
+                "a replicated change has sequence number {}, the next one here is {next}",
+                change.sequence
+            )));
+        }
+        self.changes.push(change);
+        Ok(())
     }
 
     /// The sequence number once committed.

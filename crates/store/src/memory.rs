@@ -1,6 +1,6 @@
 //! The in-memory engine: for tests, and a reference for what the trait means.
 
-use crate::{Change, Result, Snapshot, Space, Staged, Store, WriteTxn};
+use crate::{Change, Replace, Result, Snapshot, Space, Staged, Store, WriteTxn};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -13,6 +13,15 @@ struct State {
     /// copies it when one is still held (copy on write).
     spaces: Arc<Spaces>,
     log: Vec<Change>,
+    /// The sequence number when the log is empty: that of the copy a
+    /// replacement loaded (0 otherwise).
+    floor: u64,
+}
+
+impl State {
+    fn last_sequence(&self) -> u64 {
+        self.log.last().map_or(self.floor, |c| c.sequence)
+    }
 }
 
 /// A store that keeps everything in memory and loses it on drop.
@@ -52,7 +61,7 @@ impl Store for MemoryStore {
         let state = self.read();
         Ok(Box::new(MemorySnapshot {
             spaces: state.spaces.clone(),
-            sequence: state.log.last().map_or(0, |c| c.sequence),
+            sequence: state.last_sequence(),
         }))
     }
 
@@ -67,7 +76,17 @@ impl Store for MemoryStore {
     }
 
     fn last_sequence(&self) -> u64 {
-        self.read().log.last().map_or(0, |c| c.sequence)
+        self.read().last_sequence()
+    }
+
+    fn replace(&self) -> Result<Box<dyn Replace + '_>> {
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = State::default();
+        Ok(Box::new(MemoryReplace {
+            store: self,
+            _guard: guard,
+            finished: false,
+        }))
     }
 
     fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
@@ -156,6 +175,10 @@ impl WriteTxn for MemoryTxn<'_> {
         self.staged.origin = Some(origin);
     }
 
+    fn apply(&mut self, change: Change) -> Result<()> {
+        self.staged.stage_replicated(change)
+    }
+
     fn commit(self: Box<Self>) -> Result<u64> {
         let last = self.staged.last();
         if self.staged.changes.is_empty() {
@@ -173,6 +196,38 @@ impl WriteTxn for MemoryTxn<'_> {
             state.log.push(change);
         }
         Ok(last)
+    }
+}
+
+/// A replacement in progress: holds the writer lock.
+struct MemoryReplace<'a> {
+    store: &'a MemoryStore,
+    _guard: MutexGuard<'a, ()>,
+    finished: bool,
+}
+
+impl Replace for MemoryReplace<'_> {
+    fn put(&mut self, space: Space, key: &[u8], value: Bytes) -> Result<()> {
+        let mut state = self.store.state.write().unwrap_or_else(|e| e.into_inner());
+        Arc::make_mut(&mut state.spaces).insert((space, key.to_vec()), value);
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, sequence: u64) -> Result<()> {
+        let mut state = self.store.state.write().unwrap_or_else(|e| e.into_inner());
+        state.log.clear();
+        state.floor = sequence;
+        self.finished = true;
+        Ok(())
+    }
+}
+
+impl Drop for MemoryReplace<'_> {
+    fn drop(&mut self) {
+        // Given up: empty, never a part of the copy.
+        if !self.finished {
+            *self.store.state.write().unwrap_or_else(|e| e.into_inner()) = State::default();
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! `commit` returns, no write is acknowledged while a stale answer is still
 //! cached, whichever entrance (gRPC, import, seeding) made the write.
 
-use crate::{Change, Result, Snapshot, Space, Store, WriteTxn};
+use crate::{Change, Replace, Result, Snapshot, Space, Store, WriteTxn};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -13,6 +13,11 @@ use std::sync::Arc;
 pub trait CommitObserver: Send + Sync + 'static {
     /// Called once per commit, after it is durable and before it returns.
     fn committed(&self, changes: &[(Space, &[u8])]);
+
+    /// Called when the store's whole contents were replaced
+    /// ([`Store::replace`]), once the replacement finished or was given
+    /// up: nothing seen before may be kept.
+    fn replaced(&self) {}
 }
 
 /// Wraps a store; see the module docs.
@@ -70,6 +75,18 @@ impl Store for ObservedStore {
         self.inner.last_sequence()
     }
 
+    fn replace(&self) -> Result<Box<dyn Replace + '_>> {
+        let inner = self.inner.replace()?;
+        // The store is empty now: what the caches hold is stale already.
+        for observer in &self.observers {
+            observer.replaced();
+        }
+        Ok(Box::new(ObservedReplace {
+            inner: Some(inner),
+            observers: &self.observers,
+        }))
+    }
+
     fn engine_stats(&self) -> crate::EngineStats {
         self.inner.engine_stats()
     }
@@ -112,6 +129,13 @@ impl WriteTxn for ObservedTxn<'_> {
         self.inner.set_origin(origin);
     }
 
+    fn apply(&mut self, change: Change) -> Result<()> {
+        let touched = (change.space, change.key.clone());
+        self.inner.apply(change)?;
+        self.touched.push(touched);
+        Ok(())
+    }
+
     fn commit(self: Box<Self>) -> Result<u64> {
         let this = *self;
         let sequence = this.inner.commit()?;
@@ -126,6 +150,43 @@ impl WriteTxn for ObservedTxn<'_> {
             }
         }
         Ok(sequence)
+    }
+}
+
+/// A replacement through the observed store: the observers hear of it
+/// when it starts, and again when it ends, finished or dropped (a lookup
+/// meanwhile may have cached a state of the partial copy).
+struct ObservedReplace<'a> {
+    inner: Option<Box<dyn Replace + 'a>>,
+    observers: &'a [Arc<dyn CommitObserver>],
+}
+
+impl Replace for ObservedReplace<'_> {
+    fn put(&mut self, space: Space, key: &[u8], value: Bytes) -> Result<()> {
+        match &mut self.inner {
+            Some(inner) => inner.put(space, key, value),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(mut self: Box<Self>, sequence: u64) -> Result<()> {
+        match self.inner.take() {
+            Some(inner) => inner.finish(sequence),
+            None => Ok(()),
+        }
+        // `self` drops here and tells the observers.
+    }
+}
+
+impl Drop for ObservedReplace<'_> {
+    fn drop(&mut self) {
+        // The inner replacement first: it holds the writer lock, and a
+        // lookup must not cache the partial copy after the observers
+        // were told.
+        drop(self.inner.take());
+        for observer in self.observers {
+            observer.replaced();
+        }
     }
 }
 
