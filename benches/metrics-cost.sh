@@ -3,6 +3,11 @@
 # figure (the README's closed loop, `idnode bench --concurrency 64`)
 # against a node with metrics on and the same node with `[metrics]
 # enabled = false`, alternating on/off for --rounds rounds, in one run.
+# With --what rrl, the same for response rate limiting: on, the load
+# generator's address is not exempt and every answer passes the limiter
+# (limits far above the load, so none is refused); off, `[rate_limit]
+# enabled = false`. The amplification cap is off in both (it would send
+# the non-exempt load generator to TCP).
 #
 # It loads one node with the synthetic data set (`idnode bench load
 # --compact`), stops it, copies its data directory, then runs two nodes on
@@ -18,15 +23,20 @@
 #                    (default 8)
 #   --rounds N       on/off rounds (default 3)
 #   --concurrency C  requests outstanding (default 64)
+#   --what W         metrics (default) or rrl
 # Needs: the release idnode ($CARGO_TARGET_DIR/release/idnode after
 # `source scripts/env.sh`, or $IDNODE_BIN), python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-count=1000000 prefixes=100 duration=8 rounds=3 concurrency=64
+count=1000000 prefixes=100 duration=8 rounds=3 concurrency=64 what=metrics
 while (($#)); do
   case "$1" in
+    --what)
+      [ $# -ge 2 ] && [[ "$2" =~ ^(metrics|rrl)$ ]] || { echo "metrics-cost.sh: --what takes metrics or rrl" >&2; exit 2; }
+      what="$2"
+      shift 2 ;;
     --count|--prefixes|--duration|--rounds|--concurrency)
       [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "metrics-cost.sh: $1 takes a positive whole number" >&2; exit 2; }
       case "$1" in
@@ -81,9 +91,15 @@ start "$work/on"
 kill "$pid"
 wait "$pid" 2>/dev/null || true
 cp -a "$work/on" "$work/off"
-printf '[metrics]\nenabled = false\n' >"$work/off.toml"
+if [ "$what" = metrics ]; then
+  printf '' >"$work/on.toml"
+  printf '[metrics]\nenabled = false\n' >"$work/off.toml"
+else
+  printf '[rate_limit]\nenabled = true\nexempt = []\namplification = 0\nresponses_per_second = 1000000000\nall_per_second = 1000000000\n' >"$work/on.toml"
+  printf '[rate_limit]\nenabled = false\nexempt = []\namplification = 0\n' >"$work/off.toml"
+fi
 
-start "$work/on"
+start "$work/on" --config "$work/on.toml"
 on_udp="$udp"
 start "$work/off" --config "$work/off.toml"
 off_udp="$udp"
@@ -101,12 +117,12 @@ on=() off=()
 for ((r = 1; r <= rounds; r++)); do
   q="$(run "$on_udp")"
   on+=("$q")
-  say "round $r: metrics on  $q answers/s"
+  say "round $r: $what on  $q answers/s"
   q="$(run "$off_udp")"
   off+=("$q")
-  say "round $r: metrics off $q answers/s"
+  say "round $r: $what off $q answers/s"
 done
 m_on="$(median "${on[@]}")" m_off="$(median "${off[@]}")"
-echo "metrics on:  ${on[*]} answers/s (median $m_on)"
-echo "metrics off: ${off[*]} answers/s (median $m_off)"
+echo "$what on:  ${on[*]} answers/s (median $m_on)"
+echo "$what off: ${off[*]} answers/s (median $m_off)"
 awk -v a="$m_on" -v b="$m_off" 'BEGIN { printf "on / off: %.1f %%\n", 100 * a / b }'
