@@ -15,7 +15,7 @@ Then, at once, for the Handle protocol:
     TCP once first, as a client does after an "ask over TCP" answer, so
     the amplification cap does not apply to it);
 and the same for the DNS: dnsperf floods from 127.0.0.1 (one client, up
-to 10,000 queries outstanding, TXT of the demo names), a dnspython client
+to 60,000 queries outstanding, TXT of the demo names), a dnspython client
 on 127.0.0.2 asks for one name's TXT with a DNS cookie (the server cookie
 from its first answer).
 The bytes come from the node's own counters (/metrics): what each UDP
@@ -125,7 +125,7 @@ def dns_flood(addresses, work, args):
     watcher = threading.Thread(target=bystander)
     watcher.start()
     flood = subprocess.run(
-        ["dnsperf", "-s", host, "-p", port, "-d", str(names), "-c", "1", "-q", "10000",
+        ["dnsperf", "-s", host, "-p", port, "-d", str(names), "-c", "1", "-q", "60000",
          "-t", "1", "-l", f"{args.duration:g}"], capture_output=True, text=True)
     stop.set()
     watcher.join()

@@ -312,7 +312,7 @@ impl Responder for DnsDatagrams {
         let question = datagram
             .get(12..question_end(datagram).unwrap_or(datagram.len()))
             .unwrap_or_default();
-        match self.limiter.check(ip, question, std::time::Instant::now()) {
+        match self.limiter.check(ip, question) {
             crate::rrl::Verdict::Send => {
                 // The amplification cap and cookies; the shared table of
                 // TCP sources is read only for an answer over the cap.
@@ -323,7 +323,13 @@ impl Responder for DnsDatagrams {
                     ip,
                     verified,
                     secret: &self.cookies,
-                    now: unix_now(),
+                    // Only a cookie needs the time, and only a query with
+                    // an additional section can carry one.
+                    now: if datagram.get(10..12).is_some_and(|c| c != [0, 0]) {
+                        unix_now()
+                    } else {
+                        0
+                    },
                     amplification: self.limiter.amplification(),
                 };
                 if self.service.finish_udp(datagram, out, &source).capped {

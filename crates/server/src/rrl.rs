@@ -86,6 +86,7 @@ pub(crate) enum Verdict {
     Drop,
 }
 
+#[derive(Clone)]
 struct Bucket {
     tokens: f32,
     last: Instant,
@@ -95,14 +96,19 @@ struct Bucket {
     logged: Option<Instant>,
 }
 
-/// Largest table a worker keeps; when full, buckets idle for a second
-/// (full again) are dropped, then the table is cleared.
+/// The tables' hasher: foldhash, seeded at random per table (the keys are
+/// the questions of whoever sends them; SipHash cost a fifth of the answer
+/// rate of a source whose every answer was checked).
+type Fast = foldhash::fast::RandomState;
+
+/// Largest table of source buckets a worker keeps; when full, buckets
+/// idle for a second (full again) are dropped, then the table is cleared.
 const MAX_BUCKETS: usize = 65_536;
 
 /// The bucket of `key` (full when new); a table grown to [`MAX_BUCKETS`]
 /// first drops the buckets idle for a second (full again), then all.
-fn bucket_of<K: std::hash::Hash + Eq>(
-    table: &mut HashMap<K, Bucket>,
+fn bucket_of<K: std::hash::Hash + Eq, S: BuildHasher>(
+    table: &mut HashMap<K, Bucket, S>,
     key: K,
     rate: f32,
     now: Instant,
@@ -135,14 +141,30 @@ fn take(bucket: &mut Bucket, rate: f32, now: Instant) -> bool {
     false
 }
 
+/// Slots of a worker's table of answer buckets (a power of two).
+const ANSWER_SLOTS: usize = 8192;
+
+/// A slot of the answer table: the bucket of the (source, answer) whose
+/// hash is `tag` (0: empty).
+#[derive(Clone)]
+struct Slot {
+    tag: u64,
+    bucket: Bucket,
+}
+
 /// One worker's limiter.
 pub(crate) struct RateLimiter {
     options: Arc<RateLimitOptions>,
     counters: Arc<RateLimitCounters>,
-    buckets: HashMap<((u8, u128), u64), Bucket>,
+    /// Answer buckets, direct-mapped by the hash of source and answer, as
+    /// NSD keeps them: a slot taken by another answer starts it a full
+    /// bucket, so a source asking for many names can push its own buckets
+    /// out (it is held by its bucket in `sources` then), but the table
+    /// never grows, allocates or is swept, and a lookup is one slot.
+    answers: Box<[Slot]>,
     /// One bucket per source prefix, over all its answers.
-    sources: HashMap<(u8, u128), Bucket>,
-    hasher: std::collections::hash_map::RandomState,
+    sources: HashMap<(u8, u128), Bucket, Fast>,
+    hasher: Fast,
 }
 
 /// The source prefix a bucket is keyed by: (family, masked address).
@@ -172,9 +194,21 @@ impl RateLimiter {
         Self {
             options,
             counters,
-            buckets: HashMap::new(),
-            sources: HashMap::new(),
-            hasher: std::collections::hash_map::RandomState::new(),
+            answers: vec![
+                Slot {
+                    tag: 0,
+                    bucket: Bucket {
+                        tokens: 0.0,
+                        last: Instant::now(),
+                        refused: 0,
+                        logged: None,
+                    },
+                };
+                ANSWER_SLOTS
+            ]
+            .into_boxed_slice(),
+            sources: HashMap::with_hasher(Fast::default()),
+            hasher: Fast::default(),
         }
     }
 
@@ -210,17 +244,48 @@ impl RateLimiter {
 
     /// The verdict for an answer to `question` (the bytes that name the
     /// answer: the Handle body, the DNS question) for `ip`.
-    pub(crate) fn check(&mut self, ip: IpAddr, question: &[u8], now: Instant) -> Verdict {
+    pub(crate) fn check(&mut self, ip: IpAddr, question: &[u8]) -> Verdict {
         let o = &*self.options;
         if !o.enabled || o.exempt.iter().any(|&net| contains(net, ip)) {
             return Verdict::Send;
         }
-        let mut h = self.hasher.build_hasher();
-        h.write(question);
+        // The clock is read only for a source that is limited.
+        self.limit(ip, question, Instant::now())
+    }
+
+    /// [`check`](Self::check) at `now`.
+    #[cfg(test)]
+    fn check_at(&mut self, ip: IpAddr, question: &[u8], now: Instant) -> Verdict {
+        let o = &*self.options;
+        if !o.enabled || o.exempt.iter().any(|&net| contains(net, ip)) {
+            return Verdict::Send;
+        }
+        self.limit(ip, question, now)
+    }
+
+    /// The verdict for a source neither exempt nor with limiting off.
+    fn limit(&mut self, ip: IpAddr, question: &[u8], now: Instant) -> Verdict {
+        let o = &*self.options;
         let source = masked(ip, o.ipv4_prefix, o.ipv6_prefix);
-        let key = (source, h.finish());
+        let mut h = self.hasher.build_hasher();
+        h.write_u8(source.0);
+        h.write_u128(source.1);
+        h.write(question);
+        let tag = h.finish() | 1;
         let rate = o.responses_per_second.max(1) as f32;
-        let bucket = bucket_of(&mut self.buckets, key, rate, now);
+        let slot = &mut self.answers[(tag >> 1) as usize & (ANSWER_SLOTS - 1)];
+        if slot.tag != tag {
+            *slot = Slot {
+                tag,
+                bucket: Bucket {
+                    tokens: rate,
+                    last: now,
+                    refused: 0,
+                    logged: None,
+                },
+            };
+        }
+        let bucket = &mut slot.bucket;
         let bucket = match take(bucket, rate, now) {
             false => bucket,
             // Within this answer's limit: then within the source's, over
@@ -333,15 +398,15 @@ mod tests {
         // 100 names once each, within every name's limit: 20 answers, the
         // source's total.
         let sent = (0..100u32)
-            .filter(|n| l.check(flood, &n.to_be_bytes(), now) == Verdict::Send)
+            .filter(|n| l.check_at(flood, &n.to_be_bytes(), now) == Verdict::Send)
             .count();
         assert_eq!(sent, 20);
         // Another source keeps its own total; a second later the first
         // gets its next 20.
-        assert_eq!(l.check(other, b"x", now), Verdict::Send);
+        assert_eq!(l.check_at(other, b"x", now), Verdict::Send);
         let later = now + Duration::from_secs(1);
         let sent = (100..200u32)
-            .filter(|n| l.check(flood, &n.to_be_bytes(), later) == Verdict::Send)
+            .filter(|n| l.check_at(flood, &n.to_be_bytes(), later) == Verdict::Send)
             .count();
         assert_eq!(sent, 20);
     }
@@ -351,7 +416,7 @@ mod tests {
         let mut l = limiter(5, 2);
         let t0 = Instant::now();
         let ip = IpAddr::from([192, 0, 2, 7]);
-        let verdicts: Vec<Verdict> = (0..9).map(|_| l.check(ip, b"q", t0)).collect();
+        let verdicts: Vec<Verdict> = (0..9).map(|_| l.check_at(ip, b"q", t0)).collect();
         assert_eq!(&verdicts[..5], &[Verdict::Send; 5]);
         assert_eq!(
             &verdicts[5..],
@@ -359,22 +424,22 @@ mod tests {
         );
         // Its /24 neighbour shares the bucket for the same answer...
         assert_ne!(
-            l.check(IpAddr::from([192, 0, 2, 99]), b"q", t0),
+            l.check_at(IpAddr::from([192, 0, 2, 99]), b"q", t0),
             Verdict::Send
         );
         // ...not for another answer, nor another /24.
-        assert_eq!(l.check(ip, b"other", t0), Verdict::Send);
+        assert_eq!(l.check_at(ip, b"other", t0), Verdict::Send);
         assert_eq!(
-            l.check(IpAddr::from([192, 0, 3, 7]), b"q", t0),
+            l.check_at(IpAddr::from([192, 0, 3, 7]), b"q", t0),
             Verdict::Send
         );
         // A second later the bucket is full again.
         let later = t0 + Duration::from_secs(1);
-        assert_eq!(l.check(ip, b"q", later), Verdict::Send);
+        assert_eq!(l.check_at(ip, b"q", later), Verdict::Send);
         // Exempt sources are never limited.
         for _ in 0..100 {
             assert_eq!(
-                l.check(IpAddr::from([10, 9, 1, 1]), b"q", t0),
+                l.check_at(IpAddr::from([10, 9, 1, 1]), b"q", t0),
                 Verdict::Send
             );
         }
@@ -386,9 +451,9 @@ mod tests {
         let mut l = limiter(1, 0);
         let t0 = Instant::now();
         let ip = IpAddr::from([198, 51, 100, 1]);
-        assert_eq!(l.check(ip, b"q", t0), Verdict::Send);
+        assert_eq!(l.check_at(ip, b"q", t0), Verdict::Send);
         for _ in 0..10 {
-            assert_eq!(l.check(ip, b"q", t0), Verdict::Drop);
+            assert_eq!(l.check_at(ip, b"q", t0), Verdict::Drop);
         }
         let mut off = RateLimiter::new(
             Arc::new(RateLimitOptions {
@@ -398,7 +463,7 @@ mod tests {
             Arc::default(),
         );
         for _ in 0..100 {
-            assert_eq!(off.check(ip, b"q", t0), Verdict::Send);
+            assert_eq!(off.check_at(ip, b"q", t0), Verdict::Send);
         }
     }
 
@@ -413,9 +478,9 @@ mod tests {
         let c: IpAddr = "2001:db8:0:100::1"
             .parse()
             .unwrap_or(IpAddr::from([0u8; 16]));
-        assert_eq!(l.check(a, b"q", t0), Verdict::Send);
-        assert_eq!(l.check(b, b"q", t0), Verdict::Drop);
-        assert_eq!(l.check(c, b"q", t0), Verdict::Send);
+        assert_eq!(l.check_at(a, b"q", t0), Verdict::Send);
+        assert_eq!(l.check_at(b, b"q", t0), Verdict::Drop);
+        assert_eq!(l.check_at(c, b"q", t0), Verdict::Send);
     }
 
     #[test]

@@ -403,7 +403,7 @@ impl HandleDatagrams {
             return false;
         };
         let question = message.get(ENVELOPE_LEN + HEADER_LEN..).unwrap_or(message);
-        match self.limiter.check(addr.ip(), question, Instant::now()) {
+        match self.limiter.check(addr.ip(), question) {
             Verdict::Send => {}
             Verdict::Drop => return false,
             Verdict::Slip => {
