@@ -207,5 +207,13 @@ def test_the_worst_ratio_over_the_seeded_data(node):
           f"DNS {worst['dns']:.2f} ({capped['dns']} truncated); "
           f"uncapped (TCP): Handle {uncapped['handle']:.2f}, DNS {uncapped['dns']:.2f}")
     assert worst["handle"] <= 3.0 and worst["dns"] <= 3.0, worst
+    # The node counted what the cap cut, per surface.
+    import urllib.request
+    with urllib.request.urlopen(f"http://{node.http}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    for surface in ("handle-udp", "dns-udp"):
+        line = next(l for l in text.splitlines() if l.startswith(
+            f'idnode_rate_limited_responses_total{{surface="{surface}",action="capped"}}'))
+        assert float(line.split()[-1]) >= 300, line
     assert capped["handle"] > 0 and capped["dns"] > 0
     assert uncapped["handle"] > 3.0 and uncapped["dns"] > 3.0

@@ -292,7 +292,7 @@ def test_writes_on_the_mirror_are_refused_naming_the_primary(pair, pb):
     assert r.returncode != 0 and p.grpc in r.stderr, r.stderr
 
 
-def test_following_needs_the_operator_token(pair, pb):
+def test_following_needs_the_operator_or_a_replicate_token(pair, pb):
     p, _ = pair
     pb2 = pb[0]
     follow = stub(p, pb, "ReplicationStub").Follow
@@ -307,6 +307,50 @@ def test_following_needs_the_operator_token(pair, pb):
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
     first = next(iter(follow(pb2.FollowRequest(after=0), timeout=10, metadata=meta(p))))
     assert first.changes and first.changes[0].sequence == 1
+    # A replicate token: made alone, with no prefix, it follows, and it
+    # can do nothing else.
+    tokens = stub(p, pb, "TokensStub")
+    for perms, prefixes in ((["replicate", "read"], []), (["replicate"], [PREFIX])):
+        with pytest.raises(grpc.RpcError) as e:
+            tokens.CreateToken(pb2.CreateTokenRequest(
+                name="mirror", permissions=perms, prefixes=prefixes), metadata=meta(p))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, perms
+    made = tokens.CreateToken(pb2.CreateTokenRequest(name="mirror", permissions=["replicate"]),
+                              metadata=meta(p))
+    assert list(made.token.permissions) == ["replicate"]
+    replicate = (("authorization", f"Bearer {made.secret}"),)
+    first = next(iter(follow(pb2.FollowRequest(after=0), timeout=10, metadata=replicate)))
+    assert first.changes and first.changes[0].sequence == 1
+    ids = stub(p, pb)
+    with pytest.raises(grpc.RpcError) as e:
+        ids.ListIdentifiers(pb2.ListIdentifiersRequest(prefix=PREFIX), metadata=replicate)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as e:
+        ids.CreateIdentifier(request(pb2, 990_001), metadata=replicate)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_mirror_follows_with_a_replicate_token(tmp_path, pb):
+    pb2 = pb[0]
+    p = primary(tmp_path / "p").start()
+    m = None
+    try:
+        stub(p, pb, "PrefixesStub").CreatePrefix(pb2.CreatePrefixRequest(prefix=PREFIX),
+                                                 metadata=meta(p))
+        made = p.cli("token", "create", "--perm", "replicate", "--name", "mirror").stdout
+        secret = next(w for w in made.split() if w.startswith("IDNODE_TOKEN=")).split("=", 1)[1]
+        token_file = tmp_path / "replicate.token"
+        token_file.write_text(secret + "\n")
+        token_file.chmod(0o600)
+        m = Node(tmp_path / "m", demo=False, extra=[
+            "--no-quic", "--mirror-of", p.grpc, "--mirror-token-file", str(token_file)]).start()
+        stub(p, pb).CreateIdentifier(request(pb2, 990_002), metadata=meta(p))
+        caught_up(m, p)
+        assert exported(m, pb) == exported(p, pb)
+    finally:
+        if m:
+            m.stop()
+        p.stop()
 
 
 def test_a_mirror_catches_up_from_a_copy(tmp_path, pb):

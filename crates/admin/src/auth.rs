@@ -119,6 +119,7 @@ impl Grant {
             scope: Scope {
                 bits: ALL_BITS,
                 operator: true,
+                replicate: false,
             },
             prefixes: Vec::new(),
             max_identifiers: None,
@@ -215,6 +216,19 @@ impl Grant {
             false => need,
         };
         Err(self.denied(missing, &format!("on a prefix above {prefix}")))
+    }
+
+    /// PERMISSION_DENIED unless the token may follow the change log: an
+    /// operator token, or one with the `replicate` scope (a mirror's).
+    pub fn require_replicate(&self, what: &str) -> Result<(), Status> {
+        if self.is_operator() || self.scope.replicate {
+            return Ok(());
+        }
+        Err(Status::permission_denied(format!(
+            "token {} lacks replicate ({what} needs a token made with --perm replicate, or the \
+             operator scope)",
+            self.id
+        )))
     }
 
     /// PERMISSION_DENIED unless the token is the operator's (`what` names
@@ -469,6 +483,7 @@ impl Auth {
             scope: Scope {
                 bits: ALL_BITS,
                 operator: true,
+                replicate: false,
             },
             prefixes: Vec::new(),
             created: self.now(),
@@ -793,6 +808,7 @@ mod tests {
             scope: Scope {
                 bits: tokens::ADD_HANDLE | READ_VALUE,
                 operator: false,
+                replicate: false,
             },
             prefixes: vec![Prefix::parse("88.100.1").unwrap()],
             max_identifiers: None,

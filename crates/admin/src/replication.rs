@@ -84,10 +84,11 @@ impl Replication for ReplicationService {
         let caller = self
             .auth
             .caller(request.metadata(), &**self.registry.store())?;
-        // The stream carries every key space, token hashes included.
+        // The stream carries every key space, token hashes included: an
+        // operator token, or one made only for this (`replicate`).
         caller
             .grant("following this node's change log")?
-            .require_operator("following this node's change log")?;
+            .require_replicate("following this node's change log")?;
         let after = request.into_inner().after;
         let (tx, rx) = mpsc::channel(4);
         let store = self.registry.store().clone();

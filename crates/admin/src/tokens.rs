@@ -54,6 +54,8 @@ pub const ALL_BITS: u16 = 0x0fff;
 
 /// The name of the operator scope.
 pub const OPERATOR: &str = "operator";
+/// The name of the scope that may only follow the change log (mirrors).
+pub const REPLICATE: &str = "replicate";
 
 pub const ADD_HANDLE: u16 = 0x0001;
 pub const DELETE_HANDLE: u16 = 0x0002;
@@ -81,6 +83,9 @@ pub const ADMIN_ID: &str = "admin";
 pub struct Scope {
     pub bits: u16,
     pub operator: bool,
+    /// May follow the change log (a mirror's credential): the whole
+    /// store, read only, and nothing else.
+    pub replicate: bool,
 }
 
 /// Parses permission names (`add_value`, `read`, `list`, `operator`,
@@ -95,6 +100,10 @@ pub fn parse_permissions<'a>(names: impl IntoIterator<Item = &'a str>) -> Result
                 scope.operator = true;
                 continue;
             }
+            if name == REPLICATE {
+                scope.replicate = true;
+                continue;
+            }
             let bit = PERMISSIONS
                 .iter()
                 .chain(ALIASES.iter())
@@ -105,8 +114,8 @@ pub fn parse_permissions<'a>(names: impl IntoIterator<Item = &'a str>) -> Result
                 None => {
                     let known: Vec<&str> = PERMISSIONS.iter().map(|(n, _)| *n).collect();
                     return Err(format!(
-                        "unknown permission `{name}`; known: {}, operator (short: add_value, \
-                         read, list, all...)",
+                        "unknown permission `{name}`; known: {}, operator, replicate (short: \
+                         add_value, read, list, all...)",
                         known.join(", ")
                     ));
                 }
@@ -129,6 +138,9 @@ pub fn scope_names(scope: Scope) -> Vec<String> {
     let mut names = Vec::new();
     if scope.operator {
         names.push(OPERATOR.to_owned());
+    }
+    if scope.replicate {
+        names.push(REPLICATE.to_owned());
     }
     for (name, bit) in PERMISSIONS {
         if scope.bits & bit != 0 {
@@ -160,6 +172,7 @@ const FLAG_OPERATOR: u8 = 0x01;
 const FLAG_REVOKED: u8 = 0x02;
 const FLAG_EXPIRES: u8 = 0x04;
 const FLAG_MAX: u8 = 0x08;
+const FLAG_REPLICATE: u8 = 0x10;
 /// Longest prefix text kept (longer ones cannot parse anyway).
 const MAX_PREFIX_BYTES: usize = 1024;
 
@@ -182,6 +195,9 @@ impl TokenRecord {
         }
         if self.max_identifiers.is_some() {
             flags |= FLAG_MAX;
+        }
+        if self.scope.replicate {
+            flags |= FLAG_REPLICATE;
         }
         out.push(flags);
         out.extend_from_slice(&self.hash);
@@ -243,6 +259,7 @@ impl TokenRecord {
             scope: Scope {
                 bits: bits & ALL_BITS,
                 operator: flags & FLAG_OPERATOR != 0,
+                replicate: flags & FLAG_REPLICATE != 0,
             },
             prefixes,
             created,
@@ -399,6 +416,7 @@ mod tests {
             scope: Scope {
                 bits: ADD_HANDLE | READ_VALUE,
                 operator: false,
+                replicate: false,
             },
             prefixes: vec!["88.100.1".into(), "88.200".into()],
             created: 1_700_000_000,

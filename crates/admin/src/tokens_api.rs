@@ -107,12 +107,26 @@ fn record_from(request: &proto::CreateTokenRequest, now: u64) -> Result<TokenRec
     }
     let scope = parse_permissions(request.permissions.iter().map(String::as_str))
         .map_err(|e| invalid("permissions", e))?;
-    if scope.bits == 0 && !scope.operator {
+    if scope.bits == 0 && !scope.operator && !scope.replicate {
         return Err(invalid(
             "permissions",
-            "give at least one (add_handle, add_value, read_value, list_handles..., or \
-             operator)"
+            "give at least one (add_handle, add_value, read_value, list_handles..., \
+             operator, or replicate)"
                 .into(),
+        ));
+    }
+    if scope.replicate && (scope.bits != 0 || scope.operator) {
+        return Err(invalid(
+            "permissions",
+            "replicate makes a token that only follows the change log (a mirror's): give \
+             it alone"
+                .into(),
+        ));
+    }
+    if scope.replicate && !request.prefixes.is_empty() {
+        return Err(invalid(
+            "prefixes",
+            "a replicate token follows the whole store: give none".into(),
         ));
     }
     if scope.operator && !request.prefixes.is_empty() {
@@ -121,7 +135,7 @@ fn record_from(request: &proto::CreateTokenRequest, now: u64) -> Result<TokenRec
             "an operator token covers every prefix: give none".into(),
         ));
     }
-    if !scope.operator && request.prefixes.is_empty() {
+    if !scope.operator && !scope.replicate && request.prefixes.is_empty() {
         return Err(invalid(
             "prefixes",
             "give at least one prefix the token covers".into(),

@@ -24,7 +24,8 @@ pub enum TokenCommand {
         /// delete_handle, add_derived_prefix, delete_derived_prefix,
         /// modify_value, remove_value, add_value, read_value, modify_admin,
         /// remove_admin, add_admin, list_handles; short: read, list, create,
-        /// delete, all; or operator (everything, no --prefix).
+        /// delete, all; or operator (everything, no --prefix); or replicate
+        /// (only following the change log: a mirror's token, no --prefix).
         #[arg(long = "perm", value_name = "NAMES", required = true)]
         permissions: Vec<String>,
         /// Lifetime: 3600, 90s, 45m, 12h, 30d or 2w (default: never
@@ -103,10 +104,16 @@ pub async fn token(args: &AdminArgs, command: TokenCommand) -> anyhow::Result<Ex
                 Ok(scope) => scope,
                 Err(e) => usage!("--perm: {e}"),
             };
-            if scope.bits == 0 && !scope.operator {
+            if scope.bits == 0 && !scope.operator && !scope.replicate {
                 usage!("--perm: give at least one permission");
             }
-            if !scope.operator && prefixes.is_empty() {
+            if scope.replicate && (scope.bits != 0 || scope.operator || !prefixes.is_empty()) {
+                usage!(
+                    "--perm replicate makes a token that only follows the change log (a \
+                     mirror's): give it alone, with no --prefix"
+                );
+            }
+            if !scope.operator && !scope.replicate && prefixes.is_empty() {
                 usage!("give at least one --prefix the token covers (or --perm operator)");
             }
             if scope.operator && !prefixes.is_empty() {

@@ -182,11 +182,15 @@ impl Collector for NodeMetrics {
                 vec![("surface", l.surface), ("action", "slipped")],
                 r.slipped.load(Ordering::Relaxed),
             ));
+            limited.push((
+                vec![("surface", l.surface), ("action", "capped")],
+                r.capped.load(Ordering::Relaxed),
+            ));
         }
         counter_family(
             &mut encoder,
             "idnode_rate_limited_responses",
-            "UDP answers the response rate limiter dropped or sent small",
+            "UDP answers the response rate limiter dropped or sent small, and answers the amplification cap sent small (capped)",
             &limited,
         )?;
         let mut latencies: Vec<(Vec<(&str, &str)>, LatencyTotals)> = totals
