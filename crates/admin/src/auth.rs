@@ -398,24 +398,8 @@ impl Auth {
             auth.record_admin(store, None)?;
             return Ok(auth);
         }
-        let token = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let token = text.trim();
-                if token.is_empty() {
-                    return Err(Error::EmptyTokenFile(path));
-                }
-                tracing::info!(path = %path.display(), "adopting the existing admin token file");
-                warn_if_readable_by_others(&path);
-                token.to_owned()
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                let token = new_token();
-                write_token_file(data_dir, &path, &token)?;
-                tracing::info!(path = %path.display(), "wrote a new admin token");
-                token
-            }
-            Err(e) => return Err(io_error("read", &path)(e)),
-        };
+        let token =
+            read_or_make_token_file(data_dir, &path, "adopting the existing admin token file")?;
         let hash = sha256(&token);
         let auth = Self::new(hash, Some(path));
         auth.record_admin(store, Some((TOKEN_HASH_KEY, Bytes::copy_from_slice(&hash))))?;
@@ -429,23 +413,7 @@ impl Auth {
     /// them.
     pub fn for_mirror(data_dir: &Path) -> Result<Self, Error> {
         let path = data_dir.join(TOKEN_FILE);
-        let token = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let token = text.trim();
-                if token.is_empty() {
-                    return Err(Error::EmptyTokenFile(path));
-                }
-                warn_if_readable_by_others(&path);
-                token.to_owned()
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                let token = new_token();
-                write_token_file(data_dir, &path, &token)?;
-                tracing::info!(path = %path.display(), "wrote a new admin token");
-                token
-            }
-            Err(e) => return Err(io_error("read", &path)(e)),
-        };
+        let token = read_or_make_token_file(data_dir, &path, "using the admin token file")?;
         Ok(Self::new(sha256(&token), Some(path)))
     }
 
@@ -634,8 +602,33 @@ pub(crate) fn new_token() -> String {
     hex::encode(bytes)
 }
 
-fn write_token_file(data_dir: &Path, path: &Path, token: &str) -> Result<(), Error> {
-    std::fs::create_dir_all(data_dir).map_err(io_error("create", data_dir))?;
+/// The token in the file at `path` (logged with `adopting`), or a new one
+/// written there (in `data_dir`, made if missing) when there is no file.
+fn read_or_make_token_file(data_dir: &Path, path: &Path, adopting: &str) -> Result<String, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let token = text.trim();
+            if token.is_empty() {
+                return Err(Error::EmptyTokenFile(path.to_owned()));
+            }
+            tracing::info!(path = %path.display(), "{adopting}");
+            warn_if_readable_by_others(path);
+            Ok(token.to_owned())
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let token = new_token();
+            std::fs::create_dir_all(data_dir).map_err(io_error("create", data_dir))?;
+            create_token_file(path, &token)?;
+            tracing::info!(path = %path.display(), "wrote a new admin token");
+            Ok(token)
+        }
+        Err(e) => Err(io_error("read", path)(e)),
+    }
+}
+
+/// Writes `token` to the new file `path` (mode 0600, synced); fails if
+/// the file exists.
+fn create_token_file(path: &Path, token: &str) -> Result<(), Error> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -647,21 +640,12 @@ fn write_token_file(data_dir: &Path, path: &Path, token: &str) -> Result<(), Err
         .map_err(io_error("write", path))
 }
 
-/// Writes `token` to a new file beside `path` (mode 0600, synced) and
-/// renames it over `path`, so that the file holds the old token or the new
-/// one, never a part.
+/// Writes `token` to a new file beside `path` and renames it over `path`,
+/// so that the file holds the old token or the new one, never a part.
 fn replace_token_file(path: &Path, token: &str) -> Result<(), Error> {
     let fresh = path.with_extension("token.new");
     let _ = std::fs::remove_file(&fresh);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&fresh)
-        .map_err(io_error("create", &fresh))?;
-    file.write_all(format!("{token}\n").as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(io_error("write", &fresh))?;
+    create_token_file(&fresh, token)?;
     std::fs::rename(&fresh, path).map_err(io_error("replace", path))
 }
 

@@ -24,6 +24,7 @@ pub mod template;
 pub mod text;
 mod value;
 pub mod wire;
+pub mod workers;
 
 pub use error::Error;
 pub use identifier::{Identifier, Prefix, normalize_into};

@@ -3,8 +3,8 @@
 //! counters (no other thread writes them: no contention on the answer
 //! path) and a scrape adds them up.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in microseconds (the last bucket,
@@ -51,7 +51,7 @@ fn bump(counter: &AtomicU64, by: u64) {
 /// The counters of the listener's workers, and its resolutions.
 #[derive(Debug, Default)]
 pub struct HttpCounts {
-    workers: Mutex<Vec<Arc<WorkerCounts>>>,
+    workers: idnode_core::workers::Workers<WorkerCounts>,
     /// Identifiers resolved through the REST API and the proxy.
     pub resolutions: Resolutions,
 }
@@ -92,22 +92,13 @@ pub struct HttpTotals {
 impl HttpCounts {
     /// A new worker's counters, counted in the totals.
     pub(crate) fn worker(&self) -> Arc<WorkerCounts> {
-        let counts = Arc::new(WorkerCounts::default());
-        self.workers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(counts.clone());
-        counts
+        self.workers.add()
     }
 
     /// The sums now.
     pub fn totals(&self) -> HttpTotals {
-        let workers = self
-            .workers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut t = HttpTotals::default();
-        for w in workers.iter() {
+        self.workers.each(|w| {
             for (sum, c) in t.by_class.iter_mut().zip(&w.by_class) {
                 *sum += c.load(Ordering::Relaxed);
             }
@@ -115,7 +106,7 @@ impl HttpCounts {
                 *sum += c.load(Ordering::Relaxed);
             }
             t.latency_sum_ns += w.latency_sum_ns.load(Ordering::Relaxed);
-        }
+        });
         t
     }
 }

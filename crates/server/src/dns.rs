@@ -314,11 +314,12 @@ impl Responder for DnsDatagrams {
             .unwrap_or_default();
         match self.limiter.check(ip, question) {
             crate::rrl::Verdict::Send => {
-                // The amplification cap and cookies; the shared table of
-                // TCP sources is read only for an answer over the cap.
+                // The amplification cap and cookies; whether the source is
+                // exempt or known by TCP matters (and is looked up) only
+                // for an answer over the cap.
                 let cap = self.limiter.amplification_cap(datagram.len());
                 let verified =
-                    self.limiter.exempt(ip) || (out.len() > cap && self.verified.verified(ip));
+                    out.len() > cap && (self.limiter.exempt(ip) || self.verified.verified(ip));
                 let source = idnode_dns::cookie::UdpSource {
                     ip,
                     verified,

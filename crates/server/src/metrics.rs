@@ -14,8 +14,8 @@
 //! listeners count nothing either.
 
 use idnode_core::latency::{Extremes, Latency, LatencyTotals};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 /// Most response-code buckets a responder distinguishes.
 pub const CODE_BUCKETS: usize = 8;
@@ -41,7 +41,7 @@ pub struct ListenerCounts {
     pub code_labels: &'static [&'static str],
     /// False: the workers count nothing (`[metrics] enabled = false`).
     pub enabled: bool,
-    workers: Mutex<Vec<Arc<WorkerCounts>>>,
+    workers: idnode_core::workers::Workers<WorkerCounts>,
     /// Answers the response rate limiter dropped or slipped.
     pub rate_limited: Arc<crate::rrl::RateLimitCounters>,
 }
@@ -68,29 +68,20 @@ impl ListenerCounts {
             surface,
             code_labels,
             enabled,
-            workers: Mutex::new(Vec::new()),
+            workers: Default::default(),
             rate_limited,
         })
     }
 
     /// A new worker's counters, counted in this listener's totals.
     pub(crate) fn worker(&self) -> Arc<WorkerCounts> {
-        let counts = Arc::new(WorkerCounts::default());
-        self.workers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(counts.clone());
-        counts
+        self.workers.add()
     }
 
     /// The sums over every worker, now.
     pub fn totals(&self) -> Totals {
-        let workers = self
-            .workers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut t = Totals::default();
-        for w in workers.iter() {
+        self.workers.each(|w| {
             t.received += w.received.load(Ordering::Relaxed);
             t.answered += w.answered.load(Ordering::Relaxed);
             t.bytes_in += w.bytes_in.load(Ordering::Relaxed);
@@ -99,21 +90,15 @@ impl ListenerCounts {
                 *sum += c.load(Ordering::Relaxed);
             }
             w.latency.add_to(&mut t.latency);
-        }
+        });
         t
     }
 
     /// The shortest and longest answer time of every worker since the
     /// last call, and starts anew (the daily report's sampler calls it).
     pub fn take_extremes(&self) -> Extremes {
-        let workers = self
-            .workers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut seen = Extremes::default();
-        for w in workers.iter() {
-            seen.merge(w.latency.take_extremes());
-        }
+        self.workers.each(|w| seen.merge(w.latency.take_extremes()));
         seen
     }
 }
