@@ -14,7 +14,7 @@
 # Usage: benches/dns-compare.sh [--count N] [--prefixes P] [--duration S]
 #          [--warmup S] [--clients C] [--threads T] [--outstanding Q]
 #          [--queries Q (default: max(count, 200000))] [--miss-ratio R] [--p99-rate QPS] [--seed N]
-#          [--servers idnode,nsd,knot] [--dns-cache-mb M (idnode, default 768)] [--keep]
+#          [--servers idnode,nsd,knot] [--keep]
 #          [--idnode-arg ARG (one more argument of `idnode serve`; repeat)]
 #          [--no-install] [--summary-json FILE]
 # Needs: the release idnode ($CARGO_TARGET_DIR/release/idnode, or
@@ -23,18 +23,16 @@
 # then skipped with a message; without dnsperf the script exits 1).
 # --summary-json FILE also writes the figures for a script (benches/run.sh):
 # {"count", "prefixes", "records", "queries", "duration_secs", "cores",
-#  "idnode_rss_kb", "dns_cache_mb", "servers": [{"server", "qps",
-#  "avg_us", "p50_us", "p99_us", "rate_avg_us", "p99_rate", "lost", "codes"}]}
+#  "idnode_rss_kb", "servers": [{"server", "qps", "avg_us", "p50_us",
+#  "p99_us", "rate_avg_us", "p99_rate", "lost", "codes", "rss_kb"}]}
 # with null for what was not measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
 count=100000 prefixes=100 duration=10 warmup=30 clients=4 threads=1
-# idnode's DNS answer cache, MiB: enough for the TXT answers of 1M names
-# (about 600 bytes each), as NSD and Knot hold their whole zone in memory;
-# the Handle response cache is off (this node serves the DNS only).
-dns_cache_mb=768
+# idnode runs on its default settings; each server's resident memory
+# (VmRSS) is read after its runs.
 outstanding=64 nqueries="" miss_ratio=0.1 p99_rate=20000 seed=1
 servers="idnode,nsd,knot" keep=0 idnode_args=() install=1 summary_json=""
 while (($#)); do
@@ -50,7 +48,6 @@ while (($#)); do
     --miss-ratio) miss_ratio="$2"; shift 2 ;;
     --p99-rate) p99_rate="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
-    --dns-cache-mb) dns_cache_mb="$2"; shift 2 ;;
     --servers) servers="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
     --idnode-arg) idnode_args+=("$2"); shift 2 ;;
@@ -133,8 +130,7 @@ wait_dns() {
 idn_dns="$(free_port)"
 idn_grpc="$(free_port)"
 echo "dns-compare: starting idnode (dns 127.0.0.1:$idn_dns), loading $count identifiers over $prefixes prefixes" >&2
-printf '[dns]\ncache_mb = %s\n[cache]\nbudget_mb = 0\n' "$dns_cache_mb" >"$work/idnode.toml"
-"$IDNODE" serve --config "$work/idnode.toml" --data-dir "$work/idnode" \
+"$IDNODE" serve --data-dir "$work/idnode" \
   --handle-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 \
   --grpc-listen "127.0.0.1:$idn_grpc" --http-listen 127.0.0.1:0 \
   --dns-listen "127.0.0.1:$idn_dns" --dns-quic-listen 127.0.0.1:0 \
@@ -182,11 +178,30 @@ answers() {
   while read -r n; do dig +short +time=2 +tries=1 @127.0.0.1 -p "$1" "$n" TXT | sort; done <"$work/check.txt"
 }
 
+# memory_kb <pid>: the memory of a server after its runs, in KiB: the
+# proportional set size (Pss) of the process and its children, summed, so
+# that a server of several processes (NSD) is counted once for the pages
+# they share; for one process it is its resident memory.
+memory_kb() {
+  local all=("$1") i=0 kids
+  while ((i < ${#all[@]})); do
+    kids="$(cat /proc/"${all[i]}"/task/*/children 2>/dev/null || true)"
+    for k in $kids; do all+=("$k"); done
+    i=$((i + 1))
+  done
+  local total=0 p v
+  for p in "${all[@]}"; do
+    v="$(awk '/^Pss:/ { print $2 }' /proc/"$p"/smaps_rollup 2>/dev/null || true)"
+    [ -n "$v" ] && total=$((total + v))
+  done
+  ((total > 0)) && echo "$total" || true
+}
+
 results="$work/results.tsv"
 : >"$results"
 # measure <label> <port>: warm-up, closed-loop run, fixed-rate run for p99.
 measure() {
-  local label="$1" port="$2" out="$work/dnsperf-$1"
+  local label="$1" port="$2" pid="$3" out="$work/dnsperf-$1"
   local common=(-s 127.0.0.1 -p "$port" -d "$work/queries.txt" -e -t 2)
   echo "dns-compare: $label: warm-up ${warmup}s, run ${duration}s" >&2
   "$DNSPERF" "${common[@]}" -c "$clients" -T "$threads" -q "$outstanding" -l "$warmup" >/dev/null 2>&1 || true
@@ -204,7 +219,9 @@ measure() {
   read -r p50 p99 rate_avg < <(awk '/^> / { print $NF * 1e6 }' "$out-rate.txt" | sort -n | awk '
     { v[NR] = $1; s += $1 }
     END { if (NR) printf "%.0f %.0f %.0f\n", v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], s / NR; else print "- - -" }')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "${qps:--}" "${avg:--}" "$p50" "$p99" "$rate_avg" "${lost:--} / ${rate_lost:--}" "${codes:--}" >>"$results"
+  local rss
+  rss="$(memory_kb "$pid")"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "${qps:--}" "${avg:--}" "$p50" "$p99" "$rate_avg" "${lost:--} / ${rate_lost:--}" "${codes:--}" "${rss:--}" >>"$results"
 }
 
 IFS=, read -r -a wanted <<<"$servers"
@@ -213,7 +230,7 @@ for server in "${wanted[@]}"; do
   case "$server" in
     idnode)
       reference="$(answers "$idn_dns")"
-      measure idnode "$idn_dns"
+      measure idnode "$idn_dns" "$idn_pid"
       idn_rss_kb="$(awk '/VmRSS/ { print $2 }' "/proc/$idn_pid/status" 2>/dev/null || true)"
       idn_rss="$(awk '/VmRSS/ { printf "%d MB", $2 / 1000 }' "/proc/$idn_pid/status" 2>/dev/null || true)"
       ;;
@@ -254,7 +271,7 @@ EOF
       pids+=("$pid")
       if ! wait_dns "$port" "$pid" "$d/nsd.log"; then stop "$pid"; continue; fi
       [ "$(answers "$port")" = "$reference" ] || [ -z "$reference" ] || echo "dns-compare: warning: NSD's answers differ from idnode's" >&2
-      measure nsd "$port"
+      measure nsd "$port" "$pid"
       stop "$pid"
       ;;
     knot)
@@ -292,7 +309,7 @@ EOF
       pids+=("$pid")
       if ! wait_dns "$port" "$pid" "$d/knot.log"; then stop "$pid"; continue; fi
       [ "$(answers "$port")" = "$reference" ] || [ -z "$reference" ] || echo "dns-compare: warning: Knot's answers differ from idnode's" >&2
-      measure knot "$port"
+      measure knot "$port" "$pid"
       stop "$pid"
       ;;
     *) echo "dns-compare: unknown server $server (idnode, nsd, knot)" >&2 ;;
@@ -305,12 +322,14 @@ echo
 echo "DNS over UDP, $count identifiers over $prefixes prefixes ($records records), $nqueries TXT queries (miss ratio $miss_ratio), $cores cores shared with dnsperf"
 echo "closed loop: dnsperf -c $clients -T $threads -q $outstanding -e, ${duration}s after ${warmup}s warm-up; fixed rate: the same at -Q $p99_rate, per-query latencies (-v)"
 echo
-printf '| %-7s | %12s | %14s | %21s | %21s | %21s | %-21s | %s |\n' server "queries/s" "avg latency" "p50 at $p99_rate/s" "p99 at $p99_rate/s" "avg at $p99_rate/s" "lost (closed / rate)" "response codes (closed loop)"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------- -------------- ---------------- ----------------------- ----------------------- ----------------------- ----------------------- ----------------
-while IFS=$'\t' read -r label qps avg p50 p99 ravg lost codes; do
-  printf '| %-7s | %12s | %11s µs | %18s µs | %18s µs | %18s µs | %-21s | %s |\n' "$label" "$qps" "$avg" "$p50" "$p99" "$ravg" "$lost" "$codes"
+printf '| %-7s | %12s | %14s | %21s | %21s | %21s | %-21s | %10s | %s |\n' server "queries/s" "avg latency" "p50 at $p99_rate/s" "p99 at $p99_rate/s" "avg at $p99_rate/s" "lost (closed / rate)" "memory" "response codes (closed loop)"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------- -------------- ---------------- ----------------------- ----------------------- ----------------------- ----------------------- ------------ ----------------
+while IFS=$'\t' read -r label qps avg p50 p99 ravg lost codes rss; do
+  mem="-"
+  [ "$rss" = "-" ] || mem="$((rss / 1024)) MiB"
+  printf '| %-7s | %12s | %11s µs | %18s µs | %18s µs | %18s µs | %-21s | %10s | %s |\n' "$label" "$qps" "$avg" "$p50" "$p99" "$ravg" "$lost" "$mem" "$codes"
 done <"$results"
-[ -z "${idn_rss:-}" ] || echo "idnode resident memory after its runs: $idn_rss (DNS answer cache $dns_cache_mb MiB)"
+echo "memory: Pss of the server's processes after its runs (for one process, its resident memory); idnode on its default settings"
 
 # The same figures for a script.
 if [ -n "$summary_json" ]; then
@@ -323,12 +342,12 @@ if [ -n "$summary_json" ]; then
     esac
   }
   {
-    printf '{"count": %s, "prefixes": %s, "records": %s, "queries": %s, "miss_ratio": %s, "duration_secs": %s, "cores": %s, "idnode_rss_kb": %s, "dns_cache_mb": %s, "servers": [' \
-      "$count" "$prefixes" "$records" "$nqueries" "$(json_value "$miss_ratio")" "$(json_value "$duration")" "$cores" "$(json_value "${idn_rss_kb:-}")" "$dns_cache_mb"
+    printf '{"count": %s, "prefixes": %s, "records": %s, "queries": %s, "miss_ratio": %s, "duration_secs": %s, "cores": %s, "idnode_rss_kb": %s, "servers": [' \
+      "$count" "$prefixes" "$records" "$nqueries" "$(json_value "$miss_ratio")" "$(json_value "$duration")" "$cores" "$(json_value "${idn_rss_kb:-}")"
     sep=""
-    while IFS=$'\t' read -r label qps avg p50 p99 ravg lost codes; do
-      printf '%s\n  {"server": "%s", "qps": %s, "avg_us": %s, "p50_us": %s, "p99_us": %s, "rate_avg_us": %s, "p99_rate": %s, "lost": %s, "codes": %s}' \
-        "$sep" "$label" "$(json_value "$qps")" "$(json_value "$avg")" "$(json_value "$p50")" "$(json_value "$p99")" "$(json_value "$ravg")" "$p99_rate" "$(json_value "$lost")" "$(json_value "$codes")"
+    while IFS=$'\t' read -r label qps avg p50 p99 ravg lost codes rss; do
+      printf '%s\n  {"server": "%s", "qps": %s, "avg_us": %s, "p50_us": %s, "p99_us": %s, "rate_avg_us": %s, "p99_rate": %s, "lost": %s, "codes": %s, "rss_kb": %s}' \
+        "$sep" "$label" "$(json_value "$qps")" "$(json_value "$avg")" "$(json_value "$p50")" "$(json_value "$p99")" "$(json_value "$ravg")" "$p99_rate" "$(json_value "$lost")" "$(json_value "$codes")" "$(json_value "$rss")"
       sep=","
     done <"$results"
     printf '\n]}\n'

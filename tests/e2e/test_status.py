@@ -5,6 +5,9 @@ import os
 import re
 import subprocess
 
+import dns.message
+import dns.query
+import dns.rcode
 import handle_client as hc
 from conftest import ROOT, idnode_bin
 
@@ -97,9 +100,23 @@ def test_metrics_carry_the_store_and_cache_figures(node):
     s = status(node)
     assert after["idnode_store_bytes"] > 0
     assert after['idnode_cache_budget_bytes{cache="response"}'] == 512 << 20
-    assert after['idnode_cache_budget_bytes{cache="dns"}'] == 64 << 20
+    # The DNS has no cache of its own any more.
+    assert not any('cache="dns"' in name for name in after), after
+    assert "dns_cache" not in s
     assert after['idnode_cache_entries{cache="response"}'] > 0
     assert after['idnode_cache_bytes{cache="response"}'] > 0
     hits = 'idnode_response_cache_lookups_total{result="hit"}'
     assert after[hits] - before[hits] >= 5
     assert s["response_cache"]["hits"] >= after[hits]
+
+    # A TXT question over the DNS is answered from the same cache: the
+    # second one of another identifier is a hit there.
+    identifier = SEEDS[2]["identifier"]
+    prefix, suffix = identifier.split("/", 1)
+    name = ".".join([suffix, "_"] + list(reversed(prefix.split(".")))) + ".idnode.internal."
+    for _ in range(2):
+        r = dns.query.udp(dns.message.make_query(name, "TXT"), node.dns_udp[0],
+                          port=node.dns_udp[1], timeout=5)
+        assert r.rcode() == dns.rcode.NOERROR and r.answer, r
+    again = scrape(node)
+    assert again[hits] - after[hits] >= 1

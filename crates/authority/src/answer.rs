@@ -12,7 +12,7 @@ use idnode_store::StoreError;
 
 /// The public projection of a stored record (`None`: there is none): the
 /// wire form of its publicly readable values, written into `values`.
-pub(crate) fn project<'v>(
+pub fn project<'v>(
     stored: Option<&[u8]>,
     values: &'v mut Vec<u8>,
 ) -> Result<Entry<'v>, StoreError> {

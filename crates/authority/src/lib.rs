@@ -37,6 +37,7 @@ pub mod service;
 mod session;
 pub mod upstream;
 
+pub use answer::project;
 pub use cache::ResponseCache;
 pub use prewarm::Prewarmed;
 pub use service::{Batch, HandleService, Outcome, Scratch};

@@ -154,7 +154,6 @@ fn to_json(s: &proto::StatusResponse) -> serde_json::Value {
             "last_error": m.last_error,
         })),
         "response_cache": cache_json(s.response_cache.as_ref().unwrap_or(&none)),
-        "dns_cache": cache_json(s.dns_cache.as_ref().unwrap_or(&none)),
         "surfaces": s.surfaces.iter().map(|u| serde_json::json!({
             "surface": u.surface,
             "window_secs": u.window_secs,
@@ -214,10 +213,6 @@ pub async fn run(args: &AdminArgs, a: StatusArgs) -> anyhow::Result<ExitCode> {
     say!(
         "cache       {}",
         cache_line(s.response_cache.as_ref().unwrap_or(&none))
-    );
-    say!(
-        "dns cache   {}",
-        cache_line(s.dns_cache.as_ref().unwrap_or(&none))
     );
     for u in &s.surfaces {
         let answers = u

@@ -13,8 +13,12 @@
 //!   URI, NAPTR) and the apex records (SOA, NS, glue) ([`records`]);
 //! - [`DnsService::respond`]: one query message in, one answer message out
 //!   (NXDOMAIN, NODATA, REFUSED, FORMERR, EDNS(0), truncation, RFC 8482
-//!   ANY, referrals at the zone cuts of delegated prefixes), through an [`AnswerCache`] of encoded answers that commits
-//!   invalidate;
+//!   ANY, referrals at the zone cuts of delegated prefixes); the TXT
+//!   question for an identifier, the common one, is answered from the
+//!   Handle response cache of `idnode-authority` (the public values of
+//!   recently resolved records, in wire form), its records written
+//!   straight into the answer, with the delegated prefixes held in memory
+//!   ([`cuts`]) so that such an answer reads no store;
 //! - zone transfers ([`transfer`]): [`transfer::transfer`] turns an AXFR
 //!   or IXFR query from a peer into a stream of answer messages, each
 //!   packed as soon as it is full (the zone from [`DnsService::zone`],
@@ -29,14 +33,16 @@
 //! bounds-checked, never following compression pointers) and answers are
 //! encoded with hickory-proto's record types.
 //!
-//! Performance-critical: [`DnsService::respond`]. A cache hit parses the
-//! header and question, lower-cases the name into a stack buffer, copies
-//! the cached bytes into the caller's buffer and patches the id, flags,
-//! question spelling, DO bit and SOA serial: no allocation, no store read.
+//! Performance-critical: [`DnsService::respond`]. The TXT answer of an
+//! identifier held in the response cache parses the header and question,
+//! maps the name to the identifier, looks the prefix map and the cache up
+//! and writes the records from the cached values: no store read, no
+//! record objects.
 
-pub mod cache;
 pub mod config;
 pub mod cookie;
+pub mod cuts;
+mod direct;
 mod error;
 mod message;
 pub mod name;
@@ -48,8 +54,8 @@ pub mod transfer;
 pub mod tsig;
 mod zone;
 
-pub use cache::AnswerCache;
 pub use config::{DnsConfig, NameServerConfig, SoaTimers, Zones};
+pub use cuts::Cuts;
 pub use error::DnsError;
 pub use name::{Apex, Mapped};
 pub use service::{DnsService, Outcome, Transport};

@@ -15,10 +15,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 /// Largest DNS message (two-octet TCP length).
 pub const MAX_MESSAGE: usize = 65_535;
 /// Size of an OPT record without options.
-const OPT_LEN: usize = 11;
-/// Octets from the end of an SOA record to its serial: serial, refresh,
-/// retry, expire, minimum.
-const SERIAL_FROM_END: usize = 20;
+pub(crate) const OPT_LEN: usize = 11;
 
 /// An answer before encoding.
 #[derive(Debug, Default)]
@@ -30,23 +27,11 @@ pub(crate) struct Answer {
     pub answers: Vec<Record>,
     pub authority: Vec<Record>,
     pub additional: Vec<Record>,
-    /// Whether the encoded bytes may be served again (no TTL in them counts
-    /// down with time).
-    pub cacheable: bool,
-}
-
-/// Where an encoded answer must be patched to be served again.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Patches {
-    /// Offset of the SOA serial, if the answer holds an SOA record.
-    pub serial_at: Option<u16>,
-    /// Offset of the OPT record, if any.
-    pub opt_at: Option<u16>,
 }
 
 /// The OPT record of an answer: our payload size, the extended response
 /// code's high bits, the client's DO bit copied (RFC 3225).
-fn push_opt(out: &mut Vec<u8>, max_udp: u16, rcode: u16, dnssec_ok: bool) {
+pub(crate) fn push_opt(out: &mut Vec<u8>, max_udp: u16, rcode: u16, dnssec_ok: bool) {
     out.push(0);
     out.extend_from_slice(&TYPE_OPT.to_be_bytes());
     out.extend_from_slice(&max_udp.to_be_bytes());
@@ -57,7 +42,12 @@ fn push_opt(out: &mut Vec<u8>, max_udp: u16, rcode: u16, dnssec_ok: bool) {
 }
 
 /// The header flags of a response to `query`.
-fn response_flags(query_flags: u16, rcode: u16, authoritative: bool, truncated: bool) -> u16 {
+pub(crate) fn response_flags(
+    query_flags: u16,
+    rcode: u16,
+    authoritative: bool,
+    truncated: bool,
+) -> u16 {
     let mut f = flags::QR | (query_flags & (0x7800 | flags::RD | flags::CD)) | (rcode & 0xf);
     if authoritative {
         f |= flags::AA;
@@ -68,7 +58,7 @@ fn response_flags(query_flags: u16, rcode: u16, authoritative: bool, truncated: 
     f
 }
 
-fn put_header(out: &mut [u8], id: u16, flags: u16, counts: [u16; 4]) {
+pub(crate) fn put_header(out: &mut [u8], id: u16, flags: u16, counts: [u16; 4]) {
     let mut header = [0u8; 12];
     header[0..2].copy_from_slice(&id.to_be_bytes());
     header[2..4].copy_from_slice(&flags.to_be_bytes());
@@ -158,9 +148,8 @@ pub(crate) fn encode(
     answer: &Answer,
     max_udp: u16,
     out: &mut Vec<u8>,
-) -> Result<Patches, ProtoError> {
+) -> Result<(), ProtoError> {
     out.clear();
-    let mut patches = Patches::default();
     let opt_room = if query.edns.is_some() { OPT_LEN } else { 0 };
     let mut counts = [1u16, 0, 0, 0];
     let mut truncated = false;
@@ -191,50 +180,16 @@ pub(crate) fn encode(
                     }
                     Err(e) => return Err(e),
                 }
-                if record.record_type() == RecordType::SOA {
-                    patches.serial_at = encoder
-                        .offset()
-                        .checked_sub(SERIAL_FROM_END)
-                        .and_then(|at| u16::try_from(at).ok());
-                }
             }
         }
     }
     if let Some(edns) = query.edns {
-        patches.opt_at = u16::try_from(out.len()).ok();
         push_opt(out, max_udp, answer.rcode, edns.dnssec_ok);
         counts[3] += 1;
     }
     let flags = response_flags(query.flags, answer.rcode, answer.authoritative, truncated);
     put_header(out, query.id, flags, counts);
-    Ok(patches)
-}
-
-/// Makes a cached answer (in `out`) the answer to `query`: its id, RD and
-/// CD bits, question spelling and DO bit, and the current SOA serial.
-pub(crate) fn patch(out: &mut [u8], query: &Query<'_>, patches: Patches, serial: u32) {
-    if let Some(id) = out.get_mut(0..2) {
-        id.copy_from_slice(&query.id.to_be_bytes());
-    }
-    let [hi, lo] = query.flags.to_be_bytes();
-    if let Some(f) = out.get_mut(2..4) {
-        f[0] = (f[0] & !0x01) | (hi & 0x01);
-        f[1] = (f[1] & !0x10) | (lo & 0x10);
-    }
-    let question = query.question();
-    if let Some(q) = out.get_mut(12..12 + question.len()) {
-        q.copy_from_slice(question);
-    }
-    if let (Some(at), Some(edns)) = (patches.opt_at, query.edns)
-        && let Some(flags) = out.get_mut(usize::from(at) + 7)
-    {
-        *flags = (*flags & 0x7f) | if edns.dnssec_ok { 0x80 } else { 0 };
-    }
-    if let Some(at) = patches.serial_at
-        && let Some(s) = out.get_mut(usize::from(at)..usize::from(at) + 4)
-    {
-        s.copy_from_slice(&serial.to_be_bytes());
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -268,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn encodes_patches_and_truncates() {
+    fn encodes_and_truncates() {
         let bytes = query_bytes(7, b"\x03ABC\x07example\x00", false);
         let query = Query::parse(&bytes).unwrap();
         let owner = Name::from_ascii("ABC.example.").unwrap();
@@ -284,10 +239,9 @@ mod tests {
             )],
             authority: vec![Record::from_rdata(apex, 60, RData::SOA(soa))],
             additional: vec![],
-            cacheable: true,
         };
         let mut out = Vec::new();
-        let patches = encode(&query, &answer, 1232, &mut out).unwrap();
+        encode(&query, &answer, 1232, &mut out).unwrap();
         let message = Message::from_vec(&out).unwrap();
         assert_eq!(message.id, 7);
         assert!(message.authoritative && message.recursion_desired && message.checking_disabled);
@@ -295,19 +249,13 @@ mod tests {
         // The owner name is a pointer to the question.
         assert!(out.windows(2).any(|w| w == [0xc0, 12]));
 
-        // Served again to another query: id, case, DO bit, serial patched.
-        let other = query_bytes(9, b"\x03abc\x07EXAMPLE\x00", true);
-        let other = Query::parse(&other).unwrap();
-        patch(&mut out, &other, patches, 42);
-        let message = Message::from_vec(&out).unwrap();
-        assert_eq!(message.id, 9);
-        assert_eq!(&out[12..12 + other.question().len()], other.question());
-        assert!(message.edns.as_ref().unwrap().flags().dnssec_ok);
         let RData::SOA(soa) = &message.authorities[0].data else {
             panic!("no SOA");
         };
-        assert_eq!(soa.serial, 42);
+        assert_eq!(soa.serial, 41);
 
+        let other = query_bytes(9, b"\x03abc\x07EXAMPLE\x00", true);
+        let other = Query::parse(&other).unwrap();
         truncate(&mut out, &other, 1232);
         let message = Message::from_vec(&out).unwrap();
         assert!(message.truncation && message.authoritative);

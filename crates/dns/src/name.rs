@@ -212,24 +212,6 @@ pub(crate) fn push_labels<'l>(out: &mut Vec<u8>, labels: impl IntoIterator<Item 
     }
 }
 
-/// The wire form of `labels` under `apex`, ASCII lower-cased, or `None`
-/// past 255 octets or with a label past 63: the cache key of that name.
-pub(crate) fn lower_wire<'l>(
-    labels: impl IntoIterator<Item = &'l [u8]>,
-    apex: &Apex,
-) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(64);
-    for label in labels {
-        if label.is_empty() || label.len() > MAX_LABEL_OCTETS {
-            return None;
-        }
-        push_labels(&mut out, [label]);
-    }
-    out.extend_from_slice(apex.wire());
-    out.make_ascii_lowercase();
-    (out.len() <= MAX_NAME_OCTETS).then_some(out)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
@@ -352,20 +334,6 @@ mod tests {
             identifier_name(&too_long, &apex),
             Err(DnsError::NameTooLong(_))
         ));
-        assert!(lower_wire(identifier_labels(&too_long), &apex).is_none());
-    }
-
-    #[test]
-    fn lower_wire_matches_the_name() {
-        let apex = apex();
-        let ident = id("88.100.1/AbC");
-        let wire = lower_wire(identifier_labels(&ident), &apex).unwrap();
-        let name = identifier_name(&ident, &apex).unwrap();
-        let mut expected = Vec::new();
-        push_labels(&mut expected, name.iter());
-        expected.push(0);
-        expected.make_ascii_lowercase();
-        assert_eq!(wire, expected);
     }
 
     fn arb_segment() -> impl Strategy<Value = String> {

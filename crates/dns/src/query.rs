@@ -14,6 +14,8 @@
 pub const TYPE_OPT: u16 = 41;
 /// Record type of a URI record (RFC 7553).
 pub const TYPE_URI: u16 = 256;
+/// TXT.
+pub const TYPE_TXT: u16 = 16;
 /// Incremental zone transfer (RFC 1995).
 pub const TYPE_IXFR: u16 = 251;
 /// Full zone transfer (RFC 5936).

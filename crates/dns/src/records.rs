@@ -70,16 +70,6 @@ pub struct PublicRecord<'a> {
     pub values: Vec<PublicValue<'a>>,
 }
 
-impl PublicRecord<'_> {
-    /// Whether a value's TTL is absolute, so its records' TTL depends on
-    /// the time.
-    pub fn has_absolute_ttl(&self) -> bool {
-        self.values
-            .iter()
-            .any(|v| matches!(v.ttl, Ttl::Absolute(_)))
-    }
-}
-
 /// Reads the publicly readable values of a stored record (the storage form
 /// of `idnode-core`). Never panics.
 pub fn public_record(stored: &[u8]) -> Result<PublicRecord<'_>, idnode_core::Error> {
@@ -87,32 +77,35 @@ pub fn public_record(stored: &[u8]) -> Result<PublicRecord<'_>, idnode_core::Err
     let mut values = Vec::new();
     for value in view.values() {
         let value = value?;
-        if !value.permissions.public_read() {
-            continue;
+        if value.permissions.public_read() {
+            values.push(public_value(value.raw)?);
         }
-        // The view checked the structure; read the fields it does not keep.
-        let mut r = Reader::new(value.raw);
-        let index = r.u32("value index")?;
-        r.u32("value timestamp")?;
-        let ttl_type = r.u8("value ttl type")?;
-        let ttl = r.u32("value ttl")?;
-        r.u8("value permissions")?;
-        let kind = r.bytes("value type")?;
-        let data = r.bytes("value data")?;
-        values.push(PublicValue {
-            index,
-            kind,
-            data,
-            ttl: if ttl_type == 0 {
-                Ttl::Relative(ttl)
-            } else {
-                Ttl::Absolute(ttl)
-            },
-        });
     }
     Ok(PublicRecord {
         identifier: view.identifier,
         values,
+    })
+}
+
+/// The fields of one value in the storage form that a record needs.
+pub(crate) fn public_value(raw: &[u8]) -> Result<PublicValue<'_>, idnode_core::Error> {
+    let mut r = Reader::new(raw);
+    let index = r.u32("value index")?;
+    r.u32("value timestamp")?;
+    let ttl_type = r.u8("value ttl type")?;
+    let ttl = r.u32("value ttl")?;
+    r.u8("value permissions")?;
+    let kind = r.bytes("value type")?;
+    let data = r.bytes("value data")?;
+    Ok(PublicValue {
+        index,
+        kind,
+        data,
+        ttl: if ttl_type == 0 {
+            Ttl::Relative(ttl)
+        } else {
+            Ttl::Absolute(ttl)
+        },
     })
 }
 
@@ -194,6 +187,103 @@ pub fn txt_strings(v: &PublicValue<'_>) -> Option<Vec<Vec<u8>>> {
     }
     let rdata: usize = strings.iter().map(|s| s.len() + 1).sum();
     (rdata <= MAX_RDATA).then_some(strings)
+}
+
+/// Appends the RDATA of one value's TXT record (the character-strings
+/// of [`txt_strings`], each with its length octet) to `out`; false, with
+/// `out` as it was, when it would pass [`MAX_RDATA`]. The answer path's
+/// form of [`txt_strings`]: no allocation for text data.
+pub fn write_txt_rdata(v: &PublicValue<'_>, out: &mut Vec<u8>) -> bool {
+    let text = std::str::from_utf8(v.data)
+        .ok()
+        .filter(|t| !t.chars().any(char::is_control));
+    if text.is_none() {
+        // Binary data: base64, rare enough to take the allocating form.
+        let Some(strings) = txt_strings(v) else {
+            return false;
+        };
+        for s in strings {
+            out.push(s.len() as u8);
+            out.extend_from_slice(&s);
+        }
+        return true;
+    }
+    let start = out.len();
+    let index = itoa_u32(v.index);
+    let idx = index.as_str();
+    out.push((4 + idx.len()) as u8);
+    out.extend_from_slice(b"idx=");
+    out.extend_from_slice(idx.as_bytes());
+    let kind = &v.kind[..v.kind.len().min(MAX_STRING - 5)];
+    out.push((5 + kind.len()) as u8);
+    out.extend_from_slice(b"type=");
+    out.extend_from_slice(kind);
+    let tag: &[u8] = b"data=";
+    let mut rest = v.data;
+    let mut room = MAX_STRING - tag.len();
+    let mut first = true;
+    loop {
+        let mut n = rest.len().min(room);
+        if n < rest.len() {
+            // Between characters: back off continuation octets.
+            while n > 0 && rest[n] & 0xc0 == 0x80 {
+                n -= 1;
+            }
+            if n == 0 && !first {
+                out.truncate(start);
+                return false;
+            }
+        }
+        if first {
+            out.push((tag.len() + n) as u8);
+            out.extend_from_slice(tag);
+        } else {
+            out.push(n as u8);
+        }
+        out.extend_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        first = false;
+        room = MAX_STRING;
+        if rest.is_empty() {
+            break;
+        }
+        if out.len() - start > MAX_RDATA {
+            out.truncate(start);
+            return false;
+        }
+    }
+    if out.len() - start > MAX_RDATA {
+        out.truncate(start);
+        return false;
+    }
+    true
+}
+
+/// A number's decimal digits, without allocating.
+struct Digits {
+    buf: [u8; 10],
+    start: usize,
+}
+
+impl Digits {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits are written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
+}
+
+fn itoa_u32(mut n: u32) -> Digits {
+    let mut buf = [0u8; 10];
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Digits { buf, start }
 }
 
 /// A record of type URI (RFC 7553): priority, weight, target.
@@ -346,8 +436,6 @@ pub const SITE_PREFIX_TYPE: &[u8] = b"HS_SITE.PREFIX";
 pub struct Delegation {
     pub ns: Vec<Record>,
     pub glue: Vec<Record>,
-    /// Whether a TTL counts down to an absolute time.
-    pub absolute_ttl: bool,
 }
 
 /// The zone cut that a delegated prefix's record (`0.NA/<prefix>`) makes
@@ -405,7 +493,6 @@ pub fn delegation_records(cut: &Name, values: &[PublicValue<'_>], now: u32) -> D
         }
         if used {
             ttl = ttl.min(value.ttl_at(now));
-            out.absolute_ttl |= matches!(value.ttl, Ttl::Absolute(_));
         }
     }
     for r in out.ns.iter_mut().chain(out.glue.iter_mut()) {

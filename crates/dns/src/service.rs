@@ -50,18 +50,21 @@
 //! - an OPT record in the query gets one in the answer: our payload size,
 //!   the client's DO bit, no options. A store failure: SERVFAIL.
 
-use crate::cache::AnswerCache;
 use crate::config::{ApexZone, Zones};
+use crate::cuts::Cuts;
+use crate::direct::{self, Known, SoaWire};
 use crate::error::corrupt;
 use crate::message::{self, Answer, MAX_MESSAGE};
 use crate::name::{Mapped, SEPARATOR, map_labels};
 use crate::query::{
-    CLASS_ANY, CLASS_IN, Malformed, Query, TYPE_ANY, TYPE_AXFR, TYPE_IXFR, TYPE_OPT, TYPE_URI,
-    labels, rcode,
+    CLASS_ANY, CLASS_IN, Malformed, Query, TYPE_ANY, TYPE_AXFR, TYPE_IXFR, TYPE_OPT, TYPE_TXT,
+    TYPE_URI, labels, rcode,
 };
 use crate::records::{self, PublicRecord, public_record};
 use crate::special::{self, Special};
 use hickory_proto::rr::{Name, Record, RecordType};
+use idnode_authority::cache::Entry;
+use idnode_authority::{ResponseCache, project};
 use idnode_core::{Identifier, Prefix, PrefixInfo};
 use idnode_store::{Space, Store, StoreError};
 use std::sync::Arc;
@@ -92,12 +95,23 @@ pub enum Outcome {
     Transfer { apex: usize },
 }
 
-/// Answers DNS queries from a store, through an [`AnswerCache`] when one
-/// is given.
+/// Answers DNS queries from a store, the TXT questions for identifiers
+/// through the Handle response cache when one is given.
 pub struct DnsService {
     store: Arc<dyn Store>,
     zones: Arc<Zones>,
-    cache: Option<Arc<AnswerCache>>,
+    cached: Option<Cached>,
+}
+
+/// What answers the common question without the store.
+struct Cached {
+    /// The public values of recently resolved records, shared with the
+    /// Handle protocol.
+    values: Arc<ResponseCache>,
+    /// Which prefixes are delegated away.
+    cuts: Arc<Cuts>,
+    /// Each apex's SOA for negative answers, in [`Zones::zones`] order.
+    soas: Vec<Option<SoaWire>>,
 }
 
 /// What a name below an apex is.
@@ -119,18 +133,31 @@ impl DnsService {
         Self {
             store,
             zones,
-            cache: None,
+            cached: None,
         }
     }
 
-    /// A service that answers from `cache` when it can, with the cache's
-    /// zones. The cache must be told about every write (register it as a
-    /// [`CommitObserver`](idnode_store::CommitObserver) of the store).
-    pub fn with_cache(store: Arc<dyn Store>, cache: Arc<AnswerCache>) -> Self {
+    /// A service that answers TXT questions for identifiers from the
+    /// public values in `values` (the Handle response cache, filled from
+    /// the store on a miss) and the prefixes in `cuts`, writing the answer
+    /// straight from them; other questions read the store. Both must be
+    /// told about every write (register them as
+    /// [`CommitObserver`](idnode_store::CommitObserver)s of the store).
+    pub fn with_cache(
+        store: Arc<dyn Store>,
+        zones: Arc<Zones>,
+        values: Arc<ResponseCache>,
+        cuts: Arc<Cuts>,
+    ) -> Self {
+        let soas = zones
+            .zones
+            .iter()
+            .map(|zone| SoaWire::new(zone, &zones.timers))
+            .collect();
         Self {
             store,
-            zones: cache.zones().clone(),
-            cache: Some(cache),
+            zones,
+            cached: Some(Cached { values, cuts, soas }),
         }
     }
 
@@ -138,8 +165,9 @@ impl DnsService {
         &self.zones
     }
 
-    pub fn cache(&self) -> Option<&AnswerCache> {
-        self.cache.as_deref()
+    /// The response cache TXT answers come from, if any.
+    pub fn cache(&self) -> Option<&ResponseCache> {
+        self.cached.as_ref().map(|c| &*c.values)
     }
 
     /// The store answers come from (zone transfers read its change log).
@@ -211,19 +239,13 @@ impl DnsService {
             message::write_rcode(out, &query, rcode::NOTIMP, max_udp);
             return Outcome::Transfer { apex };
         }
-        let edns = query.edns.is_some();
-        let ticket = match &self.cache {
-            Some(cache) => match cache.serve(lower, query.qtype, edns, out) {
-                Ok(patches) => {
-                    let serial = patches.serial_at.map_or(0, |_| self.soa_serial());
-                    message::patch(out, &query, patches, serial);
-                    self.fit(out, &query, transport);
-                    return Outcome::Reply;
-                }
-                Err(ticket) => Some(ticket),
-            },
-            None => None,
-        };
+        if query.qtype == TYPE_TXT
+            && let Some(cached) = &self.cached
+            && self.direct(cached, &query, apex, below, lower, now, out)
+        {
+            self.fit(out, &query, transport);
+            return Outcome::Reply;
+        }
         let answer = match self.answer(&query, apex, below, lower, now) {
             Ok(answer) => answer,
             Err(e) => {
@@ -232,20 +254,68 @@ impl DnsService {
                 return Outcome::Reply;
             }
         };
-        match message::encode(&query, &answer, max_udp, out) {
-            Ok(patches) => {
-                if let (Some(cache), Some(ticket), true) = (&self.cache, ticket, answer.cacheable) {
-                    cache.insert(lower, query.qtype, edns, ticket, out, patches);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "DNS answer failed: encoding");
-                message::write_rcode(out, &query, rcode::SERVFAIL, max_udp);
-                return Outcome::Reply;
-            }
+        if let Err(e) = message::encode(&query, &answer, max_udp, out) {
+            tracing::error!(error = %e, "DNS answer failed: encoding");
+            message::write_rcode(out, &query, rcode::SERVFAIL, max_udp);
+            return Outcome::Reply;
         }
         self.fit(out, &query, transport);
         Outcome::Reply
+    }
+
+    /// Answers a TXT question for an identifier's name straight from its
+    /// public values ([`direct`]); false when the name is no identifier's,
+    /// lies under a delegated prefix, or the answer needs the general way
+    /// (a store error, a damaged record, an answer too large).
+    #[allow(clippy::too_many_arguments)] // the parts of one question
+    fn direct(
+        &self,
+        cached: &Cached,
+        query: &Query<'_>,
+        apex: usize,
+        below: usize,
+        lower: &[u8],
+        now: u32,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let (Some(zone), Some(Some(soa))) = (self.zones.zones.get(apex), cached.soas.get(apex))
+        else {
+            return false;
+        };
+        let below_labels: Vec<&[u8]> = labels(query.qname()).take(below).collect();
+        let Node::Identifier(id) = self.node(zone, lower, &below_labels) else {
+            return false;
+        };
+        if cached.cuts.delegated(&id.prefix_parsed()) {
+            return false;
+        }
+        let key = id.key().as_bytes();
+        let serial = self.soa_serial();
+        let max_udp = self.zones.max_udp;
+        let write = |out: &mut Vec<u8>, entry: Entry<'_>| {
+            let known = match entry {
+                Entry::Found { count, values } => Known::Found {
+                    count,
+                    encoded: values,
+                },
+                Entry::Missing => Known::Missing,
+            };
+            direct::identifier_txt(out, query, below, known, now, (soa, serial), max_udp)
+        };
+        match cached.values.with(key, |entry| write(out, entry)) {
+            Ok(written) => written,
+            Err(ticket) => {
+                let Ok(stored) = self.store.get(Space::Records, key) else {
+                    return false;
+                };
+                let mut projected = Vec::new();
+                let Ok(entry) = project(stored.as_deref(), &mut projected) else {
+                    return false;
+                };
+                cached.values.insert(key, ticket, entry);
+                write(out, entry)
+            }
+        }
     }
 
     /// Finishes a UDP answer: the server cookie, and the amplification cap
@@ -325,7 +395,6 @@ impl DnsService {
         let qtype = RecordType::from(query.qtype);
         let mut answer = Answer {
             authoritative: true,
-            cacheable: true,
             ..Answer::default()
         };
         let mut exists = true;
@@ -364,7 +433,6 @@ impl DnsService {
             Node::Identifier(id) => match self.store.get(Space::Records, id.key().as_bytes())? {
                 Some(stored) => {
                     let record = public_record(&stored).map_err(corrupt)?;
-                    answer.cacheable = !record.has_absolute_ttl();
                     answer.answers = identifier_answers(&owner, &record, query.qtype, now);
                 }
                 None => exists = false,
@@ -372,7 +440,6 @@ impl DnsService {
             Node::Gtin(id) => match self.store.get(Space::Records, id.key().as_bytes())? {
                 Some(stored) => {
                     let record = public_record(&stored).map_err(corrupt)?;
-                    answer.cacheable = !record.has_absolute_ttl();
                     if qtype == RecordType::NAPTR {
                         answer.answers =
                             records::identifier_naptr_records(&owner, &record.values, now);
@@ -383,7 +450,6 @@ impl DnsService {
             Node::Oid(id) => match self.store.get(Space::Records, id.key().as_bytes())? {
                 Some(stored) => {
                     let record = public_record(&stored).map_err(corrupt)?;
-                    answer.cacheable = !record.has_absolute_ttl();
                     if qtype == RecordType::NAPTR {
                         answer.answers = ors_naptr_records(&owner, &record, now);
                     }
@@ -477,7 +543,6 @@ impl DnsService {
             answer.rcode = rcode::SERVFAIL;
             return Ok(answer);
         }
-        answer.cacheable = !delegation.absolute_ttl;
         answer.authority = delegation.ns;
         answer.additional = delegation.glue;
         Ok(answer)

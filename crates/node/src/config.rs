@@ -806,9 +806,9 @@ pub struct DnsServerConfig {
     /// Seconds a TCP connection may stay silent, or take to deliver a
     /// query or take an answer, before it is closed.
     pub tcp_idle_timeout_secs: u64,
-    /// Answer cache memory budget in MiB (0 turns it off); its shards are
-    /// those of `[cache]`.
-    pub cache_mb: usize,
+    /// No longer used, and accepted so that older files still load (with a
+    /// warning): the DNS answers from the response cache (`[cache]`).
+    pub cache_mb: Option<usize>,
     /// The name servers of every apex (NS records, and A/AAAA glue for
     /// those below an apex). Empty: `ns1.<apex>` at 127.0.0.1.
     pub name_servers: Vec<NameServerEntry>,
@@ -859,7 +859,7 @@ impl Default for DnsServerConfig {
             pin_udp_workers: false,
             tcp_max_connections: 1024,
             tcp_idle_timeout_secs: 10,
-            cache_mb: 64,
+            cache_mb: None,
             name_servers: Vec::new(),
             hostmaster: dns.hostmaster,
             ns_ttl: dns.ns_ttl,

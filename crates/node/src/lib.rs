@@ -1,6 +1,6 @@
 //! One place assembles a node: [`build`] turns a [`Config`] into a running
-//! [`Node`] (the RocksDB store behind an observed store, the response and
-//! DNS answer caches, the registry, the Handle and DNS services, the
+//! [`Node`] (the RocksDB store behind an observed store, the response
+//! cache and the DNS's map of delegated prefixes, the registry, the Handle and DNS services, the
 //! recursive role, every listener and the gRPC management API), and
 //! [`Node::run`] serves until asked to stop, then shuts everything down.
 //!
@@ -21,7 +21,7 @@ pub use config::{Config, ConfigError, LogConfig, LogFormat};
 
 use anyhow::Context;
 use idnode_authority::{HandleService, ResponseCache};
-use idnode_dns::{AnswerCache, DnsService, Zones};
+use idnode_dns::{Cuts, DnsService, Zones};
 use idnode_registry::Registry;
 use idnode_server::{DnsListeners, HandleListeners, QuicListener};
 use idnode_store::{CommitObserver, ObservedStore, Store};
@@ -294,7 +294,8 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         Err(e) => return Err(e.into()),
     };
     // Every write goes through the observed store, so the response cache
-    // and the DNS answer cache hear of it before the write is acknowledged.
+    // (which the DNS answers from too) and the DNS's map of delegated
+    // prefixes hear of it before the write is acknowledged.
     let cache = (config.cache.budget_mb > 0).then(|| {
         Arc::new(ResponseCache::new(
             config.cache.budget_mb << 20,
@@ -308,21 +309,23 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     } else {
         None
     };
-    let dns_cache = dns_zones
-        .as_ref()
-        .filter(|_| config.dns.cache_mb > 0)
-        .map(|zones| {
-            Arc::new(AnswerCache::new(
-                zones.clone(),
-                config.dns.cache_mb << 20,
-                config.cache.shards,
-            ))
-        });
+    if config.dns.cache_mb.is_some() {
+        tracing::warn!(
+            "[dns] cache_mb is no longer used: the DNS answers from the response cache, \
+             sized by [cache] budget_mb"
+        );
+    }
+    // The DNS answers identifiers' TXT questions from the response cache
+    // and needs the delegated prefixes at hand for it.
+    let cuts = match (&dns_zones, &cache) {
+        (Some(_), Some(_)) => Some(Arc::new(Cuts::load(rocks.clone())?)),
+        _ => None,
+    };
     let mut observers: Vec<Arc<dyn CommitObserver>> = Vec::new();
     if let Some(c) = &cache {
         observers.push(c.clone());
     }
-    if let Some(c) = &dns_cache {
+    if let Some(c) = &cuts {
         observers.push(c.clone());
     }
     let observed: Arc<dyn Store> = Arc::new(ObservedStore::new(rocks, observers));
@@ -464,9 +467,11 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         None
     };
     let dns_service = dns_zones.map(|zones| {
-        Arc::new(match &dns_cache {
-            Some(cache) => DnsService::with_cache(store.clone(), cache.clone()),
-            None => DnsService::new(store.clone(), zones),
+        Arc::new(match (&cache, &cuts) {
+            (Some(cache), Some(cuts)) => {
+                DnsService::with_cache(store.clone(), zones, cache.clone(), cuts.clone())
+            }
+            _ => DnsService::new(store.clone(), zones),
         })
     });
     let dns = match &dns_service {
@@ -536,7 +541,6 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         recursion_roots: config.recursion.roots.clone(),
         site_servers: config.site.servers.len(),
         response_cache: cache.clone().map(|c| (c, config.cache.budget_mb << 20)),
-        dns_cache: dns_cache.clone().map(|c| (c, config.dns.cache_mb << 20)),
         counted: counted.clone(),
         mirror: mirror.as_ref().map(|(_, state)| state.clone()),
     });

@@ -288,8 +288,8 @@ impl Collector for NodeMetrics {
             "Summed lengths of the store's files (data_dir/db)",
             &[(vec![], self.status.store_bytes())],
         )?;
-        let (response, dns) = self.status.caches();
-        let caches = [("response", &response), ("dns", &dns)];
+        let response = self.status.cache();
+        let caches = [("response", &response)];
         let rows = |f: fn(&idnode_admin::proto::CacheStatus) -> u64| {
             caches
                 .iter()

@@ -8,7 +8,6 @@
 
 use idnode_admin::proto;
 use idnode_authority::ResponseCache;
-use idnode_dns::AnswerCache;
 use idnode_registry::Registry;
 use idnode_server::metrics::{ListenerCounts, Totals};
 use std::collections::VecDeque;
@@ -41,7 +40,6 @@ pub struct NodeStatus {
     recursion_roots: Vec<String>,
     site_servers: usize,
     response_cache: Option<(Arc<ResponseCache>, usize)>,
-    dns_cache: Option<(Arc<AnswerCache>, usize)>,
     counted: Vec<Arc<ListenerCounts>>,
     listeners: OnceLock<Vec<(&'static str, SocketAddr)>>,
     samples: Mutex<VecDeque<Sample>>,
@@ -64,8 +62,6 @@ pub struct Parts {
     pub site_servers: usize,
     /// The response cache and its budget in bytes.
     pub response_cache: Option<(Arc<ResponseCache>, usize)>,
-    /// The DNS answer cache and its budget in bytes.
-    pub dns_cache: Option<(Arc<AnswerCache>, usize)>,
     pub counted: Vec<Arc<ListenerCounts>>,
     /// On a mirror: how it follows its primary.
     pub mirror: Option<Arc<idnode_admin::MirrorState>>,
@@ -96,7 +92,6 @@ impl NodeStatus {
             recursion_roots: parts.recursion_roots,
             site_servers: parts.site_servers,
             response_cache: parts.response_cache,
-            dns_cache: parts.dns_cache,
             counted: parts.counted,
             listeners: OnceLock::new(),
             samples: Mutex::new(VecDeque::from([first])),
@@ -216,9 +211,9 @@ impl NodeStatus {
         dir_bytes(&self.db_dir).unwrap_or(0)
     }
 
-    /// The response cache and the DNS answer cache, now.
-    pub fn caches(&self) -> (proto::CacheStatus, proto::CacheStatus) {
-        let response_cache = match &self.response_cache {
+    /// The response cache (which the DNS answers from too), now.
+    pub fn cache(&self) -> proto::CacheStatus {
+        match &self.response_cache {
             Some((cache, budget)) => {
                 let stats = cache.stats();
                 proto::CacheStatus {
@@ -231,19 +226,7 @@ impl NodeStatus {
                 }
             }
             None => proto::CacheStatus::default(),
-        };
-        let dns_cache = match &self.dns_cache {
-            Some((cache, budget)) => proto::CacheStatus {
-                enabled: true,
-                budget_bytes: *budget as u64,
-                used_bytes: cache.bytes() as u64,
-                entries: cache.len() as u64,
-                hits: 0,
-                misses: 0,
-            },
-            None => proto::CacheStatus::default(),
-        };
-        (response_cache, dns_cache)
+        }
     }
 }
 
@@ -271,7 +254,7 @@ impl idnode_admin::NodeStatus for NodeStatus {
         delegated.sort_by(|a, b| a.prefix.cmp(&b.prefix));
         let store_bytes = dir_bytes(&self.db_dir)
             .map_err(|e| format!("cannot size {}: {e}", self.db_dir.display()))?;
-        let (response_cache, dns_cache) = self.caches();
+        let response_cache = self.cache();
         Ok(proto::StatusResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_secs: self.started.elapsed().as_secs(),
@@ -298,7 +281,7 @@ impl idnode_admin::NodeStatus for NodeStatus {
                 .map(|m| m.status(self.registry.store().last_sequence())),
             store_bytes,
             response_cache: Some(response_cache),
-            dns_cache: Some(dns_cache),
+            dns_cache: None,
             surfaces: self.surfaces(),
         })
     }

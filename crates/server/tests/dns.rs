@@ -4,10 +4,11 @@
 //! No assertion here depends on timing: timeouts only guard against hangs.
 #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
+use idnode_authority::ResponseCache;
 use idnode_core::{Permissions, Record, Value};
 use idnode_dns::hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use idnode_dns::hickory_proto::rr::{Name, RData, RecordType};
-use idnode_dns::{AnswerCache, DnsConfig, DnsService, Zones};
+use idnode_dns::{Cuts, DnsConfig, DnsService, Zones};
 use idnode_server::dns::{DOQ_ALPN, doq_error};
 use idnode_server::{
     CertificateSource, DnsListenerOptions, DnsListeners, QuicListener, QuicOptions,
@@ -73,10 +74,11 @@ struct Node {
 
 fn node() -> Node {
     let zones = Arc::new(Zones::from_config(&DnsConfig::default()).unwrap());
-    let cache = Arc::new(AnswerCache::new(zones, 1 << 20, 4));
-    let observers: Vec<Arc<dyn CommitObserver>> = vec![cache.clone()];
-    let store: Arc<dyn Store> =
-        Arc::new(ObservedStore::new(Arc::new(MemoryStore::new()), observers));
+    let cache = Arc::new(ResponseCache::new(1 << 20, 4));
+    let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let cuts = Arc::new(Cuts::load(inner.clone()).unwrap());
+    let observers: Vec<Arc<dyn CommitObserver>> = vec![cache.clone(), cuts.clone()];
+    let store: Arc<dyn Store> = Arc::new(ObservedStore::new(inner, observers));
     let mut txn = store.begin().unwrap();
     let info = idnode_core::PrefixInfo::homed_here("88.100.1", 0);
     txn.put(Space::Prefixes, b"88.100.1", info.encode().into());
@@ -96,7 +98,7 @@ fn node() -> Node {
             .map(|i| Value::new(i, "spec", vec![b'a' + i as u8; 600]))
             .collect(),
     );
-    let service = Arc::new(DnsService::with_cache(store.clone(), cache));
+    let service = Arc::new(DnsService::with_cache(store.clone(), zones, cache, cuts));
     Node { store, service }
 }
 

@@ -4,12 +4,13 @@
 //! No assertion here depends on timing: timeouts only guard against hangs.
 #![allow(clippy::unwrap_used)] // in tests a failed unwrap is a failed test
 
+use idnode_authority::ResponseCache;
 use idnode_core::{Permissions, Record as StoredRecord, Value};
 use idnode_dns::hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use idnode_dns::hickory_proto::rr::rdata::SOA;
 use idnode_dns::hickory_proto::rr::{Name, RData, Record, RecordType};
 use idnode_dns::transfer::MAX_IXFR_CHANGES;
-use idnode_dns::{AnswerCache, DnsConfig, DnsService, Zones};
+use idnode_dns::{Cuts, DnsConfig, DnsService, Zones};
 use idnode_server::{DnsListenerOptions, DnsListeners};
 use idnode_store::{CommitObserver, MemoryStore, ObservedStore, Space, Store};
 use std::future::Future;
@@ -61,10 +62,11 @@ struct Node {
 /// 600-octet public value each.
 fn node(many: usize) -> Node {
     let zones = Arc::new(Zones::from_config(&DnsConfig::default()).unwrap());
-    let cache = Arc::new(AnswerCache::new(zones, 1 << 20, 4));
-    let observers: Vec<Arc<dyn CommitObserver>> = vec![cache.clone()];
-    let store: Arc<dyn Store> =
-        Arc::new(ObservedStore::new(Arc::new(MemoryStore::new()), observers));
+    let cache = Arc::new(ResponseCache::new(1 << 20, 4));
+    let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let cuts = Arc::new(Cuts::load(inner.clone()).unwrap());
+    let observers: Vec<Arc<dyn CommitObserver>> = vec![cache.clone(), cuts.clone()];
+    let store: Arc<dyn Store> = Arc::new(ObservedStore::new(inner, observers));
     let mut txn = store.begin().unwrap();
     let info = idnode_core::PrefixInfo::homed_here("88.100.1", 0);
     txn.put(Space::Prefixes, b"88.100.1", info.encode().into());
@@ -83,7 +85,7 @@ fn node(many: usize) -> Node {
             vec![Value::new(1, "spec", vec![b'a' + (i % 26) as u8; 600])],
         );
     }
-    let service = Arc::new(DnsService::with_cache(store.clone(), cache));
+    let service = Arc::new(DnsService::with_cache(store.clone(), zones, cache, cuts));
     Node { store, service }
 }
 

@@ -1,10 +1,11 @@
 //! A node with records, two services over it (reading the store, and
-//! through the answer cache), and helpers to ask and read answers.
+//! through the response cache), and helpers to ask and read answers.
 
+use idnode_authority::ResponseCache;
 use idnode_core::{Permissions, Record, Ttl, Value};
 use idnode_dns::hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use idnode_dns::hickory_proto::rr::{Name, RData, RecordType};
-use idnode_dns::{AnswerCache, DnsConfig, DnsService, Outcome, Transport, Zones};
+use idnode_dns::{Cuts, DnsConfig, DnsService, Outcome, Transport, Zones};
 use idnode_store::{CommitObserver, MemoryStore, ObservedStore, Space, Store};
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ pub struct Node {
     pub store: Arc<dyn Store>,
     /// Reading the store each time, then through the cache.
     pub services: [DnsService; 2],
-    pub cache: Arc<AnswerCache>,
+    pub cache: Arc<ResponseCache>,
 }
 
 impl Node {
@@ -39,13 +40,14 @@ pub fn config() -> DnsConfig {
 /// An empty node with `config`.
 pub fn empty(config: &DnsConfig) -> Node {
     let zones = Arc::new(Zones::from_config(config).unwrap());
-    let cache = Arc::new(AnswerCache::new(zones.clone(), 1 << 20, 4));
-    let observers: Vec<Arc<dyn CommitObserver>> = vec![cache.clone()];
-    let store: Arc<dyn Store> =
-        Arc::new(ObservedStore::new(Arc::new(MemoryStore::new()), observers));
+    let cache = Arc::new(ResponseCache::new(1 << 20, 4));
+    let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let cuts = Arc::new(Cuts::load(inner.clone()).unwrap());
+    let observers: Vec<Arc<dyn CommitObserver>> = vec![cache.clone(), cuts.clone()];
+    let store: Arc<dyn Store> = Arc::new(ObservedStore::new(inner, observers));
     let services = [
-        DnsService::new(store.clone(), zones),
-        DnsService::with_cache(store.clone(), cache.clone()),
+        DnsService::new(store.clone(), zones.clone()),
+        DnsService::with_cache(store.clone(), zones, cache.clone(), cuts),
     ];
     Node {
         store,
