@@ -6,7 +6,11 @@
 //! `Registry::batch_create` (one store commit) per chunk on a blocking
 //! thread and streams back the results in order. The two run concurrently,
 //! so the next chunk is read while the current one is committed, and a
-//! client that waits for results before sending more never deadlocks.
+//! client that waits for results before sending more never deadlocks. For
+//! the operator's token on a node without site peers the writer is two
+//! stages: one converts and checks a chunk (what needs no store) while the
+//! other commits the chunk before it, so the commits follow each other
+//! with little in between.
 //!
 //! A scoped token's items are checked one by one before a chunk is
 //! written: an item outside its prefixes (or beyond its quota) gets its own
@@ -22,7 +26,7 @@ use crate::quota::{self, Quota};
 use crate::site::SitePeers;
 use crate::tokens::{ADD_HANDLE, DELETE_HANDLE};
 use idnode_core::Identifier;
-use idnode_registry::{BatchItem, Registry};
+use idnode_registry::{BatchItem, PreparedBatch, Registry};
 use prost::Message;
 use std::collections::{BTreeMap, HashSet};
 use std::future::poll_fn;
@@ -63,8 +67,88 @@ pub(crate) fn start(context: Context, input: Streaming<CreateIdentifierRequest>)
     let (chunks_tx, chunks_rx) = mpsc::channel(2);
     let (results_tx, results_rx) = mpsc::channel(2 * MAX_CHUNK);
     tokio::spawn(read_chunks(input, chunks_tx));
-    tokio::spawn(write_chunks(context, chunks_rx, results_tx));
+    if context.grant.is_operator() && context.site.is_none() {
+        let (judging_tx, judging_rx) = mpsc::channel(1);
+        let registry = Arc::clone(&context.registry);
+        // Two threads of their own for the stream's life: each stage keeps
+        // its allocator's memory (a chunk's write batch is megabytes) and
+        // its caches warm from one chunk to the next.
+        let started = std::thread::Builder::new()
+            .name("idnode-batch-prep".into())
+            .spawn(move || prepare_chunks(&registry, chunks_rx, judging_tx))
+            .and_then(|_| {
+                let results = results_tx.clone();
+                std::thread::Builder::new()
+                    .name("idnode-batch-commit".into())
+                    .spawn(move || commit_chunks(&context, judging_rx, &results))
+            });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "no thread for a batch registration");
+            let status = Status::resource_exhausted("the node cannot start a thread for the batch");
+            let _ = results_tx.try_send(Err(status));
+        }
+    } else {
+        tokio::spawn(write_chunks(context, chunks_rx, results_tx));
+    }
     ReceiverStream::new(results_rx)
+}
+
+/// A chunk ready to commit, or why the stream ends.
+type Prepared = Result<Judging, Status>;
+
+/// The operator's stream on a node without site peers, first stage (a
+/// thread of its own): each chunk is converted and checked (what needs no
+/// store) while the chunk before it commits.
+fn prepare_chunks(
+    registry: &Registry,
+    mut chunks: mpsc::Receiver<Chunk>,
+    prepared: mpsc::Sender<Prepared>,
+) {
+    let mut next_item: u64 = 0;
+    while let Some(chunk) = chunks.blocking_recv() {
+        let ready = chunk.map(|items| {
+            let first = next_item;
+            next_item += items.len() as u64;
+            prepare(registry, first, items)
+        });
+        let failed = ready.is_err();
+        if prepared.blocking_send(ready).is_err() || failed {
+            return; // the committer is gone, or the stream failed
+        }
+    }
+}
+
+/// The second stage (a thread of its own): one commit per chunk, in
+/// order, then its results.
+fn commit_chunks(
+    context: &Context,
+    mut prepared: mpsc::Receiver<Prepared>,
+    results: &mpsc::Sender<Result<BatchResult, Status>>,
+) {
+    while let Some(ready) = prepared.blocking_recv() {
+        let judging = match ready {
+            Ok(judging) => judging,
+            Err(status) => {
+                let _ = results.blocking_send(Err(status));
+                return;
+            }
+        };
+        if let Err(status) = context
+            .auth
+            .recheck(&context.grant, &**context.registry.store())
+        {
+            let _ = results.blocking_send(Err(status));
+            return;
+        }
+        let judged = idnode_registry::with_origin(context.origin.clone(), || {
+            commit(&context.registry, judging)
+        });
+        for result in judged {
+            if results.blocking_send(Ok(result)).is_err() {
+                return; // the client went away
+            }
+        }
+    }
 }
 
 /// Polls the stream once: an item if one is ready, `Pending` if not.
@@ -312,6 +396,20 @@ async fn screen_chunk(
 /// Converts and registers one chunk (on a blocking thread); one result per
 /// item, numbered from `first`.
 fn judge(registry: &Registry, first: u64, items: Vec<CreateIdentifierRequest>) -> Vec<BatchResult> {
+    let judging = prepare(registry, first, items);
+    commit(registry, judging)
+}
+
+/// A chunk converted and checked without the store, waiting for its
+/// commit: the results so far, and where the prepared items go in them.
+struct Judging {
+    out: Vec<BatchResult>,
+    positions: Vec<usize>,
+    prepared: PreparedBatch,
+}
+
+/// The first half of [`judge`]: what needs no store.
+fn prepare(registry: &Registry, first: u64, items: Vec<CreateIdentifierRequest>) -> Judging {
     let mut out: Vec<BatchResult> = Vec::with_capacity(items.len());
     let mut valid = Vec::with_capacity(items.len());
     let mut positions = Vec::with_capacity(items.len());
@@ -333,8 +431,22 @@ fn judge(registry: &Registry, first: u64, items: Vec<CreateIdentifierRequest>) -
         }
         out.push(result);
     }
+    Judging {
+        out,
+        positions,
+        prepared: registry.prepare_batch(valid),
+    }
+}
+
+/// The second half of [`judge`]: the commit, and the results.
+fn commit(registry: &Registry, judging: Judging) -> Vec<BatchResult> {
+    let Judging {
+        mut out,
+        positions,
+        prepared,
+    } = judging;
     let mut full = false;
-    for (at, outcome) in positions.into_iter().zip(registry.batch_create(valid)) {
+    for (at, outcome) in positions.into_iter().zip(registry.commit_batch(prepared)) {
         let result = &mut out[at];
         match outcome {
             Ok(record) => result.version = record.version,

@@ -462,7 +462,8 @@ pub struct QrArgs {
 pub struct ImportArgs {
     /// JSONL file: {"identifier": "...", "values": [{"index":1,"type":"URL","data":"..."}]}
     pub file: PathBuf,
-    /// Identifiers per gRPC batch chunk.
+    /// Identifiers read ahead of the stream, waiting to be sent (twice
+    /// this many). The node commits what arrives in chunks of up to 4000.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
     /// Replace identifiers that exist with different values.

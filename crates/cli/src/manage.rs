@@ -578,11 +578,12 @@ fn parse_value_arg(text: &str) -> anyhow::Result<proto::Value> {
     })
 }
 
-pub fn to_proto(v: &Value) -> proto::Value {
+/// A value as the gRPC API carries it.
+fn into_proto(v: Value) -> proto::Value {
     proto::Value {
         index: v.index,
-        r#type: v.kind.clone(),
-        data: v.data.clone(),
+        r#type: v.kind,
+        data: v.data,
         ttl: Some(proto::Ttl {
             kind: Some(match v.ttl {
                 Ttl::Relative(s) => proto::ttl::Kind::Relative(s),
@@ -593,9 +594,9 @@ pub fn to_proto(v: &Value) -> proto::Value {
         permissions: Some(v.permissions.0 as u32),
         references: v
             .references
-            .iter()
+            .into_iter()
             .map(|r| proto::Reference {
-                identifier: r.identifier.clone(),
+                identifier: r.identifier,
                 index: r.index,
             })
             .collect(),
@@ -759,10 +760,92 @@ async fn each_identifier(
     }
 }
 
-/// One line of the import file, ready to send.
-struct Item {
-    line: usize,
-    request: proto::CreateIdentifierRequest,
+/// Items handed from the reading thread to the sender at a time.
+const READ_BATCH: usize = 256;
+
+/// What the thread reading the import file has found so far.
+#[derive(Default)]
+struct Reading {
+    /// The line of each item sent, in the order sent (the node numbers its
+    /// results by that order).
+    lines: Vec<usize>,
+    /// Lines that could not be read as identifiers.
+    failures: Vec<(usize, String)>,
+    lines_read: usize,
+    /// Why reading stopped before the end of the file, with the line.
+    broken: Option<(usize, String)>,
+}
+
+/// Reads the import file on its own thread while the items already read
+/// are sent: parses each line, hands the items to `tx` in order, and
+/// records their lines in `reading` before handing them on (so a result
+/// always finds its line).
+fn read_import(
+    file: std::fs::File,
+    skip: usize,
+    overwrite: bool,
+    tx: tokio::sync::mpsc::Sender<proto::CreateIdentifierRequest>,
+    reading: &std::sync::Mutex<Reading>,
+    progress: &ProgressBar,
+) {
+    let lock = || reading.lock().unwrap_or_else(|e| e.into_inner());
+    let mut input = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut text = String::new();
+    let (mut lines, mut items, mut failures) = (Vec::new(), Vec::new(), Vec::new());
+    let mut line_no = 0;
+    let mut bytes = 0u64;
+    loop {
+        text.clear();
+        let read = match input.read_line(&mut text) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                lock().broken = Some((line_no + 1, e.to_string()));
+                break;
+            }
+        };
+        line_no += 1;
+        bytes += read as u64;
+        if line_no > skip {
+            let line = text.trim_end_matches(['\n', '\r']);
+            match idnode_core::jsonl::parse_line(line) {
+                Ok(None) => {}
+                Ok(Some((parsed, values))) => {
+                    lines.push(line_no);
+                    items.push(proto::CreateIdentifierRequest {
+                        identifier: parsed.identifier,
+                        values: values.into_iter().map(into_proto).collect(),
+                        overwrite: overwrite || parsed.overwrite,
+                    });
+                }
+                Err(e) => failures.push((line_no, e)),
+            }
+        }
+        if items.len() >= READ_BATCH {
+            let mut shared = lock();
+            shared.lines.append(&mut lines);
+            shared.failures.append(&mut failures);
+            shared.lines_read = line_no;
+            drop(shared);
+            progress.set_position(bytes);
+            for item in items.drain(..) {
+                if tx.blocking_send(item).is_err() {
+                    return; // the stream ended: the node stopped taking items
+                }
+            }
+        }
+    }
+    let mut shared = lock();
+    shared.lines.append(&mut lines);
+    shared.failures.append(&mut failures);
+    shared.lines_read = line_no;
+    drop(shared);
+    progress.set_position(bytes);
+    for item in items {
+        if tx.blocking_send(item).is_err() {
+            return;
+        }
+    }
 }
 
 pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<ExitCode> {
@@ -771,111 +854,84 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
         Err(e) => usage!("cannot open {}: {e}", import.file.display()),
     };
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let read_started = std::time::Instant::now();
-    // Parse everything first: a malformed file is reported before any write.
-    let mut items = Vec::new();
-    let mut failures: Vec<(usize, String)> = Vec::new();
-    let mut lines_read = 0;
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line_no = n + 1;
-        lines_read = line_no;
-        let text = match line {
-            Ok(t) => t,
-            Err(e) => usage!("{}: line {line_no}: {e}", import.file.display()),
-        };
-        if line_no <= import.skip {
-            continue;
-        }
-        match idnode_core::jsonl::parse_line(&text) {
-            Ok(None) => {}
-            Ok(Some((parsed, values))) => items.push(Item {
-                line: line_no,
-                request: proto::CreateIdentifierRequest {
-                    identifier: parsed.identifier,
-                    values: values.iter().map(to_proto).collect(),
-                    overwrite: import.overwrite || parsed.overwrite,
-                },
-            }),
-            Err(e) => failures.push((line_no, e)),
-        }
-    }
-    if import.skip > lines_read {
-        usage!(
-            "--skip {}: {} has only {lines_read} lines",
-            import.skip,
-            import.file.display()
-        );
-    }
+    let started = std::time::Instant::now();
     let admin = Admin::connect(args, true).await?;
+    // Progress by the bytes of the file read: the number of identifiers is
+    // known only at its end, and reading, checking and sending overlap.
     let progress = if import.quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(items.len() as u64)
+        ProgressBar::new(size)
     };
     progress.set_style(
         ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} identifiers ({per_sec}, eta {eta})",
+            "{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} read, {msg} (eta {eta})",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let reading = read_started.elapsed().as_secs_f64();
-    let started = std::time::Instant::now();
-    let lines: Vec<usize> = items.iter().map(|i| i.line).collect();
     let batch = import.batch.max(1);
     let (tx, rx) = tokio::sync::mpsc::channel::<proto::CreateIdentifierRequest>(batch * 2);
+    let reading = std::sync::Arc::new(std::sync::Mutex::new(Reading::default()));
+    let reader = {
+        let (reading, progress) = (reading.clone(), progress.clone());
+        let (skip, overwrite) = (import.skip, import.overwrite);
+        std::thread::Builder::new()
+            .name("import-reader".into())
+            .spawn(move || read_import(file, skip, overwrite, tx, &reading, &progress))?
+    };
     let request = admin.request(tokio_stream::wrappers::ReceiverStream::new(rx))?;
     let mut client = admin.identifiers();
-    let sender = tokio::spawn(async move {
-        for item in items {
-            if tx.send(item.request).await.is_err() {
-                break;
-            }
-        }
-    });
-    // Which items the node answered for: it answers once an item's chunk
-    // is committed (or the item refused), so an acknowledged item is
-    // stored for good.
-    let mut acknowledged = vec![false; lines.len()];
+    let line_of = |item: u64| {
+        let shared = reading.lock().unwrap_or_else(|e| e.into_inner());
+        shared.lines.get(item as usize).copied().unwrap_or(0)
+    };
+    // The node answers for an item once its chunk is committed (or the item
+    // refused), and in the order sent: an acknowledged item is stored for
+    // good, and the first item not answered is the next in order.
+    let mut answered = 0u64;
     let mut ok = 0u64;
-    let mut refused = 0u64;
+    let mut refused: Vec<(usize, String)> = Vec::new();
     let streamed: Result<(), tonic::Status> = async {
         let mut results = client.batch_create(request).await?.into_inner();
         while let Some(result) = results.message().await? {
-            progress.inc(1);
-            if let Some(seen) = acknowledged.get_mut(result.item as usize) {
-                *seen = true;
-            }
+            answered += 1;
             if result.code == 0 {
                 ok += 1;
             } else {
-                refused += 1;
-                let line = lines.get(result.item as usize).copied().unwrap_or(0);
-                failures.push((line, format!("{}: {}", result.identifier, result.message)));
+                let line = line_of(result.item);
+                refused.push((line, format!("{}: {}", result.identifier, result.message)));
+            }
+            if answered.is_multiple_of(4096) {
+                progress.set_message(format!("{} identifiers registered", grouped(ok)));
             }
         }
         Ok(())
     }
     .await;
-    sender.abort();
-    let _ = sender.await;
+    // The reading thread ends once the file is read, or at its next send
+    // now that the stream is gone.
+    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
     progress.finish_and_clear();
-    let unacknowledged = acknowledged.iter().position(|seen| !seen);
-    if let (Err(e), Some(first)) = (&streamed, unacknowledged) {
-        if ok + refused == 0 && is_usage(e.code()) {
+    let shared = std::mem::take(&mut *reading.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut failures = shared.failures;
+    failures.extend(refused);
+    failures.sort_by_key(|(line, _)| *line);
+    let sent = shared.lines.len() as u64;
+    let unanswered = (answered < sent).then(|| shared.lines[answered as usize]);
+    if let (Err(e), Some(line)) = (&streamed, unanswered) {
+        if answered == 0 && is_usage(e.code()) {
             // Refused as a whole before anything was written (a token
             // without the right, for instance).
             return Err(status(e.clone()));
         }
-        let line = lines[first];
-        failures.sort_by_key(|(line, _)| *line);
         failures.retain(|(at, _)| *at < line);
         print_failures(&failures);
         anyhow::bail!(
             "import interrupted after {} acknowledged identifiers ({} imported, {} refused) \
              (line {} of {} is the first not acknowledged): {}; run again with --skip {}",
-            grouped(ok + refused),
+            grouped(answered),
             grouped(ok),
-            grouped(refused),
+            grouped(answered.saturating_sub(ok)),
             grouped(line as u64),
             import.file.display(),
             broken(e),
@@ -889,14 +945,29 @@ pub async fn import(args: &AdminArgs, import: ImportArgs) -> anyhow::Result<Exit
             broken(e)
         );
     }
-    let sending = started.elapsed().as_secs_f64();
-    let secs = reading + sending;
-    failures.sort_by_key(|(line, _)| *line);
+    if let Some((line, why)) = &shared.broken {
+        print_failures(&failures);
+        usage!(
+            "{}: line {line}: {why}; the {} identifiers before it were imported (run again \
+             from there with --skip {})",
+            import.file.display(),
+            grouped(ok),
+            line - 1
+        );
+    }
+    if import.skip > shared.lines_read {
+        usage!(
+            "--skip {}: {} has only {} lines",
+            import.skip,
+            import.file.display(),
+            shared.lines_read
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
     // The rate counts the whole command: reading and checking the file
-    // before the first write is part of what an import costs.
+    // is part of what an import costs (it overlaps the sending).
     println!(
-        "imported {ok} identifiers from {} ({size} bytes) in {secs:.2}s ({:.0}/s; reading and \
-         checking the file {reading:.2}s, registering {sending:.2}s); {} failed",
+        "imported {ok} identifiers from {} ({size} bytes) in {secs:.2}s ({:.0}/s); {} failed",
         import.file.display(),
         ok as f64 / secs.max(1e-9),
         failures.len()

@@ -111,8 +111,31 @@ pub fn to_line(identifier: &str, values: &[Value]) -> String {
 
 impl LineValue {
     pub fn to_value(&self) -> Result<Value, String> {
-        let data = match (&self.data, &self.data_base64) {
-            (Some(text), None) => text.as_bytes().to_vec(),
+        let copy = LineValue {
+            index: self.index,
+            kind: self.kind.clone(),
+            data: self.data.clone(),
+            data_base64: self.data_base64.clone(),
+            ttl: self.ttl,
+            ttl_absolute: self.ttl_absolute,
+            permissions: self.permissions,
+            references: self
+                .references
+                .iter()
+                .map(|r| LineReference {
+                    identifier: r.identifier.clone(),
+                    index: r.index,
+                })
+                .collect(),
+        };
+        copy.into_value()
+    }
+
+    /// [`to_value`](Self::to_value), moving the strings instead of
+    /// copying them (the bulk import's path).
+    pub fn into_value(self) -> Result<Value, String> {
+        let data = match (self.data, self.data_base64) {
+            (Some(text), None) => text.into_bytes(),
             (None, Some(b64)) => base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .map_err(|e| format!("value {}: data_base64 is not base64: {e}", self.index))?,
@@ -124,7 +147,7 @@ impl LineValue {
                 ));
             }
         };
-        let mut value = Value::new(self.index, self.kind.clone(), data);
+        let mut value = Value::new(self.index, self.kind, data);
         match (self.ttl, self.ttl_absolute) {
             (Some(_), Some(_)) => {
                 return Err(format!(
@@ -138,9 +161,9 @@ impl LineValue {
         }
         value.references = self
             .references
-            .iter()
+            .into_iter()
             .map(|r| Reference {
-                identifier: r.identifier.clone(),
+                identifier: r.identifier,
                 index: r.index,
             })
             .collect();
@@ -151,17 +174,18 @@ impl LineValue {
     }
 }
 
-/// Parses one line; blank lines and `#` comments give `Ok(None)`.
+/// Parses one line; blank lines and `#` comments give `Ok(None)`. The
+/// values come back as [`Value`]s, moved out of the returned line (its
+/// `values` is left empty).
 pub fn parse_line(text: &str) -> Result<Option<(Line, Vec<Value>)>, String> {
     let trimmed = text.trim();
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return Ok(None);
     }
-    let line: Line = serde_json::from_str(trimmed).map_err(|e| e.to_string())?;
-    let values = line
-        .values
-        .iter()
-        .map(LineValue::to_value)
+    let mut line: Line = serde_json::from_str(trimmed).map_err(|e| e.to_string())?;
+    let values = std::mem::take(&mut line.values)
+        .into_iter()
+        .map(LineValue::into_value)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some((line, values)))
 }

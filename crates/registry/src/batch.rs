@@ -51,6 +51,14 @@ fn prepare(item: BatchItem, now: u32) -> Result<Checked> {
     Ok((id, record, item.overwrite, order))
 }
 
+/// A batch checked without the store ([`Registry::prepare_batch`]),
+/// waiting for [`Registry::commit_batch`].
+pub struct PreparedBatch {
+    started: std::time::Instant,
+    results: Vec<Option<Result<Record>>>,
+    prepared: Vec<Prepared>,
+}
+
 impl Registry {
     /// Creates many identifiers in one transaction with one durable commit,
     /// returning one result per item, in order.
@@ -62,6 +70,13 @@ impl Registry {
     /// that appears twice is judged against what the earlier item left, as
     /// if the items were created one after the other.
     pub fn batch_create(&self, items: Vec<BatchItem>) -> Vec<Result<Record>> {
+        self.commit_batch(self.prepare_batch(items))
+    }
+
+    /// The first half of [`batch_create`](Self::batch_create): the checks
+    /// that need no store (identifier, values, encoding), which may run
+    /// while an earlier batch commits.
+    pub fn prepare_batch(&self, items: Vec<BatchItem>) -> PreparedBatch {
         let started = std::time::Instant::now();
         let now = self.now();
         let mut results: Vec<Option<Result<Record>>> = Vec::with_capacity(items.len());
@@ -81,6 +96,21 @@ impl Registry {
                 Err(e) => results.push(Some(Err(e))),
             }
         }
+        PreparedBatch {
+            started,
+            results,
+            prepared,
+        }
+    }
+
+    /// The second half of [`batch_create`](Self::batch_create): judges the
+    /// prepared items against the store and commits them.
+    pub fn commit_batch(&self, batch: PreparedBatch) -> Vec<Result<Record>> {
+        let PreparedBatch {
+            started,
+            mut results,
+            prepared,
+        } = batch;
         match self.write_batch(prepared, &mut results) {
             Ok(written) => self.registrations.count(written, started),
             Err(e) => {

@@ -43,7 +43,7 @@ mod txn;
 mod validate;
 
 pub use audit::{Action, AuditEntry, AuditFilter, Origin, with_actor, with_origin};
-pub use batch::BatchItem;
+pub use batch::{BatchItem, PreparedBatch};
 pub use error::{RegistryError, Result};
 pub use identifiers::Page;
 pub use idnode_core::PrefixInfo;

@@ -748,7 +748,15 @@ impl WriteTxn for RocksTxn<'_> {
             return Ok(last);
         }
         let log = store.family(CHANGELOG_CF)?;
-        let mut batch = WriteBatch::default();
+        // Sized up front: each change is written twice (its space and the
+        // change log), and a batch that grows copies itself as it goes.
+        let bytes: usize = self
+            .staged
+            .changes
+            .iter()
+            .map(|c| 2 * (c.key.len() + c.value.as_ref().map_or(0, |v| v.len())) + 64)
+            .sum();
+        let mut batch = WriteBatch::with_capacity_bytes(bytes);
         for change in &self.staged.changes {
             let family = store.family(change.space.name())?;
             match &change.value {
