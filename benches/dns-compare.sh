@@ -23,7 +23,7 @@
 # then skipped with a message; without dnsperf the script exits 1).
 # --summary-json FILE also writes the figures for a script (benches/run.sh):
 # {"count", "prefixes", "records", "queries", "duration_secs", "cores",
-#  "idnode_rss_kb", "servers": [{"server", "qps", "avg_us", "p50_us",
+#  "idnode_rss_kb", "axfr_secs", "axfr_records", "servers": [{"server", "qps", "avg_us", "p50_us",
 #  "p99_us", "rate_avg_us", "p99_rate", "lost", "codes", "rss_kb"}]}
 # with null for what was not measured.
 set -euo pipefail
@@ -87,8 +87,23 @@ ensure() {
 DNSPERF="$(ensure dnsperf dnsperf)"
 [ -n "$DNSPERF" ] || { echo "dns-compare: dnsperf is missing$( ((install)) && echo ' and could not be installed' || echo ' (--no-install)')" >&2; exit 1; }
 
+# free_port: a port free on 127.0.0.1 for UDP and TCP alike (the DNS
+# listens on both).
 free_port() {
-  python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  python3 -c '
+import socket
+for _ in range(100):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    port = u.getsockname()[1]
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        t.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    print(port)
+    break
+'
 }
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/dns-compare.XXXXXX")"
@@ -148,10 +163,20 @@ grep -q '^ready' "$work/idnode.log" || { echo "dns-compare: idnode not ready" >&
 
 # 2. The zone file: idnode's own AXFR, with the closing SOA dropped.
 zone="$work/idnode.internal.zone"
-dig +nocmd +nostats +nocomments +time=600 AXFR "$APEX" @127.0.0.1 -p "$idn_dns" >"$work/axfr.txt"
+# On dig's default options (a 5 s timeout for each read): the node must
+# start sending at once and keep sending, whatever the size of the zone.
+axfr_start=$(date +%s.%N)
+dig +nocmd +nocomments AXFR "$APEX" @127.0.0.1 -p "$idn_dns" >"$work/axfr.txt"
+axfr_secs="$(awk -v s="$axfr_start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')"
+axfr_records="$(sed -n 's/^;; XFR size: \([0-9]*\) records.*/\1/p' "$work/axfr.txt")"
+echo "dns-compare: dig AXFR (default options): ${axfr_records:-no} records in $axfr_secs s" >&2
+if [ -z "$axfr_records" ] || grep -q 'Transfer failed\|timed out\|communications error' "$work/axfr.txt"; then
+  echo "dns-compare: dig AXFR failed:" >&2
+  grep '^;' "$work/axfr.txt" | tail -5 >&2
+  exit 1
+fi
 awk '$1 ~ /^;/ || NF == 0 { next } $4 == "SOA" { if (soa++) next } { print }' "$work/axfr.txt" >"$zone"
 rm -f "$work/axfr.txt"
-grep -q 'Transfer failed' "$zone" && { echo "dns-compare: AXFR failed" >&2; exit 1; }
 records="$(wc -l <"$zone")"
 echo "dns-compare: zone file $records records, $(du -h "$zone" | cut -f1)" >&2
 
@@ -342,8 +367,8 @@ if [ -n "$summary_json" ]; then
     esac
   }
   {
-    printf '{"count": %s, "prefixes": %s, "records": %s, "queries": %s, "miss_ratio": %s, "duration_secs": %s, "cores": %s, "idnode_rss_kb": %s, "servers": [' \
-      "$count" "$prefixes" "$records" "$nqueries" "$(json_value "$miss_ratio")" "$(json_value "$duration")" "$cores" "$(json_value "${idn_rss_kb:-}")"
+    printf '{"count": %s, "prefixes": %s, "records": %s, "queries": %s, "miss_ratio": %s, "duration_secs": %s, "cores": %s, "idnode_rss_kb": %s, "axfr_secs": %s, "axfr_records": %s, "servers": [' \
+      "$count" "$prefixes" "$records" "$nqueries" "$(json_value "$miss_ratio")" "$(json_value "$duration")" "$cores" "$(json_value "${idn_rss_kb:-}")" "$(json_value "$axfr_secs")" "$(json_value "${axfr_records:-}")"
     sep=""
     while IFS=$'\t' read -r label qps avg p50 p99 ravg lost codes rss; do
       printf '%s\n  {"server": "%s", "qps": %s, "avg_us": %s, "p50_us": %s, "p99_us": %s, "rate_avg_us": %s, "p99_rate": %s, "lost": %s, "codes": %s, "rss_kb": %s}' \

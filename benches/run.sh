@@ -5,6 +5,9 @@
 #
 # It starts its own servers on 127.0.0.1 on free ports, with a fresh data
 # directory each, and stops them (by their PIDs) when it ends:
+#   0. a node on its defaults, fresh, and `idnode import` of N identifiers
+#      of three values each (JSONL from benches/gen-identifiers.py, a
+#      generator apart from the node's own): the rate of the command;
 #   1. a node loaded with the synthetic data set (`idnode bench load
 #      --count N --prefixes P --compact`): registration rate, then the
 #      node's resident memory (VmRSS in /proc/PID/status);
@@ -20,7 +23,9 @@
 #      static file of the same JSON (Debian's nginx; installed unless
 #      --no-install);
 #   6. DNS over UDP against NSD and Knot (benches/dns-compare.sh, dnsperf),
-#      which loads a node of its own with the same data set;
+#      which loads a node of its own with the same data set, takes its zone
+#      with `dig AXFR` on dig's default options (timed), and reads each
+#      server's memory after its runs;
 #   7. the in-process hot path (`cargo bench --bench resolve` and
 #      `--bench codec`, criterion).
 # A row whose tool is missing (dnsperf, cargo) says so instead of a figure.
@@ -203,6 +208,38 @@ cpu="$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null 
 loadavg="$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || true)"
 started=$SECONDS
 say "idnode $IDNODE; $count identifiers over $prefixes prefixes; ${duration}s runs (+$warmup warm-up), $rounds round$( ((rounds == 1)) || echo s); $cores cores shared by the servers and the generator; work dir $work"
+
+# --- 0. `idnode import` into a fresh node on its defaults -------------------
+
+imp_what="bulk registration with \`idnode import\` (JSONL of three values an identifier, a fresh node on its defaults)"
+imp_cmd="benches/gen-identifiers.py $count $prefixes ids.jsonl && idnode import ids.jsonl"
+say "import: writing $count identifiers with benches/gen-identifiers.py"
+if python3 benches/gen-identifiers.py "$count" "$prefixes" "$work/ids.jsonl" >"$work/ids.prefixes" 2>"$work/gen.stderr"; then
+  start_node "$work/import" --dns-listen 127.0.0.1:0 --dns-quic-listen 127.0.0.1:0
+  imp_env=(IDNODE_GRPC="http://$node_grpc" IDNODE_TOKEN_FILE="$work/import/admin.token")
+  while read -r p; do
+    env "${imp_env[@]}" "$IDNODE" prefix create "$p" >/dev/null 2>>"$work/import.stderr" || die "cannot home prefix $p"
+  done <"$work/ids.prefixes"
+  say "import: idnode import of $(du -h "$work/ids.jsonl" | cut -f1)"
+  if env "${imp_env[@]}" "$IDNODE" import --quiet "$work/ids.jsonl" >"$work/import.txt" 2>>"$work/import.stderr"; then
+    cat "$work/import.txt" >&2
+    imp_rate="$(sed -n 's/^imported [0-9]* identifiers .* in \([0-9.]*\)s (\([0-9]*\)\/s).*/\2/p' "$work/import.txt" | head -1)"
+    imp_secs="$(sed -n 's/^imported [0-9]* identifiers .* in \([0-9.]*\)s (.*/\1/p' "$work/import.txt" | head -1)"
+    if [ -n "$imp_rate" ]; then
+      row 81 "$imp_what" "\`$imp_cmd\`" "$(thousands "$imp_rate") identifiers/s ($(thousands "$count") in $imp_secs s, the whole command)" "" ""
+    else
+      row 81 "$imp_what" "\`$imp_cmd\`" "not measured: no rate in its output" "" ""
+    fi
+  else
+    cat "$work/import.txt" "$work/import.stderr" >&2
+    row 81 "$imp_what" "\`$imp_cmd\`" "not measured: idnode import failed (its messages are on stderr)" "" ""
+  fi
+  stop "$node_pid"
+  rm -rf "$work/import" "$work/ids.jsonl"
+else
+  cat "$work/gen.stderr" >&2
+  row 81 "$imp_what" "\`$imp_cmd\`" "not measured: the generator failed" "" ""
+fi
 
 # --- 1. the node, loaded -----------------------------------------------------
 
@@ -438,22 +475,33 @@ else
   ((quick == 0)) || dns_cmd+=" --warmup 1 --queries 20000"
   say "DNS: $dns_cmd"
   if benches/dns-compare.sh "${dns_args[@]}" >&2; then
+    # mib <server>: its memory after its runs, in MiB.
+    mib() { json "$work/dns.json" "next(round(s['rss_kb'] / 1024) for s in j['servers'] if s['server'] == '$1' and s['rss_kb'])"; }
     idn="$(json "$work/dns.json" 'next(s["qps"] for s in j["servers"] if s["server"] == "idnode")')"
+    idn_mib="$(mib idnode)"
     peers="" ratios=""
     for s in nsd knot; do
       name="$([ "$s" = nsd ] && echo NSD || echo Knot)"
       q="$(json "$work/dns.json" "next(s['qps'] for s in j['servers'] if s['server'] == '$s')")"
+      m="$(mib "$s")"
       if [ -n "$q" ]; then
-        peers+="${peers:+; }$name $(thousands "$q") queries/s"
+        peers+="${peers:+; }$name $(thousands "$q") queries/s${m:+, $(thousands "$m") MiB}"
         [ -z "$idn" ] || ratios+="${ratios:+; }$(percent "$idn" "$q") of $name"
+        [ -z "$idn_mib" ] || [ -z "$m" ] || ratios+=" ($(percent "$idn_mib" "$m") of its memory)"
       else
         peers+="${peers:+; }$name not measured (not installed, or it failed: see stderr)"
       fi
     done
     if [ -n "$idn" ]; then
-      row 40 "$dns_what (dnsperf)" "\`$dns_cmd\`" "$(thousands "$idn") queries/s" "$peers" "$ratios"
+      row 40 "$dns_what (dnsperf), idnode on its defaults; memory after the runs" "\`$dns_cmd\`" "$(thousands "$idn") queries/s${idn_mib:+, $(thousands "$idn_mib") MiB}" "$peers" "$ratios"
     else
       row 40 "$dns_what (dnsperf)" "\`$dns_cmd\`" "not measured: no idnode figure in its summary" "$peers" ""
+    fi
+    axfr_secs="$(json "$work/dns.json" 'j["axfr_secs"]')"
+    axfr_records="$(json "$work/dns.json" 'j["axfr_records"]')"
+    if [ -n "$axfr_records" ]; then
+      row 41 "zone transfer of the same zone with dig's default options (5 s timeout a read)" "\`dig AXFR idnode.internal. @<node> -p <port>\`" \
+        "$(thousands "$axfr_records") records in $axfr_secs s" "" ""
     fi
   else
     row 40 "$dns_what" "\`$dns_cmd\`" "not measured: benches/dns-compare.sh failed (its messages are on stderr)" "" ""
