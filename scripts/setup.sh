@@ -39,7 +39,12 @@ fi
 # RocksDB's C++, once per machine (see scripts/env.sh).
 if [ ! -f "$IDNODE_ROCKSDB_DIR/librocksdb.a" ]; then
   echo "setup: compiling RocksDB $IDNODE_ROCKSDB_VERSION once for this machine (about 30 minutes on 2 cores)"
-  (unset ROCKSDB_LIB_DIR ROCKSDB_STATIC; cargo build --release -p librocksdb-sys)
+  (
+    unset ROCKSDB_LIB_DIR ROCKSDB_STATIC
+    # The cc crate adds CXXFLAGS to every C++ file it compiles.
+    [ -z "$IDNODE_ROCKSDB_CXXFLAGS" ] || export CXXFLAGS="${CXXFLAGS:+$CXXFLAGS }$IDNODE_ROCKSDB_CXXFLAGS"
+    cargo build --release -p librocksdb-sys
+  )
   built=$(ls -t "$CARGO_TARGET_DIR"/release/build/librocksdb-sys-*/out/librocksdb.a | head -n 1)
   mkdir -p "$IDNODE_ROCKSDB_DIR"
   cp "$built" "$IDNODE_ROCKSDB_DIR/librocksdb.a.tmp"
