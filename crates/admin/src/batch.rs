@@ -144,7 +144,14 @@ fn commit_chunks(
             commit(&context.registry, judging)
         });
         for result in judged {
-            if results.blocking_send(Ok(result)).is_err() {
+            // Most results fit the channel at once; parking the thread on
+            // a runtime for each would cost more than the result.
+            let result = match results.try_send(Ok(result)) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Full(result)) => result,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            };
+            if results.blocking_send(result).is_err() {
                 return; // the client went away
             }
         }

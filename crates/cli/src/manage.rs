@@ -829,7 +829,7 @@ fn read_import(
             drop(shared);
             progress.set_position(bytes);
             for item in items.drain(..) {
-                if tx.blocking_send(item).is_err() {
+                if !send(&tx, item) {
                     return; // the stream ended: the node stopped taking items
                 }
             }
@@ -842,9 +842,19 @@ fn read_import(
     drop(shared);
     progress.set_position(bytes);
     for item in items {
-        if tx.blocking_send(item).is_err() {
+        if !send(&tx, item) {
             return;
         }
+    }
+}
+
+/// Hands an item to the sender, waiting only when the channel is full;
+/// false once the stream is gone.
+fn send<T>(tx: &tokio::sync::mpsc::Sender<T>, item: T) -> bool {
+    match tx.try_send(item) {
+        Ok(()) => true,
+        Err(tokio::sync::mpsc::error::TrySendError::Full(item)) => tx.blocking_send(item).is_ok(),
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
     }
 }
 
