@@ -3,16 +3,19 @@
 #
 # One synthetic data set (`idnode bench load`) goes into a fresh idnode on
 # loopback; its zone `idnode.internal.` is taken from idnode itself by AXFR
-# and written as a zone file; NSD and Knot serve that file. Each server, one
-# at a time, is driven by dnsperf over UDP with the same query file (TXT for
-# random identifiers of the set, plus a share of misses under existing
-# prefixes): a 30 s warm-up (the caches fill), then a closed-loop run for queries/s and the
-# average latency, then a run at a fixed rate with dnsperf's per-query
-# output for the p99 (dnsperf 2.10 has no latency histogram of its own).
+# and written as a zone file; NSD and Knot serve that file. The servers
+# run side by side; each is driven by dnsperf over UDP with the same query
+# file (TXT for random identifiers of the set, plus a share of misses under
+# existing prefixes): a 30 s warm-up with the same questions in another
+# order (the caches fill), then closed-loop runs for queries/s and the
+# average latency, the servers taking turns for --rounds rounds (medians),
+# then per server a run at a fixed rate with dnsperf's per-query output
+# for the p99 (dnsperf 2.10 has no latency histogram of its own), and its
+# memory.
 # Everything listens on 127.0.0.1 on free ports and is stopped at the end.
 #
 # Usage: benches/dns-compare.sh [--count N] [--prefixes P] [--duration S]
-#          [--warmup S] [--clients C] [--threads T] [--outstanding Q]
+#          [--warmup S] [--rounds N (default 3)] [--clients C] [--threads T] [--outstanding Q]
 #          [--queries Q (default: max(count, 200000))] [--miss-ratio R] [--p99-rate QPS] [--seed N]
 #          [--servers idnode,nsd,knot] [--keep]
 #          [--idnode-arg ARG (one more argument of `idnode serve`; repeat)]
@@ -30,7 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-count=100000 prefixes=100 duration=10 warmup=30 clients=4 threads=1
+count=100000 prefixes=100 duration=10 warmup=30 clients=4 threads=1 rounds=3
 # idnode runs on its default settings; each server's resident memory
 # (VmRSS) is read after its runs.
 outstanding=64 nqueries="" miss_ratio=0.1 p99_rate=20000 seed=1
@@ -41,6 +44,7 @@ while (($#)); do
     --prefixes) prefixes="$2"; shift 2 ;;
     --duration) duration="$2"; shift 2 ;;
     --warmup) warmup="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
     --clients) clients="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --outstanding) outstanding="$2"; shift 2 ;;
@@ -105,6 +109,9 @@ for _ in range(100):
     break
 '
 }
+
+# median <numbers...>
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%.0f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/dns-compare.XXXXXX")"
 pids=()
@@ -194,6 +201,11 @@ awk -v n="$nqueries" -v miss="$miss_ratio" -v seed="$seed" '
       print q " TXT"
     }
   }' "$work/names.txt" >"$work/queries.txt"
+# The warm-up asks the same questions in another order: a server whose
+# cache fills in the order it is asked would otherwise meet the measured
+# run's questions laid out in memory one after the other.
+awk -v seed="$((seed + 1))" 'BEGIN { srand(seed) } { print rand() "\t" $0 }' "$work/queries.txt" |
+  sort -k1,1 | cut -f2- >"$work/warmup.txt"
 echo "dns-compare: $nqueries queries over $nnames identifiers, miss ratio $miss_ratio" >&2
 
 # A few answers of each server are compared with idnode's before its run.
@@ -224,41 +236,22 @@ memory_kb() {
 
 results="$work/results.tsv"
 : >"$results"
-# measure <label> <port>: warm-up, closed-loop run, fixed-rate run for p99.
-measure() {
-  local label="$1" port="$2" pid="$3" out="$work/dnsperf-$1"
-  local common=(-s 127.0.0.1 -p "$port" -d "$work/queries.txt" -e -t 2)
-  echo "dns-compare: $label: warm-up ${warmup}s, run ${duration}s" >&2
-  "$DNSPERF" "${common[@]}" -c "$clients" -T "$threads" -q "$outstanding" -l "$warmup" >/dev/null 2>&1 || true
-  "$DNSPERF" "${common[@]}" -c "$clients" -T "$threads" -q "$outstanding" -l "$duration" >"$out.txt" 2>&1
-  echo "dns-compare: $label: ${duration}s at $p99_rate queries/s with per-query latencies" >&2
-  "$DNSPERF" "${common[@]}" -c "$clients" -T "$threads" -q "$outstanding" -l "$duration" \
-    -Q "$p99_rate" -v >"$out-rate.txt" 2>&1
-  local qps avg lost rate_lost codes p99 p50 rate_avg
-  qps="$(awk -F': *' '/Queries per second/ { printf "%.0f", $2 }' "$out.txt")"
-  avg="$(awk '/Average Latency/ { printf "%.0f", $4 * 1e6 }' "$out.txt")"
-  lost="$(awk '/Queries lost/ { print $3 }' "$out.txt")"
-  rate_lost="$(awk '/Queries lost/ { print $3 }' "$out-rate.txt")"
-  codes="$(awk -F': *' '/Response codes/ { print $2 }' "$out.txt" | sed 's/ ([0-9.]*%)//g')"
-  # Verbose lines: "> NOERROR name TXT 0.000123" (latency in seconds, last).
-  read -r p50 p99 rate_avg < <(awk '/^> / { print $NF * 1e6 }' "$out-rate.txt" | sort -n | awk '
-    { v[NR] = $1; s += $1 }
-    END { if (NR) printf "%.0f %.0f %.0f\n", v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], s / NR; else print "- - -" }')
-  local rss
-  rss="$(memory_kb "$pid")"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "${qps:--}" "${avg:--}" "$p50" "$p99" "$rate_avg" "${lost:--} / ${rate_lost:--}" "${codes:--}" "${rss:--}" >>"$results"
+dnsperf_run() { # dnsperf_run <port> <query file> <seconds> <out> [more dnsperf args]
+  local port="$1" file="$2" secs="$3" out="$4"
+  shift 4
+  "$DNSPERF" -s 127.0.0.1 -p "$port" -d "$file" -e -t 2 -c "$clients" -T "$threads" \
+    -q "$outstanding" -l "$secs" "$@" >"$out" 2>&1
 }
 
+# 4. Every server started (one after the other), its answers checked
+# against idnode's, and warmed up; they then all run side by side, idle
+# but for the one being measured.
+labels=() ports=() spids=()
 IFS=, read -r -a wanted <<<"$servers"
-reference=""
+reference="$(answers "$idn_dns")"
 for server in "${wanted[@]}"; do
   case "$server" in
-    idnode)
-      reference="$(answers "$idn_dns")"
-      measure idnode "$idn_dns" "$idn_pid"
-      idn_rss_kb="$(awk '/VmRSS/ { print $2 }' "/proc/$idn_pid/status" 2>/dev/null || true)"
-      idn_rss="$(awk '/VmRSS/ { printf "%d MB", $2 / 1000 }' "/proc/$idn_pid/status" 2>/dev/null || true)"
-      ;;
+    idnode) port="$idn_dns" pid="$idn_pid" ;;
     nsd)
       NSD="$(ensure nsd nsd)"
       if [ -z "$NSD" ]; then echo "dns-compare: skipping NSD: not installed$( ((install)) && echo ' and could not be installed' || echo ' (--no-install)')" >&2; continue; fi
@@ -295,10 +288,7 @@ EOF
       pid=$!
       pids+=("$pid")
       if ! wait_dns "$port" "$pid" "$d/nsd.log"; then stop "$pid"; continue; fi
-      [ "$(answers "$port")" = "$reference" ] || [ -z "$reference" ] || echo "dns-compare: warning: NSD's answers differ from idnode's" >&2
-      measure nsd "$port" "$pid"
-      stop "$pid"
-      ;;
+            ;;
     knot)
       KNOTD="$(ensure knotd knot)"
       if [ -z "$KNOTD" ]; then echo "dns-compare: skipping Knot: not installed$( ((install)) && echo ' and could not be installed' || echo ' (--no-install)')" >&2; continue; fi
@@ -333,26 +323,64 @@ EOF
       pid=$!
       pids+=("$pid")
       if ! wait_dns "$port" "$pid" "$d/knot.log"; then stop "$pid"; continue; fi
-      [ "$(answers "$port")" = "$reference" ] || [ -z "$reference" ] || echo "dns-compare: warning: Knot's answers differ from idnode's" >&2
-      measure knot "$port" "$pid"
-      stop "$pid"
-      ;;
-    *) echo "dns-compare: unknown server $server (idnode, nsd, knot)" >&2 ;;
+            ;;
+    *) echo "dns-compare: unknown server $server (idnode, nsd, knot)" >&2; continue ;;
   esac
+  [ "$(answers "$port")" = "$reference" ] || echo "dns-compare: warning: $server's answers differ from idnode's" >&2
+  echo "dns-compare: $server: warm-up ${warmup}s" >&2
+  dnsperf_run "$port" "$work/warmup.txt" "$warmup" /dev/null || true
+  labels+=("$server") ports+=("$port") spids+=("$pid")
 done
-stop "$idn_pid"
+
+# 5. Closed-loop runs, the servers taking turns for --rounds rounds (the
+# machine's speed moves from one minute to the next); each figure is the
+# median of its rounds.
+for ((r = 1; r <= rounds; r++)); do
+  for i in "${!labels[@]}"; do
+    echo "dns-compare: round $r of $rounds: ${labels[i]}, ${duration}s" >&2
+    dnsperf_run "${ports[i]}" "$work/queries.txt" "$duration" "$work/dnsperf-${labels[i]}-$r.txt"
+  done
+done
+
+# 6. Per server: a run at a fixed rate with per-query latencies (p99),
+# then its memory.
+for i in "${!labels[@]}"; do
+  label="${labels[i]}" out="$work/dnsperf-${labels[i]}"
+  echo "dns-compare: $label: ${duration}s at $p99_rate queries/s with per-query latencies" >&2
+  dnsperf_run "${ports[i]}" "$work/queries.txt" "$duration" "$out-rate.txt" -Q "$p99_rate" -v
+  qs=() avgs=()
+  for ((r = 1; r <= rounds; r++)); do
+    q="$(awk -F': *' '/Queries per second/ { printf "%.0f", $2 }' "$out-$r.txt")"
+    a="$(awk '/Average Latency/ { printf "%.0f", $4 * 1e6 }' "$out-$r.txt")"
+    [ -z "$q" ] || qs+=("$q")
+    [ -z "$a" ] || avgs+=("$a")
+  done
+  qps="$(median ${qs[@]+"${qs[@]}"})" avg="$(median ${avgs[@]+"${avgs[@]}"})"
+  rounds_list="$(IFS=/; echo "${qs[*]:-}")"
+  lost="$(awk '/Queries lost/ { s += $3 } END { print s + 0 }' "$out"-[0-9]*.txt)"
+  rate_lost="$(awk '/Queries lost/ { print $3 }' "$out-rate.txt")"
+  codes="$(awk -F': *' '/Response codes/ { print $2 }' "$out-$rounds.txt" | sed 's/ ([0-9.]*%)//g')"
+  # Verbose lines: "> NOERROR name TXT 0.000123" (latency in seconds, last).
+  read -r p50 p99 rate_avg < <(awk '/^> / { print $NF * 1e6 }' "$out-rate.txt" | sort -n | awk '
+    { v[NR] = $1; s += $1 }
+    END { if (NR) printf "%.0f %.0f %.0f\n", v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], s / NR; else print "- - -" }')
+  rss="$(memory_kb "${spids[i]}")"
+  [ "$label" != idnode ] || idn_rss_kb="$rss"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "${qps:--}" "${avg:--}" "$p50" "$p99" "$rate_avg" "${lost:--} / ${rate_lost:--}" "${codes:--}" "${rss:--}" "${rounds_list:--}" >>"$results"
+done
+for pid in "${spids[@]}"; do stop "$pid"; done
 
 cores="$(nproc)"
 echo
 echo "DNS over UDP, $count identifiers over $prefixes prefixes ($records records), $nqueries TXT queries (miss ratio $miss_ratio), $cores cores shared with dnsperf"
-echo "closed loop: dnsperf -c $clients -T $threads -q $outstanding -e, ${duration}s after ${warmup}s warm-up; fixed rate: the same at -Q $p99_rate, per-query latencies (-v)"
+echo "closed loop: dnsperf -c $clients -T $threads -q $outstanding -e, ${duration}s runs, the servers taking turns for $rounds rounds (median), after a ${warmup}s warm-up each (the same questions in another order); fixed rate: the same at -Q $p99_rate, per-query latencies (-v)"
 echo
-printf '| %-7s | %12s | %14s | %21s | %21s | %21s | %-21s | %10s | %s |\n' server "queries/s" "avg latency" "p50 at $p99_rate/s" "p99 at $p99_rate/s" "avg at $p99_rate/s" "lost (closed / rate)" "memory" "response codes (closed loop)"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------- -------------- ---------------- ----------------------- ----------------------- ----------------------- ----------------------- ------------ ----------------
-while IFS=$'\t' read -r label qps avg p50 p99 ravg lost codes rss; do
+printf '| %-7s | %12s | %-26s | %14s | %21s | %21s | %21s | %-21s | %10s | %s |\n' server "queries/s" "rounds" "avg latency" "p50 at $p99_rate/s" "p99 at $p99_rate/s" "avg at $p99_rate/s" "lost (closed / rate)" "memory" "response codes (last round)"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------- -------------- ---------------------------- ---------------- ----------------------- ----------------------- ----------------------- ----------------------- ------------ ----------------
+while IFS=$'\t' read -r label qps avg p50 p99 ravg lost codes rss rlist; do
   mem="-"
   [ "$rss" = "-" ] || mem="$((rss / 1024)) MiB"
-  printf '| %-7s | %12s | %11s µs | %18s µs | %18s µs | %18s µs | %-21s | %10s | %s |\n' "$label" "$qps" "$avg" "$p50" "$p99" "$ravg" "$lost" "$mem" "$codes"
+  printf '| %-7s | %12s | %-26s | %11s µs | %18s µs | %18s µs | %18s µs | %-21s | %10s | %s |\n' "$label" "$qps" "$rlist" "$avg" "$p50" "$p99" "$ravg" "$lost" "$mem" "$codes"
 done <"$results"
 echo "memory: Pss of the server's processes after its runs (for one process, its resident memory); idnode on its default settings"
 
@@ -370,9 +398,9 @@ if [ -n "$summary_json" ]; then
     printf '{"count": %s, "prefixes": %s, "records": %s, "queries": %s, "miss_ratio": %s, "duration_secs": %s, "cores": %s, "idnode_rss_kb": %s, "axfr_secs": %s, "axfr_records": %s, "servers": [' \
       "$count" "$prefixes" "$records" "$nqueries" "$(json_value "$miss_ratio")" "$(json_value "$duration")" "$cores" "$(json_value "${idn_rss_kb:-}")" "$(json_value "$axfr_secs")" "$(json_value "${axfr_records:-}")"
     sep=""
-    while IFS=$'\t' read -r label qps avg p50 p99 ravg lost codes rss; do
-      printf '%s\n  {"server": "%s", "qps": %s, "avg_us": %s, "p50_us": %s, "p99_us": %s, "rate_avg_us": %s, "p99_rate": %s, "lost": %s, "codes": %s, "rss_kb": %s}' \
-        "$sep" "$label" "$(json_value "$qps")" "$(json_value "$avg")" "$(json_value "$p50")" "$(json_value "$p99")" "$(json_value "$ravg")" "$p99_rate" "$(json_value "$lost")" "$(json_value "$codes")" "$(json_value "$rss")"
+    while IFS=$'\t' read -r label qps avg p50 p99 ravg lost codes rss rlist; do
+      printf '%s\n  {"server": "%s", "qps": %s, "rounds": %s, "avg_us": %s, "p50_us": %s, "p99_us": %s, "rate_avg_us": %s, "p99_rate": %s, "lost": %s, "codes": %s, "rss_kb": %s}' \
+        "$sep" "$label" "$(json_value "$qps")" "$(json_value "$rlist")" "$(json_value "$avg")" "$(json_value "$p50")" "$(json_value "$p99")" "$(json_value "$ravg")" "$p99_rate" "$(json_value "$lost")" "$(json_value "$codes")" "$(json_value "$rss")"
       sep=","
     done <"$results"
     printf '\n]}\n'

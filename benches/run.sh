@@ -468,10 +468,10 @@ elif ! command -v dig >/dev/null; then
 elif ((install == 0)) && ! command -v dnsperf >/dev/null; then
   row 40 "$dns_what" "\`benches/dns-compare.sh\`" "not measured: dnsperf is not installed (apt-get install dnsperf; benches/dns-compare.sh installs it without --quick)" "" ""
 else
-  dns_args=(--count "$count" --prefixes "$prefixes" --duration "$duration" --summary-json "$work/dns.json")
+  dns_args=(--count "$count" --prefixes "$prefixes" --duration "$duration" --rounds "$rounds" --summary-json "$work/dns.json")
   if ((quick)); then dns_args+=(--warmup 1 --queries 20000 --p99-rate 5000); fi
   ((install)) || dns_args+=(--no-install)
-  dns_cmd="benches/dns-compare.sh --count $count --prefixes $prefixes --duration $duration"
+  dns_cmd="benches/dns-compare.sh --count $count --prefixes $prefixes --duration $duration --rounds $rounds"
   ((quick == 0)) || dns_cmd+=" --warmup 1 --queries 20000"
   say "DNS: $dns_cmd"
   if benches/dns-compare.sh "${dns_args[@]}" >&2; then
@@ -493,7 +493,8 @@ else
       fi
     done
     if [ -n "$idn" ]; then
-      row 40 "$dns_what (dnsperf), idnode on its defaults; memory after the runs" "\`$dns_cmd\`" "$(thousands "$idn") queries/s${idn_mib:+, $(thousands "$idn_mib") MiB}" "$peers" "$ratios"
+      idn_rounds="$(json "$work/dns.json" 'next(s["rounds"] for s in j["servers"] if s["server"] == "idnode")')"
+      row 40 "$dns_what (dnsperf), idnode on its defaults, the servers taking turns; memory after the runs" "\`$dns_cmd\`" "$(thousands "$idn") queries/s (median of $rounds rounds${idn_rounds:+: ${idn_rounds//\// \/ }})${idn_mib:+, $(thousands "$idn_mib") MiB}" "$peers" "$ratios"
     else
       row 40 "$dns_what (dnsperf)" "\`$dns_cmd\`" "not measured: no idnode figure in its summary" "$peers" ""
     fi
