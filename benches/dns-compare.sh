@@ -287,7 +287,9 @@ EOF
       "$NSD" -d -c "$d/nsd.conf" >"$d/stdout.log" 2>&1 &
       pid=$!
       pids+=("$pid")
+      load_start=$(date +%s.%N)
       if ! wait_dns "$port" "$pid" "$d/nsd.log"; then stop "$pid"; continue; fi
+      echo "dns-compare: NSD answers after $(awk -v s="$load_start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s (loading the zone file)" >&2
             ;;
     knot)
       KNOTD="$(ensure knotd knot)"
@@ -322,7 +324,9 @@ EOF
       "$KNOTD" -c "$d/knot.conf" >"$d/stdout.log" 2>&1 &
       pid=$!
       pids+=("$pid")
+      load_start=$(date +%s.%N)
       if ! wait_dns "$port" "$pid" "$d/knot.log"; then stop "$pid"; continue; fi
+      echo "dns-compare: Knot answers after $(awk -v s="$load_start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s (loading the zone file)" >&2
             ;;
     *) echo "dns-compare: unknown server $server (idnode, nsd, knot)" >&2; continue ;;
   esac
