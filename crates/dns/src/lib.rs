@@ -58,7 +58,7 @@ pub use config::{DnsConfig, NameServerConfig, SoaTimers, Zones};
 pub use cuts::Cuts;
 pub use error::DnsError;
 pub use name::{Apex, Mapped};
-pub use service::{DnsService, Outcome, Transport};
+pub use service::{BatchScratch, DnsService, Outcome, Transport};
 pub use zone::ZoneRecords;
 
 /// Re-exported so that callers build and read records with the same

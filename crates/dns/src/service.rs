@@ -114,6 +114,25 @@ struct Cached {
     soas: Vec<Option<SoaWire>>,
 }
 
+/// What a batch's first pass found for one message.
+#[derive(Clone, Copy)]
+enum Hint<'a> {
+    /// Not looked at: find out.
+    Unknown,
+    /// A TXT question the response cache may answer, for this key.
+    Key(&'a str),
+    /// Anything else: the general way.
+    General,
+}
+
+/// Scratch of [`DnsService::respond_batch`], kept by the caller to reuse
+/// its allocations.
+#[derive(Debug, Default)]
+pub struct BatchScratch {
+    keys: Vec<Option<String>>,
+    hashes: Vec<u64>,
+}
+
 /// What a name below an apex is.
 enum Node {
     Apex,
@@ -195,6 +214,78 @@ impl DnsService {
         now: u32,
         out: &mut Vec<u8>,
     ) -> Outcome {
+        self.respond_hinted(message, transport, now, out, Hint::Unknown)
+    }
+
+    /// Answers a batch of query messages, `outs[i]` and `outcomes[i]` for
+    /// `messages[i]`, as [`respond`](Self::respond) answers each: a first
+    /// pass finds the TXT questions for identifiers and starts loading
+    /// their response-cache entries into the CPU caches, so that their
+    /// lookups wait on memory together, not one after another.
+    pub fn respond_batch(
+        &self,
+        messages: &[&[u8]],
+        transport: Transport,
+        now: u32,
+        outs: &mut [Vec<u8>],
+        outcomes: &mut [Outcome],
+        scratch: &mut BatchScratch,
+    ) {
+        scratch.keys.clear();
+        if let Some(cached) = &self.cached {
+            scratch
+                .keys
+                .extend(messages.iter().map(|m| self.direct_key(cached, m)));
+            if messages.len() > 1 && cached.values.worth_prefetching() {
+                let keys = scratch.keys.iter().flatten().map(|k| k.as_bytes());
+                cached.values.prefetch(keys, &mut scratch.hashes);
+            }
+        }
+        for (i, ((message, out), outcome)) in messages
+            .iter()
+            .zip(outs.iter_mut())
+            .zip(outcomes.iter_mut())
+            .enumerate()
+        {
+            let hint = match scratch.keys.get(i) {
+                Some(Some(key)) => Hint::Key(key),
+                Some(None) => Hint::General,
+                None => Hint::Unknown,
+            };
+            *outcome = self.respond_hinted(message, transport, now, out, hint);
+        }
+    }
+
+    /// The key of the identifier a TXT question names when the response
+    /// cache may answer it ([`direct`](Self::direct)); `None` for any
+    /// other message.
+    fn direct_key(&self, cached: &Cached, message: &[u8]) -> Option<String> {
+        let query = Query::parse(message).ok()?;
+        if query.qtype != TYPE_TXT
+            || query.edns.is_some_and(|e| e.version != 0)
+            || (query.qclass != CLASS_IN && query.qclass != CLASS_ANY)
+        {
+            return None;
+        }
+        let qname = query.qname();
+        let mut lower_buf = [0u8; crate::name::MAX_NAME_OCTETS];
+        let lower = lower_buf.get_mut(..qname.len())?;
+        lower.copy_from_slice(qname);
+        lower.make_ascii_lowercase();
+        let (apex, below) = self.zones.find_apex(lower)?;
+        self.identifier_key(cached, &query, apex, below, lower)
+    }
+
+    /// [`respond`](Self::respond), told by a batch's first pass what the
+    /// message is.
+    fn respond_hinted(
+        &self,
+        message: &[u8],
+        transport: Transport,
+        now: u32,
+        out: &mut Vec<u8>,
+        hint: Hint<'_>,
+    ) -> Outcome {
         out.clear();
         let max_udp = self.zones.max_udp;
         let query = match Query::parse(message) {
@@ -241,10 +332,20 @@ impl DnsService {
         }
         if query.qtype == TYPE_TXT
             && let Some(cached) = &self.cached
-            && self.direct(cached, &query, apex, below, lower, now, out)
         {
-            self.fit(out, &query, transport);
-            return Outcome::Reply;
+            let key = match hint {
+                Hint::Key(key) => Some(std::borrow::Cow::Borrowed(key)),
+                Hint::General => None,
+                Hint::Unknown => self
+                    .identifier_key(cached, &query, apex, below, lower)
+                    .map(std::borrow::Cow::Owned),
+            };
+            if let Some(key) = key
+                && self.direct(cached, &query, apex, below, key.as_bytes(), now, out)
+            {
+                self.fit(out, &query, transport);
+                return Outcome::Reply;
+            }
         }
         let answer = match self.answer(&query, apex, below, lower, now) {
             Ok(answer) => answer,
@@ -263,10 +364,32 @@ impl DnsService {
         Outcome::Reply
     }
 
-    /// Answers a TXT question for an identifier's name straight from its
-    /// public values ([`direct`]); false when the name is no identifier's,
-    /// lies under a delegated prefix, or the answer needs the general way
-    /// (a store error, a damaged record, an answer too large).
+    /// The key of the identifier `query` (a TXT question, `below` labels
+    /// under the apex numbered `apex`; `lower` its name lower-cased) names,
+    /// when the response cache may answer it: `None` when the name is no
+    /// identifier's or lies under a delegated prefix.
+    fn identifier_key(
+        &self,
+        cached: &Cached,
+        query: &Query<'_>,
+        apex: usize,
+        below: usize,
+        lower: &[u8],
+    ) -> Option<String> {
+        let zone = self.zones.zones.get(apex)?;
+        let below_labels: Vec<&[u8]> = labels(query.qname()).take(below).collect();
+        let Node::Identifier(id) = self.node(zone, lower, &below_labels) else {
+            return None;
+        };
+        if cached.cuts.delegated(&id.prefix_parsed()) {
+            return None;
+        }
+        Some(id.key().to_owned())
+    }
+
+    /// Answers a TXT question for the identifier of `key` straight from
+    /// its public values ([`direct`]); false when the answer needs the
+    /// general way (a store error, a damaged record, an answer too large).
     #[allow(clippy::too_many_arguments)] // the parts of one question
     fn direct(
         &self,
@@ -274,22 +397,13 @@ impl DnsService {
         query: &Query<'_>,
         apex: usize,
         below: usize,
-        lower: &[u8],
+        key: &[u8],
         now: u32,
         out: &mut Vec<u8>,
     ) -> bool {
-        let (Some(zone), Some(Some(soa))) = (self.zones.zones.get(apex), cached.soas.get(apex))
-        else {
+        let Some(Some(soa)) = cached.soas.get(apex) else {
             return false;
         };
-        let below_labels: Vec<&[u8]> = labels(query.qname()).take(below).collect();
-        let Node::Identifier(id) = self.node(zone, lower, &below_labels) else {
-            return false;
-        };
-        if cached.cuts.delegated(&id.prefix_parsed()) {
-            return false;
-        }
-        let key = id.key().as_bytes();
         let serial = self.soa_serial();
         let max_udp = self.zones.max_udp;
         let write = |out: &mut Vec<u8>, entry: Entry<'_>| {

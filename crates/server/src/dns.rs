@@ -154,6 +154,8 @@ impl DnsListeners {
                 limiter: crate::rrl::RateLimiter::new(options.rate_limit.clone(), counters.clone()),
                 cookies: cookies.clone(),
                 verified: verified.clone(),
+                scratch: idnode_dns::BatchScratch::default(),
+                outcomes: Vec::new(),
             },
             stop.clone(),
             options.pin_udp_workers,
@@ -231,6 +233,9 @@ struct DnsDatagrams {
     cookies: idnode_dns::cookie::CookieSecret,
     /// Sources that connected over TCP lately.
     verified: Arc<crate::rrl::VerifiedSources>,
+    /// A batch's scratch and outcomes, kept to reuse their allocations.
+    scratch: idnode_dns::BatchScratch,
+    outcomes: Vec<Outcome>,
 }
 
 /// Where the question of a DNS message ends (after QNAME, QTYPE, QCLASS),
@@ -295,10 +300,59 @@ impl Responder for DnsDatagrams {
         out: &mut Vec<u8>,
         _socket: &UdpSocket,
     ) -> bool {
-        let answered = match self
+        let outcome = self
             .service
-            .respond(datagram, Transport::Udp, unix_now(), out)
-        {
+            .respond(datagram, Transport::Udp, unix_now(), out);
+        self.finish(datagram, peer, out, outcome)
+    }
+
+    /// The whole batch through [`DnsService::respond_batch`], which loads
+    /// the cache entries of its questions together; then each answer is
+    /// finished as [`respond`](Self::respond) finishes it.
+    fn respond_all(
+        &mut self,
+        datagrams: &[&[u8]],
+        peers: &[Option<SockaddrStorage>],
+        outs: &mut [Vec<u8>],
+        ready: &mut [bool],
+        _socket: &UdpSocket,
+    ) {
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        outcomes.clear();
+        outcomes.resize(datagrams.len(), Outcome::Drop);
+        self.service.respond_batch(
+            datagrams,
+            Transport::Udp,
+            unix_now(),
+            outs,
+            &mut outcomes,
+            &mut self.scratch,
+        );
+        for (i, ((datagram, peer), out)) in datagrams.iter().zip(peers).zip(outs).enumerate() {
+            let answered = match (peer, outcomes.get(i)) {
+                (Some(peer), Some(&outcome)) => self.finish(datagram, peer, out, outcome),
+                _ => false,
+            };
+            if let Some(r) = ready.get_mut(i) {
+                *r = answered;
+            }
+        }
+        self.outcomes = outcomes;
+    }
+}
+
+impl DnsDatagrams {
+    /// After the service answered `datagram` from `peer` with `outcome`:
+    /// the response rate limit, the amplification cap and cookies. True
+    /// when `out` holds a datagram to send.
+    fn finish(
+        &mut self,
+        datagram: &[u8],
+        peer: &SockaddrStorage,
+        out: &mut Vec<u8>,
+        outcome: Outcome,
+    ) -> bool {
+        let answered = match outcome {
             Outcome::Drop => false,
             // Zone transfers go over TCP: `out` holds NOTIMP.
             Outcome::Reply | Outcome::Transfer { .. } => !out.is_empty(),

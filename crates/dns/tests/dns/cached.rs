@@ -247,3 +247,51 @@ mod written_straight {
         }
     }
 }
+
+#[test]
+fn a_batch_is_answered_as_its_messages_one_by_one() {
+    let node = node();
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    for text in [
+        "abc-123._.1.100.88.idnode.internal.",
+        "ABC-123._.1.100.88.idnode.internal.",
+        "nope._.1.100.88.idnode.internal.",
+        "1.100.88.idnode.internal.",
+        "idnode.internal.",
+        "x._.7.7.idnode.internal.",
+        "example.org.",
+    ] {
+        for qtype in [RecordType::TXT, RecordType::NAPTR, RecordType::SOA] {
+            for edns in [None, Some(1232)] {
+                messages.push(query(&name(text), qtype, edns));
+            }
+        }
+    }
+    // Not queries at all: too short, and a response.
+    messages.push(vec![0x42; 5]);
+    let mut response = messages[0].clone();
+    response[2] |= 0x80;
+    messages.push(response);
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let mut scratch = idnode_dns::BatchScratch::default();
+    // Twice: the cache empty, then filled by the first batch.
+    for _ in 0..2 {
+        let mut outs = vec![Vec::new(); refs.len()];
+        let mut outcomes = vec![idnode_dns::Outcome::Drop; refs.len()];
+        node.cached().respond_batch(
+            &refs,
+            Transport::Udp,
+            NOW,
+            &mut outs,
+            &mut outcomes,
+            &mut scratch,
+        );
+        for (i, message) in refs.iter().enumerate() {
+            let mut one = Vec::new();
+            let outcome = node.plain().respond(message, Transport::Udp, NOW, &mut one);
+            assert_eq!(outcomes[i], outcome, "message {i}");
+            assert_eq!(outs[i], one, "message {i}");
+        }
+    }
+    assert!(node.cache.stats().hits > 0);
+}
