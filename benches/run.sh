@@ -215,6 +215,9 @@ imp_what="bulk registration with \`idnode import\` (JSONL of three values an ide
 imp_cmd="benches/gen-identifiers.py $count $prefixes ids.jsonl && idnode import ids.jsonl"
 say "import: writing $count identifiers with benches/gen-identifiers.py"
 if python3 benches/gen-identifiers.py "$count" "$prefixes" "$work/ids.jsonl" >"$work/ids.prefixes" 2>"$work/gen.stderr"; then
+  # The file just written is still going to disk: let it, or its writeback
+  # competes with the node's write-ahead log syncs.
+  sync
   start_node "$work/import" --dns-listen 127.0.0.1:0 --dns-quic-listen 127.0.0.1:0
   imp_env=(IDNODE_GRPC="http://$node_grpc" IDNODE_TOKEN_FILE="$work/import/admin.token")
   while read -r p; do
