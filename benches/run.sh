@@ -5,9 +5,10 @@
 #
 # It starts its own servers on 127.0.0.1 on free ports, with a fresh data
 # directory each, and stops them (by their PIDs) when it ends:
-#   0. a node on its defaults, fresh, and `idnode import` of N identifiers
-#      of three values each (JSONL from benches/gen-identifiers.py, a
-#      generator apart from the node's own): the rate of the command;
+#   0. `idnode import` of N identifiers of three values each (JSONL from
+#      benches/gen-identifiers.py, a generator apart from the node's own)
+#      into a fresh node on its defaults, --rounds times: the median rate
+#      of the command;
 #   1. a node loaded with the synthetic data set (`idnode bench load
 #      --count N --prefixes P --compact`): registration rate, then the
 #      node's resident memory (VmRSS in /proc/PID/status);
@@ -218,27 +219,40 @@ if python3 benches/gen-identifiers.py "$count" "$prefixes" "$work/ids.jsonl" >"$
   # The file just written is still going to disk: let it, or its writeback
   # competes with the node's write-ahead log syncs.
   sync
-  start_node "$work/import" --dns-listen 127.0.0.1:0 --dns-quic-listen 127.0.0.1:0
-  imp_env=(IDNODE_GRPC="http://$node_grpc" IDNODE_TOKEN_FILE="$work/import/admin.token")
-  while read -r p; do
-    env "${imp_env[@]}" "$IDNODE" prefix create "$p" >/dev/null 2>>"$work/import.stderr" || die "cannot home prefix $p"
-  done <"$work/ids.prefixes"
-  say "import: idnode import of $(du -h "$work/ids.jsonl" | cut -f1)"
-  if env "${imp_env[@]}" "$IDNODE" import --quiet "$work/ids.jsonl" >"$work/import.txt" 2>>"$work/import.stderr"; then
-    cat "$work/import.txt" >&2
-    imp_rate="$(sed -n 's/^imported [0-9]* identifiers .* in \([0-9.]*\)s (\([0-9]*\)\/s).*/\2/p' "$work/import.txt" | head -1)"
-    imp_secs="$(sed -n 's/^imported [0-9]* identifiers .* in \([0-9.]*\)s (.*/\1/p' "$work/import.txt" | head -1)"
-    if [ -n "$imp_rate" ]; then
-      row 81 "$imp_what" "\`$imp_cmd\`" "$(thousands "$imp_rate") identifiers/s ($(thousands "$count") in $imp_secs s, the whole command)" "" ""
+  # --rounds imports, each into a fresh node: the figure is their median
+  # (runs of one command move by 20 % from one minute to the next here).
+  imp_rates=() imp_all=() imp_failed=""
+  for ((r = 1; r <= rounds; r++)); do
+    start_node "$work/import" --dns-listen 127.0.0.1:0 --dns-quic-listen 127.0.0.1:0
+    imp_env=(IDNODE_GRPC="http://$node_grpc" IDNODE_TOKEN_FILE="$work/import/admin.token")
+    while read -r p; do
+      env "${imp_env[@]}" "$IDNODE" prefix create "$p" >/dev/null 2>>"$work/import.stderr" || die "cannot home prefix $p"
+    done <"$work/ids.prefixes"
+    say "import: round $r of $rounds: idnode import of $(du -h "$work/ids.jsonl" | cut -f1)"
+    if env "${imp_env[@]}" "$IDNODE" import --quiet "$work/ids.jsonl" >"$work/import.txt" 2>>"$work/import.stderr"; then
+      cat "$work/import.txt" >&2
+      rate="$(sed -n 's/^imported [0-9]* identifiers .* in \([0-9.]*\)s (\([0-9]*\)\/s).*/\2/p' "$work/import.txt" | head -1)"
+      secs="$(sed -n 's/^imported [0-9]* identifiers .* in \([0-9.]*\)s (.*/\1/p' "$work/import.txt" | head -1)"
+      if [ -n "$rate" ]; then
+        imp_rates+=("$rate")
+        imp_all+=("$(thousands "$rate") in $secs s")
+      fi
     else
-      row 81 "$imp_what" "\`$imp_cmd\`" "not measured: no rate in its output" "" ""
+      cat "$work/import.txt" "$work/import.stderr" >&2
+      imp_failed=1
     fi
-  else
-    cat "$work/import.txt" "$work/import.stderr" >&2
+    stop "$node_pid"
+    rm -rf "$work/import"
+  done
+  rm -f "$work/ids.jsonl"
+  if [ -n "$imp_failed" ]; then
     row 81 "$imp_what" "\`$imp_cmd\`" "not measured: idnode import failed (its messages are on stderr)" "" ""
+  elif ((${#imp_rates[@]})); then
+    all="$(IFS=';'; echo "${imp_all[*]}")"
+    row 81 "$imp_what" "\`$imp_cmd\`" "$(thousands "$(median "${imp_rates[@]}")") identifiers/s, the whole command (median of ${#imp_rates[@]} runs, $(thousands "$count") each: ${all//;/; })" "" ""
+  else
+    row 81 "$imp_what" "\`$imp_cmd\`" "not measured: no rate in its output" "" ""
   fi
-  stop "$node_pid"
-  rm -rf "$work/import" "$work/ids.jsonl"
 else
   cat "$work/gen.stderr" >&2
   row 81 "$imp_what" "\`$imp_cmd\`" "not measured: the generator failed" "" ""
