@@ -231,10 +231,16 @@ impl NodeStatus {
 }
 
 /// Bytes of the files in `dir` (RocksDB keeps its files in one folder).
+/// A file RocksDB deletes while the folder is read (a compaction or a
+/// replaced store's old files) is not counted, and is no error.
 fn dir_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
-        let meta = entry?.metadata()?;
+        let meta = match entry.and_then(|e| e.metadata()) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         if meta.is_file() {
             total += meta.len();
         }
@@ -290,6 +296,17 @@ impl idnode_admin::NodeStatus for NodeStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_is_sized_by_its_files() {
+        let dir = std::env::temp_dir().join(format!("idnode-dir-bytes-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("a"), [0u8; 10]).unwrap();
+        std::fs::write(dir.join("b"), [0u8; 5]).unwrap();
+        assert_eq!(dir_bytes(&dir).unwrap(), 15);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(dir_bytes(&dir).is_err());
+    }
 
     fn counts(received: u64, ones: u64, limited: u64) -> Counts {
         let mut totals = Totals {
