@@ -126,7 +126,17 @@ impl DnsListeners {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let (sockets, udp_addr, tcp_listener) = crate::bind_udp_and_tcp(options.listen, workers)?;
+        // By the kernel's hash, as NSD and Knot do: DNS questions come from
+        // many resolvers, and with one busy client on loopback (dnsperf)
+        // steering by CPU put the worker on the client's CPU: 251k-277k
+        // queries a second against 319k-321k. Pinned workers need the
+        // datagrams steered to their CPUs.
+        let steering = match options.pin_udp_workers {
+            true => udp::Steering::Cpu,
+            false => udp::Steering::Hash,
+        };
+        let (sockets, udp_addr, tcp_listener) =
+            crate::bind_udp_and_tcp(options.listen, workers, steering)?;
         let tcp_addr = tcp_listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let udp_service = service.clone();

@@ -87,7 +87,8 @@ impl HandleListeners {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let (sockets, udp_addr, tcp_listener) = bind_udp_and_tcp(options.listen, workers)?;
+        let (sockets, udp_addr, tcp_listener) =
+            bind_udp_and_tcp(options.listen, workers, udp::Steering::Cpu)?;
         let tcp_addr = tcp_listener.local_addr()?;
         let mut tasks = JoinSet::new();
         let stop = Arc::new(AtomicBool::new(false));
@@ -169,6 +170,7 @@ pub(crate) async fn join_threads(threads: Vec<std::thread::JoinHandle<()>>) {
 pub(crate) fn bind_udp_and_tcp(
     listen: SocketAddr,
     workers: usize,
+    steering: udp::Steering,
 ) -> std::io::Result<(
     Vec<std::net::UdpSocket>,
     SocketAddr,
@@ -176,7 +178,7 @@ pub(crate) fn bind_udp_and_tcp(
 )> {
     let mut attempts = 0;
     loop {
-        let sockets = udp::bind(listen, workers)?;
+        let sockets = udp::bind(listen, workers, steering)?;
         let udp_addr = sockets
             .first()
             .ok_or_else(|| std::io::Error::other("no UDP socket bound"))?

@@ -33,11 +33,28 @@ const WAKE: Duration = Duration::from_millis(100);
 const MAX_PENDING: usize = 4096;
 const PENDING_TTL: Duration = Duration::from_secs(5);
 
-/// One socket a worker on `addr` (SO_REUSEPORT), each datagram steered to
-/// the worker of the CPU that received it.
-pub(crate) fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<UdpSocket>> {
+/// How the kernel hands a datagram to one of the workers' sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Steering {
+    /// To the worker of the CPU that received it (a BPF program): even
+    /// with few clients, the Handle protocol's case (PERFORMANCE.md).
+    Cpu,
+    /// By the kernel's hash of the addresses (SO_REUSEPORT's own way):
+    /// many clients spread evenly, and a client on loopback does not share
+    /// its CPU with the worker that answers it, the DNS's case.
+    Hash,
+}
+
+/// One socket a worker on `addr` (SO_REUSEPORT), each datagram steered as
+/// `steering` says.
+pub(crate) fn bind(
+    addr: SocketAddr,
+    workers: usize,
+    steering: Steering,
+) -> std::io::Result<Vec<UdpSocket>> {
     let sockets = idnode_udp::bind(addr, workers, Some(WAKE))?;
-    if let Some(first) = sockets.first()
+    if steering == Steering::Cpu
+        && let Some(first) = sockets.first()
         && sockets.len() > 1
         && let Err(e) = idnode_udp::by_cpu(first, sockets.len())
     {
