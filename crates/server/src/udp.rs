@@ -734,7 +734,7 @@ mod tests {
             eprintln!("skipped: this process may run on one CPU only");
             return None;
         };
-        let sockets = bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let sockets = bind("127.0.0.1:0".parse().unwrap(), 2, Steering::Cpu).unwrap();
         let addr = sockets[0].local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let mut next = 0u8;
@@ -834,7 +834,7 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let sockets = bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let sockets = bind("127.0.0.1:0".parse().unwrap(), 2, Steering::Cpu).unwrap();
         let addr = sockets[0].local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let pending = Reassemblies::default();
