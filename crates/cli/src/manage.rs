@@ -794,6 +794,20 @@ fn read_import(
     let (mut lines, mut items, mut failures) = (Vec::new(), Vec::new(), Vec::new());
     let mut line_no = 0;
     let mut bytes = 0u64;
+    // Records what was read so far, then sends its items; false once the
+    // stream is gone.
+    let hand_over = |(line_no, bytes): (usize, u64),
+                     lines: &mut Vec<usize>,
+                     failures: &mut Vec<(usize, String)>,
+                     items: &mut Vec<proto::CreateIdentifierRequest>| {
+        let mut shared = lock();
+        shared.lines.append(lines);
+        shared.failures.append(failures);
+        shared.lines_read = line_no;
+        drop(shared);
+        progress.set_position(bytes);
+        items.drain(..).all(|item| send(&tx, item))
+    };
     loop {
         text.clear();
         let read = match input.read_line(&mut text) {
@@ -821,31 +835,13 @@ fn read_import(
                 Err(e) => failures.push((line_no, e)),
             }
         }
-        if items.len() >= READ_BATCH {
-            let mut shared = lock();
-            shared.lines.append(&mut lines);
-            shared.failures.append(&mut failures);
-            shared.lines_read = line_no;
-            drop(shared);
-            progress.set_position(bytes);
-            for item in items.drain(..) {
-                if !send(&tx, item) {
-                    return; // the stream ended: the node stopped taking items
-                }
-            }
+        if items.len() >= READ_BATCH
+            && !hand_over((line_no, bytes), &mut lines, &mut failures, &mut items)
+        {
+            return; // the stream ended: the node stopped taking items
         }
     }
-    let mut shared = lock();
-    shared.lines.append(&mut lines);
-    shared.failures.append(&mut failures);
-    shared.lines_read = line_no;
-    drop(shared);
-    progress.set_position(bytes);
-    for item in items {
-        if !send(&tx, item) {
-            return;
-        }
-    }
+    hand_over((line_no, bytes), &mut lines, &mut failures, &mut items);
 }
 
 /// Hands an item to the sender, waiting only when the channel is full;

@@ -110,29 +110,8 @@ pub fn to_line(identifier: &str, values: &[Value]) -> String {
 }
 
 impl LineValue {
-    pub fn to_value(&self) -> Result<Value, String> {
-        let copy = LineValue {
-            index: self.index,
-            kind: self.kind.clone(),
-            data: self.data.clone(),
-            data_base64: self.data_base64.clone(),
-            ttl: self.ttl,
-            ttl_absolute: self.ttl_absolute,
-            permissions: self.permissions,
-            references: self
-                .references
-                .iter()
-                .map(|r| LineReference {
-                    identifier: r.identifier.clone(),
-                    index: r.index,
-                })
-                .collect(),
-        };
-        copy.into_value()
-    }
-
-    /// [`to_value`](Self::to_value), moving the strings instead of
-    /// copying them (the bulk import's path).
+    /// The value this line form describes (the strings moved, not
+    /// copied), or why it is not one.
     pub fn into_value(self) -> Result<Value, String> {
         let data = match (self.data, self.data_base64) {
             (Some(text), None) => text.into_bytes(),
